@@ -1,0 +1,288 @@
+/**
+ * The heap image: the layout of the header page and the typed-array views over the buffer.
+ *
+ * Theory. The whole allocator lives in one SharedArrayBuffer (DESIGN.md, principle 1). The
+ * first pages are the *metadata area*: the header (magic, version, sizes, flags and the offsets
+ * of every root structure), the worker slot table, the root arena's record, the page map (one
+ * word per page, naming the slab that owns the page) and the first chunk of vmem segment
+ * records. Everything after the metadata area belongs to the root arena.
+ *
+ * Invariants.
+ * - `HDR_SIZE` is the number of bytes of the buffer the heap uses; it only grows, and it is
+ *   written (with `Atomics.store`) after the buffer has grown, so a reader that sees it may
+ *   map that many bytes.
+ * - Every root offset lies inside the metadata area and is 8-aligned; `Heap.attach` checks them
+ *   all before it reads anything else.
+ * - A {@linkcode HeapView}'s views cover exactly `mapped` bytes. Views are fixed-length (V8
+ *   compiles fixed-length views over a growable buffer several times faster than
+ *   length-tracking ones), so every entry point calls `sync()`, one load and one compare, and
+ *   every lock acquisition re-syncs.
+ * - Addresses are byte offsets below 2 GiB, so they are non-negative int32 values.
+ *
+ * @module
+ */
+
+import { CorruptImageError, hex, UmemError } from "./errors.ts";
+
+/** "UMEM" as a little-endian word. */
+export const HDR_MAGIC_VALUE = 0x4d454d55;
+/** The image format version this code reads and writes. */
+export const FORMAT_VERSION = 1;
+/** The page size: the quantum of the root arena, the unit of slabs and of the page map. */
+export const PAGE_SIZE = 4096;
+/** log2 of {@linkcode PAGE_SIZE}. */
+export const PAGE_SHIFT = 12;
+/** The largest image: addresses stay non-negative int32 values. */
+export const MAX_IMAGE = 0x80000000 - PAGE_SIZE;
+/** The most worker slots an image can have. */
+export const MAX_SLOTS = 64;
+
+// Header fields (byte offsets into page 0). Words unless noted.
+/** Magic word, {@linkcode HDR_MAGIC_VALUE}. */
+export const HDR_MAGIC = 0;
+/** Format version. */
+export const HDR_VERSION = 4;
+/** Page size in bytes. */
+export const HDR_PAGESIZE = 8;
+/** Bytes of the buffer in use by the heap (grows). */
+export const HDR_SIZE = 12;
+/** Largest size the heap may grow to. */
+export const HDR_MAXSIZE = 16;
+/** Heap flags (`HF_*`). */
+export const HDR_FLAGS = 20;
+/** Bytes of the metadata area; the root arena's span starts here. */
+export const HDR_META = 24;
+/** Number of worker slots. */
+export const HDR_NSLOTS = 28;
+/** Offset of the root arena record. */
+export const HDR_ROOT_ARENA = 32;
+/** Offset of the page map. */
+export const HDR_PAGEMAP = 36;
+/** Lock of the vmem segment-record pool. */
+export const HDR_SEG_LOCK = 40;
+/** Head of the free segment-record list. */
+export const HDR_SEG_FREE = 44;
+/** Free segment records. */
+export const HDR_SEG_NFREE = 48;
+/** All segment records ever carved. */
+export const HDR_SEG_TOTAL = 52;
+/** Lock of the arena list. */
+export const HDR_ARENA_LOCK = 56;
+/** Head of the arena list (linked through `VM_NEXT`). */
+export const HDR_ARENA_LIST = 60;
+/** Lock of the cache list. */
+export const HDR_CACHE_LOCK = 64;
+/** Head of the cache list. */
+export const HDR_CACHE_LIST = 68;
+/** Lock of the worker slot table. */
+export const HDR_SLOT_LOCK = 72;
+/** Offset of the worker slot table. */
+export const HDR_SLOTS = 76;
+/** Lock timeout in milliseconds. */
+export const HDR_LOCK_TIMEOUT = 80;
+/** Offset of the size-class table (0 until the slab layer lays it). */
+export const HDR_SIZE_TABLE = 84;
+/** Address of the oversize arena (0 until the slab layer creates it). */
+export const HDR_OVERSIZE = 88;
+/** Creation time, milliseconds since the epoch (float64). */
+export const HDR_CREATED = 96;
+/** Number of header bytes that hold fields; the slot table follows. */
+export const HDR_FIELDS_END = 256;
+
+/** Heap flag: skip the cheap checks on free (Vmalloc's VM_TRUST). */
+export const HF_TRUST = 1;
+/** Heap flag: never fail an allocation; reclaim, grow, then call the nofail callback. */
+export const HF_NOFAIL = 2;
+
+// Worker slot table: one record per slot.
+/** Slot state word: `SLOT_FREE`, `SLOT_LIVE`. */
+export const SL_STATE = 0;
+/** Generation: how many times the slot has been taken. */
+export const SL_GEN = 4;
+/** Size of a slot record. */
+export const SL_SIZE = 16;
+/** A free slot. */
+export const SLOT_FREE = 0;
+/** A slot held by a live worker. */
+export const SLOT_LIVE = 1;
+
+/** Offset of the root arena record in page 0. */
+export const ROOT_ARENA_OFFSET = 2048;
+
+/** Options of a new image. */
+export interface ImageOptions {
+  /** Initial bytes (rounded up to pages). */
+  size: number;
+  /** Largest bytes the buffer may grow to. */
+  maxSize: number;
+  /** Worker slots. */
+  slots: number;
+  /** Lock timeout in ms. */
+  lockTimeout: number;
+  /** Heap flags. */
+  flags: number;
+}
+
+/**
+ * Typed-array views over one heap image, and the worker slot this handle acts as.
+ * The allocator's layers are functions over a `HeapView`; `Heap` is the public handle.
+ */
+export class HeapView {
+  /** The shared buffer. */
+  readonly sab: SharedArrayBuffer;
+  /** Byte view. */
+  u8: Uint8Array;
+  /** Signed word view. */
+  i32: Int32Array;
+  /** Unsigned word view. */
+  u32: Uint32Array;
+  /** Float64 view (counters). */
+  f64: Float64Array;
+  /** Bytes covered by the views. */
+  mapped: number;
+  /** This handle's worker slot. */
+  slot: number;
+  /** Set while the segment pool refills, so that the refill does not recurse. */
+  refilling = false;
+
+  /**
+   * @param sab the image
+   * @param slot this handle's worker slot
+   */
+  constructor(sab: SharedArrayBuffer, slot: number) {
+    this.sab = sab;
+    this.slot = slot;
+    const probe = new Uint32Array(sab, 0, HDR_FIELDS_END >> 2);
+    const size = Atomics.load(probe, HDR_SIZE >> 2);
+    this.mapped = size;
+    this.u8 = new Uint8Array(sab, 0, size);
+    this.i32 = new Int32Array(sab, 0, size >> 2);
+    this.u32 = new Uint32Array(sab, 0, size >> 2);
+    this.f64 = new Float64Array(sab, 0, size >> 3);
+  }
+
+  /** Maps the whole heap again after it grew. */
+  remap(): void {
+    const size = Atomics.load(this.u32, HDR_SIZE >> 2);
+    if (size === this.mapped) return;
+    this.mapped = size;
+    this.u8 = new Uint8Array(this.sab, 0, size);
+    this.i32 = new Int32Array(this.sab, 0, size >> 2);
+    this.u32 = new Uint32Array(this.sab, 0, size >> 2);
+    this.f64 = new Float64Array(this.sab, 0, size >> 3);
+  }
+
+  /** Re-maps if another worker grew the heap. One load and one compare. */
+  sync(): void {
+    if (this.u32[HDR_SIZE >> 2] !== this.mapped) this.remap();
+  }
+}
+
+/** Rounds `n` up to a multiple of the power of two `a`. */
+export function roundUp(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}
+
+/** Size of the page map for a heap of at most `maxSize` bytes, rounded to pages. */
+export function pageMapBytes(maxSize: number): number {
+  return roundUp((maxSize / PAGE_SIZE) * 4, PAGE_SIZE);
+}
+
+/**
+ * Lays a fresh header into `sab` and returns the end of the metadata area, where the root arena
+ * begins. The page before it is the first chunk of segment records. The root arena record
+ * itself is laid by vmem.
+ */
+export function layHeader(sab: SharedArrayBuffer, o: ImageOptions): number {
+  const u32 = new Uint32Array(sab, 0, PAGE_SIZE >> 2);
+  const f64 = new Float64Array(sab, 0, PAGE_SIZE >> 3);
+  const pagemap = PAGE_SIZE;
+  // The last page of the metadata area is the first chunk of vmem segment records.
+  const meta = pagemap + pageMapBytes(o.maxSize) + PAGE_SIZE;
+  u32[HDR_MAGIC >> 2] = HDR_MAGIC_VALUE;
+  u32[HDR_VERSION >> 2] = FORMAT_VERSION;
+  u32[HDR_PAGESIZE >> 2] = PAGE_SIZE;
+  u32[HDR_MAXSIZE >> 2] = o.maxSize;
+  u32[HDR_FLAGS >> 2] = o.flags;
+  u32[HDR_META >> 2] = meta;
+  u32[HDR_NSLOTS >> 2] = o.slots;
+  u32[HDR_ROOT_ARENA >> 2] = ROOT_ARENA_OFFSET;
+  u32[HDR_PAGEMAP >> 2] = pagemap;
+  u32[HDR_SLOTS >> 2] = HDR_FIELDS_END;
+  u32[HDR_LOCK_TIMEOUT >> 2] = o.lockTimeout;
+  f64[HDR_CREATED >> 3] = Date.now();
+  Atomics.store(u32, HDR_SIZE >> 2, o.size);
+  return meta;
+}
+
+/**
+ * Checks that `sab` holds a umem image this code can read: magic, version, page size, sizes and
+ * every root offset. Throws {@linkcode CorruptImageError} naming the first thing wrong.
+ */
+export function checkHeader(sab: unknown): void {
+  if (!(sab instanceof SharedArrayBuffer)) {
+    throw new UmemError(
+      "invalid-argument",
+      `Heap.attach: expected a SharedArrayBuffer, got ${
+        sab === null ? "null" : typeof sab === "object" ? sab.constructor?.name : typeof sab
+      }`,
+    );
+  }
+  const len = sab.byteLength;
+  if (len < 2 * PAGE_SIZE) {
+    throw new CorruptImageError(`Heap.attach: image of ${len} bytes is smaller than two pages`);
+  }
+  const u32 = new Uint32Array(sab, 0, HDR_FIELDS_END >> 2);
+  const word = (off: number) => Atomics.load(u32, off >> 2);
+  if (word(HDR_MAGIC) !== HDR_MAGIC_VALUE) {
+    throw new CorruptImageError(
+      `Heap.attach: bad magic ${hex(word(HDR_MAGIC))} at 0x0 (expected ${hex(HDR_MAGIC_VALUE)})`,
+    );
+  }
+  if (word(HDR_VERSION) !== FORMAT_VERSION) {
+    throw new CorruptImageError(
+      `Heap.attach: image format version ${word(HDR_VERSION)} (this code reads ${FORMAT_VERSION})`,
+    );
+  }
+  if (word(HDR_PAGESIZE) !== PAGE_SIZE) {
+    throw new CorruptImageError(
+      `Heap.attach: page size ${word(HDR_PAGESIZE)} (expected ${PAGE_SIZE})`,
+    );
+  }
+  const size = word(HDR_SIZE), max = word(HDR_MAXSIZE), meta = word(HDR_META);
+  if (size % PAGE_SIZE !== 0 || size > len || size > max || max > MAX_IMAGE) {
+    throw new CorruptImageError(
+      `Heap.attach: heap size ${size} / max ${max} do not fit a buffer of ${len} bytes`,
+    );
+  }
+  if (meta % PAGE_SIZE !== 0 || meta < 2 * PAGE_SIZE || meta >= size) {
+    throw new CorruptImageError(
+      `Heap.attach: metadata area of ${meta} bytes does not fit a heap of ${size} bytes`,
+    );
+  }
+  const nslots = word(HDR_NSLOTS);
+  if (nslots < 1 || nslots > MAX_SLOTS) {
+    throw new CorruptImageError(`Heap.attach: ${nslots} worker slots (expected 1..${MAX_SLOTS})`);
+  }
+  const roots: [string, number, number][] = [
+    ["root arena", HDR_ROOT_ARENA, meta],
+    ["page map", HDR_PAGEMAP, meta],
+    ["slot table", HDR_SLOTS, PAGE_SIZE],
+    ["segment free list", HDR_SEG_FREE, size],
+    ["arena list", HDR_ARENA_LIST, size],
+    ["cache list", HDR_CACHE_LIST, size],
+    ["size-class table", HDR_SIZE_TABLE, size],
+    ["oversize arena", HDR_OVERSIZE, size],
+  ];
+  for (const [what, off, limit] of roots) {
+    const v = word(off);
+    if (v % 4 !== 0 || v >= limit || (v !== 0 && v < HDR_FIELDS_END)) {
+      throw new CorruptImageError(
+        `Heap.attach: ${what} offset ${hex(v)} (header field ${hex(off)}) is out of bounds`,
+      );
+    }
+  }
+  if (word(HDR_ROOT_ARENA) === 0 || word(HDR_PAGEMAP) === 0) {
+    throw new CorruptImageError("Heap.attach: root arena or page map offset is missing");
+  }
+}

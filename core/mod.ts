@@ -1,0 +1,30 @@
+/**
+ * The core of umem: the heap image in a SharedArrayBuffer, word locks and vmem arenas.
+ *
+ * @example
+ * ```ts
+ * import { Heap } from "@umem/umem/core";
+ * const heap = Heap.create({ size: 1 << 20 });
+ * const a = heap.vmem.alloc(4096);
+ * heap.vmem.free(a, 4096);
+ * ```
+ *
+ * @module
+ */
+export { Heap, type HeapOptions } from "./heap.ts";
+export { HeapView } from "./image.ts";
+export {
+  Vmem,
+  type VmemLeakReport,
+  type VmemPolicy,
+  type VmemSegment,
+  type VmemStats,
+  type XallocConstraints,
+} from "./vmem.ts";
+export {
+  CorruptImageError,
+  HeapLockedError,
+  OutOfMemoryError,
+  UmemError,
+  type UmemErrorKind,
+} from "./errors.ts";
