@@ -11,27 +11,69 @@
  * @module
  */
 
-import { checkSize, UmemError } from "./errors.ts";
+import { Cache, type CacheOptions, createCacheRecord, findCache } from "./cache.ts";
+import { checkSize, hex, OutOfMemoryError, UmemError } from "./errors.ts";
 import {
+  type CacheCallbacks,
   checkHeader,
   HDR_ARENA_LIST,
+  HDR_CACHE_LIST,
+  HDR_FLAGS,
+  HDR_MAG_CACHES,
+  HDR_META_ARENA,
+  HDR_META_BYTES,
   HDR_NSLOTS,
+  HDR_OVERSIZE,
   HDR_ROOT_ARENA,
+  HDR_SIZE_TABLE,
+  HDR_SLAB_CACHE,
   HDR_SLOT_LOCK,
   HDR_SLOTS,
   HeapView,
+  HF_NOFAIL,
+  HF_TRUST,
   layHeader,
   MAX_IMAGE,
   MAX_SLOTS,
   PAGE_SIZE,
   roundUp,
-  SL_GEN,
-  SL_SIZE,
-  SL_STATE,
   SLOT_FREE,
   SLOT_LIVE,
+  WS_GEN,
+  WS_SIZE,
+  WS_STATE,
 } from "./image.ts";
+import { Libc } from "./libc.ts";
 import { lock, unlock } from "./lock.ts";
+import {
+  cacheAlloc,
+  cacheFree,
+  CC_SIZE,
+  flushSlot,
+  MAG_ROUNDS,
+  nofailOrThrow,
+  reapAll,
+  reclaimAll,
+} from "./magazine.ts";
+import {
+  CA_CPU,
+  CA_MAGIC,
+  CA_MAGIC_VALUE,
+  CA_NEXT,
+  CF_INTERNAL,
+  CF_NOMAGAZINE,
+  SB_EXT_SIZE,
+} from "./slab.ts";
+import {
+  classAlign,
+  laySizeTable,
+  oversizeBytes,
+  SIZE_TABLE_BYTES,
+  sizeCache,
+  UMEM_MAXBUF,
+  UMEM_SIZE_CLASSES,
+} from "./size_class.ts";
+import { verifyHeap } from "./verify.ts";
 import {
   arenaName,
   layRootArena,
@@ -40,10 +82,65 @@ import {
   VM_MAGIC_VALUE,
   VM_NEXT,
   Vmem,
+  vmemAllocAddr,
 } from "./vmem.ts";
+
+/** Creates the heap's own arenas and caches in a new image (slot 0, nothing else running). */
+function layCaches(heap: Heap): void {
+  const root = heap.vmem.addr;
+  const meta = Vmem.create(heap, "umem_meta", {
+    quantum: 64,
+    source: heap.vmem,
+    importSize: 65536,
+  });
+  heap.i32[HDR_META_ARENA >> 2] = meta.addr;
+  const internal = CF_NOMAGAZINE | CF_INTERNAL;
+  heap.i32[HDR_SLAB_CACHE >> 2] = createCacheRecord(
+    heap,
+    "umem_slab",
+    SB_EXT_SIZE,
+    { align: 8 },
+    internal,
+    root,
+  );
+  MAG_ROUNDS.forEach((rounds, t) => {
+    heap.i32[(HDR_MAG_CACHES >> 2) + t] = createCacheRecord(
+      heap,
+      `umem_magazine_${rounds}`,
+      (rounds + 1) * 4,
+      { align: 8 },
+      internal,
+      root,
+    );
+  });
+  const classes = UMEM_SIZE_CLASSES.map((size) =>
+    createCacheRecord(
+      heap,
+      `umem_alloc_${size}`,
+      size,
+      { align: classAlign(size) },
+      CF_INTERNAL,
+      root,
+    )
+  );
+  const oversize = Vmem.create(heap, "umem_oversize", { quantum: PAGE_SIZE, source: heap.vmem });
+  heap.i32[HDR_OVERSIZE >> 2] = oversize.addr;
+  const table = vmemAllocAddr(heap, meta.addr, SIZE_TABLE_BYTES);
+  laySizeTable(heap, table, classes);
+}
 
 /** Options of {@linkcode Heap.create}. */
 export interface HeapOptions {
+  /**
+   * Skip the checks on free (live buffer, right cache, right size, not freed twice) for the
+   * last bit of speed, as Vmalloc's `VM_TRUST`. A bad free then corrupts the heap silently.
+   */
+  trust?: boolean;
+  /**
+   * Never fail an allocation, as `UMEM_NOFAIL`: reclaim, reap and grow, then call the nofail
+   * callback (`heap.setNofailCallback`), which says "retry" or exits the process.
+   */
+  nofail?: boolean;
   /** Initial size in bytes (default 4 MiB). Rounded up to pages. */
   size?: number;
   /** Largest size the buffer may grow to (default 256 MiB, at most 2 GiB - 4 KiB). */
@@ -72,9 +169,17 @@ export class Heap extends HeapView {
   /** The root arena: the whole heap after the metadata area; grows the buffer when it runs out. */
   readonly vmem: Vmem;
 
+  /** The malloc-compatible interface over this heap. */
+  readonly libc: Libc;
+  /** Word index of the size-class table. */
+  private sizeTab: number;
+
   private constructor(sab: SharedArrayBuffer, slot: number) {
     super(sab, slot);
+    this.ccOff = CA_CPU + slot * CC_SIZE;
     this.vmem = new Vmem(this, this.u32[HDR_ROOT_ARENA >> 2]);
+    this.sizeTab = this.i32[HDR_SIZE_TABLE >> 2] >> 2;
+    this.libc = new Libc(this);
   }
 
   /**
@@ -107,7 +212,7 @@ export class Heap extends HeapView {
     const wanted = checkSize("Heap.create", "size", options.size ?? 4 << 20, 1, maxSize);
     // The metadata area (header, page map, first segment records) plus some room to allocate.
     const metaBytes = 2 * PAGE_SIZE + roundUp((maxSize / PAGE_SIZE) * 4, PAGE_SIZE);
-    const size = roundUp(Math.max(wanted, metaBytes + 16 * PAGE_SIZE), PAGE_SIZE);
+    const size = roundUp(Math.max(wanted, metaBytes + 64 * PAGE_SIZE), PAGE_SIZE);
     if (size > maxSize) {
       throw new UmemError(
         "invalid-argument",
@@ -115,14 +220,18 @@ export class Heap extends HeapView {
       );
     }
     const sab = new SharedArrayBuffer(size, { maxByteLength: maxSize });
-    const meta = layHeader(sab, { size, maxSize, slots, lockTimeout, flags: 0 });
+    const flags = (options.trust === true ? HF_TRUST : 0) |
+      (options.nofail === true ? HF_NOFAIL : 0);
+    const meta = layHeader(sab, { size, maxSize, slots, lockTimeout, flags });
     const u32 = new Uint32Array(sab, 0, PAGE_SIZE >> 2);
     const slotTable = u32[HDR_SLOTS >> 2];
-    u32[(slotTable + SL_STATE) >> 2] = SLOT_LIVE;
-    u32[(slotTable + SL_GEN) >> 2] = 1;
+    u32[(slotTable + WS_STATE) >> 2] = SLOT_LIVE;
+    u32[(slotTable + WS_GEN) >> 2] = 1;
     const heap = new Heap(sab, 0);
     segCarve(heap, meta - PAGE_SIZE, PAGE_SIZE);
     layRootArena(heap, meta, size);
+    layCaches(heap);
+    heap.sizeTab = heap.i32[HDR_SIZE_TABLE >> 2] >> 2;
     return heap;
   }
 
@@ -153,10 +262,10 @@ export class Heap extends HeapView {
     let slot = -1;
     try {
       for (let i = 0; i < n; i++) {
-        const at = table + i * SL_SIZE;
-        if (probe.u32[(at + SL_STATE) >> 2] === SLOT_FREE) {
-          probe.u32[(at + SL_STATE) >> 2] = SLOT_LIVE;
-          probe.u32[(at + SL_GEN) >> 2]++;
+        const at = table + i * WS_SIZE;
+        if (probe.u32[(at + WS_STATE) >> 2] === SLOT_FREE) {
+          probe.u32[(at + WS_STATE) >> 2] = SLOT_LIVE;
+          probe.u32[(at + WS_GEN) >> 2]++;
           slot = i;
           break;
         }
@@ -190,8 +299,28 @@ export class Heap extends HeapView {
   }
 
   /**
-   * Gives back the slot of a worker that was terminated without detaching. The creator calls it
-   * from the worker's exit (`worker.onerror` or after `worker.terminate()`).
+   * Sets this worker's nofail callback, called on a `nofail` heap when an allocation cannot be
+   * satisfied even after reclaiming: return "retry" to try again, or a number to exit the
+   * process with that status (`UMEM_CALLBACK_RETRY`, `UMEM_CALLBACK_EXIT(n)`).
+   *
+   * @param callback the callback
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20, nofail: true });
+   * heap.setNofailCallback(() => 1);
+   * ```
+   */
+  setNofailCallback(callback: () => "retry" | number): void {
+    this.nofail = callback;
+  }
+
+  /**
+   * Gives back the slot of a worker that was terminated without detaching: its magazines in
+   * every cache go back to the slabs (their destructors run in this worker), and the slot is
+   * free for the next `attach`. The creator calls it from the worker's exit (`worker.onerror`,
+   * or after `worker.terminate()`), when the worker can no longer run.
    *
    * @param slot the dead worker's slot
    * @throws {UmemError} `invalid-argument` for a slot out of range or not live
@@ -208,13 +337,14 @@ export class Heap extends HeapView {
     this.sync();
     const n = this.u32[HDR_NSLOTS >> 2], table = this.u32[HDR_SLOTS >> 2];
     checkSize("Heap.reclaimSlot", "slot", slot, 0, n - 1);
-    const at = table + slot * SL_SIZE;
+    const at = table + slot * WS_SIZE;
+    if (this.u32[(at + WS_STATE) >> 2] === SLOT_LIVE) flushSlot(this, slot);
     lock(this, HDR_SLOT_LOCK);
     try {
-      if (this.u32[(at + SL_STATE) >> 2] !== SLOT_LIVE) {
+      if (this.u32[(at + WS_STATE) >> 2] !== SLOT_LIVE) {
         throw new UmemError("invalid-argument", `Heap.reclaimSlot: slot ${slot} is not live`);
       }
-      this.u32[(at + SL_STATE) >> 2] = SLOT_FREE;
+      this.u32[(at + WS_STATE) >> 2] = SLOT_FREE;
     } finally {
       unlock(this, HDR_SLOT_LOCK);
     }
@@ -267,5 +397,266 @@ export class Heap extends HeapView {
       }
     }
     throw new UmemError("invalid-argument", `Heap.arena: no arena named '${name}'`);
+  }
+
+  // ---- sized allocation: umem_alloc ----
+
+  /**
+   * Allocates `size` bytes, as `umem_alloc`: from the size-class cache that fits, or from the
+   * oversize arena above 128 KiB. The memory is not cleared. `alloc(0)` returns 0 (NULL), as
+   * `umem_alloc(0)` does.
+   *
+   * @param size bytes, a whole number
+   * @returns the address (8-aligned; 16-aligned from 16 bytes, 64-aligned for multiples of 64)
+   * @throws {OutOfMemoryError} when the heap is at its maximum size (unless `nofail`)
+   * @throws {UmemError} `invalid-argument` for a negative, fractional, NaN or huge size
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const p = heap.alloc(100);
+   * heap.u8.fill(7, p, p + 100);
+   * heap.free(p, 100);
+   * ```
+   */
+  alloc(size: number): number {
+    if (this.i32[3] !== this.mapped) this.remap(); // HDR_SIZE: sync() inlined
+    if (size > 0 && size <= 1024 && (size | 0) === size) {
+      return cacheAlloc(this, this.i32[this.sizeTab + ((size + 7) >> 3)]);
+    }
+    return this.allocSlow(size);
+  }
+
+  private allocSlow(size: number): number {
+    checkSize("umem_alloc", "size", size, 0, MAX_IMAGE);
+    if (size === 0) return 0;
+    if (size <= UMEM_MAXBUF) return cacheAlloc(this, sizeCache(this, size));
+    const over = this.i32[HDR_OVERSIZE >> 2], bytes = oversizeBytes(size);
+    for (;;) {
+      let p = vmemAllocAddr(this, over, bytes);
+      if (p === 0) {
+        reclaimAll(this);
+        p = vmemAllocAddr(this, over, bytes);
+      }
+      if (p !== 0) return p;
+      nofailOrThrow(
+        this,
+        () =>
+          new OutOfMemoryError(
+            `umem_alloc: no memory for ${size} bytes from umem_oversize (heap at its maximum size)`,
+          ),
+      );
+    }
+  }
+
+  /**
+   * Allocates `size` bytes set to zero, as `umem_zalloc`.
+   *
+   * @param size bytes
+   * @returns the address
+   * @throws {OutOfMemoryError} as {@linkcode Heap.alloc}
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const p = heap.zalloc(64);
+   * console.log(heap.u8[p + 63]); // 0
+   * ```
+   */
+  zalloc(size: number): number {
+    const p = this.alloc(size);
+    if (p !== 0) this.u8.fill(0, p, p + size);
+    return p;
+  }
+
+  /**
+   * Frees memory from {@linkcode Heap.alloc}, as `umem_free`: the caller gives the size back.
+   * Unless the heap was created with `trust`, a free of an address that is not a live
+   * allocation, of a size of another class, or a second free throws and changes nothing.
+   * `free(0, n)` does nothing.
+   *
+   * @param ptr the address
+   * @param size the size given to `alloc`
+   * @throws {UmemError} `bad-free`, `duplicate-free`, `wrong-size`, `invalid-argument`
+   *
+   * @example
+   * ```ts
+   * import { Heap, UmemError } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const p = heap.alloc(50);
+   * try {
+   *   heap.free(p, 200);
+   * } catch (e) {
+   *   console.log((e as UmemError).kind); // "wrong-size"
+   * }
+   * heap.free(p, 50);
+   * ```
+   */
+  free(ptr: number, size: number): void {
+    if (this.i32[3] !== this.mapped) this.remap();
+    if (size > 0 && size <= 1024 && (size | 0) === size) {
+      cacheFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, "umem_free");
+      return;
+    }
+    this.freeSlow(ptr, size);
+  }
+
+  private freeSlow(ptr: number, size: number): void {
+    checkSize("umem_free", "size", size, 0, MAX_IMAGE);
+    if (ptr === 0) return;
+    if (size === 0) {
+      throw new UmemError("bad-free", `umem_free: bad free: size 0 for buffer ${hex(ptr)}`, ptr);
+    }
+    if (size <= UMEM_MAXBUF) {
+      cacheFree(this, sizeCache(this, size), ptr, "umem_free");
+      return;
+    }
+    new Vmem(this, this.i32[HDR_OVERSIZE >> 2]).free(ptr, oversizeBytes(size));
+  }
+
+  // ---- object caches ----
+
+  /**
+   * Creates an object cache, as `umem_cache_create`. The callbacks are this worker's; another
+   * worker registers its own with {@linkcode Heap.cache}.
+   *
+   * @param name a unique name of at most 31 bytes
+   * @param size the buffer size (at most 256 KiB)
+   * @param options `align`, `ctor(heap, ptr)` (return false to refuse), `dtor(heap, ptr)`,
+   *   `reclaim()`, `nomagazines`
+   * @returns the cache
+   * @throws {UmemError} `invalid-argument` for an empty or taken name, a bad size or alignment
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const c = heap.createCache("conn", 256, { ctor: (h, p) => h.u8.fill(0, p, p + 256) });
+   * c.free(c.alloc());
+   * ```
+   */
+  createCache(name: string, size: number, options: CacheOptions = {}): Cache {
+    this.sync();
+    return new Cache(this, createCacheRecord(this, name, size, options, 0, this.vmem.addr));
+  }
+
+  /**
+   * Finds a cache by name and registers this worker's callbacks for it, as a worker does for a
+   * cache its creator made.
+   *
+   * @param name the cache's name
+   * @param callbacks this worker's `ctor`, `dtor` and `reclaim`
+   * @returns the cache
+   * @throws {UmemError} `invalid-argument` when no cache has that name
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * heap.createCache("conn", 256);
+   * const w = Heap.attach(heap.buffer);
+   * const c = w.cache("conn");
+   * c.free(c.alloc());
+   * w.detach();
+   * ```
+   */
+  cache(name: string, callbacks: CacheCallbacks = {}): Cache {
+    this.sync();
+    const cp = findCache(this, name);
+    if (cp === 0) throw new UmemError("invalid-argument", `Heap.cache: no cache named '${name}'`);
+    const c = new Cache(this, cp);
+    this.callbacks[c.id] = { ...callbacks };
+    return c;
+  }
+
+  /**
+   * Every live cache, the heap's own (size classes, magazines, slab records) included.
+   *
+   * @returns a handle per cache
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * console.log(heap.caches().some((c) => c.name === "umem_alloc_64")); // true
+   * ```
+   */
+  caches(): Cache[] {
+    this.sync();
+    const out: Cache[] = [];
+    for (let cp = this.i32[HDR_CACHE_LIST >> 2]; cp !== 0; cp = this.i32[(cp + CA_NEXT) >> 2]) {
+      if (this.i32[(cp + CA_MAGIC) >> 2] === CA_MAGIC_VALUE) out.push(new Cache(this, cp));
+    }
+    return out;
+  }
+
+  /**
+   * Reaps every cache: this worker's magazines are emptied, depots purged, empty slabs given
+   * back to vmem. Other workers' magazines stay theirs until they reap or detach.
+   *
+   * @returns bytes given back to vmem
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * heap.free(heap.alloc(64), 64);
+   * console.log(heap.reap() > 0); // true
+   * ```
+   */
+  reap(): number {
+    this.sync();
+    return reapAll(this);
+  }
+
+  /**
+   * Checks the whole heap, as `umem_verify`: every arena's segments, free lists and hash, every
+   * cache's slabs, state bytes and free lists, the page map and the depots.
+   *
+   * @returns the problems found, one line each; empty when the heap is sound
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * heap.alloc(10);
+   * console.log(heap.verify()); // []
+   * ```
+   */
+  verify(): string[] {
+    this.sync();
+    return verifyHeap(this);
+  }
+
+  /**
+   * Bytes of the heap's arena that hold the allocator's own metadata: vmem's segment pages,
+   * hash tables and arena records, and the metadata arena (cache records, size table). After
+   * everything is freed and every worker has reaped, the heap's arena holds exactly this much.
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * heap.free(heap.alloc(3000), 3000);
+   * heap.reap();
+   * console.log(heap.vmem.stats().inUse === heap.metadataBytes); // true
+   * ```
+   */
+  get metadataBytes(): number {
+    this.sync();
+    const meta = new Vmem(this, this.i32[HDR_META_ARENA >> 2]);
+    return this.i32[HDR_META_BYTES >> 2] + meta.stats().total;
+  }
+
+  /** Whether the heap skips the checks on free. */
+  get trusted(): boolean {
+    return (this.i32[HDR_FLAGS >> 2] & HF_TRUST) !== 0;
+  }
+
+  /** Whether the heap never fails an allocation. */
+  get nofailing(): boolean {
+    return (this.i32[HDR_FLAGS >> 2] & HF_NOFAIL) !== 0;
   }
 }

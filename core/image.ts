@@ -86,6 +86,18 @@ export const HDR_SIZE_TABLE = 84;
 export const HDR_OVERSIZE = 88;
 /** Creation time, milliseconds since the epoch (float64). */
 export const HDR_CREATED = 96;
+/** Next cache id (a cache handle remembers its id to notice a destroyed cache). */
+export const HDR_NEXT_CACHE_ID = 104;
+/** Address of the metadata arena (cache records, hash tables). */
+export const HDR_META_ARENA = 108;
+/** Address of the slab-record cache (external slab records of large-buffer caches). */
+export const HDR_SLAB_CACHE = 112;
+/** Number of magazine caches. */
+export const HDR_NMAGTYPES = 116;
+/** Bytes the heap's arena gave to vmem's own records: segment pages, hash tables, arenas. */
+export const HDR_META_BYTES = 120;
+/** Addresses of the magazine caches, one per magazine type (8 words). */
+export const HDR_MAG_CACHES = 128;
 /** Number of header bytes that hold fields; the slot table follows. */
 export const HDR_FIELDS_END = 256;
 
@@ -96,11 +108,11 @@ export const HF_NOFAIL = 2;
 
 // Worker slot table: one record per slot.
 /** Slot state word: `SLOT_FREE`, `SLOT_LIVE`. */
-export const SL_STATE = 0;
+export const WS_STATE = 0;
 /** Generation: how many times the slot has been taken. */
-export const SL_GEN = 4;
+export const WS_GEN = 4;
 /** Size of a slot record. */
-export const SL_SIZE = 16;
+export const WS_SIZE = 16;
 /** A free slot. */
 export const SLOT_FREE = 0;
 /** A slot held by a live worker. */
@@ -121,6 +133,16 @@ export interface ImageOptions {
   lockTimeout: number;
   /** Heap flags. */
   flags: number;
+}
+
+/** The callbacks a worker registers for a cache: functions cannot live in the buffer. */
+export interface CacheCallbacks {
+  /** Constructs a buffer; returning `false` refuses it and the allocation fails. */
+  ctor?: (heap: HeapView, ptr: number) => boolean | void;
+  /** Destroys a constructed buffer. */
+  dtor?: (heap: HeapView, ptr: number) => void;
+  /** Asked to give memory back before an allocation fails. */
+  reclaim?: () => void;
 }
 
 /**
@@ -144,6 +166,16 @@ export class HeapView {
   slot: number;
   /** Set while the segment pool refills, so that the refill does not recurse. */
   refilling = false;
+  /** Offset of this slot's per-worker cache inside a cache record (`CA_CPU + slot * CC_SIZE`). */
+  ccOff = 0;
+  /** Offset of the page map. */
+  pagemap: number;
+  /** The heap was opened with `trust`: frees are not checked. */
+  trust: boolean;
+  /** This worker's constructors, destructors and reclaim callbacks, by cache id. */
+  callbacks: (CacheCallbacks | undefined)[] = [];
+  /** This worker's nofail callback. */
+  nofail: (() => "retry" | number) | undefined = undefined;
 
   /**
    * @param sab the image
@@ -159,6 +191,8 @@ export class HeapView {
     this.i32 = new Int32Array(sab, 0, size >> 2);
     this.u32 = new Uint32Array(sab, 0, size >> 2);
     this.f64 = new Float64Array(sab, 0, size >> 3);
+    this.pagemap = probe[HDR_PAGEMAP >> 2];
+    this.trust = (probe[HDR_FLAGS >> 2] & HF_TRUST) !== 0;
   }
 
   /** Maps the whole heap again after it grew. */

@@ -20,9 +20,9 @@ import {
   HDR_LOCK_TIMEOUT,
   HDR_SLOTS,
   type HeapView,
-  SL_SIZE,
-  SL_STATE,
   SLOT_LIVE,
+  WS_SIZE,
+  WS_STATE,
 } from "./image.ts";
 
 /** Mask of the holder field in a lock word. */
@@ -84,7 +84,7 @@ function lockSlow(h: HeapView, addr: number): void {
 function lockTimeout(h: HeapView, addr: number, v: number, timeout: number): HeapLockedError {
   const holder = (v & LOCK_HOLDER_MASK) - 1;
   const slots = h.u32[HDR_SLOTS >> 2];
-  const alive = h.u32[(slots + holder * SL_SIZE + SL_STATE) >> 2] === SLOT_LIVE;
+  const alive = h.u32[(slots + holder * WS_SIZE + WS_STATE) >> 2] === SLOT_LIVE;
   return new HeapLockedError(
     `lock: lock at ${hex(addr)} not released within ${timeout} ms; held by worker ${holder} (${
       alive ? "slot still live" : "slot no longer live: the holder died"

@@ -12,7 +12,9 @@
  * @module
  */
 export { Heap, type HeapOptions } from "./heap.ts";
-export { HeapView } from "./image.ts";
+export { type CacheCallbacks, HeapView } from "./image.ts";
+export { Cache, type CacheOptions, type CacheStats } from "./cache.ts";
+export { Libc, type SizedAllocator } from "./libc.ts";
 export {
   Vmem,
   type VmemLeakReport,

@@ -40,6 +40,7 @@ import {
   HDR_ARENA_LIST,
   HDR_ARENA_LOCK,
   HDR_MAXSIZE,
+  HDR_META_BYTES,
   HDR_ROOT_ARENA,
   HDR_SEG_FREE,
   HDR_SEG_LOCK,
@@ -311,7 +312,10 @@ export function segReserve(h: HeapView): void {
     } finally {
       unlock(h, root + VM_LOCK);
     }
-    if (page !== 0) segCarve(h, page, PAGE_SIZE);
+    if (page !== 0) {
+      segCarve(h, page, PAGE_SIZE);
+      Atomics.add(h.i32, HDR_META_BYTES >> 2, PAGE_SIZE);
+    }
   } finally {
     h.refilling = false;
   }
@@ -418,6 +422,7 @@ function hashGrow(h: HeapView, a: number): void {
       ? allocLocked(h, root, bytes, POLICY_INSTANT)
       : vmemAllocAddr(h, root, bytes);
     if (t === 0) return;
+    Atomics.add(h.i32, HDR_META_BYTES >> 2, bytes);
     h.i32.fill(0, t >> 2, (t + n * 4) >> 2);
     setw(h, a + VM_HASH, t);
     setw(h, a + VM_HASHMASK, n - 1);
@@ -433,6 +438,7 @@ function hashGrow(h: HeapView, a: number): void {
     }
     if (oldT !== a + VM_HASH0) {
       const oldBytes = roundUp(oldN * 4, PAGE_SIZE);
+      Atomics.sub(h.i32, HDR_META_BYTES >> 2, oldBytes);
       if (a === root) freeLocked(h, root, oldT, oldBytes);
       else vmemFreeAddr(h, root, oldT, oldBytes);
     }
@@ -720,6 +726,18 @@ export function vmemAllocAddr(h: HeapView, a: number, size: number): number {
   }
 }
 
+/** Allocates `size` bytes aligned to `align` from arena `a`; returns 0 on failure. Internal. */
+export function vmemXallocAddr(h: HeapView, a: number, size: number, align: number): number {
+  segReserve(h);
+  lock(h, a + VM_LOCK);
+  try {
+    const q = w(h, a + VM_QUANTUM);
+    return xallocLocked(h, a, roundUp(size, q), Math.max(align, q), 0, 0, 0, 0);
+  } finally {
+    unlock(h, a + VM_LOCK);
+  }
+}
+
 /** Frees to arena `a`, taking its lock. For internal callers, who know the address is good. */
 export function vmemFreeAddr(h: HeapView, a: number, addr: number, size: number): void {
   lock(h, a + VM_LOCK);
@@ -871,11 +889,13 @@ export class Vmem {
     const root = w(heap, HDR_ROOT_ARENA);
     const a = vmemAllocAddr(heap, root, VM_RECORD_SIZE);
     if (a === 0) throw new OutOfMemoryError(`vmem_create(${name}): no memory for the arena record`);
+    Atomics.add(heap.i32, HDR_META_BYTES >> 2, roundUp(VM_RECORD_SIZE, PAGE_SIZE));
     try {
       segReserve(heap);
       layArena(heap, a, name, quantum, options.source?.addr ?? 0, importSize, 0);
     } catch (e) {
       vmemFreeAddr(heap, root, a, VM_RECORD_SIZE);
+      Atomics.sub(heap.i32, HDR_META_BYTES >> 2, roundUp(VM_RECORD_SIZE, PAGE_SIZE));
       throw e;
     }
     const arena = new Vmem(heap, a);
@@ -1282,6 +1302,7 @@ export class Vmem {
     const source = w(h, a + VM_SOURCE);
     for (const [base, size] of spans) vmemFreeAddr(h, source, base, size);
     vmemFreeAddr(h, w(h, HDR_ROOT_ARENA), a, VM_RECORD_SIZE);
+    Atomics.sub(h.i32, HDR_META_BYTES >> 2, roundUp(VM_RECORD_SIZE, PAGE_SIZE));
     return {
       leakedBytes,
       leakedSegments,

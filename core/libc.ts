@@ -1,0 +1,266 @@
+/**
+ * The malloc-compatible interface, as libumem's malloc.c: `malloc`, `calloc`, `realloc`,
+ * `memalign`, `free` and `usableSize` on top of sized allocation.
+ *
+ * Theory. Each block starts with an 8-byte header: the total bytes allocated (header
+ * included) and that number XORed with `MALLOC_MAGIC`, so `free` can give `umem_free` its size
+ * and tell a malloc'd pointer from anything else. `memalign` over-allocates and puts a second
+ * header before the aligned pointer holding the distance back to the block, XORed with
+ * `MEMALIGN_MAGIC`. `realloc` stays in place while the new size keeps the same size class.
+ *
+ * Invariants. For a pointer p from this interface, the two words before p are a header whose
+ * second word is the first XORed with one of the two magics. A second free of a block finds
+ * its header intact and is refused by the size class's state byte as a duplicate free.
+ *
+ * @module
+ */
+
+import { checkSize, hex, UmemError } from "./errors.ts";
+import { type HeapView, MAX_IMAGE, PAGE_SIZE } from "./image.ts";
+import { classSize, UMEM_MAXBUF } from "./size_class.ts";
+
+/** Bytes of a malloc header. */
+export const MALLOC_HEADER = 8;
+/** Header word 0: total bytes of the block, header included. */
+export const MH_SIZE = 0;
+/** Header word 1: `MH_SIZE ^ MALLOC_MAGIC` (or the memalign offset ^ `MEMALIGN_MAGIC`). */
+export const MH_TAG = 4;
+/** Tag of a plain malloc header. */
+export const MALLOC_MAGIC = 0x3a10c000 | 0;
+/** Tag of a memalign back-pointer header. */
+export const MEMALIGN_MAGIC = 0x3a10c0de | 0;
+
+/** The allocator underneath: a `Heap`'s sized interface. */
+export interface SizedAllocator extends HeapView {
+  /** Allocates `size` bytes. */
+  alloc(size: number): number;
+  /** Frees `size` bytes at `ptr`. */
+  free(ptr: number, size: number): void;
+}
+
+/** Bytes really available in a block of `total` bytes (its class, or whole pages). */
+function blockBytes(total: number): number {
+  return total <= UMEM_MAXBUF ? classSize(total) : Math.ceil(total / PAGE_SIZE) * PAGE_SIZE;
+}
+
+/**
+ * `malloc` and friends over a heap: `heap.libc`.
+ *
+ * @example
+ * ```ts
+ * import { Heap } from "@umem/umem";
+ * const { libc, u8 } = Heap.create({ size: 1 << 20 });
+ * const p = libc.malloc(10);
+ * u8.set([1, 2, 3], p);
+ * const q = libc.realloc(p, 5000);
+ * console.log(u8[q + 2]); // 3
+ * libc.free(q);
+ * ```
+ */
+export class Libc {
+  /** The heap underneath. */
+  readonly heap: SizedAllocator;
+
+  /**
+   * @param heap the heap whose sized allocation serves the blocks
+   */
+  constructor(heap: SizedAllocator) {
+    this.heap = heap;
+  }
+
+  /**
+   * Allocates `n` bytes, 8-aligned; `malloc(0)` returns a unique minimal block.
+   *
+   * @param n bytes
+   * @returns the address
+   * @throws {OutOfMemoryError} when no memory can be had
+   * @throws {UmemError} `invalid-argument` for a bad size
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * heap.libc.free(heap.libc.malloc(24));
+   * ```
+   */
+  malloc(n: number): number {
+    checkSize("malloc", "size", n, 0, MAX_IMAGE - MALLOC_HEADER);
+    const total = n + MALLOC_HEADER;
+    const base = this.heap.alloc(total);
+    const i32 = this.heap.i32;
+    i32[(base + MH_SIZE) >> 2] = total;
+    i32[(base + MH_TAG) >> 2] = total ^ MALLOC_MAGIC;
+    return base + MALLOC_HEADER;
+  }
+
+  /**
+   * Allocates `n * size` bytes set to zero.
+   *
+   * @param n count
+   * @param size bytes each
+   * @returns the address
+   * @throws {UmemError} `invalid-argument` when the product overflows the heap's limit
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const p = heap.libc.calloc(10, 8);
+   * console.log(heap.u8[p + 79]); // 0
+   * ```
+   */
+  calloc(n: number, size: number): number {
+    checkSize("calloc", "count", n, 0, MAX_IMAGE);
+    checkSize("calloc", "size", size, 0, MAX_IMAGE);
+    const bytes = n * size;
+    if (bytes > MAX_IMAGE - MALLOC_HEADER) {
+      throw new UmemError("invalid-argument", `calloc: ${n} * ${size} bytes overflows the heap`);
+    }
+    const p = this.malloc(bytes);
+    this.heap.u8.fill(0, p, p + bytes);
+    return p;
+  }
+
+  /**
+   * Frees a block from this interface; `free(0)` does nothing.
+   *
+   * @param ptr the block
+   * @throws {UmemError} `bad-free` for a pointer that is not a live malloc block
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * heap.libc.free(0);
+   * ```
+   */
+  free(ptr: number): void {
+    if (ptr === 0) return;
+    const [base, total] = this.block(ptr, "free");
+    // The header stays: a second free finds it and the size class's state byte reports the
+    // duplicate; once the buffer is reused or back on its slab the header no longer matches.
+    this.heap.free(base, total);
+  }
+
+  /**
+   * Resizes a block, as `realloc`: in place while the new size fits the same size class,
+   * otherwise to a new block with the contents copied. `realloc(0, n)` is `malloc(n)`;
+   * `realloc(p, 0)` frees p and returns 0.
+   *
+   * @param ptr the block, or 0
+   * @param n the new size
+   * @returns the block's (maybe new) address
+   * @throws {UmemError} `bad-free` for a pointer that is not a live malloc block
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const p = heap.libc.malloc(20);
+   * console.log(heap.libc.realloc(p, 22) === p); // true
+   * ```
+   */
+  realloc(ptr: number, n: number): number {
+    if (ptr === 0) return this.malloc(n);
+    checkSize("realloc", "size", n, 0, MAX_IMAGE - MALLOC_HEADER);
+    const [base, total] = this.block(ptr, "realloc");
+    if (n === 0) {
+      this.free(ptr);
+      return 0;
+    }
+    const i32 = this.heap.i32;
+    const want = n + MALLOC_HEADER;
+    if (base + MALLOC_HEADER === ptr && blockBytes(want) === blockBytes(total)) {
+      i32[(base + MH_SIZE) >> 2] = want;
+      i32[(base + MH_TAG) >> 2] = want ^ MALLOC_MAGIC;
+      return ptr;
+    }
+    const q = this.malloc(n);
+    const old = base + total - ptr;
+    this.heap.u8.copyWithin(q, ptr, ptr + Math.min(old, n));
+    this.free(ptr);
+    return q;
+  }
+
+  /**
+   * Allocates `n` bytes aligned to `align`, as `memalign`.
+   *
+   * @param align a power of two
+   * @param n bytes
+   * @returns the address, a multiple of `align`
+   * @throws {UmemError} `invalid-argument` for an alignment that is not a power of two
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const p = heap.libc.memalign(256, 100);
+   * console.log(p % 256); // 0
+   * heap.libc.free(p);
+   * ```
+   */
+  memalign(align: number, n: number): number {
+    checkSize("memalign", "align", align, 1, 1 << 24);
+    if ((align & (align - 1)) !== 0) {
+      throw new UmemError("invalid-argument", `memalign: align ${align} is not a power of two`);
+    }
+    if (align <= MALLOC_HEADER) return this.malloc(n);
+    checkSize("memalign", "size", n, 0, MAX_IMAGE - 2 * MALLOC_HEADER - align);
+    const total = n + align + 2 * MALLOC_HEADER;
+    const base = this.heap.alloc(total);
+    const i32 = this.heap.i32;
+    i32[(base + MH_SIZE) >> 2] = total;
+    i32[(base + MH_TAG) >> 2] = total ^ MALLOC_MAGIC;
+    const p = Math.ceil((base + 2 * MALLOC_HEADER) / align) * align;
+    const off = p - base;
+    i32[(p - MALLOC_HEADER + MH_SIZE) >> 2] = off;
+    i32[(p - MALLOC_HEADER + MH_TAG) >> 2] = off ^ MEMALIGN_MAGIC;
+    return p;
+  }
+
+  /**
+   * The bytes usable at `ptr`: at least what was asked, up to the end of the size class.
+   *
+   * @param ptr a live block
+   * @returns bytes usable from `ptr`
+   * @throws {UmemError} `bad-free` for a pointer that is not a live malloc block
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * console.log(heap.libc.usableSize(heap.libc.malloc(20))); // 24
+   * ```
+   */
+  usableSize(ptr: number): number {
+    const [base, total] = this.block(ptr, "usableSize");
+    return base + blockBytes(total) - ptr;
+  }
+
+  /** The block behind `ptr`: its base and total size, or a `bad-free` error. */
+  private block(ptr: number, fn: string): [number, number] {
+    const h = this.heap;
+    h.sync();
+    if ((ptr | 0) !== ptr || ptr < 2 * MALLOC_HEADER || ptr >= h.mapped || (ptr & 7) !== 0) {
+      throw new UmemError("bad-free", `${fn}: ${hex(ptr)} is not a block from malloc`, ptr);
+    }
+    const i32 = h.i32;
+    let at = ptr - MALLOC_HEADER;
+    let w0 = i32[(at + MH_SIZE) >> 2], tag = i32[(at + MH_TAG) >> 2];
+    if (tag === (w0 ^ MEMALIGN_MAGIC) && w0 >= 2 * MALLOC_HEADER && w0 <= ptr && (w0 & 7) === 0) {
+      at = ptr - w0;
+      w0 = i32[(at + MH_SIZE) >> 2];
+      tag = i32[(at + MH_TAG) >> 2];
+    }
+    if (tag !== (w0 ^ MALLOC_MAGIC) || w0 < MALLOC_HEADER || at + w0 > h.mapped) {
+      throw new UmemError(
+        "bad-free",
+        `${fn}: bad free: ${hex(ptr)} is not a live block from malloc (header ${hex(w0)} ${
+          hex(tag)
+        } at ${hex(at)})`,
+        ptr,
+      );
+    }
+    return [at, w0];
+  }
+}

@@ -1,0 +1,495 @@
+/**
+ * The magazine layer and the depot (Bonwick and Adams 2001, section 3), with a worker slot in
+ * the role of a CPU.
+ *
+ * Theory. A magazine is an array of rounds: constructed buffers. Each worker slot has, in each
+ * cache, a *loaded* and a *previous* magazine (`CC_*` record). Alloc pops a round from the
+ * loaded magazine; free pushes one: plain loads and stores on the slot's own words, no lock and
+ * no Atomics, since no other worker ever touches them. When the loaded magazine is empty (alloc)
+ * or full (free) and the previous one can serve, the two swap. Only when both are exhausted
+ * does the worker go to the cache's *depot*, under the depot lock, to trade its exhausted
+ * magazine for a full or an empty one. When the depot has none, the slab layer serves the alloc
+ * (and the buffer is constructed), and a free allocates a new empty magazine.
+ *
+ * Magazine sizes adapt as in libumem: each contended acquisition of the depot lock is counted,
+ * and a cache whose depot was contended more than `MAX_CONTENTION` times in one interval moves
+ * to the next larger magazine type. The depot is purged (its rounds destroyed) and each slot
+ * drops its old-size magazines on its next visit to the depot.
+ *
+ * Invariants.
+ * - The previous magazine is always full or empty; `CC_ROUNDS > 0` implies a loaded magazine.
+ * - `CC_MAGSIZE` is the loaded magazine's capacity, 0 when none is loaded, so the free fast
+ *   path needs no other test.
+ * - The depot holds only magazines of the cache's current type; full ones hold `CA_MAGROUNDS`.
+ * - Buffers in magazines are constructed and in state `BUF_CACHED`.
+ *
+ * Lock order: depot lock, then slab locks (this cache's and the magazine caches').
+ *
+ * @module
+ */
+
+import { OutOfMemoryError, UmemError } from "./errors.ts";
+import {
+  HDR_CACHE_LIST,
+  HDR_FLAGS,
+  HDR_MAG_CACHES,
+  HDR_NSLOTS,
+  type HeapView,
+  HF_NOFAIL,
+  PAGE_SHIFT,
+} from "./image.ts";
+import { lock, unlock } from "./lock.ts";
+import {
+  badFree,
+  BUF_ALLOC,
+  BUF_CACHED,
+  CA_BUFSIZE,
+  CA_CHUNK,
+  CA_CONT_BASE,
+  CA_CONT_TIME,
+  CA_CONTENTION,
+  CA_CPU,
+  CA_DEPOT_EMPTY,
+  CA_DEPOT_FULL,
+  CA_DEPOT_LOCK,
+  CA_DEPOT_NEMPTY,
+  CA_DEPOT_NFULL,
+  CA_FAILS,
+  CA_FLAGS,
+  CA_ID,
+  CA_INVCHUNK,
+  CA_MAGROUNDS,
+  CA_MAGTYPE,
+  CA_NEXT,
+  CA_RESIZES,
+  cacheName,
+  CF_NOMAGAZINE,
+  construct,
+  destructAndFree,
+  SB_BASE,
+  SB_CACHE,
+  SB_STATE,
+  slabAllocRaw,
+  slabFreeRaw,
+  slabReap,
+} from "./slab.ts";
+
+// ---- Magazine ----
+/** Next magazine in a depot list. */
+export const MG_NEXT = 0;
+/** First round. */
+export const MG_ROUNDS = 4;
+/** Rounds of each magazine type; a magazine of type t is `(rounds + 1) * 4` bytes. */
+export const MAG_ROUNDS: readonly number[] = [1, 3, 7, 15, 31, 63, 127, 255];
+/** The magazine type a new cache starts with. */
+export const MAG_INITIAL_TYPE = 3;
+
+// ---- Per-worker cache (one per slot in each cache record) ----
+/** Loaded magazine. */
+export const CC_LOADED = 0;
+/** Rounds in the loaded magazine. */
+export const CC_ROUNDS = 4;
+/** Previous magazine. */
+export const CC_PLOADED = 8;
+/** Rounds in the previous magazine. */
+export const CC_PROUNDS = 12;
+/** Capacity of the loaded magazine; 0 when none is loaded. */
+export const CC_MAGSIZE = 16;
+/** Magazine type of this slot's magazines. */
+export const CC_MAGTYPE = 20;
+/** Allocations by this slot (float64). */
+export const CC_ALLOCS = 24;
+/** Frees by this slot (float64). */
+export const CC_FREES = 32;
+/** Size of a per-worker cache: one cache line, so that slots do not share lines. */
+export const CC_SIZE = 64;
+
+/** Contended depot acquisitions per interval that make a cache grow its magazines. */
+export const MAX_CONTENTION = 3;
+/** The contention interval, ms. */
+export const CONTENTION_INTERVAL = 1000;
+
+/** The largest magazine type for buffers of `bufsize` bytes (libumem's table). */
+export function maxMagType(bufsize: number): number {
+  if (bufsize <= 256) return 7;
+  if (bufsize <= 1024) return 6;
+  if (bufsize <= 2048) return 5;
+  if (bufsize <= 4096) return 4;
+  if (bufsize <= 8192) return 3;
+  if (bufsize <= 16384) return 2;
+  if (bufsize <= 65536) return 1;
+  return 0;
+}
+
+/**
+ * Allocates a constructed buffer from cache `cp`: the fast path. A round from the slot's loaded
+ * magazine, its state byte flipped; anything else goes to the slow path.
+ * @throws {OutOfMemoryError} when no buffer can be had
+ */
+export function cacheAlloc(h: HeapView, cp: number): number {
+  const i32 = h.i32;
+  const cc = cp + h.ccOff;
+  const r = i32[(cc + CC_ROUNDS) >> 2];
+  if (r > 0) {
+    const buf = i32[(i32[(cc + CC_LOADED) >> 2] >> 2) + r];
+    i32[(cc + CC_ROUNDS) >> 2] = r - 1;
+    h.f64[(cc + CC_ALLOCS) >> 3]++;
+    if (!h.trust) {
+      const sb = i32[(h.pagemap >> 2) + (buf >>> PAGE_SHIFT)];
+      const chunk = i32[(cp + CA_CHUNK) >> 2];
+      const idx = ((buf - i32[(sb + SB_BASE) >> 2] + (chunk >> 1)) *
+        h.f64[(cp + CA_INVCHUNK) >> 3]) | 0;
+      h.u8[sb + SB_STATE + idx] = BUF_ALLOC;
+    }
+    return buf;
+  }
+  return cacheAllocSlow(h, cp);
+}
+
+/**
+ * Frees buffer `buf` to cache `cp`: the fast path. Unless the heap trusts its callers, checks
+ * that `buf` is a live buffer of this cache (page map, slab, index, state byte), then pushes it
+ * on the slot's loaded magazine.
+ * @throws {UmemError} `bad-free`, `duplicate-free`, `wrong-cache` or `wrong-size`
+ */
+export function cacheFree(h: HeapView, cp: number, buf: number, fn: string): void {
+  const i32 = h.i32;
+  if (!h.trust) {
+    if ((buf | 0) !== buf || buf <= 0 || buf >= h.mapped) throw badFree(h, cp, buf, fn);
+    const sb = i32[(h.pagemap >> 2) + (buf >>> PAGE_SHIFT)];
+    if (sb === 0 || i32[(sb + SB_CACHE) >> 2] !== cp) throw badFree(h, cp, buf, fn);
+    const chunk = i32[(cp + CA_CHUNK) >> 2];
+    const off = buf - i32[(sb + SB_BASE) >> 2];
+    const idx = ((off + (chunk >> 1)) * h.f64[(cp + CA_INVCHUNK) >> 3]) | 0;
+    if (off < 0 || idx * chunk !== off || h.u8[sb + SB_STATE + idx] !== BUF_ALLOC) {
+      throw badFree(h, cp, buf, fn);
+    }
+    h.u8[sb + SB_STATE + idx] = BUF_CACHED;
+  }
+  const cc = cp + h.ccOff;
+  const r = i32[(cc + CC_ROUNDS) >> 2];
+  if (r < i32[(cc + CC_MAGSIZE) >> 2]) {
+    i32[(i32[(cc + CC_LOADED) >> 2] >> 2) + 1 + r] = buf;
+    i32[(cc + CC_ROUNDS) >> 2] = r + 1;
+    h.f64[(cc + CC_FREES) >> 3]++;
+    return;
+  }
+  cacheFreeSlow(h, cp, buf);
+}
+
+const w = (h: HeapView, a: number) => h.i32[a >> 2];
+const setw = (h: HeapView, a: number, v: number) => {
+  h.i32[a >> 2] = v;
+};
+
+function swapMagazines(h: HeapView, cc: number): void {
+  const l = w(h, cc + CC_LOADED), r = w(h, cc + CC_ROUNDS);
+  setw(h, cc + CC_LOADED, w(h, cc + CC_PLOADED));
+  setw(h, cc + CC_ROUNDS, w(h, cc + CC_PROUNDS));
+  setw(h, cc + CC_PLOADED, l);
+  setw(h, cc + CC_PROUNDS, r);
+}
+
+/** Takes the depot lock, counting contention and growing the magazines when it is high. */
+function depotLock(h: HeapView, cp: number): void {
+  if (!lock(h, cp + CA_DEPOT_LOCK)) return;
+  const c = w(h, cp + CA_CONTENTION) + 1;
+  setw(h, cp + CA_CONTENTION, c);
+  const now = Date.now();
+  if (now - h.f64[(cp + CA_CONT_TIME) >> 3] > CONTENTION_INTERVAL) {
+    h.f64[(cp + CA_CONT_TIME) >> 3] = now;
+    setw(h, cp + CA_CONT_BASE, c);
+  } else if (c - w(h, cp + CA_CONT_BASE) > MAX_CONTENTION) {
+    const t = w(h, cp + CA_MAGTYPE);
+    if (t < maxMagType(w(h, cp + CA_BUFSIZE))) {
+      depotPurge(h, cp);
+      setw(h, cp + CA_MAGTYPE, t + 1);
+      setw(h, cp + CA_MAGROUNDS, MAG_ROUNDS[t + 1]);
+      h.f64[(cp + CA_RESIZES) >> 3]++;
+    }
+    h.f64[(cp + CA_CONT_TIME) >> 3] = now;
+    setw(h, cp + CA_CONT_BASE, c);
+  }
+}
+
+function magCache(h: HeapView, type: number): number {
+  return w(h, HDR_MAG_CACHES + type * 4);
+}
+
+/** Destroys every round in the depot and frees its magazines (depot lock held). */
+export function depotPurge(h: HeapView, cp: number): void {
+  const type = w(h, cp + CA_MAGTYPE), rounds = MAG_ROUNDS[type], mc = magCache(h, type);
+  for (let m = w(h, cp + CA_DEPOT_FULL); m !== 0;) {
+    const next = w(h, m + MG_NEXT);
+    for (let i = 0; i < rounds; i++) destructAndFree(h, cp, w(h, m + MG_ROUNDS + i * 4));
+    slabFreeRaw(h, mc, m);
+    m = next;
+  }
+  for (let m = w(h, cp + CA_DEPOT_EMPTY); m !== 0;) {
+    const next = w(h, m + MG_NEXT);
+    slabFreeRaw(h, mc, m);
+    m = next;
+  }
+  setw(h, cp + CA_DEPOT_FULL, 0);
+  setw(h, cp + CA_DEPOT_EMPTY, 0);
+  setw(h, cp + CA_DEPOT_NFULL, 0);
+  setw(h, cp + CA_DEPOT_NEMPTY, 0);
+}
+
+/**
+ * Empties slot `slot`'s magazines in cache `cp`: destroys the rounds, frees them to the slabs,
+ * frees the magazines, and sizes the slot for the cache's current magazine type. Only the
+ * slot's own worker may call it, or anyone once that worker is dead.
+ */
+export function cpuFlush(h: HeapView, cp: number, slot: number): void {
+  const cc = cp + CA_CPU + slot * CC_SIZE;
+  const mc = magCache(h, w(h, cc + CC_MAGTYPE));
+  for (const [mf, rf] of [[CC_LOADED, CC_ROUNDS], [CC_PLOADED, CC_PROUNDS]]) {
+    const m = w(h, cc + mf), n = w(h, cc + rf);
+    if (m === 0) continue;
+    setw(h, cc + mf, 0);
+    setw(h, cc + rf, 0);
+    for (let i = 0; i < n; i++) destructAndFree(h, cp, w(h, m + MG_ROUNDS + i * 4));
+    slabFreeRaw(h, mc, m);
+  }
+  setw(h, cc + CC_MAGSIZE, 0);
+  setw(h, cc + CC_MAGTYPE, w(h, cp + CA_MAGTYPE));
+}
+
+function cacheAllocSlow(h: HeapView, cp: number): number {
+  if ((w(h, cp + CA_FLAGS) & CF_NOMAGAZINE) !== 0) return slabAllocConstructed(h, cp);
+  const cc = cp + h.ccOff;
+  for (;;) {
+    if (w(h, cc + CC_ROUNDS) > 0) return cacheAlloc(h, cp);
+    if (w(h, cc + CC_PROUNDS) > 0) {
+      swapMagazines(h, cc);
+      continue;
+    }
+    depotLock(h, cp);
+    if (w(h, cc + CC_MAGTYPE) !== w(h, cp + CA_MAGTYPE)) {
+      unlock(h, cp + CA_DEPOT_LOCK);
+      cpuFlush(h, cp, h.slot);
+      continue;
+    }
+    const full = w(h, cp + CA_DEPOT_FULL);
+    if (full === 0) {
+      unlock(h, cp + CA_DEPOT_LOCK);
+      break;
+    }
+    setw(h, cp + CA_DEPOT_FULL, w(h, full + MG_NEXT));
+    setw(h, cp + CA_DEPOT_NFULL, w(h, cp + CA_DEPOT_NFULL) - 1);
+    const prev = w(h, cc + CC_PLOADED);
+    if (prev !== 0) {
+      setw(h, prev + MG_NEXT, w(h, cp + CA_DEPOT_EMPTY));
+      setw(h, cp + CA_DEPOT_EMPTY, prev);
+      setw(h, cp + CA_DEPOT_NEMPTY, w(h, cp + CA_DEPOT_NEMPTY) + 1);
+    }
+    setw(h, cc + CC_PLOADED, w(h, cc + CC_LOADED));
+    setw(h, cc + CC_PROUNDS, 0);
+    setw(h, cc + CC_LOADED, full);
+    const rounds = w(h, cp + CA_MAGROUNDS);
+    setw(h, cc + CC_ROUNDS, rounds);
+    setw(h, cc + CC_MAGSIZE, rounds);
+    unlock(h, cp + CA_DEPOT_LOCK);
+  }
+  return slabAllocConstructed(h, cp);
+}
+
+function cacheFreeSlow(h: HeapView, cp: number, buf: number): void {
+  const cc = cp + h.ccOff;
+  if ((w(h, cp + CA_FLAGS) & CF_NOMAGAZINE) !== 0) {
+    destructAndFree(h, cp, buf);
+    h.f64[(cc + CC_FREES) >> 3]++;
+    return;
+  }
+  for (;;) {
+    const loaded = w(h, cc + CC_LOADED), r = w(h, cc + CC_ROUNDS);
+    if (loaded !== 0 && r < w(h, cc + CC_MAGSIZE)) {
+      setw(h, loaded + MG_ROUNDS + r * 4, buf);
+      setw(h, cc + CC_ROUNDS, r + 1);
+      h.f64[(cc + CC_FREES) >> 3]++;
+      return;
+    }
+    const prev = w(h, cc + CC_PLOADED);
+    if (prev !== 0 && w(h, cc + CC_PROUNDS) === 0) {
+      swapMagazines(h, cc);
+      continue;
+    }
+    depotLock(h, cp);
+    if (w(h, cc + CC_MAGTYPE) !== w(h, cp + CA_MAGTYPE)) {
+      unlock(h, cp + CA_DEPOT_LOCK);
+      cpuFlush(h, cp, h.slot);
+      continue;
+    }
+    const empty = w(h, cp + CA_DEPOT_EMPTY);
+    if (empty !== 0) {
+      setw(h, cp + CA_DEPOT_EMPTY, w(h, empty + MG_NEXT));
+      setw(h, cp + CA_DEPOT_NEMPTY, w(h, cp + CA_DEPOT_NEMPTY) - 1);
+      if (prev !== 0) {
+        setw(h, prev + MG_NEXT, w(h, cp + CA_DEPOT_FULL));
+        setw(h, cp + CA_DEPOT_FULL, prev);
+        setw(h, cp + CA_DEPOT_NFULL, w(h, cp + CA_DEPOT_NFULL) + 1);
+      }
+      setw(h, cc + CC_PLOADED, loaded);
+      setw(h, cc + CC_PROUNDS, r);
+      setw(h, cc + CC_LOADED, empty);
+      setw(h, cc + CC_ROUNDS, 0);
+      setw(h, cc + CC_MAGSIZE, w(h, cp + CA_MAGROUNDS));
+      unlock(h, cp + CA_DEPOT_LOCK);
+      continue;
+    }
+    const type = w(h, cp + CA_MAGTYPE);
+    unlock(h, cp + CA_DEPOT_LOCK);
+    const mag = slabAllocRaw(h, magCache(h, type));
+    if (mag === 0) {
+      destructAndFree(h, cp, buf);
+      h.f64[(cc + CC_FREES) >> 3]++;
+      return;
+    }
+    depotLock(h, cp);
+    if (w(h, cp + CA_MAGTYPE) === type) {
+      setw(h, mag + MG_NEXT, w(h, cp + CA_DEPOT_EMPTY));
+      setw(h, cp + CA_DEPOT_EMPTY, mag);
+      setw(h, cp + CA_DEPOT_NEMPTY, w(h, cp + CA_DEPOT_NEMPTY) + 1);
+      unlock(h, cp + CA_DEPOT_LOCK);
+    } else {
+      unlock(h, cp + CA_DEPOT_LOCK);
+      slabFreeRaw(h, magCache(h, type), mag);
+    }
+  }
+}
+
+/**
+ * Takes a buffer from the slabs and constructs it; under memory pressure asks every cache's
+ * reclaim callback and reaps, then (on a nofail heap) calls the nofail callback.
+ */
+function slabAllocConstructed(h: HeapView, cp: number): number {
+  let buf = slabAllocRaw(h, cp, BUF_ALLOC);
+  while (buf === 0) {
+    reclaimAll(h);
+    buf = slabAllocRaw(h, cp, BUF_ALLOC);
+    if (buf === 0) nofailOrThrow(h, () => noMemory(h, cp));
+  }
+  if (!construct(h, cp, buf)) {
+    h.f64[(cp + CA_FAILS) >> 3]++;
+    throw new OutOfMemoryError(
+      `umem_cache_alloc(${
+        cacheName(h, cp)
+      }): constructor refused the buffer; nothing was allocated`,
+    );
+  }
+  h.f64[(cp + h.ccOff + CC_ALLOCS) >> 3]++;
+  return buf;
+}
+
+/**
+ * On a heap without `nofail`, throws `fail()`. On a nofail heap calls the worker's nofail
+ * callback: "retry" returns (the caller tries again); a number exits the process with it, as
+ * `UMEM_CALLBACK_EXIT(status)` does (255 when no callback is registered).
+ */
+export function nofailOrThrow(h: HeapView, fail: () => Error): void {
+  if ((w(h, HDR_FLAGS) & HF_NOFAIL) === 0) throw fail();
+  const r = h.nofail === undefined ? 255 : h.nofail();
+  if (r === "retry") return;
+  const g = globalThis as unknown as {
+    Deno?: { exit(code: number): never };
+    process?: { exit(code: number): never };
+  };
+  console.error(`umem: ${fail().message}; nofail callback exits with status ${r}`);
+  if (g.Deno !== undefined) g.Deno.exit(r);
+  if (g.process !== undefined) g.process.exit(r);
+  throw fail();
+}
+
+function noMemory(h: HeapView, cp: number): OutOfMemoryError {
+  h.f64[(cp + CA_FAILS) >> 3]++;
+  return new OutOfMemoryError(
+    `umem_cache_alloc(${cacheName(h, cp)}): no memory for a ${w(h, cp + CA_BUFSIZE)}-byte buffer ` +
+      `(heap at its maximum size)`,
+  );
+}
+
+/** Calls this worker's reclaim callbacks, then reaps every cache. */
+export function reclaimAll(h: HeapView): void {
+  for (const cb of h.callbacks) {
+    if (cb?.reclaim !== undefined) cb.reclaim();
+  }
+  reapAll(h);
+}
+
+/**
+ * Reaps cache `cp`: empties this worker's magazines, purges the depot (running destructors),
+ * and gives empty slabs back to vmem. Returns the bytes given back.
+ */
+export function cacheReap(h: HeapView, cp: number): number {
+  if ((w(h, cp + CA_FLAGS) & CF_NOMAGAZINE) === 0) {
+    cpuFlush(h, cp, h.slot);
+    lock(h, cp + CA_DEPOT_LOCK);
+    try {
+      depotPurge(h, cp);
+    } finally {
+      unlock(h, cp + CA_DEPOT_LOCK);
+    }
+  }
+  return slabReap(h, cp);
+}
+
+/** Reaps every cache, magazine caches last (they receive the magazines the others free). */
+export function reapAll(h: HeapView): number {
+  let bytes = 0;
+  const internal: number[] = [];
+  for (let cp = w(h, HDR_CACHE_LIST); cp !== 0; cp = w(h, cp + CA_NEXT)) {
+    if ((w(h, cp + CA_FLAGS) & CF_NOMAGAZINE) !== 0) internal.push(cp);
+    else bytes += cacheReap(h, cp);
+  }
+  for (const cp of internal) bytes += slabReap(h, cp);
+  return bytes;
+}
+
+/** Empties the magazines of slot `slot` in every cache (the worker left or died). */
+export function flushSlot(h: HeapView, slot: number): void {
+  for (let cp = w(h, HDR_CACHE_LIST); cp !== 0; cp = w(h, cp + CA_NEXT)) {
+    if ((w(h, cp + CA_FLAGS) & CF_NOMAGAZINE) === 0) cpuFlush(h, cp, slot);
+  }
+}
+
+/** Buffers in use in cache `cp`: allocations minus frees over every slot. */
+export function cacheInUse(h: HeapView, cp: number): number {
+  const n = w(h, HDR_NSLOTS);
+  let used = 0;
+  for (let s = 0; s < n; s++) {
+    const cc = cp + CA_CPU + s * CC_SIZE;
+    used += h.f64[(cc + CC_ALLOCS) >> 3] - h.f64[(cc + CC_FREES) >> 3];
+  }
+  return used;
+}
+
+/** Allocations and frees over every slot. */
+export function cacheCounts(h: HeapView, cp: number): { allocs: number; frees: number } {
+  const n = w(h, HDR_NSLOTS);
+  let allocs = 0, frees = 0;
+  for (let s = 0; s < n; s++) {
+    const cc = cp + CA_CPU + s * CC_SIZE;
+    allocs += h.f64[(cc + CC_ALLOCS) >> 3];
+    frees += h.f64[(cc + CC_FREES) >> 3];
+  }
+  return { allocs, frees };
+}
+
+/** Rounds held in magazines: the slots' and the depot's. */
+export function cachedRounds(h: HeapView, cp: number): number {
+  const n = w(h, HDR_NSLOTS);
+  let rounds = w(h, cp + CA_DEPOT_NFULL) * w(h, cp + CA_MAGROUNDS);
+  for (let s = 0; s < n; s++) {
+    const cc = cp + CA_CPU + s * CC_SIZE;
+    rounds += w(h, cc + CC_ROUNDS) + w(h, cc + CC_PROUNDS);
+  }
+  return rounds;
+}
+
+/** Throws a `destroyed` error if cache `cp` is no longer the cache of id `id`. */
+export function checkCacheId(h: HeapView, cp: number, id: number, fn: string): void {
+  if (w(h, cp + CA_ID) !== id || cp === 0) {
+    throw new UmemError("destroyed", `${fn}: cache ${id} at 0x${cp.toString(16)} was destroyed`);
+  }
+}

@@ -1,0 +1,542 @@
+/**
+ * The slab layer (Bonwick 1994): object caches whose buffers are carved out of slabs.
+ *
+ * Theory. A cache hands out buffers of one size. Its memory comes from a vmem arena a *slab*
+ * at a time: one or more pages cut into `CA_NCHUNKS` chunks. Caches of small buffers (a chunk
+ * of at most 1/8 page) keep the slab record at the end of the slab's own page; caches of large
+ * buffers keep it outside, in the slab-record cache, so that the slab's pages are all the
+ * buffers'. Either way the *page map* (one word per heap page) names the slab record of every
+ * page a slab covers, so any address leads to its slab in constant time: that is how a free is
+ * checked, how `whatis` answers, and what the collector needs. A free buffer in a slab holds
+ * the address of the next free one in its first word. Slabs are coloured: the first buffer is
+ * offset by a rotating multiple of the alignment, so that buffers of different slabs do not all
+ * compete for the same cache lines.
+ *
+ * Each slab record carries a state byte per buffer: `BUF_FREE` (on the slab's free list),
+ * `BUF_ALLOC` (the user has it), `BUF_CACHED` (constructed, in a magazine). The magazine layer
+ * flips ALLOC and CACHED on every alloc and free with plain byte stores (each byte is written
+ * only by the worker that holds the buffer), which catches a double free, a free of an address
+ * that is not a buffer, and a free to the wrong cache, on every heap.
+ *
+ * Constructed state lives in the magazine layer: a buffer leaving its slab is constructed, and
+ * destroyed when it goes back. Slabs with no buffers out stay on the cache's empty list until a
+ * reap gives them back to vmem.
+ *
+ * Invariants.
+ * - A slab is on exactly one of its cache's lists: full (no free buffer), partial, empty
+ *   (`SB_REFCNT` 0).
+ * - `SB_REFCNT` = buffers of the slab whose state is not `BUF_FREE` = nchunks - free-list length.
+ * - Every page of a slab maps to its record in the page map; no other page does.
+ *
+ * Lock order: a cache's depot lock, then its slab lock (`CA_LOCK`), then the slab-record
+ * cache's lock, then vmem locks. No path takes a depot lock while it holds a slab lock.
+ *
+ * @module
+ */
+
+import { hex, OutOfMemoryError, UmemError } from "./errors.ts";
+import {
+  HDR_CACHE_LIST,
+  HDR_CACHE_LOCK,
+  HDR_NEXT_CACHE_ID,
+  HDR_NSLOTS,
+  HDR_SLAB_CACHE,
+  type HeapView,
+  PAGE_SHIFT,
+  PAGE_SIZE,
+  roundUp,
+} from "./image.ts";
+import { lock, unlock } from "./lock.ts";
+import {
+  readName,
+  VM_QUANTUM,
+  vmemAllocAddr,
+  vmemFreeAddr,
+  vmemXallocAddr,
+  writeName,
+} from "./vmem.ts";
+
+// ---- Cache record ----
+/** Magic word of a live cache. */
+export const CA_MAGIC = 0;
+/** Name, 32 bytes, NUL padded. */
+export const CA_NAME = 4;
+/** Length of the name field. */
+export const CA_NAME_LEN = 32;
+/** The slab lock. */
+export const CA_LOCK = 36;
+/** The depot lock. */
+export const CA_DEPOT_LOCK = 40;
+/** Buffer size asked for. */
+export const CA_BUFSIZE = 44;
+/** Alignment of every buffer. */
+export const CA_ALIGN = 48;
+/** Chunk: buffer size rounded to the alignment. */
+export const CA_CHUNK = 52;
+/** Bytes of each slab. */
+export const CA_SLABSIZE = 56;
+/** Buffers per slab. */
+export const CA_NCHUNKS = 60;
+/** `CF_*` flags. */
+export const CA_FLAGS = 64;
+/** Colour of the next slab. */
+export const CA_COLOR = 68;
+/** Largest colour. */
+export const CA_MAXCOLOR = 72;
+/** The vmem arena slabs come from. */
+export const CA_SOURCE = 76;
+/** Next cache in the heap's list. */
+export const CA_NEXT = 80;
+/** Head of the full slab list. */
+export const CA_FULL = 84;
+/** Head of the partial slab list. */
+export const CA_PARTIAL = 88;
+/** Head of the empty slab list. */
+export const CA_EMPTY = 92;
+/** Magazine type in use (index into the magazine types). */
+export const CA_MAGTYPE = 96;
+/** Depot: head of the full magazine list. */
+export const CA_DEPOT_FULL = 100;
+/** Depot: head of the empty magazine list. */
+export const CA_DEPOT_EMPTY = 104;
+/** Depot: full magazines. */
+export const CA_DEPOT_NFULL = 108;
+/** Depot: empty magazines. */
+export const CA_DEPOT_NEMPTY = 112;
+/** Contended depot lock acquisitions. */
+export const CA_CONTENTION = 116;
+/** Contention count when the current interval began. */
+export const CA_CONT_BASE = 120;
+/** Unique id of this cache (a handle on a destroyed cache notices it). */
+export const CA_ID = 124;
+/** 1 / chunk (float64), to find a buffer's index without an integer division. */
+export const CA_INVCHUNK = 128;
+/** Start of the current contention interval, ms (float64). */
+export const CA_CONT_TIME = 136;
+/** Buffers in all slabs (float64). */
+export const CA_BUF_TOTAL = 144;
+/** Most buffers the cache ever had (float64). */
+export const CA_BUF_MAX = 152;
+/** Slabs (float64). */
+export const CA_SLABS = 160;
+/** Failed allocations (float64). */
+export const CA_FAILS = 168;
+/** Magazine size changes (float64). */
+export const CA_RESIZES = 176;
+/** Slab-layer allocations, i.e. constructions (float64). */
+export const CA_SLAB_ALLOCS = 184;
+/** Magazine rounds each slot holds at most (the type's rounds; read on the fast path). */
+export const CA_MAGROUNDS = 192;
+/** First per-worker cache (`CC_*` records, one per slot, 64 bytes apart). */
+export const CA_CPU = 256;
+
+/** "CACH". */
+export const CA_MAGIC_VALUE = 0x48434143;
+/** The cache has no magazine layer: every alloc and free goes to the slabs. */
+export const CF_NOMAGAZINE = 1;
+/** Slab records live in the slab's last bytes. */
+export const CF_SMALL = 2;
+/** The cache's creator registered a constructor: every worker must. */
+export const CF_HASCTOR = 4;
+/** The cache's creator registered a destructor. */
+export const CF_HASDTOR = 8;
+/** One of the heap's own caches (size classes, magazines, slab records). */
+export const CF_INTERNAL = 16;
+
+// ---- Slab record ----
+/** Cache the slab belongs to. */
+export const SB_CACHE = 0;
+/** First buffer (slab start + colour). */
+export const SB_BASE = 4;
+/** First byte of the slab's memory. */
+export const SB_START = 8;
+/** Next slab on the cache's list. */
+export const SB_NEXT = 12;
+/** Previous slab on the list. */
+export const SB_PREV = 16;
+/** Buffers out of the slab. */
+export const SB_REFCNT = 20;
+/** Head of the slab's free-buffer list (0 = none). */
+export const SB_FREE = 24;
+/** Which list the slab is on (`CA_FULL`, `CA_PARTIAL`, `CA_EMPTY`). */
+export const SB_LIST = 28;
+/** State bytes, one per buffer. */
+export const SB_STATE = 32;
+/** Most buffers in a slab with an external record. */
+export const SB_EXT_MAXCHUNKS = 96;
+/** Size of an external slab record. */
+export const SB_EXT_SIZE = SB_STATE + SB_EXT_MAXCHUNKS;
+
+/** Buffer state: on its slab's free list. */
+export const BUF_FREE = 0;
+/** Buffer state: allocated. */
+export const BUF_ALLOC = 1;
+/** Buffer state: constructed, in a magazine. */
+export const BUF_CACHED = 2;
+
+/** Smallest and largest alignment a cache may ask for. */
+export const MIN_ALIGN = 8;
+
+/** The layout a cache of `chunk`-byte buffers gets: slab size, buffers per slab, small or not. */
+export function slabLayout(
+  chunk: number,
+  small: boolean,
+): { slabsize: number; nchunks: number; waste: number } {
+  if (small) {
+    const nchunks = Math.floor((PAGE_SIZE - SB_STATE) / (chunk + 1));
+    const used = nchunks * chunk + roundUp(SB_STATE + nchunks, 8);
+    return { slabsize: PAGE_SIZE, nchunks, waste: PAGE_SIZE - used };
+  }
+  for (let pages = 1; pages <= 64; pages++) {
+    const bytes = pages * PAGE_SIZE;
+    const n = Math.min(Math.floor(bytes / chunk), SB_EXT_MAXCHUNKS);
+    if (n >= 1 && (bytes - n * chunk) * 8 <= bytes) {
+      return { slabsize: bytes, nchunks: n, waste: bytes - n * chunk };
+    }
+  }
+  const bytes = roundUp(chunk, PAGE_SIZE);
+  return { slabsize: bytes, nchunks: 1, waste: bytes - chunk };
+}
+
+/** Bytes of a cache record for a heap of `nslots` worker slots. */
+export function cacheRecordSize(nslots: number): number {
+  return CA_CPU + nslots * 64;
+}
+
+const w = (h: HeapView, a: number) => h.i32[a >> 2];
+const setw = (h: HeapView, a: number, v: number) => {
+  h.i32[a >> 2] = v;
+};
+
+/** Reads a cache's name. */
+export function cacheName(h: HeapView, cp: number): string {
+  return readName(h, cp + CA_NAME, CA_NAME_LEN);
+}
+
+/**
+ * Lays a cache record at `cp` (already allocated, `cacheRecordSize` bytes) and links it into
+ * the heap's cache list. The name must have been checked.
+ */
+export function layCache(
+  h: HeapView,
+  cp: number,
+  name: string,
+  bufsize: number,
+  align: number,
+  source: number,
+  flags: number,
+  magtype: number,
+  magrounds: number,
+): void {
+  const nslots = w(h, HDR_NSLOTS);
+  h.i32.fill(0, cp >> 2, (cp + cacheRecordSize(nslots)) >> 2);
+  writeName(h, cp + CA_NAME, CA_NAME_LEN, name, "umem_cache_create");
+  const chunk = roundUp(bufsize, align);
+  const small = chunk <= PAGE_SIZE / 8;
+  const { slabsize, nchunks, waste } = slabLayout(chunk, small);
+  setw(h, cp + CA_BUFSIZE, bufsize);
+  setw(h, cp + CA_ALIGN, align);
+  setw(h, cp + CA_CHUNK, chunk);
+  setw(h, cp + CA_SLABSIZE, slabsize);
+  setw(h, cp + CA_NCHUNKS, nchunks);
+  setw(h, cp + CA_FLAGS, flags | (small ? CF_SMALL : 0));
+  setw(h, cp + CA_MAXCOLOR, waste - (waste % align));
+  setw(h, cp + CA_SOURCE, source);
+  setw(h, cp + CA_MAGTYPE, magtype);
+  setw(h, cp + CA_MAGROUNDS, magrounds);
+  h.f64[(cp + CA_INVCHUNK) >> 3] = 1 / chunk;
+  h.f64[(cp + CA_CONT_TIME) >> 3] = Date.now();
+  setw(h, cp + CA_ID, Atomics.add(h.i32, HDR_NEXT_CACHE_ID >> 2, 1) + 1);
+  lock(h, HDR_CACHE_LOCK);
+  // Append, so that caches list in creation order.
+  let at = HDR_CACHE_LIST;
+  while (w(h, at) !== 0) at = w(h, at) + CA_NEXT;
+  setw(h, at, cp);
+  unlock(h, HDR_CACHE_LOCK);
+  Atomics.store(h.i32, (cp + CA_MAGIC) >> 2, CA_MAGIC_VALUE);
+}
+
+/** Unlinks a cache from the heap's list. */
+export function unlinkCache(h: HeapView, cp: number): void {
+  lock(h, HDR_CACHE_LOCK);
+  let at = HDR_CACHE_LIST;
+  while (w(h, at) !== cp && w(h, at) !== 0) at = w(h, at) + CA_NEXT;
+  if (w(h, at) === cp) setw(h, at, w(h, cp + CA_NEXT));
+  unlock(h, HDR_CACHE_LOCK);
+}
+
+// ---- slab lists (cache lock held) ----
+
+function listRemove(h: HeapView, cp: number, sb: number): void {
+  const prev = w(h, sb + SB_PREV), next = w(h, sb + SB_NEXT);
+  if (prev !== 0) setw(h, prev + SB_NEXT, next);
+  else setw(h, cp + w(h, sb + SB_LIST), next);
+  if (next !== 0) setw(h, next + SB_PREV, prev);
+}
+
+function listPush(h: HeapView, cp: number, sb: number, list: number): void {
+  const head = w(h, cp + list);
+  setw(h, sb + SB_NEXT, head);
+  setw(h, sb + SB_PREV, 0);
+  if (head !== 0) setw(h, head + SB_PREV, sb);
+  setw(h, cp + list, sb);
+  setw(h, sb + SB_LIST, list);
+}
+
+function listMove(h: HeapView, cp: number, sb: number, list: number): void {
+  if (w(h, sb + SB_LIST) === list) return;
+  listRemove(h, cp, sb);
+  listPush(h, cp, sb, list);
+}
+
+/** The index of buffer `buf` in slab `sb` of cache `cp`, or -1 if `buf` is not a buffer start. */
+export function bufIndex(h: HeapView, cp: number, sb: number, buf: number): number {
+  const off = buf - w(h, sb + SB_BASE);
+  const chunk = w(h, cp + CA_CHUNK);
+  const idx = ((off + (chunk >> 1)) * h.f64[(cp + CA_INVCHUNK) >> 3]) | 0;
+  return off >= 0 && idx * chunk === off && idx < w(h, cp + CA_NCHUNKS) ? idx : -1;
+}
+
+/** The slab record of the page holding `addr`, or 0. */
+export function slabOf(h: HeapView, addr: number): number {
+  return addr > 0 && addr < h.mapped ? h.i32[(h.pagemap >> 2) + (addr >>> PAGE_SHIFT)] : 0;
+}
+
+// ---- creating and destroying slabs ----
+
+/** Creates a slab for cache `cp` (no cache lock held). Returns the slab record, or 0. */
+function slabCreate(h: HeapView, cp: number): number {
+  const slabsize = w(h, cp + CA_SLABSIZE), source = w(h, cp + CA_SOURCE);
+  const mem = w(h, source + VM_QUANTUM) >= PAGE_SIZE
+    ? vmemAllocAddr(h, source, slabsize)
+    : vmemXallocAddr(h, source, slabsize, PAGE_SIZE);
+  if (mem === 0) return 0;
+  const nchunks = w(h, cp + CA_NCHUNKS), chunk = w(h, cp + CA_CHUNK);
+  let sb: number;
+  if ((w(h, cp + CA_FLAGS) & CF_SMALL) !== 0) {
+    sb = mem + slabsize - roundUp(SB_STATE + nchunks, 8);
+  } else {
+    sb = slabAllocRaw(h, w(h, HDR_SLAB_CACHE));
+    if (sb === 0) {
+      vmemFreeAddr(h, source, mem, slabsize);
+      return 0;
+    }
+  }
+  let color = w(h, cp + CA_COLOR);
+  const next = color + w(h, cp + CA_ALIGN);
+  setw(h, cp + CA_COLOR, next > w(h, cp + CA_MAXCOLOR) ? 0 : next);
+  if (color > w(h, cp + CA_MAXCOLOR)) color = 0;
+  const base = mem + color;
+  h.i32.fill(0, sb >> 2, (sb + roundUp(SB_STATE + nchunks, 4)) >> 2);
+  setw(h, sb + SB_CACHE, cp);
+  setw(h, sb + SB_BASE, base);
+  setw(h, sb + SB_START, mem);
+  for (let i = 0; i < nchunks; i++) {
+    const buf = base + i * chunk;
+    setw(h, buf, i + 1 < nchunks ? buf + chunk : 0);
+  }
+  setw(h, sb + SB_FREE, base);
+  const pm = h.pagemap >> 2;
+  for (let p = mem >>> PAGE_SHIFT, end = (mem + slabsize) >>> PAGE_SHIFT; p < end; p++) {
+    h.i32[pm + p] = sb;
+  }
+  return sb;
+}
+
+/** Gives an empty slab back to vmem (cache lock held; the slab already off its list). */
+function slabDestroy(h: HeapView, cp: number, sb: number): void {
+  const mem = w(h, sb + SB_START), slabsize = w(h, cp + CA_SLABSIZE);
+  const pm = h.pagemap >> 2;
+  for (let p = mem >>> PAGE_SHIFT, end = (mem + slabsize) >>> PAGE_SHIFT; p < end; p++) {
+    h.i32[pm + p] = 0;
+  }
+  h.f64[(cp + CA_SLABS) >> 3]--;
+  h.f64[(cp + CA_BUF_TOTAL) >> 3] -= w(h, cp + CA_NCHUNKS);
+  if ((w(h, cp + CA_FLAGS) & CF_SMALL) === 0) slabFreeRaw(h, w(h, HDR_SLAB_CACHE), sb);
+  vmemFreeAddr(h, w(h, cp + CA_SOURCE), mem, slabsize);
+}
+
+/**
+ * Takes one buffer out of the slabs of cache `cp`, creating a slab if none has room. The
+ * buffer is not constructed; its state becomes `state`. Returns 0 when no memory can be had.
+ */
+export function slabAllocRaw(h: HeapView, cp: number, state = BUF_ALLOC): number {
+  lock(h, cp + CA_LOCK);
+  let sb = w(h, cp + CA_PARTIAL) || w(h, cp + CA_EMPTY);
+  if (sb === 0) {
+    unlock(h, cp + CA_LOCK);
+    const made = slabCreate(h, cp);
+    if (made === 0) return 0;
+    lock(h, cp + CA_LOCK);
+    listPush(h, cp, made, CA_EMPTY);
+    const n = w(h, cp + CA_NCHUNKS);
+    h.f64[(cp + CA_SLABS) >> 3]++;
+    const total = (h.f64[(cp + CA_BUF_TOTAL) >> 3] += n);
+    if (total > h.f64[(cp + CA_BUF_MAX) >> 3]) h.f64[(cp + CA_BUF_MAX) >> 3] = total;
+    sb = w(h, cp + CA_PARTIAL) || made;
+  }
+  const buf = w(h, sb + SB_FREE);
+  setw(h, sb + SB_FREE, w(h, buf));
+  const ref = w(h, sb + SB_REFCNT) + 1;
+  setw(h, sb + SB_REFCNT, ref);
+  h.u8[sb + SB_STATE + bufIndex(h, cp, sb, buf)] = state;
+  listMove(h, cp, sb, ref === w(h, cp + CA_NCHUNKS) ? CA_FULL : CA_PARTIAL);
+  h.f64[(cp + CA_SLAB_ALLOCS) >> 3]++;
+  unlock(h, cp + CA_LOCK);
+  return buf;
+}
+
+/** Puts buffer `buf` (already destroyed, if it was constructed) back on its slab. */
+export function slabFreeRaw(h: HeapView, cp: number, buf: number): void {
+  const sb = slabOf(h, buf);
+  lock(h, cp + CA_LOCK);
+  h.u8[sb + SB_STATE + bufIndex(h, cp, sb, buf)] = BUF_FREE;
+  setw(h, buf, w(h, sb + SB_FREE));
+  setw(h, sb + SB_FREE, buf);
+  const ref = w(h, sb + SB_REFCNT) - 1;
+  setw(h, sb + SB_REFCNT, ref);
+  listMove(h, cp, sb, ref === 0 ? CA_EMPTY : CA_PARTIAL);
+  unlock(h, cp + CA_LOCK);
+}
+
+/** Gives every empty slab of cache `cp` back to vmem. Returns the bytes given back. */
+export function slabReap(h: HeapView, cp: number): number {
+  let bytes = 0;
+  lock(h, cp + CA_LOCK);
+  try {
+    for (let sb = w(h, cp + CA_EMPTY); sb !== 0; sb = w(h, cp + CA_EMPTY)) {
+      listRemove(h, cp, sb);
+      slabDestroy(h, cp, sb);
+      bytes += w(h, cp + CA_SLABSIZE);
+    }
+  } finally {
+    unlock(h, cp + CA_LOCK);
+  }
+  return bytes;
+}
+
+/**
+ * Frees every slab of a cache that is being destroyed, whatever is still allocated.
+ * Returns the buffers that were still allocated.
+ */
+export function slabDestroyAll(h: HeapView, cp: number): number {
+  let leaked = 0;
+  lock(h, cp + CA_LOCK);
+  try {
+    for (const list of [CA_FULL, CA_PARTIAL, CA_EMPTY]) {
+      for (let sb = w(h, cp + list); sb !== 0; sb = w(h, cp + list)) {
+        leaked += w(h, sb + SB_REFCNT);
+        listRemove(h, cp, sb);
+        slabDestroy(h, cp, sb);
+      }
+    }
+  } finally {
+    unlock(h, cp + CA_LOCK);
+  }
+  return leaked;
+}
+
+/**
+ * Constructs a buffer fresh from its slab with this worker's constructor. On refusal the
+ * buffer goes back to the slab and this returns false.
+ */
+export function construct(h: HeapView, cp: number, buf: number): boolean {
+  const flags = w(h, cp + CA_FLAGS);
+  if ((flags & CF_HASCTOR) === 0) return true;
+  const cb = h.callbacks[w(h, cp + CA_ID)];
+  if (cb?.ctor === undefined) {
+    slabFreeRaw(h, cp, buf);
+    throw new UmemError(
+      "invalid-argument",
+      `umem_cache_alloc(${cacheName(h, cp)}): cache has a constructor but worker ${h.slot} ` +
+        `has not registered it (call heap.cache(name, { ctor, dtor }))`,
+    );
+  }
+  let ok: boolean | void;
+  try {
+    ok = cb.ctor(h, buf);
+  } catch (e) {
+    slabFreeRaw(h, cp, buf);
+    throw e;
+  }
+  if (ok === false) {
+    slabFreeRaw(h, cp, buf);
+    return false;
+  }
+  return true;
+}
+
+/** Destroys a constructed buffer with this worker's destructor, then frees it to its slab. */
+export function destructAndFree(h: HeapView, cp: number, buf: number): void {
+  if ((w(h, cp + CA_FLAGS) & CF_HASDTOR) !== 0) {
+    const dtor = h.callbacks[w(h, cp + CA_ID)]?.dtor;
+    if (dtor !== undefined) dtor(h, buf);
+  }
+  slabFreeRaw(h, cp, buf);
+}
+
+/** Builds the error for a free of `buf` to cache `cp` that is not a live buffer of it. */
+export function badFree(h: HeapView, cp: number, buf: unknown, fn: string): UmemError {
+  const name = cacheName(h, cp);
+  if (typeof buf !== "number" || !Number.isInteger(buf)) {
+    return new UmemError(
+      "invalid-argument",
+      `${fn}(${name}): address ${String(buf)} is not a whole number`,
+    );
+  }
+  const sb = slabOf(h, buf);
+  if (sb === 0) {
+    return new UmemError(
+      "bad-free",
+      `${fn}(${name}): invalid free: buffer not in cache: ${hex(buf)} is not in any slab`,
+      buf,
+    );
+  }
+  const owner = w(h, sb + SB_CACHE);
+  if (owner !== cp) {
+    const ob = w(h, owner + CA_BUFSIZE), mb = w(h, cp + CA_BUFSIZE);
+    if ((w(h, owner + CA_FLAGS) & CF_INTERNAL) !== 0 && (w(h, cp + CA_FLAGS) & CF_INTERNAL) !== 0) {
+      return new UmemError(
+        "wrong-size",
+        `${fn}(${name}): bad free: free size (${mb}) != alloc size (${ob}) at ${hex(buf)}`,
+        buf,
+      );
+    }
+    return new UmemError(
+      "wrong-cache",
+      `${fn}(${name}): buffer freed to wrong cache: buffer was allocated from ${
+        cacheName(h, owner)
+      }, caller attempting free to ${name}. buffer=${hex(buf)}`,
+      buf,
+    );
+  }
+  const idx = bufIndex(h, cp, sb, buf);
+  if (idx < 0) {
+    const chunk = w(h, cp + CA_CHUNK), base = w(h, sb + SB_BASE);
+    const start = buf < base ? 0 : base + Math.floor((buf - base) / chunk) * chunk;
+    return new UmemError(
+      "bad-free",
+      `${fn}(${name}): bad free: free address (${hex(buf)}) != alloc address (${hex(start)})`,
+      buf,
+    );
+  }
+  const st = h.u8[sb + SB_STATE + idx];
+  if (st !== BUF_ALLOC) {
+    return new UmemError(
+      "duplicate-free",
+      `${fn}(${name}): duplicate free: buffer freed twice: buffer=${hex(buf)} (${
+        st === BUF_CACHED ? "already in a magazine" : "already free in its slab"
+      })`,
+      buf,
+    );
+  }
+  return new UmemError("bad-free", `${fn}(${name}): free of ${hex(buf)} refused`, buf);
+}
+
+/** Throws if the slab layer cannot give a buffer: the allocation's out-of-memory error. */
+export function allocFailure(h: HeapView, cp: number, size: number): OutOfMemoryError {
+  h.f64[(cp + CA_FAILS) >> 3]++;
+  return new OutOfMemoryError(
+    `umem_alloc(${cacheName(h, cp)}): no memory for a ${size}-byte buffer`,
+  );
+}

@@ -1,0 +1,277 @@
+/**
+ * `heap.verify()`: a full consistency check of the image, as `umem_verify` and `::kmem_verify`.
+ *
+ * It walks every arena (address list, spans, free lists, hash), every cache (slab lists,
+ * state bytes, slab free lists, page map) and every depot, and returns one line per problem.
+ * Every walk is bounded by the number of records that can exist, so a corrupt image yields a
+ * report, never a hang, and every address is checked against the bounds before it is read.
+ *
+ * It takes no locks: call it when the heap is quiet (or accept that a concurrent change may be
+ * reported).
+ *
+ * @module
+ */
+
+import { hex } from "./errors.ts";
+import {
+  HDR_ARENA_LIST,
+  HDR_CACHE_LIST,
+  HDR_NSLOTS,
+  type HeapView,
+  PAGE_SHIFT,
+  PAGE_SIZE,
+} from "./image.ts";
+import {
+  CC_LOADED,
+  CC_PLOADED,
+  CC_PROUNDS,
+  CC_ROUNDS,
+  CC_SIZE,
+  MG_NEXT,
+  MG_ROUNDS,
+} from "./magazine.ts";
+import {
+  BUF_ALLOC,
+  BUF_CACHED,
+  BUF_FREE,
+  bufIndex,
+  CA_CPU,
+  CA_DEPOT_EMPTY,
+  CA_DEPOT_FULL,
+  CA_DEPOT_NEMPTY,
+  CA_DEPOT_NFULL,
+  CA_EMPTY,
+  CA_FLAGS,
+  CA_FULL,
+  CA_MAGROUNDS,
+  CA_NCHUNKS,
+  CA_NEXT,
+  CA_PARTIAL,
+  CA_SLABS,
+  CA_SLABSIZE,
+  cacheName,
+  CF_NOMAGAZINE,
+  SB_BASE,
+  SB_CACHE,
+  SB_FREE,
+  SB_LIST,
+  SB_NEXT,
+  SB_REFCNT,
+  SB_START,
+  SB_STATE,
+} from "./slab.ts";
+import {
+  arenaName,
+  freeListIndex,
+  hashFind,
+  SEG_ALLOC,
+  SEG_FREE,
+  SEG_SPAN,
+  SEG_TYPE_MASK,
+  VM_FREELIST,
+  VM_FREEMAP,
+  VM_HASHCOUNT,
+  VM_INUSE,
+  VM_NEXT,
+  VM_SENTINEL,
+  VS_ANEXT,
+  VS_APREV,
+  VS_END,
+  VS_KNEXT,
+  VS_START,
+  VS_TYPE,
+} from "./vmem.ts";
+
+/** Checks the whole heap; returns one line per problem. */
+export function verifyHeap(h: HeapView): string[] {
+  const out: string[] = [];
+  const limit = h.mapped >> 3;
+  let n = 0;
+  for (let a = w(h, HDR_ARENA_LIST); a !== 0 && n++ < limit; a = w(h, a + VM_NEXT)) {
+    if (!inBounds(h, a)) {
+      out.push(`vmem_verify: arena list points out of bounds (${hex(a)})`);
+      break;
+    }
+    verifyArena(h, a, out);
+  }
+  n = 0;
+  for (let cp = w(h, HDR_CACHE_LIST); cp !== 0 && n++ < limit; cp = w(h, cp + CA_NEXT)) {
+    if (!inBounds(h, cp)) {
+      out.push(`umem_verify: cache list points out of bounds (${hex(cp)})`);
+      break;
+    }
+    verifyCache(h, cp, out);
+  }
+  return out;
+}
+
+const w = (h: HeapView, a: number) => h.i32[a >> 2];
+const inBounds = (h: HeapView, a: number) => a > 0 && a < h.mapped && (a & 3) === 0;
+
+function verifyArena(h: HeapView, a: number, out: string[]): void {
+  const name = arenaName(h, a);
+  const bad = (msg: string) => out.push(`vmem_verify(${name}): ${msg}`);
+  const sentinel = w(h, a + VM_SENTINEL);
+  if (!inBounds(h, sentinel)) return void bad(`sentinel ${hex(sentinel)} out of bounds`);
+  const limit = h.mapped >> 4;
+  let prev = sentinel, spanEnd = -1, prevType = 0, inuse = 0, allocs = 0, frees = 0, steps = 0;
+  let cursor = 0;
+  for (let s = w(h, sentinel + VS_ANEXT); s !== sentinel; s = w(h, s + VS_ANEXT)) {
+    if (!inBounds(h, s) || ++steps > limit) return void bad(`address list broken at ${hex(s)}`);
+    if (w(h, s + VS_APREV) !== prev) bad(`segment ${hex(s)}: back link does not match`);
+    const t = w(h, s + VS_TYPE) & SEG_TYPE_MASK;
+    const start = w(h, s + VS_START), end = w(h, s + VS_END);
+    if (end <= start) bad(`segment ${hex(s)} [${hex(start)}, ${hex(end)}) is empty or inverted`);
+    if (t === SEG_SPAN) {
+      if (spanEnd >= 0 && cursor !== spanEnd) bad(`span ending ${hex(spanEnd)} not tiled`);
+      cursor = start;
+      spanEnd = end;
+    } else {
+      if (start !== cursor) {
+        bad(`segment ${hex(s)} starts at ${hex(start)}, expected ${hex(cursor)}`);
+      }
+      cursor = end;
+      if (t === SEG_FREE) {
+        frees++;
+        if (prevType === SEG_FREE) bad(`adjacent free segments at ${hex(start)}`);
+      } else if (t === SEG_ALLOC) {
+        allocs++;
+        inuse += end - start;
+        if (hashFind(h, a, start) !== s) bad(`allocated segment ${hex(start)} not in the hash`);
+      } else bad(`segment ${hex(s)} has type ${t}`);
+    }
+    prevType = t;
+    prev = s;
+  }
+  if (spanEnd >= 0 && cursor !== spanEnd) bad(`span ending ${hex(spanEnd)} not tiled`);
+  if (w(h, a + VM_HASHCOUNT) !== allocs) {
+    bad(`hash holds ${w(h, a + VM_HASHCOUNT)} segments, address list ${allocs} allocated`);
+  }
+  if (h.f64[(a + VM_INUSE) >> 3] !== inuse) {
+    bad(`in use ${h.f64[(a + VM_INUSE) >> 3]} != ${inuse} bytes allocated`);
+  }
+  let listed = 0;
+  const map = w(h, a + VM_FREEMAP);
+  for (let i = 0; i < 32; i++) {
+    const head = w(h, a + VM_FREELIST + i * 4);
+    if ((head !== 0) !== ((map & (1 << i)) !== 0)) bad(`free list ${i} and bitmap disagree`);
+    let k = 0;
+    for (let s = head; s !== 0; s = w(h, s + VS_KNEXT)) {
+      if (!inBounds(h, s) || ++k > limit) {
+        bad(`free list ${i} broken at ${hex(s)}`);
+        break;
+      }
+      const size = w(h, s + VS_END) - w(h, s + VS_START);
+      if ((w(h, s + VS_TYPE) & SEG_TYPE_MASK) !== SEG_FREE) {
+        bad(`free list ${i} holds ${hex(s)}, not free`);
+      } else if (freeListIndex(size) !== i) bad(`segment of ${size} bytes on free list ${i}`);
+      listed++;
+    }
+  }
+  if (listed !== frees) bad(`${frees} free segments but ${listed} on the free lists`);
+}
+
+function verifyCache(h: HeapView, cp: number, out: string[]): void {
+  const name = cacheName(h, cp);
+  const bad = (msg: string) => out.push(`umem_verify(${name}): ${msg}`);
+  const nchunks = w(h, cp + CA_NCHUNKS), slabsize = w(h, cp + CA_SLABSIZE);
+  const pm = h.pagemap >> 2;
+  const limit = h.mapped / PAGE_SIZE;
+  let slabs = 0;
+  const cachedBufs = new Set<number>();
+  for (const list of [CA_FULL, CA_PARTIAL, CA_EMPTY]) {
+    let k = 0;
+    for (let sb = w(h, cp + list); sb !== 0; sb = w(h, sb + SB_NEXT)) {
+      if (!inBounds(h, sb) || ++k > limit) {
+        bad(`slab list broken at ${hex(sb)}`);
+        break;
+      }
+      slabs++;
+      if (w(h, sb + SB_CACHE) !== cp) {
+        bad(`slab ${hex(sb)} names cache ${hex(w(h, sb + SB_CACHE))}`);
+      }
+      if (w(h, sb + SB_LIST) !== list) bad(`slab ${hex(sb)} is on the wrong list`);
+      const start = w(h, sb + SB_START);
+      for (let p = start >>> PAGE_SHIFT; p < (start + slabsize) >>> PAGE_SHIFT; p++) {
+        if (h.i32[pm + p] !== sb) {
+          bad(`page ${hex(p << PAGE_SHIFT)} of slab ${hex(sb)} not mapped to it`);
+        }
+      }
+      let used = 0;
+      for (let i = 0; i < nchunks; i++) {
+        const st = h.u8[sb + SB_STATE + i];
+        if (st === BUF_ALLOC || st === BUF_CACHED) used++;
+        else if (st !== BUF_FREE) bad(`slab ${hex(sb)} buffer ${i} has state ${st}`);
+      }
+      const ref = w(h, sb + SB_REFCNT);
+      if (ref !== used) bad(`slab ${hex(sb)} refcnt ${ref} but ${used} buffers out`);
+      const want = ref === 0 ? CA_EMPTY : ref === nchunks ? CA_FULL : CA_PARTIAL;
+      if (want !== list) bad(`slab ${hex(sb)} with ${ref} of ${nchunks} out is on the wrong list`);
+      let free = 0;
+      for (let b = w(h, sb + SB_FREE); b !== 0; b = w(h, b)) {
+        const idx = inBounds(h, b) ? bufIndex(h, cp, sb, b) : -1;
+        if (idx < 0 || ++free > nchunks) {
+          bad(`slab ${hex(sb)} free list broken at ${hex(b)}`);
+          break;
+        }
+        if (h.u8[sb + SB_STATE + idx] !== BUF_FREE) bad(`free buffer ${hex(b)} not in state free`);
+      }
+      if (free + ref !== nchunks && free <= nchunks) {
+        bad(`slab ${hex(sb)}: ${free} free + ${ref} out != ${nchunks} buffers`);
+      }
+      if (w(h, sb + SB_BASE) < start || w(h, sb + SB_BASE) >= start + slabsize) {
+        bad(`slab ${hex(sb)} base outside its memory`);
+      }
+    }
+  }
+  if (h.f64[(cp + CA_SLABS) >> 3] !== slabs) {
+    bad(`${slabs} slabs listed, ${h.f64[(cp + CA_SLABS) >> 3]} counted`);
+  }
+  if ((w(h, cp + CA_FLAGS) & CF_NOMAGAZINE) !== 0) return;
+  // Magazines: every round a cached buffer of this cache, none twice.
+  const checkRound = (buf: number, where: string) => {
+    const sb = inBounds(h, buf) ? h.i32[pm + (buf >>> PAGE_SHIFT)] : 0;
+    const idx = sb !== 0 && w(h, sb + SB_CACHE) === cp ? bufIndex(h, cp, sb, buf) : -1;
+    if (idx < 0) return void bad(`${where} holds ${hex(buf)}, not a buffer of this cache`);
+    if (!h.trust && h.u8[sb + SB_STATE + idx] !== BUF_CACHED) {
+      bad(`${where} holds ${hex(buf)}, not in state cached`);
+    }
+    if (cachedBufs.has(buf)) bad(`${hex(buf)} is in two magazines`);
+    cachedBufs.add(buf);
+  };
+  const rounds = w(h, cp + CA_MAGROUNDS);
+  for (
+    const [head, count, full] of [[CA_DEPOT_FULL, CA_DEPOT_NFULL, true], [
+      CA_DEPOT_EMPTY,
+      CA_DEPOT_NEMPTY,
+      false,
+    ]] as const
+  ) {
+    let k = 0;
+    for (let m = w(h, cp + head); m !== 0; m = w(h, m + MG_NEXT)) {
+      if (!inBounds(h, m) || ++k > limit * 64) {
+        bad(`depot list broken at ${hex(m)}`);
+        break;
+      }
+      if (full) {
+        for (let i = 0; i < rounds; i++) {
+          checkRound(w(h, m + MG_ROUNDS + i * 4), `depot magazine ${hex(m)}`);
+        }
+      }
+    }
+    if (k !== w(h, cp + count)) {
+      bad(`depot ${full ? "full" : "empty"} count ${w(h, cp + count)} != ${k} listed`);
+    }
+  }
+  const nslots = w(h, HDR_NSLOTS);
+  for (let s = 0; s < nslots; s++) {
+    const cc = cp + CA_CPU + s * CC_SIZE;
+    for (const [mf, rf] of [[CC_LOADED, CC_ROUNDS], [CC_PLOADED, CC_PROUNDS]]) {
+      const m = w(h, cc + mf), r = w(h, cc + rf);
+      if (m === 0) continue;
+      for (let i = 0; i < r; i++) {
+        checkRound(w(h, m + MG_ROUNDS + i * 4), `slot ${s} magazine ${hex(m)}`);
+      }
+    }
+  }
+}
