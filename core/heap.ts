@@ -26,7 +26,6 @@ import {
   HDR_OVERSIZE,
   HDR_ROOT_ARENA,
   HDR_SIZE_TABLE,
-  HDR_SLAB_CACHE,
   HDR_SLOT_LOCK,
   HDR_SLOTS,
   HeapView,
@@ -55,15 +54,7 @@ import {
   reapAll,
   reclaimAll,
 } from "./magazine.ts";
-import {
-  CA_CPU,
-  CA_MAGIC,
-  CA_MAGIC_VALUE,
-  CA_NEXT,
-  CF_INTERNAL,
-  CF_NOMAGAZINE,
-  SB_EXT_SIZE,
-} from "./slab.ts";
+import { CA_CPU, CA_MAGIC, CA_MAGIC_VALUE, CA_NEXT, CF_INTERNAL, CF_NOMAGAZINE } from "./slab.ts";
 import {
   classAlign,
   laySizeTable,
@@ -95,14 +86,6 @@ function layCaches(heap: Heap): void {
   });
   heap.i32[HDR_META_ARENA >> 2] = meta.addr;
   const internal = CF_NOMAGAZINE | CF_INTERNAL;
-  heap.i32[HDR_SLAB_CACHE >> 2] = createCacheRecord(
-    heap,
-    "umem_slab",
-    SB_EXT_SIZE,
-    { align: 8 },
-    internal,
-    root,
-  );
   MAG_ROUNDS.forEach((rounds, t) => {
     heap.i32[(HDR_MAG_CACHES >> 2) + t] = createCacheRecord(
       heap,

@@ -90,8 +90,6 @@ export const HDR_CREATED = 96;
 export const HDR_NEXT_CACHE_ID = 104;
 /** Address of the metadata arena (cache records, hash tables). */
 export const HDR_META_ARENA = 108;
-/** Address of the slab-record cache (external slab records of large-buffer caches). */
-export const HDR_SLAB_CACHE = 112;
 /** Number of magazine caches. */
 export const HDR_NMAGTYPES = 116;
 /** Bytes the heap's arena gave to vmem's own records: segment pages, hash tables, arenas. */

@@ -44,7 +44,6 @@ import {
   BUF_ALLOC,
   BUF_CACHED,
   CA_BUFSIZE,
-  CA_CHUNK,
   CA_CONT_BASE,
   CA_CONT_TIME,
   CA_CONTENTION,
@@ -57,11 +56,11 @@ import {
   CA_FAILS,
   CA_FLAGS,
   CA_ID,
-  CA_INVCHUNK,
   CA_MAGROUNDS,
   CA_MAGTYPE,
   CA_NEXT,
   CA_RESIZES,
+  CA_SHIFT,
   cacheName,
   CF_NOMAGAZINE,
   construct,
@@ -97,10 +96,14 @@ export const CC_PROUNDS = 12;
 export const CC_MAGSIZE = 16;
 /** Magazine type of this slot's magazines. */
 export const CC_MAGTYPE = 20;
-/** Allocations by this slot (float64). */
-export const CC_ALLOCS = 24;
-/** Frees by this slot (float64). */
-export const CC_FREES = 32;
+/** Allocations by this slot since the last fold (int32, wraps). */
+export const CC_NALLOC = 24;
+/** Frees by this slot since the last fold (int32, wraps). */
+export const CC_NFREE = 28;
+/** Allocations by this slot folded in from `CC_NALLOC` (float64). */
+export const CC_TALLOC = 32;
+/** Frees by this slot folded in from `CC_NFREE` (float64). */
+export const CC_TFREE = 40;
 /** Size of a per-worker cache: one cache line, so that slots do not share lines. */
 export const CC_SIZE = 64;
 
@@ -133,13 +136,11 @@ export function cacheAlloc(h: HeapView, cp: number): number {
   if (r > 0) {
     const buf = i32[(i32[(cc + CC_LOADED) >> 2] >> 2) + r];
     i32[(cc + CC_ROUNDS) >> 2] = r - 1;
-    h.f64[(cc + CC_ALLOCS) >> 3]++;
+    i32[(cc + CC_NALLOC) >> 2]++;
     if (!h.trust) {
       const sb = i32[(h.pagemap >> 2) + (buf >>> PAGE_SHIFT)];
-      const chunk = i32[(cp + CA_CHUNK) >> 2];
-      const idx = ((buf - i32[(sb + SB_BASE) >> 2] + (chunk >> 1)) *
-        h.f64[(cp + CA_INVCHUNK) >> 3]) | 0;
-      h.u8[sb + SB_STATE + idx] = BUF_ALLOC;
+      h.u8[sb + SB_STATE + ((buf - i32[(sb + SB_BASE) >> 2]) >> i32[(cp + CA_SHIFT) >> 2])] =
+        BUF_ALLOC;
     }
     return buf;
   }
@@ -158,20 +159,21 @@ export function cacheFree(h: HeapView, cp: number, buf: number, fn: string): voi
     if ((buf | 0) !== buf || buf <= 0 || buf >= h.mapped) throw badFree(h, cp, buf, fn);
     const sb = i32[(h.pagemap >> 2) + (buf >>> PAGE_SHIFT)];
     if (sb === 0 || i32[(sb + SB_CACHE) >> 2] !== cp) throw badFree(h, cp, buf, fn);
-    const chunk = i32[(cp + CA_CHUNK) >> 2];
+    const shift = i32[(cp + CA_SHIFT) >> 2];
     const off = buf - i32[(sb + SB_BASE) >> 2];
-    const idx = ((off + (chunk >> 1)) * h.f64[(cp + CA_INVCHUNK) >> 3]) | 0;
-    if (off < 0 || idx * chunk !== off || h.u8[sb + SB_STATE + idx] !== BUF_ALLOC) {
+    const at = sb + SB_STATE + (off >> shift);
+    // Interior granules hold BUF_INTERIOR, so an aligned interior pointer fails here too.
+    if (off < 0 || (off & ((1 << shift) - 1)) !== 0 || h.u8[at] !== BUF_ALLOC) {
       throw badFree(h, cp, buf, fn);
     }
-    h.u8[sb + SB_STATE + idx] = BUF_CACHED;
+    h.u8[at] = BUF_CACHED;
   }
   const cc = cp + h.ccOff;
   const r = i32[(cc + CC_ROUNDS) >> 2];
   if (r < i32[(cc + CC_MAGSIZE) >> 2]) {
     i32[(i32[(cc + CC_LOADED) >> 2] >> 2) + 1 + r] = buf;
     i32[(cc + CC_ROUNDS) >> 2] = r + 1;
-    h.f64[(cc + CC_FREES) >> 3]++;
+    i32[(cc + CC_NFREE) >> 2]++;
     return;
   }
   cacheFreeSlow(h, cp, buf);
@@ -256,9 +258,18 @@ export function cpuFlush(h: HeapView, cp: number, slot: number): void {
   setw(h, cc + CC_MAGTYPE, w(h, cp + CA_MAGTYPE));
 }
 
+/** Folds the slot's int32 counters into its float64 totals (on every slow path). */
+function foldCounts(h: HeapView, cc: number): void {
+  h.f64[(cc + CC_TALLOC) >> 3] += h.i32[(cc + CC_NALLOC) >> 2] >>> 0;
+  h.f64[(cc + CC_TFREE) >> 3] += h.i32[(cc + CC_NFREE) >> 2] >>> 0;
+  h.i32[(cc + CC_NALLOC) >> 2] = 0;
+  h.i32[(cc + CC_NFREE) >> 2] = 0;
+}
+
 function cacheAllocSlow(h: HeapView, cp: number): number {
-  if ((w(h, cp + CA_FLAGS) & CF_NOMAGAZINE) !== 0) return slabAllocConstructed(h, cp);
   const cc = cp + h.ccOff;
+  foldCounts(h, cc);
+  if ((w(h, cp + CA_FLAGS) & CF_NOMAGAZINE) !== 0) return slabAllocConstructed(h, cp);
   for (;;) {
     if (w(h, cc + CC_ROUNDS) > 0) return cacheAlloc(h, cp);
     if (w(h, cc + CC_PROUNDS) > 0) {
@@ -297,9 +308,10 @@ function cacheAllocSlow(h: HeapView, cp: number): number {
 
 function cacheFreeSlow(h: HeapView, cp: number, buf: number): void {
   const cc = cp + h.ccOff;
+  foldCounts(h, cc);
   if ((w(h, cp + CA_FLAGS) & CF_NOMAGAZINE) !== 0) {
     destructAndFree(h, cp, buf);
-    h.f64[(cc + CC_FREES) >> 3]++;
+    h.i32[(cc + CC_NFREE) >> 2]++;
     return;
   }
   for (;;) {
@@ -307,7 +319,7 @@ function cacheFreeSlow(h: HeapView, cp: number, buf: number): void {
     if (loaded !== 0 && r < w(h, cc + CC_MAGSIZE)) {
       setw(h, loaded + MG_ROUNDS + r * 4, buf);
       setw(h, cc + CC_ROUNDS, r + 1);
-      h.f64[(cc + CC_FREES) >> 3]++;
+      h.i32[(cc + CC_NFREE) >> 2]++;
       return;
     }
     const prev = w(h, cc + CC_PLOADED);
@@ -343,7 +355,7 @@ function cacheFreeSlow(h: HeapView, cp: number, buf: number): void {
     const mag = slabAllocRaw(h, magCache(h, type));
     if (mag === 0) {
       destructAndFree(h, cp, buf);
-      h.f64[(cc + CC_FREES) >> 3]++;
+      h.i32[(cc + CC_NFREE) >> 2]++;
       return;
     }
     depotLock(h, cp);
@@ -378,7 +390,7 @@ function slabAllocConstructed(h: HeapView, cp: number): number {
       }): constructor refused the buffer; nothing was allocated`,
     );
   }
-  h.f64[(cp + h.ccOff + CC_ALLOCS) >> 3]++;
+  h.i32[(cp + h.ccOff + CC_NALLOC) >> 2]++;
   return buf;
 }
 
@@ -456,12 +468,14 @@ export function flushSlot(h: HeapView, slot: number): void {
 /** Buffers in use in cache `cp`: allocations minus frees over every slot. */
 export function cacheInUse(h: HeapView, cp: number): number {
   const n = w(h, HDR_NSLOTS);
-  let used = 0;
+  // The int32 counters wrap; their sum is exact modulo 2^32, and buffers in use are fewer.
+  let used = 0, fast = 0;
   for (let s = 0; s < n; s++) {
     const cc = cp + CA_CPU + s * CC_SIZE;
-    used += h.f64[(cc + CC_ALLOCS) >> 3] - h.f64[(cc + CC_FREES) >> 3];
+    used += h.f64[(cc + CC_TALLOC) >> 3] - h.f64[(cc + CC_TFREE) >> 3];
+    fast = (fast + h.i32[(cc + CC_NALLOC) >> 2] - h.i32[(cc + CC_NFREE) >> 2]) | 0;
   }
-  return used;
+  return used + fast;
 }
 
 /** Allocations and frees over every slot. */
@@ -470,8 +484,8 @@ export function cacheCounts(h: HeapView, cp: number): { allocs: number; frees: n
   let allocs = 0, frees = 0;
   for (let s = 0; s < n; s++) {
     const cc = cp + CA_CPU + s * CC_SIZE;
-    allocs += h.f64[(cc + CC_ALLOCS) >> 3];
-    frees += h.f64[(cc + CC_FREES) >> 3];
+    allocs += h.f64[(cc + CC_TALLOC) >> 3] + (h.i32[(cc + CC_NALLOC) >> 2] >>> 0);
+    frees += h.f64[(cc + CC_TFREE) >> 3] + (h.i32[(cc + CC_NFREE) >> 2] >>> 0);
   }
   return { allocs, frees };
 }

@@ -12,8 +12,12 @@
  * offset by a rotating multiple of the alignment, so that buffers of different slabs do not all
  * compete for the same cache lines.
  *
- * Each slab record carries a state byte per buffer: `BUF_FREE` (on the slab's free list),
- * `BUF_ALLOC` (the user has it), `BUF_CACHED` (constructed, in a magazine). The magazine layer
+ * Each slab record carries a state byte per *granule* of the slab, a granule being the largest
+ * power of two that divides the chunk size, so a buffer's byte is found with a subtraction and a
+ * shift. The byte of a granule where a buffer starts says `BUF_FREE` (on the slab's free list),
+ * `BUF_ALLOC` (the user has it) or `BUF_CACHED` (constructed, in a magazine); every other byte
+ * says `BUF_INTERIOR`, so a granule-aligned pointer into the middle of a buffer is refused, and
+ * so is any pointer that is not granule-aligned. The magazine layer
  * flips ALLOC and CACHED on every alloc and free with plain byte stores (each byte is written
  * only by the worker that holds the buffer), which catches a double free, a free of an address
  * that is not a buffer, and a free to the wrong cache, on every heap.
@@ -38,9 +42,9 @@ import { hex, OutOfMemoryError, UmemError } from "./errors.ts";
 import {
   HDR_CACHE_LIST,
   HDR_CACHE_LOCK,
+  HDR_META_ARENA,
   HDR_NEXT_CACHE_ID,
   HDR_NSLOTS,
-  HDR_SLAB_CACHE,
   type HeapView,
   PAGE_SHIFT,
   PAGE_SIZE,
@@ -109,8 +113,13 @@ export const CA_CONTENTION = 116;
 export const CA_CONT_BASE = 120;
 /** Unique id of this cache (a handle on a destroyed cache notices it). */
 export const CA_ID = 124;
-/** 1 / chunk (float64), to find a buffer's index without an integer division. */
-export const CA_INVCHUNK = 128;
+/**
+ * log2 of the largest power of two dividing the chunk: a buffer's state byte is at
+ * `(buf - SB_BASE) >> CA_SHIFT`, found without a division.
+ */
+export const CA_SHIFT = 128;
+/** State bytes per slab: slab size >> `CA_SHIFT`. */
+export const CA_NSTATE = 132;
 /** Start of the current contention interval, ms (float64). */
 export const CA_CONT_TIME = 136;
 /** Buffers in all slabs (float64). */
@@ -162,10 +171,6 @@ export const SB_FREE = 24;
 export const SB_LIST = 28;
 /** State bytes, one per buffer. */
 export const SB_STATE = 32;
-/** Most buffers in a slab with an external record. */
-export const SB_EXT_MAXCHUNKS = 96;
-/** Size of an external slab record. */
-export const SB_EXT_SIZE = SB_STATE + SB_EXT_MAXCHUNKS;
 
 /** Buffer state: on its slab's free list. */
 export const BUF_FREE = 0;
@@ -173,23 +178,39 @@ export const BUF_FREE = 0;
 export const BUF_ALLOC = 1;
 /** Buffer state: constructed, in a magazine. */
 export const BUF_CACHED = 2;
+/** State of a granule where no buffer starts. */
+export const BUF_INTERIOR = 3;
 
 /** Smallest and largest alignment a cache may ask for. */
 export const MIN_ALIGN = 8;
 
-/** The layout a cache of `chunk`-byte buffers gets: slab size, buffers per slab, small or not. */
+/** log2 of the largest power of two dividing `chunk`: the state granule. */
+export function granuleShift(chunk: number): number {
+  return 31 - Math.clz32(chunk & -chunk);
+}
+
+/** Bytes of a slab record for a slab of `slabsize` bytes and granule shift `shift`. */
+export function slabRecordBytes(slabsize: number, shift: number): number {
+  return roundUp(SB_STATE + (slabsize >> shift), 8);
+}
+
+/**
+ * The layout a cache of `chunk`-byte buffers gets: slab size and buffers per slab, the record
+ * inside the slab for small buffers, outside otherwise (at most 1/8 of the slab wasted).
+ */
 export function slabLayout(
   chunk: number,
   small: boolean,
 ): { slabsize: number; nchunks: number; waste: number } {
+  const shift = granuleShift(chunk);
   if (small) {
-    const nchunks = Math.floor((PAGE_SIZE - SB_STATE) / (chunk + 1));
-    const used = nchunks * chunk + roundUp(SB_STATE + nchunks, 8);
-    return { slabsize: PAGE_SIZE, nchunks, waste: PAGE_SIZE - used };
+    const record = slabRecordBytes(PAGE_SIZE, shift);
+    const nchunks = Math.floor((PAGE_SIZE - record) / chunk);
+    return { slabsize: PAGE_SIZE, nchunks, waste: PAGE_SIZE - record - nchunks * chunk };
   }
   for (let pages = 1; pages <= 64; pages++) {
     const bytes = pages * PAGE_SIZE;
-    const n = Math.min(Math.floor(bytes / chunk), SB_EXT_MAXCHUNKS);
+    const n = Math.floor(bytes / chunk);
     if (n >= 1 && (bytes - n * chunk) * 8 <= bytes) {
       return { slabsize: bytes, nchunks: n, waste: bytes - n * chunk };
     }
@@ -244,7 +265,8 @@ export function layCache(
   setw(h, cp + CA_SOURCE, source);
   setw(h, cp + CA_MAGTYPE, magtype);
   setw(h, cp + CA_MAGROUNDS, magrounds);
-  h.f64[(cp + CA_INVCHUNK) >> 3] = 1 / chunk;
+  setw(h, cp + CA_SHIFT, granuleShift(chunk));
+  setw(h, cp + CA_NSTATE, slabsize >> granuleShift(chunk));
   h.f64[(cp + CA_CONT_TIME) >> 3] = Date.now();
   setw(h, cp + CA_ID, Atomics.add(h.i32, HDR_NEXT_CACHE_ID >> 2, 1) + 1);
   lock(h, HDR_CACHE_LOCK);
@@ -289,12 +311,16 @@ function listMove(h: HeapView, cp: number, sb: number, list: number): void {
   listPush(h, cp, sb, list);
 }
 
-/** The index of buffer `buf` in slab `sb` of cache `cp`, or -1 if `buf` is not a buffer start. */
+/**
+ * The state byte offset of buffer `buf` in slab `sb` of cache `cp`, or -1 if `buf` is not the
+ * start of a buffer of that slab.
+ */
 export function bufIndex(h: HeapView, cp: number, sb: number, buf: number): number {
-  const off = buf - w(h, sb + SB_BASE);
-  const chunk = w(h, cp + CA_CHUNK);
-  const idx = ((off + (chunk >> 1)) * h.f64[(cp + CA_INVCHUNK) >> 3]) | 0;
-  return off >= 0 && idx * chunk === off && idx < w(h, cp + CA_NCHUNKS) ? idx : -1;
+  const off = buf - w(h, sb + SB_BASE), shift = w(h, cp + CA_SHIFT);
+  if (off < 0 || (off & ((1 << shift) - 1)) !== 0) return -1;
+  const idx = off >> shift;
+  if (idx >= w(h, cp + CA_NSTATE) || h.u8[sb + SB_STATE + idx] === BUF_INTERIOR) return -1;
+  return off < w(h, cp + CA_NCHUNKS) * w(h, cp + CA_CHUNK) ? idx : -1;
 }
 
 /** The slab record of the page holding `addr`, or 0. */
@@ -312,11 +338,13 @@ function slabCreate(h: HeapView, cp: number): number {
     : vmemXallocAddr(h, source, slabsize, PAGE_SIZE);
   if (mem === 0) return 0;
   const nchunks = w(h, cp + CA_NCHUNKS), chunk = w(h, cp + CA_CHUNK);
+  const shift = w(h, cp + CA_SHIFT), nstate = w(h, cp + CA_NSTATE);
+  const record = slabRecordBytes(slabsize, shift);
   let sb: number;
   if ((w(h, cp + CA_FLAGS) & CF_SMALL) !== 0) {
-    sb = mem + slabsize - roundUp(SB_STATE + nchunks, 8);
+    sb = mem + slabsize - record;
   } else {
-    sb = slabAllocRaw(h, w(h, HDR_SLAB_CACHE));
+    sb = vmemAllocAddr(h, w(h, HDR_META_ARENA), record);
     if (sb === 0) {
       vmemFreeAddr(h, source, mem, slabsize);
       return 0;
@@ -327,13 +355,15 @@ function slabCreate(h: HeapView, cp: number): number {
   setw(h, cp + CA_COLOR, next > w(h, cp + CA_MAXCOLOR) ? 0 : next);
   if (color > w(h, cp + CA_MAXCOLOR)) color = 0;
   const base = mem + color;
-  h.i32.fill(0, sb >> 2, (sb + roundUp(SB_STATE + nchunks, 4)) >> 2);
+  h.i32.fill(0, sb >> 2, (sb + SB_STATE) >> 2);
+  h.u8.fill(BUF_INTERIOR, sb + SB_STATE, sb + SB_STATE + nstate);
   setw(h, sb + SB_CACHE, cp);
   setw(h, sb + SB_BASE, base);
   setw(h, sb + SB_START, mem);
   for (let i = 0; i < nchunks; i++) {
     const buf = base + i * chunk;
     setw(h, buf, i + 1 < nchunks ? buf + chunk : 0);
+    h.u8[sb + SB_STATE + ((i * chunk) >> shift)] = BUF_FREE;
   }
   setw(h, sb + SB_FREE, base);
   const pm = h.pagemap >> 2;
@@ -352,7 +382,9 @@ function slabDestroy(h: HeapView, cp: number, sb: number): void {
   }
   h.f64[(cp + CA_SLABS) >> 3]--;
   h.f64[(cp + CA_BUF_TOTAL) >> 3] -= w(h, cp + CA_NCHUNKS);
-  if ((w(h, cp + CA_FLAGS) & CF_SMALL) === 0) slabFreeRaw(h, w(h, HDR_SLAB_CACHE), sb);
+  if ((w(h, cp + CA_FLAGS) & CF_SMALL) === 0) {
+    vmemFreeAddr(h, w(h, HDR_META_ARENA), sb, slabRecordBytes(slabsize, w(h, cp + CA_SHIFT)));
+  }
   vmemFreeAddr(h, w(h, cp + CA_SOURCE), mem, slabsize);
 }
 
@@ -513,7 +545,7 @@ export function badFree(h: HeapView, cp: number, buf: unknown, fn: string): Umem
   const idx = bufIndex(h, cp, sb, buf);
   if (idx < 0) {
     const chunk = w(h, cp + CA_CHUNK), base = w(h, sb + SB_BASE);
-    const start = buf < base ? 0 : base + Math.floor((buf - base) / chunk) * chunk;
+    const start = buf < base ? base : base + Math.floor((buf - base) / chunk) * chunk;
     return new UmemError(
       "bad-free",
       `${fn}(${name}): bad free: free address (${hex(buf)}) != alloc address (${hex(start)})`,

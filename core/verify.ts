@@ -34,7 +34,9 @@ import {
   BUF_ALLOC,
   BUF_CACHED,
   BUF_FREE,
+  BUF_INTERIOR,
   bufIndex,
+  CA_CHUNK,
   CA_CPU,
   CA_DEPOT_EMPTY,
   CA_DEPOT_FULL,
@@ -46,7 +48,9 @@ import {
   CA_MAGROUNDS,
   CA_NCHUNKS,
   CA_NEXT,
+  CA_NSTATE,
   CA_PARTIAL,
+  CA_SHIFT,
   CA_SLABS,
   CA_SLABSIZE,
   cacheName,
@@ -175,6 +179,7 @@ function verifyCache(h: HeapView, cp: number, out: string[]): void {
   const name = cacheName(h, cp);
   const bad = (msg: string) => out.push(`umem_verify(${name}): ${msg}`);
   const nchunks = w(h, cp + CA_NCHUNKS), slabsize = w(h, cp + CA_SLABSIZE);
+  const chunk = w(h, cp + CA_CHUNK), shift = w(h, cp + CA_SHIFT), nstate = w(h, cp + CA_NSTATE);
   const pm = h.pagemap >> 2;
   const limit = h.mapped / PAGE_SIZE;
   let slabs = 0;
@@ -197,11 +202,17 @@ function verifyCache(h: HeapView, cp: number, out: string[]): void {
           bad(`page ${hex(p << PAGE_SHIFT)} of slab ${hex(sb)} not mapped to it`);
         }
       }
-      let used = 0;
-      for (let i = 0; i < nchunks; i++) {
-        const st = h.u8[sb + SB_STATE + i];
-        if (st === BUF_ALLOC || st === BUF_CACHED) used++;
-        else if (st !== BUF_FREE) bad(`slab ${hex(sb)} buffer ${i} has state ${st}`);
+      let used = 0, next = 0;
+      for (let g = 0; g < nstate; g++) {
+        const st = h.u8[sb + SB_STATE + g];
+        const start = next < nchunks && ((next * chunk) >> shift) === g;
+        if (start) {
+          next++;
+          if (st === BUF_ALLOC || st === BUF_CACHED) used++;
+          else if (st !== BUF_FREE) bad(`slab ${hex(sb)} buffer ${next - 1} has state ${st}`);
+        } else if (st !== BUF_INTERIOR) {
+          bad(`slab ${hex(sb)} granule ${g} has state ${st}, no buffer starts there`);
+        }
       }
       const ref = w(h, sb + SB_REFCNT);
       if (ref !== used) bad(`slab ${hex(sb)} refcnt ${ref} but ${used} buffers out`);
