@@ -60,6 +60,8 @@ export class UmemError extends Error {
   readonly address: number;
 
   /**
+   * Creates the error.
+   *
    * @param kind what went wrong
    * @param message the report, naming the function, the address and what was expected
    * @param address the address concerned, or 0
@@ -89,6 +91,8 @@ export class UmemError extends Error {
  */
 export class OutOfMemoryError extends UmemError {
   /**
+   * Creates the error.
+   *
    * @param message what could not be allocated, and from where
    */
   constructor(message: string) {
@@ -113,6 +117,8 @@ export class OutOfMemoryError extends UmemError {
  */
 export class CorruptImageError extends UmemError {
   /**
+   * Creates the error.
+   *
    * @param message what was wrong with the image
    */
   constructor(message: string) {
@@ -135,6 +141,8 @@ export class HeapLockedError extends UmemError {
   /** The worker slot that held the lock. */
   readonly holder: number;
   /**
+   * Creates the error.
+   *
    * @param message what lock, who holds it
    * @param address the lock word's address
    * @param holder the worker slot holding it

@@ -342,7 +342,7 @@ export class Heap extends HeapView {
    * ```ts
    * import { Heap, Vmem } from "@umem/umem";
    * const heap = Heap.create({ size: 1 << 20 });
-   * Vmem.create(heap, "ids", { base: 0, size: 100, quantum: 1 });
+   * Vmem.create(heap, "ids", { base: 1, size: 100, quantum: 1 });
    * console.log(heap.arenas().map((a) => a.name).sort().join(",")); // heap,ids
    * ```
    */
@@ -366,7 +366,7 @@ export class Heap extends HeapView {
    * ```ts
    * import { Heap, Vmem } from "@umem/umem";
    * const heap = Heap.create({ size: 1 << 20 });
-   * Vmem.create(heap, "ids", { base: 0, size: 100, quantum: 1 });
+   * Vmem.create(heap, "ids", { base: 1, size: 100, quantum: 1 });
    * const w = Heap.attach(heap.buffer);
    * console.log(w.arena("ids").stats().total); // 100
    * w.detach();
@@ -411,6 +411,7 @@ export class Heap extends HeapView {
     return this.allocSlow(size);
   }
 
+  /** Sizes past the first table, bad sizes and the oversize arena. */
   private allocSlow(size: number): number {
     checkSize("umem_alloc", "size", size, 0, MAX_IMAGE);
     if (size === 0) return 0;
@@ -486,6 +487,7 @@ export class Heap extends HeapView {
     this.freeSlow(ptr, size);
   }
 
+  /** Sizes past the first table, bad sizes and the oversize arena. */
   private freeSlow(ptr: number, size: number): void {
     checkSize("umem_free", "size", size, 0, MAX_IMAGE);
     if (ptr === 0) return;
@@ -516,7 +518,11 @@ export class Heap extends HeapView {
    * ```ts
    * import { Heap } from "@umem/umem";
    * const heap = Heap.create({ size: 1 << 20 });
-   * const c = heap.createCache("conn", 256, { ctor: (h, p) => h.u8.fill(0, p, p + 256) });
+   * const c = heap.createCache("conn", 256, {
+   *   ctor: (h, p) => {
+   *     h.u8.fill(0, p, p + 256);
+   *   },
+   * });
    * c.free(c.alloc());
    * ```
    */

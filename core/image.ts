@@ -176,6 +176,8 @@ export class HeapView {
   nofail: (() => "retry" | number) | undefined = undefined;
 
   /**
+   * Maps views over the image for one worker slot.
+   *
    * @param sab the image
    * @param slot this handle's worker slot
    */

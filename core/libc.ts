@@ -62,6 +62,8 @@ export class Libc {
   readonly heap: SizedAllocator;
 
   /**
+   * Wraps a heap's sized allocation.
+   *
    * @param heap the heap whose sized allocation serves the blocks
    */
   constructor(heap: SizedAllocator) {

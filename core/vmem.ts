@@ -921,6 +921,7 @@ export class Vmem {
     return w(this.heap, this.addr + VM_QUANTUM);
   }
 
+  /** Checks an allocation size and rounds it up to the quantum. */
   private checkAllocSize(fn: string, size: unknown): number {
     const s = checkSize(`${fn}(${this.name})`, "size", size, 1, MAX_IMAGE);
     return roundUp(s, this.quantum);
@@ -1132,7 +1133,7 @@ export class Vmem {
   /**
    * Adds the span `[base, base+size)` to the arena, as `vmem_add`.
    *
-   * @param base first address, a multiple of the quantum
+   * @param base first address, a multiple of the quantum, not 0 (NULL is never handed out)
    * @param size bytes, a multiple of the quantum
    * @throws {UmemError} `invalid-argument` for misaligned bounds or a span overlapping another
    *
@@ -1148,7 +1149,8 @@ export class Vmem {
   add(base: number, size: number): void {
     this.check("vmem_add");
     const fn = `vmem_add(${this.name})`;
-    checkSize(fn, "base", base, 0, MAX_IMAGE);
+    // 0 is NULL: an arena never hands it out, so no span may contain it.
+    checkSize(fn, "base", base, 1, MAX_IMAGE);
     checkSize(fn, "size", size, 1, MAX_IMAGE - base);
     const q = this.quantum, h = this.heap, a = this.addr;
     if (base % q !== 0 || size % q !== 0) {
@@ -1190,7 +1192,7 @@ export class Vmem {
    * ```ts
    * import { Heap, Vmem } from "@umem/umem";
    * const heap = Heap.create({ size: 1 << 20 });
-   * const a = Vmem.create(heap, "a", { base: 0, size: 64, quantum: 8 });
+   * const a = Vmem.create(heap, "a", { base: 64, size: 64, quantum: 8 });
    * a.alloc(16);
    * console.log(a.walk().map((s) => `${s.type}:${s.size}`).join(" ")); // span:64 alloc:16 free:48
    * ```
@@ -1249,7 +1251,7 @@ export class Vmem {
    * ```ts
    * import { Heap, Vmem } from "@umem/umem";
    * const heap = Heap.create({ size: 1 << 20 });
-   * const a = Vmem.create(heap, "a", { base: 0, size: 4096, quantum: 8 });
+   * const a = Vmem.create(heap, "a", { base: 4096, size: 4096, quantum: 8 });
    * a.alloc(24);
    * console.log(a.destroy().message); // vmem_destroy('a'): leaked 24 bytes
    * ```
