@@ -1,0 +1,121 @@
+/**
+ * Many workers, one heap (Core III): real Workers allocate and free at once, hand buffers to
+ * each other, and a worker killed while it holds full magazines loses nothing once its slot is
+ * reclaimed.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { Heap } from "../mod.ts";
+
+const WORKER = new URL("./fixtures/stress_worker.ts", import.meta.url).href;
+const TIMEOUT = 120_000;
+
+/** Runs `body` with `n` workers, always terminating them, failing after `TIMEOUT` ms. */
+async function withWorkers<T>(n: number, body: (ws: Worker[]) => Promise<T>): Promise<T> {
+  const ws = Array.from({ length: n }, () => new Worker(WORKER, { type: "module" }));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`workers did not finish in ${TIMEOUT} ms`)), TIMEOUT);
+  });
+  try {
+    return await Promise.race([body(ws), timeout]);
+  } finally {
+    clearTimeout(timer);
+    for (const w of ws) w.terminate();
+  }
+}
+
+function next(w: Worker, type: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (e: MessageEvent) => {
+      if (e.data.type !== type) return;
+      w.removeEventListener("message", onMessage);
+      resolve(e.data);
+    };
+    w.addEventListener("message", onMessage);
+    w.addEventListener("error", (e) => reject(e), { once: true });
+  });
+}
+
+async function stress(nworkers: number, ops: number) {
+  const heap = Heap.create({ size: 16 << 20, maxSize: 512 << 20 });
+  const names = ["node", "conn", "blob"];
+  heap.createCache("node", 48);
+  heap.createCache("conn", 200, { align: 64 });
+  heap.createCache("blob", 2000);
+  await withWorkers(nworkers, async (ws) => {
+    // Gifts go round the ring: worker i's buffers are freed by worker i+1.
+    ws.forEach((w, i) => {
+      w.addEventListener("message", (e: MessageEvent) => {
+        if (e.data.type === "gift") ws[(i + 1) % ws.length].postMessage(e.data);
+      });
+    });
+    const ran = ws.map((w) => next(w, "ran"));
+    ws.forEach((w, i) =>
+      w.postMessage({ type: "start", buffer: heap.buffer, seed: 1234 + i, ops, caches: names })
+    );
+    await Promise.all(ran);
+    const done = ws.map((w) => next(w, "done"));
+    for (const w of ws) w.postMessage({ type: "finish" });
+    const results = await Promise.all(done);
+    for (const r of results) {
+      assert.deepEqual(r.errors, [], `worker ${r.slot}: a buffer was held by two workers`);
+      assert.ok((r.received as number) > 0, `worker ${r.slot} freed no buffer from another`);
+    }
+  });
+  heap.reap();
+  for (const c of heap.caches()) {
+    const s = c.stats();
+    assert.equal(s.inUse, 0, `${s.name} has ${s.inUse} buffers in use`);
+    assert.equal(s.allocs, s.frees, `${s.name}`);
+  }
+  assert.deepEqual(heap.verify(), []);
+  assert.equal(heap.vmem.stats().inUse, heap.metadataBytes);
+  const total = heap.caches().reduce((n, c) => n + c.stats().allocs, 0);
+  assert.ok(total >= nworkers * ops / 2, `only ${total} allocations recorded`);
+}
+
+describe("many workers, one heap", () => {
+  it("two workers, 200,000 operations each, buffers freed across workers", async () => {
+    await stress(2, 200_000);
+  });
+
+  it("four workers, 200,000 operations each", async () => {
+    await stress(4, 200_000);
+  });
+
+  it("a worker terminated while it holds full magazines loses nothing after reclaimSlot", async () => {
+    const heap = Heap.create({ size: 4 << 20 });
+    const cache = heap.createCache("hoard", 64);
+    await withWorkers(1, async ([w]) => {
+      const hoarding = next(w, "hoarding");
+      w.postMessage({ type: "hoard", buffer: heap.buffer, cache: "hoard", n: 500, keep: 7 });
+      const { slot, kept } = await hoarding as { slot: number; kept: number[] };
+      w.terminate();
+      const before = cache.stats();
+      assert.equal(before.inUse, 7);
+      assert.ok(before.cached > 0, "the worker's magazines should hold buffers");
+      heap.reclaimSlot(slot);
+      const after = cache.stats();
+      // The dead slot's magazines are gone; what is still cached sits in the depot.
+      assert.equal(after.inUse, 7);
+      assert.equal(after.cached, after.depotFull * after.magazineSize);
+      assert.deepEqual(heap.verify(), []);
+      // Nothing lost: after a reap every buffer is in use (the 7 kept) or free in a slab.
+      heap.reap();
+      const reaped = cache.stats();
+      assert.equal(reaped.cached, 0);
+      assert.equal(reaped.inUse, 7);
+      assert.ok(reaped.total >= 7 && reaped.slabs >= 1);
+      // The slot can be taken again, and the kept buffers can be freed by anyone.
+      const again = Heap.attach(heap.buffer);
+      assert.equal(again.slot, slot);
+      for (const p of kept) again.cache("hoard").free(p);
+      again.detach();
+      heap.reap();
+      assert.equal(cache.stats().inUse, 0);
+      assert.equal(cache.stats().slabs, 0);
+      assert.equal(heap.vmem.stats().inUse, heap.metadataBytes);
+    });
+  });
+});
