@@ -169,8 +169,13 @@ export const SB_REFCNT = 20;
 export const SB_FREE = 24;
 /** Which list the slab is on (`CA_FULL`, `CA_PARTIAL`, `CA_EMPTY`). */
 export const SB_LIST = 28;
-/** State bytes, one per buffer. */
-export const SB_STATE = 32;
+/**
+ * The worker slot + 1 that last took buffers from this slab (0: none). Each slot prefers its
+ * own slabs, so that two workers' hot buffers do not share a slab record's cache line.
+ */
+export const SB_OWNER = 32;
+/** State bytes, one per granule. */
+export const SB_STATE = 40;
 
 /** Buffer state: on its slab's free list. */
 export const BUF_FREE = 0;
@@ -394,19 +399,30 @@ function slabDestroy(h: HeapView, cp: number, sb: number): void {
  */
 export function slabAllocRaw(h: HeapView, cp: number, state = BUF_ALLOC): number {
   lock(h, cp + CA_LOCK);
-  let sb = w(h, cp + CA_PARTIAL) || w(h, cp + CA_EMPTY);
+  const me = h.slot + 1;
+  let sb = pickSlab(h, cp, me);
   if (sb === 0) {
     unlock(h, cp + CA_LOCK);
     const made = slabCreate(h, cp);
-    if (made === 0) return 0;
-    lock(h, cp + CA_LOCK);
-    listPush(h, cp, made, CA_EMPTY);
-    const n = w(h, cp + CA_NCHUNKS);
-    h.f64[(cp + CA_SLABS) >> 3]++;
-    const total = (h.f64[(cp + CA_BUF_TOTAL) >> 3] += n);
-    if (total > h.f64[(cp + CA_BUF_MAX) >> 3]) h.f64[(cp + CA_BUF_MAX) >> 3] = total;
-    sb = w(h, cp + CA_PARTIAL) || made;
+    if (made === 0) {
+      // No memory for a slab of our own: share another worker's, if it has room.
+      lock(h, cp + CA_LOCK);
+      sb = w(h, cp + CA_PARTIAL);
+      if (sb === 0) {
+        unlock(h, cp + CA_LOCK);
+        return 0;
+      }
+    } else {
+      lock(h, cp + CA_LOCK);
+      listPush(h, cp, made, CA_EMPTY);
+      const n = w(h, cp + CA_NCHUNKS);
+      h.f64[(cp + CA_SLABS) >> 3]++;
+      const total = (h.f64[(cp + CA_BUF_TOTAL) >> 3] += n);
+      if (total > h.f64[(cp + CA_BUF_MAX) >> 3]) h.f64[(cp + CA_BUF_MAX) >> 3] = total;
+      sb = pickSlab(h, cp, me) || made;
+    }
   }
+  setw(h, sb + SB_OWNER, me);
   const buf = w(h, sb + SB_FREE);
   setw(h, sb + SB_FREE, w(h, buf));
   const ref = w(h, sb + SB_REFCNT) + 1;
@@ -428,7 +444,25 @@ export function slabFreeRaw(h: HeapView, cp: number, buf: number): void {
   const ref = w(h, sb + SB_REFCNT) - 1;
   setw(h, sb + SB_REFCNT, ref);
   listMove(h, cp, sb, ref === 0 ? CA_EMPTY : CA_PARTIAL);
+  if (ref === 0) setw(h, sb + SB_OWNER, 0);
   unlock(h, cp + CA_LOCK);
+}
+
+/** Partial slabs looked at for one of this slot's own before another is taken. */
+const OWNER_SCAN = 16;
+
+/**
+ * The slab a slot takes its next buffer from (cache lock held): a partial slab of its own, else
+ * a partial slab nobody owns, else an empty slab; 0 when a new slab should be made.
+ */
+function pickSlab(h: HeapView, cp: number, me: number): number {
+  let free = 0, k = 0;
+  for (let s = w(h, cp + CA_PARTIAL); s !== 0 && k < OWNER_SCAN; s = w(h, s + SB_NEXT), k++) {
+    const owner = w(h, s + SB_OWNER);
+    if (owner === me) return s;
+    if (owner === 0 && free === 0) free = s;
+  }
+  return free || w(h, cp + CA_EMPTY);
 }
 
 /** Gives every empty slab of cache `cp` back to vmem. Returns the bytes given back. */
