@@ -60,6 +60,7 @@ import {
   CF_HASDTOR,
   CF_INTERNAL,
   CF_NOMAGAZINE,
+  CF_QCACHE,
   layCache,
   slabDestroyAll,
   unlinkCache,
@@ -177,6 +178,31 @@ export function createCacheRecord(
     reclaim: options.reclaim,
   };
   return cp;
+}
+
+/**
+ * Destroys cache `cp`: empties every slot's magazines and the depot (destructors run), gives
+ * every slab back and frees the record. Returns the buffers that were still allocated.
+ */
+export function destroyCacheRecord(h: HeapView, cp: number): number {
+  const id = w(h, cp + CA_ID);
+  unlinkCache(h, cp);
+  h.i32[(cp + CA_MAGIC) >> 2] = 0;
+  const n = w(h, HDR_NSLOTS);
+  if ((w(h, cp + CA_FLAGS) & CF_NOMAGAZINE) === 0) {
+    for (let s = 0; s < n; s++) cpuFlush(h, cp, s);
+    lock(h, cp + CA_DEPOT_LOCK);
+    try {
+      depotPurge(h, cp);
+    } finally {
+      unlock(h, cp + CA_DEPOT_LOCK);
+    }
+  }
+  const leaked = slabDestroyAll(h, cp);
+  h.i32[(cp + CA_ID) >> 2] = 0;
+  vmemFreeAddr(h, w(h, HDR_META_ARENA), cp, cacheRecordSize(n));
+  h.callbacks[id] = undefined;
+  return leaked;
 }
 
 /** The address of the live cache named `name`, or 0. */
@@ -388,28 +414,12 @@ export class Cache {
     const h = this.heap, cp = this.addr;
     h.sync();
     checkCacheId(h, cp, this.id, "umem_cache_destroy");
-    if ((w(h, cp + CA_FLAGS) & CF_INTERNAL) !== 0) {
+    if ((w(h, cp + CA_FLAGS) & (CF_INTERNAL | CF_QCACHE)) !== 0) {
       throw new UmemError(
         "invalid-argument",
-        `umem_cache_destroy(${this.name}): the heap's own caches cannot be destroyed`,
+        `umem_cache_destroy(${this.name}): the heap's own caches and quantum caches cannot be destroyed`,
       );
     }
-    unlinkCache(h, cp);
-    h.i32[(cp + CA_MAGIC) >> 2] = 0;
-    const n = w(h, HDR_NSLOTS);
-    if ((w(h, cp + CA_FLAGS) & CF_NOMAGAZINE) === 0) {
-      for (let s = 0; s < n; s++) cpuFlush(h, cp, s);
-      lock(h, cp + CA_DEPOT_LOCK);
-      try {
-        depotPurge(h, cp);
-      } finally {
-        unlock(h, cp + CA_DEPOT_LOCK);
-      }
-    }
-    const leaked = slabDestroyAll(h, cp);
-    h.i32[(cp + CA_ID) >> 2] = 0;
-    vmemFreeAddr(h, w(h, HDR_META_ARENA), cp, cacheRecordSize(n));
-    h.callbacks[this.id] = undefined;
-    return leaked;
+    return destroyCacheRecord(h, cp);
   }
 }

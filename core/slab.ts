@@ -149,8 +149,10 @@ export const CF_SMALL = 2;
 export const CF_HASCTOR = 4;
 /** The cache's creator registered a destructor. */
 export const CF_HASDTOR = 8;
-/** One of the heap's own caches (size classes, magazines, slab records). */
+/** One of the heap's own caches (size classes, magazines). */
 export const CF_INTERNAL = 16;
+/** A quantum cache of a vmem arena: destroyed with its arena. */
+export const CF_QCACHE = 32;
 
 // ---- Slab record ----
 /** Cache the slab belongs to. */

@@ -52,7 +52,10 @@ import {
   PAGE_SIZE,
   roundUp,
 } from "./image.ts";
+import { createCacheRecord, destroyCacheRecord } from "./cache.ts";
 import { lock, unlock } from "./lock.ts";
+import { cacheAlloc, cacheFree } from "./magazine.ts";
+import { CF_QCACHE } from "./slab.ts";
 
 // ---- Segment record (32 bytes) ----
 /** First address of the segment. */
@@ -756,6 +759,27 @@ export function vmemFreeAddr(h: HeapView, a: number, addr: number, size: number)
   }
 }
 
+/**
+ * Creates the quantum caches of arena `a`: `min(qcacheMax / quantum, 16)` object caches named
+ * `<arena>_<n * quantum>`, whose slabs come from the arena itself.
+ */
+function layQcaches(h: HeapView, a: number, name: string, q: number, qcacheMax: number): void {
+  const n = Math.min(Math.floor(qcacheMax / q), VM_QCACHE_N);
+  for (let i = 0; i < n; i++) {
+    const cp = createCacheRecord(
+      h,
+      `${name}_${(i + 1) * q}`,
+      (i + 1) * q,
+      { align: q },
+      CF_QCACHE,
+      a,
+    );
+    setw(h, a + VM_QCACHE + i * 4, cp);
+    setw(h, a + VM_NQCACHE, i + 1);
+  }
+  setw(h, a + VM_QCACHE_MAX, n * q);
+}
+
 /** Lays an arena record at `a` and links it into the heap's arena list. */
 export function layArena(
   h: HeapView,
@@ -830,7 +854,9 @@ export class Vmem {
    * @param heap the heap to create it in
    * @param name a name of at most 31 bytes
    * @param options `quantum` (a power of two, default 8), `base` and `size` of an initial
-   *   span, `source` arena and `importSize` (smallest import)
+   *   span, `source` arena and `importSize` (smallest import), `qcacheMax`: sizes up to it are
+   *   served by quantum caches (object caches of 1..16 quanta, with magazines, so a small
+   *   allocation takes no arena lock); needs a source, since the caches write into their slabs
    * @returns the new arena
    * @throws {UmemError} `invalid-argument` for a bad name, quantum, base or size
    *
@@ -854,6 +880,7 @@ export class Vmem {
       quantum?: number;
       source?: Vmem;
       importSize?: number;
+      qcacheMax?: number;
     } = {},
   ): Vmem {
     heap.sync();
@@ -882,6 +909,13 @@ export class Vmem {
       );
     }
     if (options.source !== undefined) options.source.check("vmem_create");
+    const qcacheMax = checkSize("vmem_create", "qcacheMax", options.qcacheMax ?? 0, 0, 1 << 30);
+    if (qcacheMax > 0 && (options.source === undefined || quantum < 8 || quantum > PAGE_SIZE)) {
+      throw new UmemError(
+        "invalid-argument",
+        `vmem_create(${name}): quantum caches need heap memory: a source arena and a quantum of 8 to ${PAGE_SIZE}`,
+      );
+    }
     // Validate the name before taking memory for the record.
     if (typeof name !== "string" || name.length === 0) {
       throw new UmemError("invalid-argument", "vmem_create: name must be a non-empty string");
@@ -900,6 +934,7 @@ export class Vmem {
     }
     const arena = new Vmem(heap, a);
     if (size > 0) arena.add(base, size);
+    if (qcacheMax > 0) layQcaches(heap, a, name, quantum, qcacheMax);
     return arena;
   }
 
@@ -947,6 +982,10 @@ export class Vmem {
   alloc(size: number, policy: VmemPolicy = "instantfit"): number {
     this.check("vmem_alloc");
     const s = this.checkAllocSize("vmem_alloc", size);
+    const h = this.heap, a = this.addr;
+    if (s <= w(h, a + VM_QCACHE_MAX) && policy === "instantfit") {
+      return cacheAlloc(h, w(h, a + VM_QCACHE + (s / w(h, a + VM_QUANTUM) - 1) * 4));
+    }
     const p = policy === "instantfit"
       ? POLICY_INSTANT
       : policy === "bestfit"
@@ -960,7 +999,6 @@ export class Vmem {
         `vmem_alloc(${this.name}): unknown policy '${policy}'`,
       );
     }
-    const h = this.heap;
     segReserve(h);
     lock(h, this.addr + VM_LOCK);
     let addr: number;
@@ -1064,9 +1102,19 @@ export class Vmem {
    */
   free(addr: number, size: number): void {
     this.check("vmem_free");
+    const s = this.checkAllocSize("vmem_free", size);
+    const h = this.heap, a = this.addr;
+    if (s <= w(h, a + VM_QCACHE_MAX)) {
+      cacheFree(h, w(h, a + VM_QCACHE + (s / w(h, a + VM_QUANTUM) - 1) * 4), addr, "vmem_free");
+      return;
+    }
+    this.freeSegment(addr, s);
+  }
+
+  /** Frees a segment to the arena itself, bypassing the quantum caches. */
+  private freeSegment(addr: number, s: number): void {
     const fn = `vmem_free(${this.name})`;
     checkSize(fn, "address", addr, 0, MAX_IMAGE);
-    const s = this.checkAllocSize("vmem_free", size);
     const h = this.heap, a = this.addr;
     segReserve(h);
     lock(h, a + VM_LOCK);
@@ -1127,7 +1175,8 @@ export class Vmem {
    * ```
    */
   xfree(addr: number, size: number): void {
-    this.free(addr, size);
+    this.check("vmem_xfree");
+    this.freeSegment(addr, this.checkAllocSize("vmem_xfree", size));
   }
 
   /**
@@ -1265,6 +1314,10 @@ export class Vmem {
         "vmem_destroy(heap): the heap's arena cannot be destroyed",
       );
     }
+    const nq = w(h, a + VM_NQCACHE);
+    for (let i = 0; i < nq; i++) destroyCacheRecord(h, w(h, a + VM_QCACHE + i * 4));
+    setw(h, a + VM_QCACHE_MAX, 0);
+    setw(h, a + VM_NQCACHE, 0);
     lock(h, HDR_ARENA_LOCK);
     let at = HDR_ARENA_LIST;
     while (w(h, at) !== a && w(h, at) !== 0) at = w(h, at) + VM_NEXT;
@@ -1291,12 +1344,9 @@ export class Vmem {
       segFree(h, sentinel);
       const t = w(h, a + VM_HASH);
       if (t !== a + VM_HASH0) {
-        vmemFreeAddr(
-          h,
-          w(h, HDR_ROOT_ARENA),
-          t,
-          roundUp((w(h, a + VM_HASHMASK) + 1) * 4, PAGE_SIZE),
-        );
+        const bytes = roundUp((w(h, a + VM_HASHMASK) + 1) * 4, PAGE_SIZE);
+        vmemFreeAddr(h, w(h, HDR_ROOT_ARENA), t, bytes);
+        Atomics.sub(h.i32, HDR_META_BYTES >> 2, bytes);
       }
     } finally {
       unlock(h, a + VM_LOCK);
