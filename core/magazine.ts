@@ -194,7 +194,16 @@ function swapMagazines(h: HeapView, cc: number): void {
 
 /** Takes the depot lock, counting contention and growing the magazines when it is high. */
 function depotLock(h: HeapView, cp: number): void {
-  if (!lock(h, cp + CA_DEPOT_LOCK)) return;
+  if (lock(h, cp + CA_DEPOT_LOCK)) noteContention(h, cp);
+}
+
+/**
+ * Counts one contended acquisition of cache `cp`'s depot lock (which the caller holds). More
+ * than `MAX_CONTENTION` in one `CONTENTION_INTERVAL` moves the cache to the next larger
+ * magazine type, up to the largest its buffer size allows: the depot is purged, and each slot
+ * drops its old magazines on its next visit to the depot.
+ */
+export function noteContention(h: HeapView, cp: number): void {
   const c = w(h, cp + CA_CONTENTION) + 1;
   setw(h, cp + CA_CONTENTION, c);
   const now = Date.now();

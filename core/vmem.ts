@@ -1314,8 +1314,14 @@ export class Vmem {
         "vmem_destroy(heap): the heap's arena cannot be destroyed",
       );
     }
-    const nq = w(h, a + VM_NQCACHE);
-    for (let i = 0; i < nq; i++) destroyCacheRecord(h, w(h, a + VM_QCACHE + i * 4));
+    // The quantum caches go first; what they still had allocated counts as leaked.
+    let qleaked = 0, qsegs = 0;
+    const nq = w(h, a + VM_NQCACHE), q = w(h, a + VM_QUANTUM);
+    for (let i = 0; i < nq; i++) {
+      const n = destroyCacheRecord(h, w(h, a + VM_QCACHE + i * 4));
+      qleaked += n * (i + 1) * q;
+      qsegs += n;
+    }
     setw(h, a + VM_QCACHE_MAX, 0);
     setw(h, a + VM_NQCACHE, 0);
     lock(h, HDR_ARENA_LOCK);
@@ -1324,7 +1330,7 @@ export class Vmem {
     if (w(h, at) === a) setw(h, at, w(h, a + VM_NEXT));
     unlock(h, HDR_ARENA_LOCK);
     lock(h, a + VM_LOCK);
-    let leakedBytes = 0, leakedSegments = 0;
+    let leakedBytes = qleaked, leakedSegments = qsegs;
     const spans: [number, number][] = [];
     try {
       Atomics.store(h.i32, (a + VM_MAGIC) >> 2, 0);
