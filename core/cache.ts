@@ -14,6 +14,7 @@ import {
   HDR_CACHE_LIST,
   HDR_META_ARENA,
   HDR_NSLOTS,
+  HDR_SIZE,
   type HeapView,
   PAGE_SIZE,
 } from "./image.ts";
@@ -122,6 +123,12 @@ export interface CacheStats {
 }
 
 const w = (h: HeapView, a: number) => h.i32[a >> 2];
+
+// Local copies for the fast path (V8 does not fold imported constants; see magazine.ts).
+const FP_HDR_SIZE_WORD = 3, FP_CA_ID = 124;
+if (FP_HDR_SIZE_WORD !== HDR_SIZE >> 2 || FP_CA_ID !== CA_ID) {
+  throw new Error("core/cache.ts: fast-path copies of the layout are out of date");
+}
 
 /**
  * Creates a cache record and returns its address. Checks everything first.
@@ -313,8 +320,8 @@ export class Cache {
    */
   alloc(): number {
     const h = this.heap;
-    h.sync();
-    if (h.i32[(this.addr + CA_ID) >> 2] !== this.id) {
+    if (h.i32[FP_HDR_SIZE_WORD] !== h.mapped) h.remap();
+    if (h.i32[(this.addr + FP_CA_ID) >> 2] !== this.id) {
       checkCacheId(h, this.addr, this.id, "umem_cache_alloc");
     }
     return cacheAlloc(h, this.addr);
@@ -343,8 +350,8 @@ export class Cache {
    */
   free(ptr: number): void {
     const h = this.heap;
-    h.sync();
-    if (h.i32[(this.addr + CA_ID) >> 2] !== this.id) {
+    if (h.i32[FP_HDR_SIZE_WORD] !== h.mapped) h.remap();
+    if (h.i32[(this.addr + FP_CA_ID) >> 2] !== this.id) {
       checkCacheId(h, this.addr, this.id, "umem_cache_free");
     }
     cacheFree(h, this.addr, ptr, "umem_cache_free");

@@ -25,6 +25,7 @@ import {
   HDR_NSLOTS,
   HDR_OVERSIZE,
   HDR_ROOT_ARENA,
+  HDR_SIZE,
   HDR_SIZE_TABLE,
   HDR_SLOT_LOCK,
   HDR_SLOTS,
@@ -75,6 +76,10 @@ import {
   Vmem,
   vmemAllocAddr,
 } from "./vmem.ts";
+
+// The word index of HDR_SIZE, local so that V8 folds it into alloc and free (see magazine.ts).
+const FP_HDR_SIZE_WORD = 3;
+if (FP_HDR_SIZE_WORD !== HDR_SIZE >> 2) throw new Error("core/heap.ts: HDR_SIZE moved");
 
 /** Creates the heap's own arenas and caches in a new image (slot 0, nothing else running). */
 function layCaches(heap: Heap): void {
@@ -404,7 +409,7 @@ export class Heap extends HeapView {
    * ```
    */
   alloc(size: number): number {
-    if (this.i32[3] !== this.mapped) this.remap(); // HDR_SIZE: sync() inlined
+    if (this.i32[FP_HDR_SIZE_WORD] !== this.mapped) this.remap(); // sync(), inlined
     if (size > 0 && size <= 1024 && (size | 0) === size) {
       return cacheAlloc(this, this.i32[this.sizeTab + ((size + 7) >> 3)]);
     }
@@ -479,7 +484,7 @@ export class Heap extends HeapView {
    * ```
    */
   free(ptr: number, size: number): void {
-    if (this.i32[3] !== this.mapped) this.remap();
+    if (this.i32[FP_HDR_SIZE_WORD] !== this.mapped) this.remap();
     if (size > 0 && size <= 1024 && (size | 0) === size) {
       cacheFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, "umem_free");
       return;
