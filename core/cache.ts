@@ -8,16 +8,21 @@
  * @module
  */
 
+import { DBG_AUDIT, DBG_CONTENTS, DBG_CTLOG, DBG_GUARDS, DBG_TXLOG } from "./buftag.ts";
 import { checkSize, OutOfMemoryError, UmemError } from "./errors.ts";
 import {
   type CacheCallbacks,
   HDR_CACHE_LIST,
+  HDR_DEBUG,
   HDR_META_ARENA,
   HDR_NSLOTS,
   HDR_SIZE,
+  HDR_UMEM_OPTIONS,
   type HeapView,
   PAGE_SIZE,
+  UO_NOMAGAZINES,
 } from "./image.ts";
+import { checkEmptySlabs, debugAlloc, debugFree } from "./debug.ts";
 import { lock, unlock } from "./lock.ts";
 import {
   cacheAlloc,
@@ -40,6 +45,7 @@ import {
   CA_BUFSIZE,
   CA_CHUNK,
   CA_CONTENTION,
+  CA_DEBUG,
   CA_DEPOT_LOCK,
   CA_DEPOT_NEMPTY,
   CA_DEPOT_NFULL,
@@ -124,6 +130,9 @@ export interface CacheStats {
 
 const w = (h: HeapView, a: number) => h.i32[a >> 2];
 
+/** The debugging flags a cache takes from the heap's. */
+const CACHE_DEBUG_FLAGS = DBG_AUDIT | DBG_CONTENTS | DBG_GUARDS | DBG_TXLOG | DBG_CTLOG;
+
 // Local copies for the fast path (V8 does not fold imported constants; see magazine.ts).
 const FP_HDR_SIZE_WORD = 3, FP_CA_ID = 124;
 if (FP_HDR_SIZE_WORD !== HDR_SIZE >> 2 || FP_CA_ID !== CA_ID) {
@@ -173,8 +182,13 @@ export function createCacheRecord(
   if (options.dtor !== undefined) flags |= CF_HASDTOR;
   if (options.nomagazines === true) flags |= CF_NOMAGAZINE;
   const magtype = Math.min(MAG_INITIAL_TYPE, maxMagType(size));
+  // Debugging applies to the caches users allocate from: not to magazines or quantum caches.
+  const plain = (flags & CF_QCACHE) !== 0 ||
+    ((flags & CF_INTERNAL) !== 0 && (flags & CF_NOMAGAZINE) !== 0);
+  const debug = plain ? 0 : w(h, HDR_DEBUG) & CACHE_DEBUG_FLAGS;
+  if (!plain && (w(h, HDR_UMEM_OPTIONS) & UO_NOMAGAZINES) !== 0) flags |= CF_NOMAGAZINE;
   try {
-    layCache(h, cp, name, size, a, source, flags, magtype, MAG_ROUNDS[magtype]);
+    layCache(h, cp, name, size, a, source, flags, magtype, MAG_ROUNDS[magtype], debug);
   } catch (e) {
     vmemFreeAddr(h, w(h, HDR_META_ARENA), cp, bytes);
     throw e;
@@ -324,6 +338,9 @@ export class Cache {
     if (h.i32[(this.addr + FP_CA_ID) >> 2] !== this.id) {
       checkCacheId(h, this.addr, this.id, "umem_cache_alloc");
     }
+    if (h.debugging && h.i32[(this.addr + CA_DEBUG) >> 2] !== 0) {
+      return debugAlloc(h, this.addr, h.i32[(this.addr + CA_BUFSIZE) >> 2]);
+    }
     return cacheAlloc(h, this.addr);
   }
 
@@ -353,6 +370,10 @@ export class Cache {
     if (h.i32[FP_HDR_SIZE_WORD] !== h.mapped) h.remap();
     if (h.i32[(this.addr + FP_CA_ID) >> 2] !== this.id) {
       checkCacheId(h, this.addr, this.id, "umem_cache_free");
+    }
+    if (h.debugging && h.i32[(this.addr + CA_DEBUG) >> 2] !== 0) {
+      debugFree(h, this.addr, ptr, -1, "umem_cache_free");
+      return;
     }
     cacheFree(h, this.addr, ptr, "umem_cache_free");
   }
@@ -397,7 +418,10 @@ export class Cache {
     const h = this.heap;
     h.sync();
     checkCacheId(h, this.addr, this.id, "umem_cache_reap");
-    return cacheReap(h, this.addr);
+    const bad = checkEmptySlabs(h, this.addr);
+    const bytes = cacheReap(h, this.addr);
+    if (bad !== undefined) throw bad;
+    return bytes;
   }
 
   /**

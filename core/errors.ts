@@ -30,6 +30,8 @@ export type UmemErrorKind =
   | "duplicate-free"
   | "modified-after-free"
   | "redzone-violation"
+  | "boundary-tag-corrupted"
+  | "bufctl-corrupted"
   | "wrong-size"
   | "wrong-cache"
   | "budget-exceeded"

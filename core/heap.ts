@@ -17,18 +17,31 @@ import {
   type CacheCallbacks,
   checkHeader,
   HDR_ARENA_LIST,
+  HDR_AUDIT_FRAMES,
+  HDR_AUDIT_SAMPLE,
   HDR_CACHE_LIST,
+  HDR_CONTENTS_BYTES,
+  HDR_CTLOG,
+  HDR_DEBUG,
+  HDR_FAILLOG,
+  HDR_FIREWALL,
   HDR_FLAGS,
   HDR_MAG_CACHES,
+  HDR_MAX_CONTENTION,
+  HDR_MAXVERIFY,
   HDR_META_ARENA,
   HDR_META_BYTES,
   HDR_NSLOTS,
   HDR_OVERSIZE,
+  HDR_QUARANTINE,
   HDR_ROOT_ARENA,
   HDR_SIZE,
   HDR_SIZE_TABLE,
   HDR_SLOT_LOCK,
   HDR_SLOTS,
+  HDR_STACKS,
+  HDR_TXLOG,
+  HDR_UMEM_OPTIONS,
   HeapView,
   HF_NOFAIL,
   HF_TRUST,
@@ -39,11 +52,42 @@ import {
   roundUp,
   SLOT_FREE,
   SLOT_LIVE,
+  UO_NOMAGAZINES,
   WS_GEN,
   WS_SIZE,
   WS_STATE,
 } from "./image.ts";
+import {
+  DBG_AUDIT,
+  DBG_CONTENTS,
+  DBG_CTLOG,
+  DBG_FAILLOG,
+  DBG_FIREWALL,
+  DBG_GUARDS,
+  DBG_TXLOG,
+  DBG_VERBOSE,
+} from "./buftag.ts";
+import {
+  checkEmptySlabs,
+  debugAlloc,
+  debugFree,
+  firewallAlloc,
+  firewallFree,
+  flushQuarantine,
+  QR_BYTES,
+} from "./debug.ts";
 import { Libc } from "./libc.ts";
+import { CT_DATA, FL_RECSIZE, layRing, ringBytes, TX_RECSIZE } from "./log.ts";
+import {
+  type DebugSettings,
+  type LoggingSettings,
+  parseDebug,
+  parseLogging,
+  parseOptions,
+  readEnv,
+  type UmemOptionSettings,
+} from "./options.ts";
+import { layStackTable, stackTableBytes } from "./stack.ts";
 import { lock, unlock } from "./lock.ts";
 import {
   cacheAlloc,
@@ -80,6 +124,58 @@ import {
 // The word index of HDR_SIZE, local so that V8 folds it into alloc and free (see magazine.ts).
 const FP_HDR_SIZE_WORD = 3;
 if (FP_HDR_SIZE_WORD !== HDR_SIZE >> 2) throw new Error("core/heap.ts: HDR_SIZE moved");
+
+/** Writes the debugging and logging settings into a new image and lays the logs. */
+function layDebug(
+  heap: Heap,
+  d: DebugSettings,
+  l: LoggingSettings,
+  o: UmemOptionSettings,
+): void {
+  const i32 = heap.i32;
+  const any = d.guards || d.audit || d.contents || d.firewall > 0;
+  const flags = (any ? DBG_GUARDS : 0) | (d.audit ? DBG_AUDIT : 0) |
+    (d.contents ? DBG_CONTENTS : 0) | (d.verbose ? DBG_VERBOSE : 0) |
+    (d.firewall > 0 ? DBG_FIREWALL : 0) | (l.transaction > 0 ? DBG_TXLOG : 0) |
+    (l.contents > 0 ? DBG_CTLOG : 0) | (l.fail > 0 ? DBG_FAILLOG : 0);
+  i32[HDR_DEBUG >> 2] = flags;
+  i32[HDR_AUDIT_FRAMES >> 2] = d.auditFrames;
+  i32[HDR_AUDIT_SAMPLE >> 2] = d.auditSample;
+  i32[HDR_CONTENTS_BYTES >> 2] = d.contentsBytes;
+  i32[HDR_MAXVERIFY >> 2] = d.maxverify;
+  i32[HDR_FIREWALL >> 2] = d.firewall;
+  i32[HDR_UMEM_OPTIONS >> 2] = o.nomagazines ? UO_NOMAGAZINES : 0;
+  i32[HDR_MAX_CONTENTION >> 2] = o.maxContention ?? 0;
+  const take = (bytes: number) => {
+    const b = roundUp(bytes, PAGE_SIZE);
+    const at = vmemAllocAddr(heap, heap.vmem.addr, b);
+    if (at === 0) throw new OutOfMemoryError(`Heap.create: no room for ${b} bytes of logs`);
+    Atomics.add(i32, HDR_META_BYTES >> 2, b);
+    return at;
+  };
+  if (d.audit || l.transaction > 0 || l.fail > 0) {
+    const st = take(stackTableBytes());
+    layStackTable(heap, st, stackTableBytes());
+    i32[HDR_STACKS >> 2] = st;
+  }
+  const rings: [number, number, number][] = [
+    [HDR_TXLOG, l.transaction, TX_RECSIZE],
+    [HDR_CTLOG, l.contents, roundUp(CT_DATA + d.contentsBytes, 8)],
+    [HDR_FAILLOG, l.fail, FL_RECSIZE],
+  ];
+  for (const [field, bytes, rec] of rings) {
+    if (bytes === 0) continue;
+    const at = take(ringBytes(bytes, rec));
+    layRing(heap, at, bytes, rec);
+    i32[field >> 2] = at;
+  }
+  if (d.firewall > 0) {
+    const q = take(QR_BYTES);
+    i32.fill(0, q >> 2, (q + QR_BYTES) >> 2);
+    i32[HDR_QUARANTINE >> 2] = q;
+  }
+  heap.debugging = flags !== 0;
+}
 
 /** Creates the heap's own arenas and caches in a new image (slot 0, nothing else running). */
 function layCaches(heap: Heap): void {
@@ -125,6 +221,19 @@ export interface HeapOptions {
    */
   trust?: boolean;
   /**
+   * `UMEM_DEBUG`: `default`, `audit[=frames[/sample]]`, `contents[=bytes]`, `guards`,
+   * `firewall=size`, `verbose`, `noabort`, `nosignal`, `maxverify=size`. Read from the
+   * environment when not given.
+   */
+  debug?: string;
+  /** `UMEM_LOGGING`: `transaction[=size]`, `contents[=size]`, `fail[=size]`. */
+  logging?: string;
+  /**
+   * `UMEM_OPTIONS`: `nomagazines`, `max_contention=n`, `concurrency=n` (worker slots),
+   * `size=`, `maxsize=` (backing size), `allocator=best|next|instant`, `backend=sbrk|mmap`.
+   */
+  options?: string;
+  /**
    * Never fail an allocation, as `UMEM_NOFAIL`: reclaim, reap and grow, then call the nofail
    * callback (`heap.setNofailCallback`), which says "retry" or exits the process.
    */
@@ -168,6 +277,7 @@ export class Heap extends HeapView {
     this.vmem = new Vmem(this, this.u32[HDR_ROOT_ARENA >> 2]);
     this.sizeTab = this.i32[HDR_SIZE_TABLE >> 2] >> 2;
     this.libc = new Libc(this);
+    this.debugging = this.i32[HDR_DEBUG >> 2] !== 0;
   }
 
   /**
@@ -185,11 +295,27 @@ export class Heap extends HeapView {
    * ```
    */
   static create(options: HeapOptions = {}): Heap {
+    // The switches: options first, then the environment (silently absent without permission).
+    const debug = parseDebug(options.debug ?? readEnv("UMEM_DEBUG") ?? "");
+    const logging = parseLogging(options.logging ?? readEnv("UMEM_LOGGING") ?? "");
+    const umemOptions = parseOptions(options.options ?? readEnv("UMEM_OPTIONS") ?? "");
     const maxSize = roundUp(
-      checkSize("Heap.create", "maxSize", options.maxSize ?? 256 << 20, 1 << 16, MAX_IMAGE),
+      checkSize(
+        "Heap.create",
+        "maxSize",
+        options.maxSize ?? umemOptions.maxSize ?? 256 << 20,
+        1 << 16,
+        MAX_IMAGE,
+      ),
       PAGE_SIZE,
     );
-    const slots = checkSize("Heap.create", "slots", options.slots ?? 16, 1, MAX_SLOTS);
+    const slots = checkSize(
+      "Heap.create",
+      "slots",
+      options.slots ?? umemOptions.concurrency ?? 16,
+      1,
+      MAX_SLOTS,
+    );
     const lockTimeout = checkSize(
       "Heap.create",
       "lockTimeout",
@@ -197,7 +323,13 @@ export class Heap extends HeapView {
       1,
       1 << 30,
     );
-    const wanted = checkSize("Heap.create", "size", options.size ?? 4 << 20, 1, maxSize);
+    const wanted = checkSize(
+      "Heap.create",
+      "size",
+      options.size ?? umemOptions.size ?? 4 << 20,
+      1,
+      maxSize,
+    );
     // The metadata area (header, page map, first segment records) plus some room to allocate.
     const metaBytes = 2 * PAGE_SIZE + roundUp((maxSize / PAGE_SIZE) * 4, PAGE_SIZE);
     const size = roundUp(Math.max(wanted, metaBytes + 64 * PAGE_SIZE), PAGE_SIZE);
@@ -218,6 +350,7 @@ export class Heap extends HeapView {
     const heap = new Heap(sab, 0);
     segCarve(heap, meta - PAGE_SIZE, PAGE_SIZE);
     layRootArena(heap, meta, size);
+    layDebug(heap, debug, logging, umemOptions);
     layCaches(heap);
     heap.sizeTab = heap.i32[HDR_SIZE_TABLE >> 2] >> 2;
     return heap;
@@ -411,15 +544,27 @@ export class Heap extends HeapView {
   alloc(size: number): number {
     if (this.i32[FP_HDR_SIZE_WORD] !== this.mapped) this.remap(); // sync(), inlined
     if (size > 0 && size <= 1024 && (size | 0) === size) {
-      return cacheAlloc(this, this.i32[this.sizeTab + ((size + 7) >> 3)]);
+      const cp = this.i32[this.sizeTab + ((size + 7) >> 3)];
+      return this.debugging ? this.debugAlloc(cp, size) : cacheAlloc(this, cp);
     }
     return this.allocSlow(size);
+  }
+
+  /** A debugged sized allocation: the firewall for large sizes, else the checked path. */
+  private debugAlloc(cp: number, size: number): number {
+    const fw = this.i32[HDR_FIREWALL >> 2];
+    return fw !== 0 && size >= fw ? firewallAlloc(this, size) : debugAlloc(this, cp, size);
   }
 
   /** Sizes past the first table, bad sizes and the oversize arena. */
   private allocSlow(size: number): number {
     checkSize("umem_alloc", "size", size, 0, MAX_IMAGE);
     if (size === 0) return 0;
+    if (
+      this.debugging && (this.i32[HDR_FIREWALL >> 2] === 0 || size < this.i32[HDR_FIREWALL >> 2])
+    ) {
+      if (size <= UMEM_MAXBUF) return this.debugAlloc(sizeCache(this, size), size);
+    } else if (this.debugging) return firewallAlloc(this, size);
     if (size <= UMEM_MAXBUF) return cacheAlloc(this, sizeCache(this, size));
     const over = this.i32[HDR_OVERSIZE >> 2], bytes = oversizeBytes(size);
     for (;;) {
@@ -485,7 +630,7 @@ export class Heap extends HeapView {
    */
   free(ptr: number, size: number): void {
     if (this.i32[FP_HDR_SIZE_WORD] !== this.mapped) this.remap();
-    if (size > 0 && size <= 1024 && (size | 0) === size) {
+    if (size > 0 && size <= 1024 && (size | 0) === size && !this.debugging) {
       cacheFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, "umem_free");
       return;
     }
@@ -498,6 +643,13 @@ export class Heap extends HeapView {
     if (ptr === 0) return;
     if (size === 0) {
       throw new UmemError("bad-free", `umem_free: bad free: size 0 for buffer ${hex(ptr)}`, ptr);
+    }
+    if (this.debugging) {
+      const fw = this.i32[HDR_FIREWALL >> 2];
+      if (fw !== 0 && size >= fw) return firewallFree(this, ptr, size);
+      if (size <= UMEM_MAXBUF) {
+        return debugFree(this, sizeCache(this, size), ptr, size, "umem_free");
+      }
     }
     if (size <= UMEM_MAXBUF) {
       cacheFree(this, sizeCache(this, size), ptr, "umem_free");
@@ -602,7 +754,18 @@ export class Heap extends HeapView {
    */
   reap(): number {
     this.sync();
-    return reapAll(this);
+    let bad: unknown;
+    if (this.debugging) {
+      for (const c of this.caches()) bad ??= checkEmptySlabs(this, c.addr);
+      try {
+        flushQuarantine(this);
+      } catch (e) {
+        bad ??= e;
+      }
+    }
+    const bytes = reapAll(this);
+    if (bad !== undefined) throw bad;
+    return bytes;
   }
 
   /**

@@ -96,8 +96,41 @@ export const HDR_NMAGTYPES = 116;
 export const HDR_META_BYTES = 120;
 /** Addresses of the magazine caches, one per magazine type (8 words). */
 export const HDR_MAG_CACHES = 128;
+/** `DBG_*` flags of `UMEM_DEBUG` and `UMEM_LOGGING`. */
+export const HDR_DEBUG = 160;
+/** Audit stack depth. */
+export const HDR_AUDIT_FRAMES = 164;
+/** Audit sampling: 1 stack in this many transactions. */
+export const HDR_AUDIT_SAMPLE = 168;
+/** Bytes of each freed buffer saved in the contents log. */
+export const HDR_CONTENTS_BYTES = 172;
+/** Check at most this many bytes of a freed buffer (0: all). */
+export const HDR_MAXVERIFY = 176;
+/** Buffers of at least this many bytes are firewalled (0: off). */
+export const HDR_FIREWALL = 180;
+/** Address of the stack table (0: none). */
+export const HDR_STACKS = 184;
+/** Transaction log ring (address). */
+export const HDR_TXLOG = 188;
+/** Contents log ring (address). */
+export const HDR_CTLOG = 192;
+/** Failure log ring (address). */
+export const HDR_FAILLOG = 196;
+/** Heap corruption reports raised so far. */
+export const HDR_ERRORS = 200;
+/** Transactions counted for audit sampling. */
+export const HDR_AUDIT_TICK = 204;
+/** Firewall quarantine ring (address). */
+export const HDR_QUARANTINE = 208;
+/** `UO_*` flags of `UMEM_OPTIONS`. */
+export const HDR_UMEM_OPTIONS = 212;
+/** `UMEM_OPTIONS=max_contention`: depot contention that grows magazines (0: default). */
+export const HDR_MAX_CONTENTION = 216;
 /** Number of header bytes that hold fields; the slot table follows. */
 export const HDR_FIELDS_END = 256;
+
+/** `UMEM_OPTIONS=nomagazines`: user caches have no magazine layer. */
+export const UO_NOMAGAZINES = 1;
 
 /** Heap flag: skip the cheap checks on free (Vmalloc's VM_TRUST). */
 export const HF_TRUST = 1;
@@ -172,6 +205,10 @@ export class HeapView {
   trust: boolean;
   /** This worker's constructors, destructors and reclaim callbacks, by cache id. */
   callbacks: (CacheCallbacks | undefined)[] = [];
+  /** This worker's raw stacks already interned, to their ids. */
+  stackIds: Map<string, number> = new Map();
+  /** The heap debugs or logs: sized alloc and free take the debug path. */
+  debugging = false;
   /** This worker's nofail callback. */
   nofail: (() => "retry" | number) | undefined = undefined;
 

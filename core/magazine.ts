@@ -33,6 +33,7 @@ import {
   HDR_CACHE_LIST,
   HDR_FLAGS,
   HDR_MAG_CACHES,
+  HDR_MAX_CONTENTION,
   HDR_NSLOTS,
   type HeapView,
   HF_NOFAIL,
@@ -224,7 +225,7 @@ export function noteContention(h: HeapView, cp: number): void {
   if (now - h.f64[(cp + CA_CONT_TIME) >> 3] > CONTENTION_INTERVAL) {
     h.f64[(cp + CA_CONT_TIME) >> 3] = now;
     setw(h, cp + CA_CONT_BASE, c);
-  } else if (c - w(h, cp + CA_CONT_BASE) > MAX_CONTENTION) {
+  } else if (c - w(h, cp + CA_CONT_BASE) > (w(h, HDR_MAX_CONTENTION) || MAX_CONTENTION)) {
     const t = w(h, cp + CA_MAGTYPE);
     if (t < maxMagType(w(h, cp + CA_BUFSIZE))) {
       depotPurge(h, cp);

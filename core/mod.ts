@@ -15,6 +15,7 @@ export { Heap, type HeapOptions } from "./heap.ts";
 export { type CacheCallbacks, HeapView } from "./image.ts";
 export { Cache, type CacheOptions, type CacheStats } from "./cache.ts";
 export { Libc, type SizedAllocator } from "./libc.ts";
+export { type AuditTransaction, HeapCorruptionError } from "./debug.ts";
 export {
   Vmem,
   type VmemLeakReport,

@@ -50,6 +50,7 @@ import {
   PAGE_SIZE,
   roundUp,
 } from "./image.ts";
+import { BT_AUDIT_SIZE, BT_BASIC_SIZE, BT_LINK, DBG_AUDIT, initFreeBuffer } from "./buftag.ts";
 import { lock, unlock } from "./lock.ts";
 import {
   readName,
@@ -136,6 +137,12 @@ export const CA_RESIZES = 176;
 export const CA_SLAB_ALLOCS = 184;
 /** Magazine rounds each slot holds at most (the type's rounds; read on the fast path). */
 export const CA_MAGROUNDS = 192;
+/** `DBG_*` flags of this cache (0: no debugging; the fast path never looks). */
+export const CA_DEBUG = 196;
+/** Offset of the buffer tag in a chunk (debugged caches), else 0. */
+export const CA_TAGOFF = 200;
+/** Offset of the free-list link in a free buffer: 0, or inside the tag when debugging. */
+export const CA_LINKOFF = 204;
 /** First per-worker cache (`CC_*` records, one per slot, 64 bytes apart). */
 export const CA_CPU = 256;
 
@@ -255,11 +262,20 @@ export function layCache(
   flags: number,
   magtype: number,
   magrounds: number,
+  debug = 0,
 ): void {
   const nslots = w(h, HDR_NSLOTS);
   h.i32.fill(0, cp >> 2, (cp + cacheRecordSize(nslots)) >> 2);
   writeName(h, cp + CA_NAME, CA_NAME_LEN, name, "umem_cache_create");
-  const chunk = roundUp(bufsize, align);
+  // A debugged cache keeps a tag after each buffer and no magazines, so that every alloc and
+  // free is checked and recorded.
+  const tagOff = debug !== 0 ? roundUp(bufsize, 8) : 0;
+  const tagSize = (debug & DBG_AUDIT) !== 0 ? BT_AUDIT_SIZE : BT_BASIC_SIZE;
+  const chunk = debug !== 0 ? roundUp(tagOff + tagSize, align) : roundUp(bufsize, align);
+  if (debug !== 0) flags |= CF_NOMAGAZINE;
+  setw(h, cp + CA_DEBUG, debug);
+  setw(h, cp + CA_TAGOFF, tagOff);
+  setw(h, cp + CA_LINKOFF, debug !== 0 ? tagOff + BT_LINK : 0);
   const small = chunk <= PAGE_SIZE / 8;
   const { slabsize, nchunks, waste } = slabLayout(chunk, small);
   setw(h, cp + CA_BUFSIZE, bufsize);
@@ -367,9 +383,11 @@ function slabCreate(h: HeapView, cp: number): number {
   setw(h, sb + SB_CACHE, cp);
   setw(h, sb + SB_BASE, base);
   setw(h, sb + SB_START, mem);
+  const link = w(h, cp + CA_LINKOFF), debug = w(h, cp + CA_DEBUG), tagOff = w(h, cp + CA_TAGOFF);
   for (let i = 0; i < nchunks; i++) {
     const buf = base + i * chunk;
-    setw(h, buf, i + 1 < nchunks ? buf + chunk : 0);
+    if (debug !== 0) initFreeBuffer(h, buf, tagOff, debug);
+    setw(h, buf + link, i + 1 < nchunks ? buf + chunk : 0);
     h.u8[sb + SB_STATE + ((i * chunk) >> shift)] = BUF_FREE;
   }
   setw(h, sb + SB_FREE, base);
@@ -426,7 +444,7 @@ export function slabAllocRaw(h: HeapView, cp: number, state = BUF_ALLOC): number
   }
   setw(h, sb + SB_OWNER, me);
   const buf = w(h, sb + SB_FREE);
-  setw(h, sb + SB_FREE, w(h, buf));
+  setw(h, sb + SB_FREE, w(h, buf + w(h, cp + CA_LINKOFF)));
   const ref = w(h, sb + SB_REFCNT) + 1;
   setw(h, sb + SB_REFCNT, ref);
   h.u8[sb + SB_STATE + bufIndex(h, cp, sb, buf)] = state;
@@ -441,7 +459,7 @@ export function slabFreeRaw(h: HeapView, cp: number, buf: number): void {
   const sb = slabOf(h, buf);
   lock(h, cp + CA_LOCK);
   h.u8[sb + SB_STATE + bufIndex(h, cp, sb, buf)] = BUF_FREE;
-  setw(h, buf, w(h, sb + SB_FREE));
+  setw(h, buf + w(h, cp + CA_LINKOFF), w(h, sb + SB_FREE));
   setw(h, sb + SB_FREE, buf);
   const ref = w(h, sb + SB_REFCNT) - 1;
   setw(h, sb + SB_REFCNT, ref);

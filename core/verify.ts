@@ -12,6 +12,7 @@
  * @module
  */
 
+import { checkAllocatedBuffer, checkFreeBuffer, checkQuarantined, quarantined } from "./debug.ts";
 import { hex } from "./errors.ts";
 import {
   HDR_ARENA_LIST,
@@ -38,6 +39,7 @@ import {
   bufIndex,
   CA_CHUNK,
   CA_CPU,
+  CA_DEBUG,
   CA_DEPOT_EMPTY,
   CA_DEPOT_FULL,
   CA_DEPOT_NEMPTY,
@@ -45,6 +47,7 @@ import {
   CA_EMPTY,
   CA_FLAGS,
   CA_FULL,
+  CA_LINKOFF,
   CA_MAGROUNDS,
   CA_NCHUNKS,
   CA_NEXT,
@@ -98,6 +101,10 @@ export function verifyHeap(h: HeapView): string[] {
     }
     verifyArena(h, a, out);
   }
+  for (const [p, bytes] of quarantined(h)) {
+    const bad = checkQuarantined(h, p, bytes);
+    if (bad !== undefined) out.push(bad);
+  }
   n = 0;
   for (let cp = w(h, HDR_CACHE_LIST); cp !== 0 && n++ < limit; cp = w(h, cp + CA_NEXT)) {
     if (!inBounds(h, cp)) {
@@ -110,6 +117,30 @@ export function verifyHeap(h: HeapView): string[] {
 }
 
 const w = (h: HeapView, a: number) => h.i32[a >> 2];
+
+/** Checks every buffer of a debugged cache: free ones' patterns, allocated ones' redzones. */
+function verifyDebugBuffers(h: HeapView, cp: number, out: string[]): void {
+  const n = w(h, cp + CA_NCHUNKS), chunk = w(h, cp + CA_CHUNK), shift = w(h, cp + CA_SHIFT);
+  for (const list of [CA_FULL, CA_PARTIAL, CA_EMPTY]) {
+    let k = 0;
+    for (
+      let sb = w(h, cp + list);
+      sb !== 0 && inBounds(h, sb) && k++ < 1e6;
+      sb = w(h, sb + SB_NEXT)
+    ) {
+      const base = w(h, sb + SB_BASE);
+      for (let i = 0; i < n; i++) {
+        const buf = base + i * chunk, st = h.u8[sb + SB_STATE + ((i * chunk) >> shift)];
+        const bad = st === BUF_FREE
+          ? checkFreeBuffer(h, cp, buf)
+          : st === BUF_ALLOC
+          ? checkAllocatedBuffer(h, cp, buf)
+          : undefined;
+        if (bad !== undefined) out.push(bad.message.split("\n").slice(0, 3).join("; "));
+      }
+    }
+  }
+}
 const inBounds = (h: HeapView, a: number) => a > 0 && a < h.mapped && (a & 3) === 0;
 
 function verifyArena(h: HeapView, a: number, out: string[]): void {
@@ -219,7 +250,8 @@ function verifyCache(h: HeapView, cp: number, out: string[]): void {
       const want = ref === 0 ? CA_EMPTY : ref === nchunks ? CA_FULL : CA_PARTIAL;
       if (want !== list) bad(`slab ${hex(sb)} with ${ref} of ${nchunks} out is on the wrong list`);
       let free = 0;
-      for (let b = w(h, sb + SB_FREE); b !== 0; b = w(h, b)) {
+      const link = w(h, cp + CA_LINKOFF);
+      for (let b = w(h, sb + SB_FREE); b !== 0; b = inBounds(h, b) ? w(h, b + link) : 0) {
         const idx = inBounds(h, b) ? bufIndex(h, cp, sb, b) : -1;
         if (idx < 0 || ++free > nchunks) {
           bad(`slab ${hex(sb)} free list broken at ${hex(b)}`);
@@ -235,6 +267,7 @@ function verifyCache(h: HeapView, cp: number, out: string[]): void {
       }
     }
   }
+  if (w(h, cp + CA_DEBUG) !== 0) verifyDebugBuffers(h, cp, out);
   if (h.f64[(cp + CA_SLABS) >> 3] !== slabs) {
     bad(`${slabs} slabs listed, ${h.f64[(cp + CA_SLABS) >> 3]} counted`);
   }

@@ -1,0 +1,112 @@
+/**
+ * Buffer tags: what a debugged cache keeps after each buffer, as libumem's `umem_buftag_t`.
+ *
+ * Theory. In a cache with debugging on, each chunk is the buffer, rounded to 8 bytes, then the
+ * tag: a redzone word (0xfeedface), the requested size encoded as libumem encodes it
+ * (`251 * size + 1`), the check word `BT_BXSTAT` (the buffer's address XORed with one constant
+ * while allocated and another while free: a duplicate free, or a tag overwritten by a stray
+ * write, shows there), the slab free-list link (so a free buffer's own bytes can hold the
+ * 0xdeadbeef pattern whole), and with `audit` the last allocation's and the last free's stack,
+ * worker and time. The bytes between the requested size and the tag hold 0xbb, so even a
+ * one-byte overrun is caught at free.
+ *
+ * Invariants. While a buffer is free in its slab: `BT_BXSTAT = buf ^ BT_FREE_MAGIC`, the redzone
+ * word is intact, and with `contents` every byte of the buffer holds the freed pattern. While
+ * allocated: `BT_BXSTAT = buf ^ BT_ALLOC_MAGIC`, the size decodes, the redzone is intact.
+ *
+ * @module
+ */
+
+import type { HeapView } from "./image.ts";
+
+/** Redzone word. */
+export const BT_REDZONE = 0;
+/** Requested size, encoded as `251 * size + 1`. */
+export const BT_SIZE = 4;
+/** Check word: buffer ^ `BT_ALLOC_MAGIC` or ^ `BT_FREE_MAGIC`. */
+export const BT_BXSTAT = 8;
+/** Slab free-list link of a free buffer. */
+export const BT_LINK = 12;
+/** Audit: stack of the last allocation. */
+export const BT_A_STACK = 16;
+/** Audit: worker slot of the last allocation. */
+export const BT_A_SLOT = 20;
+/** Audit: time of the last allocation (float64). */
+export const BT_A_TIME = 24;
+/** Audit: stack of the last free. */
+export const BT_F_STACK = 32;
+/** Audit: worker slot of the last free. */
+export const BT_F_SLOT = 36;
+/** Audit: time of the last free (float64). */
+export const BT_F_TIME = 40;
+/** Bytes of a tag without audit. */
+export const BT_BASIC_SIZE = 16;
+/** Bytes of a tag with audit. */
+export const BT_AUDIT_SIZE = 48;
+
+/** libumem's redzone word. */
+export const REDZONE_PATTERN = 0xfeedface | 0;
+/** The byte written after the requested size. */
+export const REDZONE_BYTE = 0xbb;
+/** The pattern of a freed buffer. */
+export const FREE_PATTERN = 0xdeadbeef | 0;
+/** The pattern of a new, unconstructed buffer. */
+export const UNINIT_PATTERN = 0xbaddcafe | 0;
+/** Check-word constant of an allocated buffer. */
+export const BT_ALLOC_MAGIC = 0xa110c8ed | 0;
+/** Check-word constant of a free buffer. */
+export const BT_FREE_MAGIC = 0xf4eef4ee | 0;
+
+/** `UMEM_DEBUG=audit`. */
+export const DBG_AUDIT = 1;
+/** `UMEM_DEBUG=contents`. */
+export const DBG_CONTENTS = 2;
+/** `UMEM_DEBUG=guards` (set by every debugging feature: they need the tag). */
+export const DBG_GUARDS = 4;
+/** `UMEM_DEBUG=verbose`. */
+export const DBG_VERBOSE = 8;
+/** `UMEM_DEBUG=firewall=`. */
+export const DBG_FIREWALL = 16;
+/** `UMEM_LOGGING=transaction`. */
+export const DBG_TXLOG = 32;
+/** `UMEM_LOGGING=contents`. */
+export const DBG_CTLOG = 64;
+/** `UMEM_LOGGING=fail`. */
+export const DBG_FAILLOG = 128;
+
+/** Encodes a requested size as libumem does. */
+export function encodeSize(size: number): number {
+  return (251 * size + 1) | 0;
+}
+
+/** Decodes a size; -1 when the word is not an encoded size. */
+export function decodeSize(word: number): number {
+  const x = (word >>> 0) - 1;
+  return x % 251 === 0 ? x / 251 : -1;
+}
+
+/** Fills `[from, to)` (4-aligned) with a 32-bit pattern. */
+export function fillPattern(h: HeapView, from: number, to: number, pattern: number): void {
+  h.i32.fill(pattern, from >> 2, to >> 2);
+}
+
+/**
+ * The first offset in `[from, to)` whose word differs from `pattern`, or -1.
+ */
+export function findPatternBreak(h: HeapView, from: number, to: number, pattern: number): number {
+  const i32 = h.i32;
+  for (let i = from >> 2, e = to >> 2; i < e; i++) {
+    if (i32[i] !== pattern) return (i << 2) - from;
+  }
+  return -1;
+}
+
+/** Lays the tag of a fresh buffer in a new slab: free, intact, filled if `contents`. */
+export function initFreeBuffer(h: HeapView, buf: number, tagOff: number, flags: number): void {
+  const tag = buf + tagOff;
+  if ((flags & DBG_CONTENTS) !== 0) fillPattern(h, buf, tag, FREE_PATTERN);
+  h.i32[(tag + BT_REDZONE) >> 2] = REDZONE_PATTERN;
+  h.i32[(tag + BT_SIZE) >> 2] = 0;
+  h.i32[(tag + BT_BXSTAT) >> 2] = buf ^ BT_FREE_MAGIC;
+  if ((flags & DBG_AUDIT) !== 0) h.i32.fill(0, (tag + BT_A_STACK) >> 2, (tag + BT_AUDIT_SIZE) >> 2);
+}

@@ -1,0 +1,806 @@
+/**
+ * Debugging without recompiling: the checked alloc and free of a debugged cache, the firewall,
+ * and libumem's reports.
+ *
+ * Theory. A cache created on a heap with `UMEM_DEBUG` (or transaction logging) has a tag after
+ * each buffer (buftag.ts) and no magazines, so every alloc and free comes here. Alloc takes a
+ * buffer from its slab, checks its tag and (with `contents`) that the 0xdeadbeef it was left
+ * with is intact, fills it with 0xbaddcafe (or constructs it), fills the slack after the
+ * requested size with 0xbb, and records the transaction. Free checks everything before it
+ * changes anything: that the address is a buffer of this cache, the tag's check word (a
+ * duplicate free, a corrupt tag), the redzone word and the 0xbb bytes (an overrun), the size;
+ * then destroys, fills with 0xdeadbeef, records, and gives the buffer back to its slab.
+ *
+ * A problem raises a {@linkcode HeapCorruptionError} whose message reads like libumem's report,
+ * with the stacks of the buffer's last allocation and free when auditing. The heap is left as
+ * it was (a corrupt buffer found at alloc is refilled and put back), so `verify()` passes after.
+ *
+ * The firewall gives each buffer of at least `firewall` bytes its own pages from the oversize
+ * arena, the tail of the last page a checked redzone, and keeps freed ones in a quarantine ring
+ * (filled with 0xdeadbeef, checked when they leave it) so they are not reused soon.
+ *
+ * Lock order: a cache's slab lock, then vmem's; the quarantine lock alone.
+ *
+ * @module
+ */
+
+import {
+  BT_A_SLOT,
+  BT_A_STACK,
+  BT_A_TIME,
+  BT_ALLOC_MAGIC,
+  BT_BXSTAT,
+  BT_F_SLOT,
+  BT_F_STACK,
+  BT_F_TIME,
+  BT_FREE_MAGIC,
+  BT_REDZONE,
+  BT_SIZE,
+  DBG_AUDIT,
+  DBG_CONTENTS,
+  DBG_CTLOG,
+  DBG_FAILLOG,
+  DBG_TXLOG,
+  DBG_VERBOSE,
+  decodeSize,
+  encodeSize,
+  fillPattern,
+  findPatternBreak,
+  FREE_PATTERN,
+  REDZONE_BYTE,
+  REDZONE_PATTERN,
+  UNINIT_PATTERN,
+} from "./buftag.ts";
+import { hex, UmemError, type UmemErrorKind } from "./errors.ts";
+import {
+  HDR_AUDIT_FRAMES,
+  HDR_AUDIT_SAMPLE,
+  HDR_AUDIT_TICK,
+  HDR_CONTENTS_BYTES,
+  HDR_CTLOG,
+  HDR_DEBUG,
+  HDR_ERRORS,
+  HDR_FAILLOG,
+  HDR_MAXVERIFY,
+  HDR_OVERSIZE,
+  HDR_QUARANTINE,
+  HDR_STACKS,
+  HDR_TXLOG,
+  type HeapView,
+  PAGE_SIZE,
+  roundUp,
+} from "./image.ts";
+import { lock, unlock } from "./lock.ts";
+import {
+  CT_BUF,
+  CT_CACHE,
+  CT_DATA,
+  CT_LEN,
+  CT_SLOT,
+  CT_TIME,
+  FL_CACHE,
+  FL_SIZE,
+  FL_SLOT,
+  FL_STACK,
+  FL_TIME,
+  now,
+  ringNext,
+  TX_BUF,
+  TX_CACHE,
+  TX_OP,
+  TX_SIZE,
+  TX_STACK,
+  TX_TIME,
+  TXOP_ALLOC,
+  TXOP_FREE,
+} from "./log.ts";
+import { CC_NALLOC, CC_NFREE, nofailOrThrow, reclaimAll } from "./magazine.ts";
+import {
+  BUF_ALLOC,
+  BUF_CACHED,
+  bufIndex,
+  CA_BUFSIZE,
+  CA_CHUNK,
+  CA_DEBUG,
+  CA_EMPTY,
+  CA_FAILS,
+  CA_FLAGS,
+  CA_ID,
+  CA_NCHUNKS,
+  CA_TAGOFF,
+  cacheName,
+  CF_INTERNAL,
+  construct,
+  SB_BASE,
+  SB_CACHE,
+  SB_NEXT,
+  SB_STATE,
+  slabAllocRaw,
+  slabFreeRaw,
+  slabOf,
+} from "./slab.ts";
+import { captureStack, readStack } from "./stack.ts";
+import { vmemAllocAddr, vmemFreeAddr } from "./vmem.ts";
+
+/** One transaction of an audit record, as a report prints it. */
+export interface AuditTransaction {
+  /** "alloc" or "free". */
+  op: "alloc" | "free";
+  /** The worker slot. */
+  slot: number;
+  /** Time, ms since the epoch. */
+  time: number;
+  /** The stack, one frame a line ("" without audit). */
+  stack: string;
+}
+
+/**
+ * A corruption or misuse of the heap found by debugging: which kind, at which buffer, in which
+ * cache, and with auditing the buffer's last transactions.
+ *
+ * @example
+ * ```ts
+ * import { HeapCorruptionError, Heap } from "@umem/umem";
+ * const heap = Heap.create({ size: 1 << 20, debug: "default" });
+ * const p = heap.alloc(50);
+ * heap.free(p, 50);
+ * try {
+ *   heap.free(p, 50);
+ * } catch (e) {
+ *   console.log(e instanceof HeapCorruptionError && e.kind); // "duplicate-free"
+ * }
+ * ```
+ */
+export class HeapCorruptionError extends UmemError {
+  /** The cache's name ("" when the address is in none). */
+  readonly cache: string;
+  /** The address of the buffer's tag, libumem's bufctl (0 when none). */
+  readonly bufctl: number;
+  /** The buffer's last transactions, newest first (empty without audit). */
+  readonly audit: AuditTransaction[];
+
+  /**
+   * Creates the error.
+   *
+   * @param kind the kind of corruption
+   * @param message the whole report
+   * @param address the buffer
+   * @param cache the cache's name
+   * @param bufctl the tag's address
+   * @param audit the buffer's last transactions
+   */
+  constructor(
+    kind: UmemErrorKind,
+    message: string,
+    address: number,
+    cache: string,
+    bufctl: number,
+    audit: AuditTransaction[],
+  ) {
+    super(kind, message, address);
+    this.name = "HeapCorruptionError";
+    this.cache = cache;
+    this.bufctl = bufctl;
+    this.audit = audit;
+  }
+}
+
+const w = (h: HeapView, a: number) => h.i32[a >> 2];
+const setw = (h: HeapView, a: number, v: number) => {
+  h.i32[a >> 2] = v;
+};
+
+/** The audit transactions of the buffer whose tag is at `tag`, newest first. */
+export function auditOf(h: HeapView, tag: number): AuditTransaction[] {
+  const out: AuditTransaction[] = [];
+  const at = h.f64[(tag + BT_A_TIME) >> 3], ft = h.f64[(tag + BT_F_TIME) >> 3];
+  const a: AuditTransaction | undefined = at > 0
+    ? {
+      op: "alloc",
+      slot: w(h, tag + BT_A_SLOT),
+      time: at,
+      stack: readStack(h, w(h, tag + BT_A_STACK)),
+    }
+    : undefined;
+  const f: AuditTransaction | undefined = ft > 0
+    ? {
+      op: "free",
+      slot: w(h, tag + BT_F_SLOT),
+      time: ft,
+      stack: readStack(h, w(h, tag + BT_F_STACK)),
+    }
+    : undefined;
+  if (a !== undefined && f !== undefined) out.push(...(ft >= at ? [f, a] : [a, f]));
+  else if (a !== undefined) out.push(a);
+  else if (f !== undefined) out.push(f);
+  return out;
+}
+
+/** Formats one audit transaction as libumem prints a bufctl_audit. */
+export function formatTransaction(buf: number, t: AuditTransaction): string {
+  const frames = t.stack === "" ? "\t<no stack; enable UMEM_DEBUG=audit>" : t.stack.split("\n")
+    .map((f) => `\t${f}`).join("\n");
+  return `${t.op} of buffer ${hex(buf)}: thr=${t.slot} time=${
+    new Date(t.time).toISOString()
+  }\n${frames}`;
+}
+
+/**
+ * Builds the report of a problem with buffer `buf` of cache `cp` and counts it. `category` is
+ * libumem's category line; `detail` lines follow it.
+ */
+export function report(
+  h: HeapView,
+  kind: UmemErrorKind,
+  category: string,
+  detail: string[],
+  buf: number,
+  cp: number,
+): HeapCorruptionError {
+  const name = cp !== 0 ? cacheName(h, cp) : "";
+  const tag = cp !== 0 && (w(h, cp + CA_DEBUG) & DBG_AUDIT) !== 0 ? buf + w(h, cp + CA_TAGOFF) : 0;
+  const audit = tag !== 0 && tag < h.mapped ? auditOf(h, tag) : [];
+  const lines = [`umem allocator: ${category}`, ...detail];
+  lines.push(
+    `buffer=${hex(buf)}  bufctl=${hex(cp !== 0 ? buf + w(h, cp + CA_TAGOFF) : 0)}  cache: ${name}`,
+  );
+  if (audit.length > 0) {
+    lines.push(`previous transaction on buffer ${hex(buf)}:`);
+    for (const t of audit) lines.push(formatTransaction(buf, t));
+  }
+  lines.push("umem: heap corruption detected");
+  Atomics.add(h.i32, HDR_ERRORS >> 2, 1);
+  const e = new HeapCorruptionError(kind, lines.join("\n"), buf, name, tag, audit);
+  if ((w(h, HDR_DEBUG) & DBG_VERBOSE) !== 0) console.error(e.message);
+  return e;
+}
+
+/** Records one transaction in the audit record and the transaction log. */
+function record(h: HeapView, cp: number, buf: number, size: number, op: number): void {
+  const flags = w(h, cp + CA_DEBUG);
+  if ((flags & (DBG_AUDIT | DBG_TXLOG)) === 0) return;
+  const sample = w(h, HDR_AUDIT_SAMPLE);
+  const take = sample <= 1 || Atomics.add(h.i32, HDR_AUDIT_TICK >> 2, 1) % sample === 0;
+  const stack = take && w(h, HDR_STACKS) !== 0
+    ? captureStack(h, w(h, HDR_STACKS), w(h, HDR_AUDIT_FRAMES))
+    : 0;
+  const t = now();
+  if ((flags & DBG_AUDIT) !== 0) {
+    const tag = buf + w(h, cp + CA_TAGOFF);
+    const o = op === TXOP_ALLOC ? 0 : BT_F_STACK - BT_A_STACK;
+    setw(h, tag + BT_A_STACK + o, stack);
+    setw(h, tag + BT_A_SLOT + o, h.slot);
+    h.f64[(tag + BT_A_TIME + o) >> 3] = t;
+  }
+  const log = w(h, HDR_TXLOG);
+  if ((flags & DBG_TXLOG) !== 0 && log !== 0) {
+    const r = ringNext(h, log);
+    setw(h, r + TX_OP, op | (h.slot << 8));
+    setw(h, r + TX_BUF, buf);
+    setw(h, r + TX_CACHE, cp);
+    setw(h, r + TX_SIZE, size);
+    h.f64[(r + TX_TIME) >> 3] = t;
+    setw(h, r + TX_STACK, stack);
+  }
+}
+
+/** Records a failed allocation in the fail log. */
+export function logFailure(h: HeapView, cp: number, size: number): void {
+  const log = w(h, HDR_FAILLOG);
+  if ((w(h, HDR_DEBUG) & DBG_FAILLOG) === 0 || log === 0) return;
+  const r = ringNext(h, log);
+  setw(h, r + FL_CACHE, cp);
+  setw(h, r + FL_SIZE, size);
+  h.f64[(r + FL_TIME) >> 3] = now();
+  setw(h, r + FL_SLOT, h.slot);
+  const st = w(h, HDR_STACKS);
+  setw(h, r + FL_STACK, st !== 0 ? captureStack(h, st, w(h, HDR_AUDIT_FRAMES)) : 0);
+}
+
+/** Bytes of a freed buffer the contents check covers. */
+function verifyEnd(h: HeapView, cp: number): number {
+  const tagOff = w(h, cp + CA_TAGOFF), max = w(h, HDR_MAXVERIFY);
+  return max > 0 ? Math.min(tagOff, roundUp(max, 4)) : tagOff;
+}
+
+/**
+ * Checks a free buffer's tag and pattern; returns the problem, or undefined. Used when a buffer
+ * is handed out, by `verify()` and when a slab is reaped.
+ */
+export function checkFreeBuffer(
+  h: HeapView,
+  cp: number,
+  buf: number,
+): HeapCorruptionError | undefined {
+  const tag = buf + w(h, cp + CA_TAGOFF), flags = w(h, cp + CA_DEBUG);
+  const bx = w(h, tag + BT_BXSTAT);
+  if (bx !== (buf ^ BT_FREE_MAGIC)) {
+    return report(
+      h,
+      "boundary-tag-corrupted",
+      "boundary tag corrupted",
+      [
+        `bxstat ${hex(bx)} is neither the free nor the allocated check word of this buffer`,
+      ],
+      buf,
+      cp,
+    );
+  }
+  if (w(h, tag + BT_REDZONE) !== REDZONE_PATTERN) {
+    return report(
+      h,
+      "modified-after-free",
+      "buffer modified after being freed",
+      [
+        `modification occurred at offset ${hex(tag - buf)} (${hex(REDZONE_PATTERN)} replaced by ${
+          hex(w(h, tag + BT_REDZONE))
+        })`,
+      ],
+      buf,
+      cp,
+    );
+  }
+  if ((flags & DBG_CONTENTS) !== 0) {
+    const off = findPatternBreak(h, buf, buf + verifyEnd(h, cp), FREE_PATTERN);
+    if (off >= 0) {
+      return report(
+        h,
+        "modified-after-free",
+        "buffer modified after being freed",
+        [
+          `modification occurred at offset ${hex(off)} (${hex(FREE_PATTERN)} replaced by ${
+            hex(w(h, buf + off))
+          })`,
+        ],
+        buf,
+        cp,
+      );
+    }
+  }
+  return undefined;
+}
+
+/** Checks an allocated buffer's tag and redzone; returns the problem, or undefined. */
+export function checkAllocatedBuffer(
+  h: HeapView,
+  cp: number,
+  buf: number,
+): HeapCorruptionError | undefined {
+  const tagOff = w(h, cp + CA_TAGOFF), tag = buf + tagOff;
+  const bx = w(h, tag + BT_BXSTAT);
+  if (bx === (buf ^ BT_FREE_MAGIC)) {
+    return report(h, "duplicate-free", "duplicate free: buffer freed twice", [], buf, cp);
+  }
+  if (w(h, tag + BT_REDZONE) !== REDZONE_PATTERN) {
+    return report(
+      h,
+      "redzone-violation",
+      "redzone violation: write past end of buffer",
+      [
+        `redzone word at offset ${hex(tagOff)} is ${hex(w(h, tag + BT_REDZONE))}, expected ${
+          hex(REDZONE_PATTERN)
+        }`,
+      ],
+      buf,
+      cp,
+    );
+  }
+  if (bx !== (buf ^ BT_ALLOC_MAGIC)) {
+    return report(
+      h,
+      "boundary-tag-corrupted",
+      "boundary tag corrupted",
+      [
+        `bxstat ${hex(bx)} is neither the free nor the allocated check word of this buffer`,
+      ],
+      buf,
+      cp,
+    );
+  }
+  const size = decodeSize(w(h, tag + BT_SIZE));
+  if (size < 0 || size > tagOff) {
+    return report(
+      h,
+      "boundary-tag-corrupted",
+      "boundary tag corrupted",
+      [
+        `size word ${hex(w(h, tag + BT_SIZE))} does not decode to a size`,
+      ],
+      buf,
+      cp,
+    );
+  }
+  for (let i = buf + size; i < tag; i++) {
+    if (h.u8[i] !== REDZONE_BYTE) {
+      return report(
+        h,
+        "redzone-violation",
+        "redzone violation: write past end of buffer",
+        [
+          `byte at offset ${hex(i - buf)} is ${hex(h.u8[i])}, expected ${
+            hex(REDZONE_BYTE)
+          } (buffer of ${size} bytes)`,
+        ],
+        buf,
+        cp,
+      );
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Allocates from a debugged cache: `size` is what was asked (the buffer size for a cache
+ * alloc). Checks the buffer it takes, fills, constructs, records.
+ * @throws {HeapCorruptionError} when the buffer taken was modified after it was freed
+ * @throws {OutOfMemoryError} when no memory can be had
+ */
+export function debugAlloc(h: HeapView, cp: number, size: number): number {
+  let buf = slabAllocRaw(h, cp, BUF_ALLOC);
+  while (buf === 0) {
+    reclaimAll(h);
+    buf = slabAllocRaw(h, cp, BUF_ALLOC);
+    if (buf === 0) {
+      logFailure(h, cp, size);
+      nofailOrThrow(h, () => {
+        h.f64[(cp + CA_FAILS) >> 3]++;
+        return new UmemError(
+          "out-of-memory",
+          `umem_alloc(${cacheName(h, cp)}): no memory for a ${size}-byte buffer`,
+        );
+      });
+    }
+  }
+  const bad = checkFreeBuffer(h, cp, buf);
+  if (bad !== undefined) {
+    // Leave it free and whole again, so the heap stays consistent, then report.
+    restoreFree(h, cp, buf);
+    slabFreeRaw(h, cp, buf);
+    throw bad;
+  }
+  const flags = w(h, cp + CA_DEBUG), tagOff = w(h, cp + CA_TAGOFF), tag = buf + tagOff;
+  const hasCtor = h.callbacks[w(h, cp + CA_ID)]?.ctor !== undefined;
+  if ((flags & DBG_CONTENTS) !== 0 && !hasCtor) fillPattern(h, buf, tag, UNINIT_PATTERN);
+  setw(h, tag + BT_SIZE, encodeSize(size));
+  h.u8.fill(REDZONE_BYTE, buf + size, tag);
+  setw(h, tag + BT_BXSTAT, buf ^ BT_ALLOC_MAGIC);
+  if (!construct(h, cp, buf)) {
+    restoreFree(h, cp, buf);
+    throw new UmemError(
+      "out-of-memory",
+      `umem_cache_alloc(${
+        cacheName(h, cp)
+      }): constructor refused the buffer; nothing was allocated`,
+    );
+  }
+  record(h, cp, buf, size, TXOP_ALLOC);
+  h.i32[(cp + h.ccOff + CC_NALLOC) >> 2]++;
+  return buf;
+}
+
+/** Puts a buffer's tag and pattern back to the free state (before it goes to its slab). */
+function restoreFree(h: HeapView, cp: number, buf: number): void {
+  const tag = buf + w(h, cp + CA_TAGOFF);
+  if ((w(h, cp + CA_DEBUG) & DBG_CONTENTS) !== 0) fillPattern(h, buf, tag, FREE_PATTERN);
+  setw(h, tag + BT_REDZONE, REDZONE_PATTERN);
+  setw(h, tag + BT_BXSTAT, buf ^ BT_FREE_MAGIC);
+}
+
+/**
+ * Frees to a debugged cache. `size` is the size given back (-1 for a cache free). Everything is
+ * checked before anything changes.
+ * @throws {HeapCorruptionError} naming the kind of misuse or corruption
+ */
+export function debugFree(h: HeapView, cp: number, buf: number, size: number, fn: string): void {
+  const name = cacheName(h, cp);
+  if ((buf | 0) !== buf || buf <= 0 || buf >= h.mapped) {
+    throw report(
+      h,
+      "bad-free",
+      "invalid free: buffer not in cache",
+      [
+        `${fn}(${name}): ${String(buf)} is not an address in the heap`,
+      ],
+      typeof buf === "number" && Number.isInteger(buf) ? buf : 0,
+      0,
+    );
+  }
+  const sb = slabOf(h, buf);
+  if (sb === 0) {
+    throw report(
+      h,
+      "bad-free",
+      "invalid free: buffer not in cache",
+      [
+        `${fn}(${name}): ${hex(buf)} is not in any slab`,
+      ],
+      buf,
+      0,
+    );
+  }
+  const owner = w(h, sb + SB_CACHE);
+  if (owner !== cp) {
+    const internal = (w(h, owner + CA_FLAGS) & w(h, cp + CA_FLAGS) & CF_INTERNAL) !== 0;
+    if (internal && size >= 0) {
+      const start = startOf(h, owner, sb, buf);
+      const asked = start === buf ? decodeSize(w(h, buf + w(h, owner + CA_TAGOFF) + BT_SIZE)) : -1;
+      throw report(
+        h,
+        "wrong-size",
+        `bad free: free size (${size}) != alloc size (${
+          asked < 0 ? w(h, owner + CA_BUFSIZE) : asked
+        })`,
+        [],
+        buf,
+        owner,
+      );
+    }
+    throw report(
+      h,
+      "wrong-cache",
+      "buffer freed to wrong cache",
+      [
+        `buffer was allocated from ${cacheName(h, owner)},`,
+        `caller attempting free to ${name}.`,
+      ],
+      buf,
+      owner,
+    );
+  }
+  const idx = bufIndex(h, cp, sb, buf);
+  if (idx < 0) {
+    throw report(
+      h,
+      "bad-free",
+      `bad free: free address (${hex(buf)}) != alloc address (${hex(startOf(h, cp, sb, buf))})`,
+      [],
+      startOf(h, cp, sb, buf),
+      cp,
+    );
+  }
+  const problem = checkAllocatedBuffer(h, cp, buf);
+  if (problem !== undefined) throw problem;
+  const st = h.u8[sb + SB_STATE + idx];
+  if (st !== BUF_ALLOC) {
+    throw report(h, "duplicate-free", "duplicate free: buffer freed twice", [], buf, cp);
+  }
+  const tag = buf + w(h, cp + CA_TAGOFF);
+  const asked = decodeSize(w(h, tag + BT_SIZE));
+  if (size >= 0 && asked !== size) {
+    throw report(
+      h,
+      "wrong-size",
+      `bad free: free size (${size}) != alloc size (${asked})`,
+      [],
+      buf,
+      cp,
+    );
+  }
+  // Sound: destroy, log the contents, fill, record, and give it back.
+  const flags = w(h, cp + CA_DEBUG);
+  const dtor = h.callbacks[w(h, cp + CA_ID)]?.dtor;
+  if (dtor !== undefined) dtor(h, buf);
+  const clog = w(h, HDR_CTLOG);
+  if ((flags & DBG_CTLOG) !== 0 && clog !== 0) {
+    const r = ringNext(h, clog);
+    const n = Math.min(asked, w(h, HDR_CONTENTS_BYTES));
+    setw(h, r + CT_BUF, buf);
+    setw(h, r + CT_CACHE, cp);
+    h.f64[(r + CT_TIME) >> 3] = now();
+    setw(h, r + CT_SLOT, h.slot);
+    setw(h, r + CT_LEN, n);
+    h.u8.copyWithin(r + CT_DATA, buf, buf + n);
+  }
+  record(h, cp, buf, asked, TXOP_FREE);
+  if ((flags & DBG_CONTENTS) !== 0) fillPattern(h, buf, tag, FREE_PATTERN);
+  setw(h, tag + BT_BXSTAT, buf ^ BT_FREE_MAGIC);
+  h.u8[sb + SB_STATE + idx] = BUF_CACHED; // slabFreeRaw sets it free
+  slabFreeRaw(h, cp, buf);
+  h.i32[(cp + h.ccOff + CC_NFREE) >> 2]++;
+}
+
+/** The start of the buffer of slab `sb` that contains `addr`. */
+function startOf(h: HeapView, cp: number, sb: number, addr: number): number {
+  const base = w(h, sb + SB_BASE), chunk = w(h, cp + CA_CHUNK);
+  return addr < base ? base : base + Math.floor((addr - base) / chunk) * chunk;
+}
+
+// ---- the firewall ----
+
+/** Quarantine ring: lock, next slot, entries. */
+export const QR_LOCK = 0;
+/** Next entry to replace. */
+export const QR_NEXT = 4;
+/** Entries (address, bytes). */
+export const QR_ENTRIES = 8;
+/** Entries in the quarantine. */
+export const QR_N = 64;
+/** Bytes of the quarantine ring. */
+export const QR_BYTES = QR_ENTRIES + QR_N * 8;
+/** Check word at the end of a firewalled span: the address XORed with this. */
+const FW_MAGIC = 0x0f12ea11;
+
+/** Bytes of the span a firewalled buffer of `size` bytes takes: its pages and one more. */
+export function firewallBytes(size: number): number {
+  return roundUp(size, PAGE_SIZE) + PAGE_SIZE;
+}
+
+/**
+ * Allocates `size` bytes behind a firewall: own pages from the oversize arena, the rest of
+ * the span a redzone of 0xbb ending with the size and a check word.
+ */
+export function firewallAlloc(h: HeapView, size: number): number {
+  const bytes = firewallBytes(size), over = w(h, HDR_OVERSIZE);
+  let p = vmemAllocAddr(h, over, bytes);
+  while (p === 0) {
+    reclaimAll(h);
+    flushQuarantine(h);
+    p = vmemAllocAddr(h, over, bytes);
+    if (p === 0) {
+      logFailure(h, 0, size);
+      nofailOrThrow(
+        h,
+        () =>
+          new UmemError(
+            "out-of-memory",
+            `umem_alloc: no memory for a firewalled ${size}-byte buffer`,
+          ),
+      );
+    }
+  }
+  fillPattern(h, p, roundUp(p + size, 4) & ~3, UNINIT_PATTERN);
+  h.u8.fill(REDZONE_BYTE, p + size, p + bytes - 8);
+  setw(h, p + bytes - 8, encodeSize(size));
+  setw(h, p + bytes - 4, p ^ FW_MAGIC);
+  return p;
+}
+
+/**
+ * Frees a firewalled buffer: checks its redzone, fills it with 0xdeadbeef and puts it in
+ * quarantine; the buffer it pushes out is checked and given back to the arena.
+ * @throws {HeapCorruptionError} for a redzone violation, a wrong size or a duplicate free
+ */
+export function firewallFree(h: HeapView, p: number, size: number): void {
+  const bytes = firewallBytes(size);
+  if ((p | 0) !== p || p <= 0 || p + bytes > h.mapped || w(h, p + bytes - 4) !== (p ^ FW_MAGIC)) {
+    const was = p > 0 && p + bytes <= h.mapped && w(h, p + bytes - 4) === (p ^ FW_MAGIC ^ -1);
+    throw report(
+      h,
+      was ? "duplicate-free" : "bad-free",
+      was ? "duplicate free: buffer freed twice" : "invalid free: buffer not in cache",
+      [`firewalled buffer of ${size} bytes at ${hex(p)} not found (wrong address or size?)`],
+      p,
+      0,
+    );
+  }
+  const asked = decodeSize(w(h, p + bytes - 8));
+  if (asked !== size) {
+    throw report(
+      h,
+      "wrong-size",
+      `bad free: free size (${size}) != alloc size (${asked})`,
+      [],
+      p,
+      0,
+    );
+  }
+  for (let i = p + size; i < p + bytes - 8; i++) {
+    if (h.u8[i] !== REDZONE_BYTE) {
+      throw report(
+        h,
+        "redzone-violation",
+        "redzone violation: write past end of buffer",
+        [
+          `byte at offset ${hex(i - p)} is ${hex(h.u8[i])}, expected ${
+            hex(REDZONE_BYTE)
+          } (firewalled buffer of ${size} bytes)`,
+        ],
+        p,
+        0,
+      );
+    }
+  }
+  fillPattern(h, p, (p + size) & ~3, FREE_PATTERN);
+  setw(h, p + bytes - 4, p ^ FW_MAGIC ^ -1);
+  const q = w(h, HDR_QUARANTINE);
+  let out = 0, outBytes = 0;
+  lock(h, q + QR_LOCK);
+  try {
+    const i = w(h, q + QR_NEXT);
+    out = w(h, q + QR_ENTRIES + i * 8);
+    outBytes = w(h, q + QR_ENTRIES + i * 8 + 4);
+    setw(h, q + QR_ENTRIES + i * 8, p);
+    setw(h, q + QR_ENTRIES + i * 8 + 4, bytes);
+    setw(h, q + QR_NEXT, (i + 1) % QR_N);
+  } finally {
+    unlock(h, q + QR_LOCK);
+  }
+  if (out !== 0) releaseQuarantined(h, out, outBytes);
+}
+
+function releaseQuarantined(h: HeapView, p: number, bytes: number): void {
+  const size = decodeSize(w(h, p + bytes - 8));
+  const off = findPatternBreak(h, p, (p + size) & ~3, FREE_PATTERN);
+  vmemFreeAddr(h, w(h, HDR_OVERSIZE), p, bytes);
+  if (off >= 0) {
+    throw report(
+      h,
+      "modified-after-free",
+      "buffer modified after being freed",
+      [
+        `modification occurred at offset ${hex(off)} (${hex(FREE_PATTERN)} replaced by ${
+          hex(w(h, p + off))
+        })`,
+        `(firewalled buffer of ${size} bytes, found as it left quarantine)`,
+      ],
+      p,
+      0,
+    );
+  }
+}
+
+/** Gives every quarantined buffer back (under memory pressure, and at reap). */
+export function flushQuarantine(h: HeapView): void {
+  const q = w(h, HDR_QUARANTINE);
+  if (q === 0) return;
+  const out: [number, number][] = [];
+  lock(h, q + QR_LOCK);
+  try {
+    for (let i = 0; i < QR_N; i++) {
+      const p = w(h, q + QR_ENTRIES + i * 8);
+      if (p !== 0) out.push([p, w(h, q + QR_ENTRIES + i * 8 + 4)]);
+      setw(h, q + QR_ENTRIES + i * 8, 0);
+    }
+  } finally {
+    unlock(h, q + QR_LOCK);
+  }
+  let first: unknown;
+  for (const [p, bytes] of out) {
+    try {
+      releaseQuarantined(h, p, bytes);
+    } catch (e) {
+      first ??= e;
+    }
+  }
+  if (first !== undefined) throw first;
+}
+
+/**
+ * Checks the free buffers of cache `cp`'s empty slabs, the ones a reap is about to give back:
+ * the first problem's report, or undefined. libumem only notices a write after free when the
+ * buffer is handed out again; this catches it when the buffer never is.
+ */
+export function checkEmptySlabs(h: HeapView, cp: number): HeapCorruptionError | undefined {
+  if ((w(h, cp + CA_DEBUG) & DBG_CONTENTS) === 0) return undefined;
+  const n = w(h, cp + CA_NCHUNKS), chunk = w(h, cp + CA_CHUNK);
+  for (let sb = w(h, cp + CA_EMPTY); sb !== 0; sb = w(h, sb + SB_NEXT)) {
+    const base = w(h, sb + SB_BASE);
+    for (let i = 0; i < n; i++) {
+      const bad = checkFreeBuffer(h, cp, base + i * chunk);
+      if (bad !== undefined) return bad;
+    }
+  }
+  return undefined;
+}
+
+/** The quarantined firewall buffers (for verify): address and span bytes. */
+export function quarantined(h: HeapView): [number, number][] {
+  const q = w(h, HDR_QUARANTINE), out: [number, number][] = [];
+  if (q === 0) return out;
+  for (let i = 0; i < QR_N; i++) {
+    const p = w(h, q + QR_ENTRIES + i * 8);
+    if (p !== 0) out.push([p, w(h, q + QR_ENTRIES + i * 8 + 4)]);
+  }
+  return out;
+}
+
+/** Checks a quarantined buffer's pattern (for verify); the problem's report, or undefined. */
+export function checkQuarantined(h: HeapView, p: number, bytes: number): string | undefined {
+  const size = decodeSize(w(h, p + bytes - 8));
+  const off = findPatternBreak(h, p, (p + size) & ~3, FREE_PATTERN);
+  if (off < 0) return undefined;
+  return `umem allocator: buffer modified after being freed: firewalled buffer ${hex(p)}: ` +
+    `modification occurred at offset ${hex(off)} (${hex(FREE_PATTERN)} replaced by ${
+      hex(w(h, p + off))
+    })`;
+}

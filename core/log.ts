@@ -1,0 +1,105 @@
+/**
+ * The logs of `UMEM_LOGGING`: rings of fixed-size records in the image.
+ *
+ * Theory. Each ring has a header and `LG_NREC` records; a writer takes the next sequence number
+ * with one `Atomics.add` and writes its record at `seq % nrec`, so workers log without a lock.
+ * The transaction log records each alloc and free of a debugged cache (op, buffer, cache,
+ * size, worker, time, stack); the contents log keeps the first bytes of each freed buffer; the
+ * fail log records failed allocations.
+ *
+ * Invariants. `LG_NEXT` only grows; the newest record is at `(LG_NEXT - 1) % LG_NREC`. A record
+ * being written while a reader reads it may be read torn: logs are evidence, not state.
+ *
+ * @module
+ */
+
+import type { HeapView } from "./image.ts";
+
+/** Records in the ring. */
+export const LG_NREC = 0;
+/** Bytes per record. */
+export const LG_RECSIZE = 4;
+/** Records ever written (the next sequence number). */
+export const LG_NEXT = 8;
+/** First record. */
+export const LG_RECORDS = 16;
+
+/** Transaction record: op (`TXOP_*`) | slot << 8. */
+export const TX_OP = 0;
+/** Transaction record: the buffer. */
+export const TX_BUF = 4;
+/** Transaction record: the cache. */
+export const TX_CACHE = 8;
+/** Transaction record: the size asked for. */
+export const TX_SIZE = 12;
+/** Transaction record: time, ms since the epoch (float64). */
+export const TX_TIME = 16;
+/** Transaction record: the stack id. */
+export const TX_STACK = 24;
+/** Bytes of a transaction record. */
+export const TX_RECSIZE = 32;
+/** An allocation. */
+export const TXOP_ALLOC = 1;
+/** A free. */
+export const TXOP_FREE = 2;
+
+/** Contents record: the buffer. */
+export const CT_BUF = 0;
+/** Contents record: the cache. */
+export const CT_CACHE = 4;
+/** Contents record: time (float64). */
+export const CT_TIME = 8;
+/** Contents record: the worker slot. */
+export const CT_SLOT = 16;
+/** Contents record: bytes saved. */
+export const CT_LEN = 20;
+/** Contents record: the saved bytes. */
+export const CT_DATA = 24;
+
+/** Fail record: the cache (0 for the oversize arena). */
+export const FL_CACHE = 0;
+/** Fail record: the size asked for. */
+export const FL_SIZE = 4;
+/** Fail record: time (float64). */
+export const FL_TIME = 8;
+/** Fail record: the worker slot. */
+export const FL_SLOT = 16;
+/** Fail record: the stack id. */
+export const FL_STACK = 20;
+/** Bytes of a fail record. */
+export const FL_RECSIZE = 24;
+
+/** Bytes of a ring of `bytes` of records of `recsize` bytes, header included. */
+export function ringBytes(bytes: number, recsize: number): number {
+  return LG_RECORDS + Math.max(1, Math.floor(bytes / recsize)) * recsize;
+}
+
+/** Lays an empty ring at `at` holding `bytes / recsize` records. */
+export function layRing(h: HeapView, at: number, bytes: number, recsize: number): void {
+  h.i32[(at + LG_NREC) >> 2] = Math.max(1, Math.floor(bytes / recsize));
+  h.i32[(at + LG_RECSIZE) >> 2] = recsize;
+  h.i32[(at + LG_NEXT) >> 2] = 0;
+}
+
+/** Claims the next record of the ring at `ring`; returns its address. */
+export function ringNext(h: HeapView, ring: number): number {
+  const seq = Atomics.add(h.i32, (ring + LG_NEXT) >> 2, 1) >>> 0;
+  const n = h.i32[(ring + LG_NREC) >> 2];
+  return ring + LG_RECORDS + (seq % n) * h.i32[(ring + LG_RECSIZE) >> 2];
+}
+
+/** The addresses of the ring's records, newest first. */
+export function ringRecords(h: HeapView, ring: number): number[] {
+  const n = h.i32[(ring + LG_NREC) >> 2], size = h.i32[(ring + LG_RECSIZE) >> 2];
+  const next = h.i32[(ring + LG_NEXT) >> 2] >>> 0;
+  const out: number[] = [];
+  for (let k = 1; k <= Math.min(n, next); k++) {
+    out.push(ring + LG_RECORDS + ((next - k) % n) * size);
+  }
+  return out;
+}
+
+/** Now, in ms since the epoch, with sub-millisecond precision where the runtime gives it. */
+export function now(): number {
+  return performance.timeOrigin + performance.now();
+}

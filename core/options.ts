@@ -1,0 +1,243 @@
+/**
+ * libumem's switches: `UMEM_DEBUG`, `UMEM_LOGGING` and `UMEM_OPTIONS`, parsed into settings.
+ *
+ * Each variable is a comma-separated list of keywords, some with `=value`, as libumem reads
+ * them. `Heap.create({ debug, logging, options })` takes the same strings; where one is not
+ * given the heap reads the environment variable (Deno, Bun, Node), and carries on with the
+ * defaults, silently, when it may not read the environment. An unknown keyword is an error
+ * that names it, and so is a value that is not a size.
+ *
+ * @module
+ */
+
+import { UmemError } from "./errors.ts";
+
+/** What `UMEM_DEBUG` turns on. */
+export interface DebugSettings {
+  /** Keep an audit record (stack, worker, time, previous transaction) per buffer. */
+  audit: boolean;
+  /** Stack frames an audit record keeps. */
+  auditFrames: number;
+  /** Record a stack for 1 in this many transactions (1: all). */
+  auditSample: number;
+  /** Fill freed buffers with 0xdeadbeef and new ones with 0xbaddcafe, and check them. */
+  contents: boolean;
+  /** Bytes of each freed buffer the contents log keeps. */
+  contentsBytes: number;
+  /** Redzone after every buffer: 0xfeedface, 0xbb after the requested size. */
+  guards: boolean;
+  /** Buffers of at least this many bytes get their own span and a checked redzone (0: off). */
+  firewall: number;
+  /** Print each report to the console as well. */
+  verbose: boolean;
+  /** Report by throwing rather than exiting the process (the default here). */
+  noabort: boolean;
+  /** Check at most this many bytes of a freed buffer's pattern (0: all). */
+  maxverify: number;
+}
+
+/** What `UMEM_LOGGING` turns on: ring sizes in bytes (0: off). */
+export interface LoggingSettings {
+  /** The transaction log. */
+  transaction: number;
+  /** The contents log. */
+  contents: number;
+  /** The failure log. */
+  fail: number;
+}
+
+/** What `UMEM_OPTIONS` sets. */
+export interface UmemOptionSettings {
+  /** No magazine layer in user caches. */
+  nomagazines: boolean;
+  /** Contended depot acquisitions per interval before magazines grow (undefined: default). */
+  maxContention?: number;
+  /** Worker slots (per-worker caches). */
+  concurrency?: number;
+  /** Initial heap size (backing size). */
+  size?: number;
+  /** Largest heap size. */
+  maxSize?: number;
+  /** Fit policy of the oversize arena. */
+  allocator?: "instantfit" | "bestfit" | "nextfit";
+}
+
+/** The default ring size of each log, as libumem's: 64 KiB. */
+export const LOG_DEFAULT_BYTES = 64 * 1024;
+/** Default audit depth. */
+export const AUDIT_DEFAULT_FRAMES = 16;
+/** Default bytes saved per freed buffer by `contents`. */
+export const CONTENTS_DEFAULT_BYTES = 256;
+
+/** Parses a size: digits with an optional k, m or g suffix. */
+function parseSize(variable: string, key: string, v: string | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  const m = /^(\d+)([kmg]?)$/i.exec(v.trim());
+  if (m === null) {
+    throw new UmemError("invalid-argument", `${variable}: ${key}=${v}: not a size`);
+  }
+  const mult =
+    { "": 1, k: 1024, m: 1 << 20, g: 1 << 30 }[m[2].toLowerCase() as "" | "k" | "m" | "g"];
+  return Number(m[1]) * mult;
+}
+
+function words(s: string): [string, string | undefined][] {
+  return s.split(",").map((w) => w.trim()).filter((w) => w.length > 0).map((w) => {
+    const i = w.indexOf("=");
+    return i < 0 ? [w, undefined] : [w.slice(0, i), w.slice(i + 1)];
+  });
+}
+
+function unknown(variable: string, key: string): UmemError {
+  return new UmemError("invalid-argument", `${variable}: '${key}' not recognized`);
+}
+
+/**
+ * Parses a `UMEM_DEBUG` string. `audit=16/100` keeps 16 frames and samples 1 transaction in 100.
+ * @throws {UmemError} `invalid-argument` naming an unknown keyword or a bad value
+ */
+export function parseDebug(s: string): DebugSettings {
+  const d: DebugSettings = {
+    audit: false,
+    auditFrames: AUDIT_DEFAULT_FRAMES,
+    auditSample: 1,
+    contents: false,
+    contentsBytes: CONTENTS_DEFAULT_BYTES,
+    guards: false,
+    firewall: 0,
+    verbose: false,
+    noabort: true,
+    maxverify: 0,
+  };
+  const V = "UMEM_DEBUG";
+  for (const [k, v] of words(s)) {
+    switch (k) {
+      case "default":
+        d.audit = d.contents = d.guards = true;
+        break;
+      case "audit": {
+        d.audit = true;
+        if (v !== undefined) {
+          const [frames, rate] = v.split("/");
+          d.auditFrames = parseSize(V, k, frames, AUDIT_DEFAULT_FRAMES);
+          d.auditSample = Math.max(1, parseSize(V, k, rate, 1));
+        }
+        break;
+      }
+      case "contents":
+        d.contents = true;
+        d.contentsBytes = parseSize(V, k, v, CONTENTS_DEFAULT_BYTES);
+        break;
+      case "guards":
+        d.guards = true;
+        break;
+      case "firewall":
+        d.firewall = parseSize(V, k, v, 0);
+        d.guards = true;
+        break;
+      case "verbose":
+        d.verbose = true;
+        break;
+      case "nosignal":
+      case "noabort":
+        d.noabort = true;
+        break;
+      case "maxverify":
+        d.maxverify = parseSize(V, k, v, 0);
+        break;
+      case "lite":
+        d.guards = true;
+        break;
+      default:
+        throw unknown(V, k);
+    }
+  }
+  if (d.auditFrames < 1 || d.auditFrames > 64) {
+    throw new UmemError(
+      "invalid-argument",
+      `UMEM_DEBUG: audit=${d.auditFrames}: frames must be 1..64`,
+    );
+  }
+  // Every debugging feature needs the buffer tag that guards lay.
+  if (d.audit || d.contents) d.guards = true;
+  return d;
+}
+
+/**
+ * Parses a `UMEM_LOGGING` string.
+ * @throws {UmemError} `invalid-argument` naming an unknown keyword or a bad value
+ */
+export function parseLogging(s: string): LoggingSettings {
+  const l: LoggingSettings = { transaction: 0, contents: 0, fail: 0 };
+  for (const [k, v] of words(s)) {
+    if (k !== "transaction" && k !== "contents" && k !== "fail") throw unknown("UMEM_LOGGING", k);
+    l[k] = parseSize("UMEM_LOGGING", k, v, LOG_DEFAULT_BYTES);
+  }
+  return l;
+}
+
+/**
+ * Parses a `UMEM_OPTIONS` string.
+ * @throws {UmemError} `invalid-argument` naming an unknown keyword or a bad value
+ */
+export function parseOptions(s: string): UmemOptionSettings {
+  const o: UmemOptionSettings = { nomagazines: false };
+  const V = "UMEM_OPTIONS";
+  for (const [k, v] of words(s)) {
+    switch (k) {
+      case "nomagazines":
+        o.nomagazines = true;
+        break;
+      case "max_contention":
+        o.maxContention = parseSize(V, k, v, 3);
+        break;
+      case "concurrency":
+        o.concurrency = parseSize(V, k, v, 16);
+        break;
+      case "size":
+      case "backend_size":
+        o.size = parseSize(V, k, v, 0);
+        break;
+      case "maxsize":
+        o.maxSize = parseSize(V, k, v, 0);
+        break;
+      case "backend":
+        if (v !== "sbrk" && v !== "mmap") throw unknown(V, `backend=${v}`);
+        break;
+      case "allocator": {
+        const a = { best: "bestfit", next: "nextfit", instant: "instantfit" }[v ?? ""] as
+          | UmemOptionSettings["allocator"]
+          | undefined;
+        if (a === undefined) throw unknown(V, `allocator=${v}`);
+        o.allocator = a;
+        break;
+      }
+      default:
+        throw unknown(V, k);
+    }
+  }
+  return o;
+}
+
+/** Reads an environment variable in Deno, Bun or Node; undefined when absent or not allowed. */
+export function readEnv(name: string): string | undefined {
+  const g = globalThis as unknown as {
+    Deno?: {
+      env: { get(n: string): string | undefined };
+      permissions: { querySync(d: { name: "env"; variable: string }): { state: string } };
+    };
+    process?: { env: Record<string, string | undefined> };
+  };
+  try {
+    if (g.Deno !== undefined) {
+      // Ask first: reading without permission would prompt on a terminal.
+      if (g.Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
+        return undefined;
+      }
+      return g.Deno.env.get(name);
+    }
+    return g.process?.env[name];
+  } catch {
+    return undefined; // no permission to read the environment: the defaults, silently
+  }
+}
