@@ -62,6 +62,7 @@ import {
   HDR_ERRORS,
   HDR_FAILLOG,
   HDR_MAXVERIFY,
+  HDR_NSLOTS,
   HDR_OVERSIZE,
   HDR_QUARANTINE,
   HDR_STACKS,
@@ -396,6 +397,14 @@ export function checkAllocatedBuffer(
       buf,
       cp,
     );
+  }
+  if ((w(h, cp + CA_DEBUG) & DBG_AUDIT) !== 0) {
+    const slot = w(h, tag + BT_A_SLOT), stack = w(h, tag + BT_A_STACK);
+    if (slot < 0 || slot >= w(h, HDR_NSLOTS) || stack < 0 || stack >= h.mapped || (stack & 3) !== 0) {
+      return report(h, "bufctl-corrupted", "bufctl corrupted", [
+        `audit record at ${hex(tag + BT_A_STACK)} names worker ${slot} and stack ${hex(stack)}`,
+      ], buf, cp);
+    }
   }
   const size = decodeSize(w(h, tag + BT_SIZE));
   if (size < 0 || size > tagOff) {

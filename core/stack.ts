@@ -100,8 +100,9 @@ export function readStack(h: HeapView, id: number): string {
   return decoder.decode(h.u8.slice(id + SE_TEXT, id + SE_TEXT + len));
 }
 
-/** URL prefix of the core's modules: their frames are left out of audit stacks. */
-const OWN = new URL(".", import.meta.url).href;
+/** The core's folder, as a URL (V8's frames) and as a path (JavaScriptCore's frames). */
+const OWN_URL = new URL(".", import.meta.url);
+const OWN = [OWN_URL.href, decodeURIComponent(OWN_URL.pathname)];
 /** Frames captured beyond the audit depth, to make room for umem's own. */
 const OWN_FRAMES = 8;
 
@@ -110,7 +111,7 @@ export function formatStack(raw: string, frames: number): string {
   const out: string[] = [];
   for (const line of raw.split("\n").slice(1)) {
     const f = line.trim().replace(/^at /, "");
-    if (f.length === 0 || f.includes(OWN)) continue;
+    if (f.length === 0 || f.includes(OWN[0]) || f.includes(OWN[1])) continue;
     out.push(f);
     if (out.length === frames) break;
   }

@@ -1,0 +1,280 @@
+/**
+ * Debugging without recompiling: each mistake made on purpose, reported with libumem's
+ * category, the right kind and address, and (with audit) the stack of the function that made
+ * the allocation; the same mistakes with debugging off harm nothing.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { Heap, HeapCorruptionError, UmemError } from "../mod.ts";
+import { BT_BXSTAT } from "../core/buftag.ts";
+import { CA_TAGOFF } from "../core/slab.ts";
+import { sizeCache } from "../core/size_class.ts";
+import { ringRecords, TX_BUF, TX_OP, TXOP_ALLOC, TXOP_FREE } from "../core/log.ts";
+import { HDR_CTLOG, HDR_FAILLOG, HDR_TXLOG } from "../core/image.ts";
+import { parseDebug, parseLogging, parseOptions } from "../core/options.ts";
+
+/** Runs `f`, expects a HeapCorruptionError, and returns it. */
+function corruption(f: () => unknown): HeapCorruptionError {
+  try {
+    f();
+  } catch (e) {
+    assert.ok(e instanceof HeapCorruptionError, `expected a HeapCorruptionError, got ${e}`);
+    return e;
+  }
+  assert.fail("no error was raised");
+}
+
+const debugHeap = (debug = "default", logging = "") =>
+  Heap.create({ size: 4 << 20, debug, logging });
+
+describe("UMEM_DEBUG", () => {
+  it("guards: a one-byte overrun of a 50-byte alloc is a redzone violation at free", () => {
+    const heap = debugHeap();
+    function allocateTheString() {
+      return heap.alloc(50);
+    }
+    const p = allocateTheString();
+    heap.u8[p + 50] = 0;
+    const e = corruption(() => heap.free(p, 50));
+    assert.equal(e.kind, "redzone-violation");
+    assert.equal(e.address, p);
+    assert.equal(e.cache, "umem_alloc_64");
+    assert.match(e.message, /^umem allocator: redzone violation: write past end of buffer/);
+    assert.match(e.message, /buffer=0x[0-9a-f]+ {2}bufctl=0x[0-9a-f]+ {2}cache: umem_alloc_64/);
+    // V8 names the function; JavaScriptCore may call it <anonymous> but gives its file and line.
+    assert.match(e.message, /allocateTheString|<anonymous> \(.*debug_test\.ts:\d+/);
+    assert.doesNotMatch(e.message, /core\/(debug|heap|stack)\.ts/, "umem's own frames are left out");
+    assert.equal(e.audit[0].op, "alloc");
+    assert.deepEqual(heap.verify().length, 1, "verify sees the overrun too");
+    heap.u8[p + 50] = 0xbb;
+    heap.free(p, 50);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("guards: an overwritten redzone word is reported", () => {
+    const heap = debugHeap("guards");
+    const p = heap.alloc(64);
+    heap.i32[(p + 64) >> 2] = 0;
+    assert.equal(corruption(() => heap.free(p, 64)).kind, "redzone-violation");
+  });
+
+  it("contents: a write after free is found when the buffer is handed out again", () => {
+    const heap = debugHeap();
+    const p = heap.alloc(40);
+    heap.free(p, 40);
+    heap.u8[p + 12] = 1;
+    const e = corruption(() => heap.alloc(40));
+    assert.equal(e.kind, "modified-after-free");
+    assert.equal(e.address, p);
+    assert.match(e.message, /modification occurred at offset 0xc \(0xdeadbeef replaced by 0x/);
+    assert.deepEqual(heap.verify(), [], "the buffer was refilled and put back");
+    assert.notEqual(heap.alloc(40), 0);
+  });
+
+  it("contents: verify() and reap find a write after free even when the buffer is never reused", () => {
+    const heap = debugHeap();
+    const p = heap.alloc(200);
+    heap.free(p, 200);
+    heap.u8[p] = 0;
+    const problems = heap.verify();
+    assert.equal(problems.length, 1);
+    assert.match(problems[0], /buffer modified after being freed/);
+    assert.equal(corruption(() => heap.reap()).kind, "modified-after-free");
+    assert.deepEqual(heap.verify(), [], "the reap still gave the slab back");
+  });
+
+  it("contents: new buffers of a cache without a constructor hold 0xbaddcafe", () => {
+    const heap = debugHeap();
+    const p = heap.alloc(32);
+    assert.equal(heap.u32[p >> 2], 0xbaddcafe);
+    const c = heap.createCache("with-ctor", 32, {
+      ctor: (h, q) => {
+        h.u32[q >> 2] = 7;
+      },
+    });
+    assert.equal(heap.u32[c.alloc() >> 2], 7);
+  });
+
+  it("duplicate free, invalid free, interior free, wrong size, wrong cache", () => {
+    const heap = debugHeap();
+    const p = heap.alloc(100);
+    const q = heap.alloc(100);
+    heap.free(p, 100);
+    const dup = corruption(() => heap.free(p, 100));
+    assert.equal(dup.kind, "duplicate-free");
+    assert.match(dup.message, /duplicate free: buffer freed twice/);
+    assert.match(dup.message, /free of buffer/, "with audit, the last free's stack is shown");
+    assert.equal(corruption(() => heap.free(64, 100)).kind, "bad-free");
+    assert.match(corruption(() => heap.free(64, 100)).message, /invalid free: buffer not in cache/);
+    const mid = corruption(() => heap.free(q + 16, 100));
+    assert.equal(mid.kind, "bad-free");
+    assert.match(mid.message, /bad free: free address \(0x[0-9a-f]+\) != alloc address \(0x/);
+    const size = corruption(() => heap.free(q, 90));
+    assert.equal(size.kind, "wrong-size");
+    assert.match(size.message, /bad free: free size \(90\) != alloc size \(100\)/);
+    const a = heap.createCache("a", 48), b = heap.createCache("b", 48);
+    const x = a.alloc();
+    const wrong = corruption(() => b.free(x));
+    assert.equal(wrong.kind, "wrong-cache");
+    assert.match(wrong.message, /buffer was allocated from a,\ncaller attempting free to b\./);
+    heap.free(q, 100);
+    a.free(x);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("a corrupt boundary tag and a corrupt bufctl are told apart", () => {
+    const heap = debugHeap();
+    const p = heap.alloc(24);
+    const cp = sizeCache(heap, 24);
+    const tag = p + heap.i32[(cp + CA_TAGOFF) >> 2];
+    const saved = heap.i32[(tag + BT_BXSTAT) >> 2];
+    heap.i32[(tag + BT_BXSTAT) >> 2] = 12345;
+    assert.equal(corruption(() => heap.free(p, 24)).kind, "boundary-tag-corrupted");
+    heap.i32[(tag + BT_BXSTAT) >> 2] = saved;
+    heap.i32[(tag + 20) >> 2] = 999; // the audit record's worker slot
+    assert.equal(corruption(() => heap.free(p, 24)).kind, "bufctl-corrupted");
+  });
+
+  it("firewall: large buffers get their own pages, a checked redzone and a quarantine", () => {
+    const heap = debugHeap("default,firewall=8192");
+    const p = heap.alloc(10000);
+    assert.equal(p % 4096, 0);
+    heap.u8[p + 10000] = 1;
+    assert.equal(corruption(() => heap.free(p, 10000)).kind, "redzone-violation");
+    heap.u8[p + 10000] = 0xbb;
+    heap.free(p, 10000);
+    const q = heap.alloc(10000);
+    assert.notEqual(q, p, "a freed firewalled buffer is not reused at once");
+    heap.u8[p + 5] = 9; // a write into a quarantined buffer
+    assert.match(heap.verify().join("\n"), /buffer modified after being freed/);
+    assert.equal(corruption(() => heap.reap()).kind, "modified-after-free");
+    heap.free(q, 10000);
+  });
+
+  it("the Vmalloc paper's Figure 8 program is caught in full", () => {
+    // char *s = malloc(strlen("hello")); strcpy(s, "hello"); free(s); free("literal"); free(s);
+    const heap = debugHeap();
+    const { libc } = heap;
+    const s = libc.malloc("hello".length);
+    heap.u8.set(new TextEncoder().encode("hello\0"), s);
+    assert.equal(corruption(() => libc.free(s)).kind, "redzone-violation");
+    heap.u8[s + 5] = 0xbb; // repair, as the program would have done right
+    libc.free(s);
+    assert.throws(
+      () => libc.free(4096 + 8),
+      (e) => e instanceof UmemError && e.kind === "bad-free",
+    );
+    const twice = (() => {
+      try {
+        libc.free(s);
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    assert.ok(twice instanceof UmemError && ["duplicate-free", "bad-free"].includes(twice.kind));
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("the same mistakes with debugging off do not harm the heap's metadata", () => {
+    const heap = Heap.create({ size: 4 << 20, debug: "" });
+    const p = heap.alloc(50);
+    heap.u8.fill(1, p, p + 64); // overrun within the chunk: not detected, harmless
+    heap.free(p, 50);
+    heap.u8[p + 12] = 1; // write after free into a cached buffer
+    for (
+      const bad of [() => heap.free(p, 50), () => heap.free(64, 50), () => heap.free(p + 8, 50)]
+    ) {
+      assert.throws(bad, (e) => e instanceof UmemError);
+    }
+    assert.deepEqual(heap.verify(), []);
+  });
+});
+
+describe("UMEM_LOGGING", () => {
+  it("the transaction log records allocs and frees, newest first; contents and fail logs fill", () => {
+    const heap = Heap.create({
+      size: 1 << 20,
+      maxSize: 2 << 20,
+      debug: "audit",
+      logging: "transaction,contents=4k,fail",
+    });
+    const p = heap.alloc(64);
+    heap.u8.fill(0x41, p, p + 64);
+    heap.free(p, 64);
+    const tx = ringRecords(heap, heap.i32[HDR_TXLOG >> 2]);
+    assert.equal(tx.length, 2);
+    assert.equal(heap.i32[(tx[0] + TX_OP) >> 2] & 0xff, TXOP_FREE);
+    assert.equal(heap.i32[(tx[1] + TX_OP) >> 2] & 0xff, TXOP_ALLOC);
+    assert.equal(heap.i32[(tx[0] + TX_BUF) >> 2], p);
+    const ct = ringRecords(heap, heap.i32[HDR_CTLOG >> 2]);
+    assert.equal(ct.length, 1);
+    assert.equal(heap.u8[ct[0] + 24], 0x41, "the freed bytes were saved");
+    assert.throws(() => heap.alloc(1 << 21));
+    assert.equal(
+      ringRecords(heap, heap.i32[HDR_FAILLOG >> 2]).length,
+      0,
+      "oversize fails go unlogged",
+    );
+    const held: number[] = [];
+    assert.throws(() => {
+      for (;;) held.push(heap.alloc(65536));
+    });
+    assert.ok(ringRecords(heap, heap.i32[HDR_FAILLOG >> 2]).length >= 1);
+  });
+});
+
+describe("the switches", () => {
+  it("parse libumem's keywords and name an unknown one", () => {
+    assert.deepEqual(
+      [parseDebug("default").audit, parseDebug("default").contents, parseDebug("default").guards],
+      [true, true, true],
+    );
+    assert.equal(parseDebug("audit=8/100").auditSample, 100);
+    assert.equal(parseDebug("audit=8").auditFrames, 8);
+    assert.equal(parseDebug("firewall=64k").firewall, 65536);
+    assert.equal(parseLogging("transaction=1m").transaction, 1 << 20);
+    assert.equal(parseOptions("nomagazines,concurrency=4").concurrency, 4);
+    for (
+      const [f, word] of [
+        [() => parseDebug("audit,bogus"), "bogus"],
+        [() => parseLogging("transactions"), "transactions"],
+        [() => parseOptions("magazine=9"), "magazine"],
+        [() => Heap.create({ debug: "guard" }), "guard"],
+      ] as const
+    ) {
+      assert.throws(
+        f,
+        (e) =>
+          e instanceof UmemError && e.kind === "invalid-argument" &&
+          e.message.includes(`'${word}'`),
+      );
+    }
+    assert.throws(() => parseDebug("contents=lots"), /contents=lots: not a size/);
+  });
+
+  it("UMEM_OPTIONS=nomagazines runs constructors on every allocation", () => {
+    const heap = Heap.create({ size: 1 << 20, options: "nomagazines" });
+    let built = 0;
+    const c = heap.createCache("c", 32, { ctor: () => void built++ });
+    for (let i = 0; i < 5; i++) c.free(c.alloc());
+    assert.equal(built, 5);
+  });
+
+  it("reads UMEM_DEBUG from the environment when no option is given", () => {
+    const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process
+      ?.env;
+    if (env === undefined) return;
+    const old = env.UMEM_DEBUG;
+    env.UMEM_DEBUG = "guards";
+    try {
+      const heap = Heap.create({ size: 1 << 20 });
+      const p = heap.alloc(10);
+      heap.u8[p + 10] = 0;
+      assert.equal(corruption(() => heap.free(p, 10)).kind, "redzone-violation");
+    } finally {
+      if (old === undefined) delete env.UMEM_DEBUG;
+      else env.UMEM_DEBUG = old;
+    }
+  });
+});
