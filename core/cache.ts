@@ -339,7 +339,7 @@ export class Cache {
       checkCacheId(h, this.addr, this.id, "umem_cache_alloc");
     }
     if (h.debugging && h.i32[(this.addr + CA_DEBUG) >> 2] !== 0) {
-      return debugAlloc(h, this.addr, h.i32[(this.addr + CA_BUFSIZE) >> 2]);
+      return debugAlloc(h, this.addr, h.i32[(this.addr + CA_BUFSIZE) >> 2], Cache.prototype.alloc);
     }
     return cacheAlloc(h, this.addr);
   }
@@ -372,7 +372,7 @@ export class Cache {
       checkCacheId(h, this.addr, this.id, "umem_cache_free");
     }
     if (h.debugging && h.i32[(this.addr + CA_DEBUG) >> 2] !== 0) {
-      debugFree(h, this.addr, ptr, -1, "umem_cache_free");
+      debugFree(h, this.addr, ptr, -1, "umem_cache_free", Cache.prototype.free);
       return;
     }
     cacheFree(h, this.addr, ptr, "umem_cache_free");

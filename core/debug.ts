@@ -95,29 +95,38 @@ import {
   TXOP_ALLOC,
   TXOP_FREE,
 } from "./log.ts";
-import { CC_NALLOC, CC_NFREE, nofailOrThrow, reclaimAll } from "./magazine.ts";
+import {
+  cacheAlloc,
+  cacheFree,
+  CC_LOADED,
+  CC_PLOADED,
+  CC_PROUNDS,
+  CC_ROUNDS,
+  MG_NEXT,
+  MG_ROUNDS,
+  nofailOrThrow,
+  reclaimAll,
+} from "./magazine.ts";
 import {
   BUF_ALLOC,
-  BUF_CACHED,
   bufIndex,
   CA_BUFSIZE,
   CA_CHUNK,
   CA_DEBUG,
+  CA_DEPOT_FULL,
   CA_EMPTY,
   CA_FAILS,
   CA_FLAGS,
   CA_ID,
+  CA_MAGROUNDS,
   CA_NCHUNKS,
   CA_TAGOFF,
   cacheName,
   CF_INTERNAL,
-  construct,
   SB_BASE,
   SB_CACHE,
   SB_NEXT,
   SB_STATE,
-  slabAllocRaw,
-  slabFreeRaw,
   slabOf,
 } from "./slab.ts";
 import { captureStack, readStack } from "./stack.ts";
@@ -257,13 +266,20 @@ export function report(
 }
 
 /** Records one transaction in the audit record and the transaction log. */
-function record(h: HeapView, cp: number, buf: number, size: number, op: number): void {
+function record(
+  h: HeapView,
+  cp: number,
+  buf: number,
+  size: number,
+  op: number,
+  above: unknown,
+): void {
   const flags = w(h, cp + CA_DEBUG);
   if ((flags & (DBG_AUDIT | DBG_TXLOG)) === 0) return;
   const sample = w(h, HDR_AUDIT_SAMPLE);
   const take = sample <= 1 || Atomics.add(h.i32, HDR_AUDIT_TICK >> 2, 1) % sample === 0;
   const stack = take && w(h, HDR_STACKS) !== 0
-    ? captureStack(h, w(h, HDR_STACKS), w(h, HDR_AUDIT_FRAMES))
+    ? captureStack(h, w(h, HDR_STACKS), w(h, HDR_AUDIT_FRAMES), above)
     : 0;
   const t = now();
   if ((flags & DBG_AUDIT) !== 0) {
@@ -400,10 +416,19 @@ export function checkAllocatedBuffer(
   }
   if ((w(h, cp + CA_DEBUG) & DBG_AUDIT) !== 0) {
     const slot = w(h, tag + BT_A_SLOT), stack = w(h, tag + BT_A_STACK);
-    if (slot < 0 || slot >= w(h, HDR_NSLOTS) || stack < 0 || stack >= h.mapped || (stack & 3) !== 0) {
-      return report(h, "bufctl-corrupted", "bufctl corrupted", [
-        `audit record at ${hex(tag + BT_A_STACK)} names worker ${slot} and stack ${hex(stack)}`,
-      ], buf, cp);
+    if (
+      slot < 0 || slot >= w(h, HDR_NSLOTS) || stack < 0 || stack >= h.mapped || (stack & 3) !== 0
+    ) {
+      return report(
+        h,
+        "bufctl-corrupted",
+        "bufctl corrupted",
+        [
+          `audit record at ${hex(tag + BT_A_STACK)} names worker ${slot} and stack ${hex(stack)}`,
+        ],
+        buf,
+        cp,
+      );
     }
   }
   const size = decodeSize(w(h, tag + BT_SIZE));
@@ -440,41 +465,36 @@ export function checkAllocatedBuffer(
 
 /**
  * Allocates from a debugged cache: `size` is what was asked (the buffer size for a cache
- * alloc). Checks the buffer it takes, fills, constructs, records.
+ * alloc). Takes a buffer through the magazine layer (debugged caches keep their magazines, as
+ * libumem's do, but the buffers in them are free, not constructed), checks its tag and its
+ * 0xdeadbeef, fills it with 0xbaddcafe or constructs it, lays the redzone, records.
  * @throws {HeapCorruptionError} when the buffer taken was modified after it was freed
  * @throws {OutOfMemoryError} when no memory can be had
  */
-export function debugAlloc(h: HeapView, cp: number, size: number): number {
-  let buf = slabAllocRaw(h, cp, BUF_ALLOC);
-  while (buf === 0) {
-    reclaimAll(h);
-    buf = slabAllocRaw(h, cp, BUF_ALLOC);
-    if (buf === 0) {
-      logFailure(h, cp, size);
-      nofailOrThrow(h, () => {
-        h.f64[(cp + CA_FAILS) >> 3]++;
-        return new UmemError(
-          "out-of-memory",
-          `umem_alloc(${cacheName(h, cp)}): no memory for a ${size}-byte buffer`,
-        );
-      });
-    }
+export function debugAlloc(h: HeapView, cp: number, size: number, above: unknown): number {
+  let buf: number;
+  try {
+    buf = cacheAlloc(h, cp);
+  } catch (e) {
+    logFailure(h, cp, size);
+    throw e;
   }
   const bad = checkFreeBuffer(h, cp, buf);
   if (bad !== undefined) {
     // Leave it free and whole again, so the heap stays consistent, then report.
     restoreFree(h, cp, buf);
-    slabFreeRaw(h, cp, buf);
+    cacheFree(h, cp, buf, "umem_alloc");
     throw bad;
   }
-  const flags = w(h, cp + CA_DEBUG), tagOff = w(h, cp + CA_TAGOFF), tag = buf + tagOff;
-  const hasCtor = h.callbacks[w(h, cp + CA_ID)]?.ctor !== undefined;
-  if ((flags & DBG_CONTENTS) !== 0 && !hasCtor) fillPattern(h, buf, tag, UNINIT_PATTERN);
+  const flags = w(h, cp + CA_DEBUG), tag = buf + w(h, cp + CA_TAGOFF);
+  const ctor = h.callbacks[w(h, cp + CA_ID)]?.ctor;
+  if ((flags & DBG_CONTENTS) !== 0 && ctor === undefined) fillWords(h, buf, tag, UNINIT_PATTERN);
   setw(h, tag + BT_SIZE, encodeSize(size));
-  h.u8.fill(REDZONE_BYTE, buf + size, tag);
+  for (let i = buf + size; i < tag; i++) h.u8[i] = REDZONE_BYTE;
   setw(h, tag + BT_BXSTAT, buf ^ BT_ALLOC_MAGIC);
-  if (!construct(h, cp, buf)) {
+  if (ctor !== undefined && ctor(h, buf) === false) {
     restoreFree(h, cp, buf);
+    cacheFree(h, cp, buf, "umem_alloc");
     throw new UmemError(
       "out-of-memory",
       `umem_cache_alloc(${
@@ -482,33 +502,45 @@ export function debugAlloc(h: HeapView, cp: number, size: number): number {
       }): constructor refused the buffer; nothing was allocated`,
     );
   }
-  record(h, cp, buf, size, TXOP_ALLOC);
-  h.i32[(cp + h.ccOff + CC_NALLOC) >> 2]++;
+  if ((flags & (DBG_AUDIT | DBG_TXLOG)) !== 0) record(h, cp, buf, size, TXOP_ALLOC, above);
   return buf;
 }
 
-/** Puts a buffer's tag and pattern back to the free state (before it goes to its slab). */
+/** Fills `[from, to)` with a 32-bit pattern: a plain loop, cheaper than `fill` for a buffer. */
+function fillWords(h: HeapView, from: number, to: number, pattern: number): void {
+  const i32 = h.i32;
+  for (let i = from >> 2, e = to >> 2; i < e; i++) i32[i] = pattern;
+}
+
+/** Puts a buffer's tag and pattern back to the free state. */
 function restoreFree(h: HeapView, cp: number, buf: number): void {
   const tag = buf + w(h, cp + CA_TAGOFF);
-  if ((w(h, cp + CA_DEBUG) & DBG_CONTENTS) !== 0) fillPattern(h, buf, tag, FREE_PATTERN);
+  if ((w(h, cp + CA_DEBUG) & DBG_CONTENTS) !== 0) fillWords(h, buf, tag, FREE_PATTERN);
   setw(h, tag + BT_REDZONE, REDZONE_PATTERN);
   setw(h, tag + BT_BXSTAT, buf ^ BT_FREE_MAGIC);
 }
 
 /**
  * Frees to a debugged cache. `size` is the size given back (-1 for a cache free). Everything is
- * checked before anything changes.
+ * checked before anything changes; then the buffer is destroyed, logged, filled with 0xdeadbeef,
+ * recorded, and goes to the magazine layer.
  * @throws {HeapCorruptionError} naming the kind of misuse or corruption
  */
-export function debugFree(h: HeapView, cp: number, buf: number, size: number, fn: string): void {
-  const name = cacheName(h, cp);
+export function debugFree(
+  h: HeapView,
+  cp: number,
+  buf: number,
+  size: number,
+  fn: string,
+  above: unknown,
+): void {
   if ((buf | 0) !== buf || buf <= 0 || buf >= h.mapped) {
     throw report(
       h,
       "bad-free",
       "invalid free: buffer not in cache",
       [
-        `${fn}(${name}): ${String(buf)} is not an address in the heap`,
+        `${fn}(${cacheName(h, cp)}): ${String(buf)} is not an address in the heap`,
       ],
       typeof buf === "number" && Number.isInteger(buf) ? buf : 0,
       0,
@@ -521,41 +553,14 @@ export function debugFree(h: HeapView, cp: number, buf: number, size: number, fn
       "bad-free",
       "invalid free: buffer not in cache",
       [
-        `${fn}(${name}): ${hex(buf)} is not in any slab`,
+        `${fn}(${cacheName(h, cp)}): ${hex(buf)} is not in any slab`,
       ],
       buf,
       0,
     );
   }
   const owner = w(h, sb + SB_CACHE);
-  if (owner !== cp) {
-    const internal = (w(h, owner + CA_FLAGS) & w(h, cp + CA_FLAGS) & CF_INTERNAL) !== 0;
-    if (internal && size >= 0) {
-      const start = startOf(h, owner, sb, buf);
-      const asked = start === buf ? decodeSize(w(h, buf + w(h, owner + CA_TAGOFF) + BT_SIZE)) : -1;
-      throw report(
-        h,
-        "wrong-size",
-        `bad free: free size (${size}) != alloc size (${
-          asked < 0 ? w(h, owner + CA_BUFSIZE) : asked
-        })`,
-        [],
-        buf,
-        owner,
-      );
-    }
-    throw report(
-      h,
-      "wrong-cache",
-      "buffer freed to wrong cache",
-      [
-        `buffer was allocated from ${cacheName(h, owner)},`,
-        `caller attempting free to ${name}.`,
-      ],
-      buf,
-      owner,
-    );
-  }
+  if (owner !== cp) throw wrongOwner(h, cp, owner, sb, buf, size);
   const idx = bufIndex(h, cp, sb, buf);
   if (idx < 0) {
     throw report(
@@ -569,8 +574,7 @@ export function debugFree(h: HeapView, cp: number, buf: number, size: number, fn
   }
   const problem = checkAllocatedBuffer(h, cp, buf);
   if (problem !== undefined) throw problem;
-  const st = h.u8[sb + SB_STATE + idx];
-  if (st !== BUF_ALLOC) {
+  if (h.u8[sb + SB_STATE + idx] !== BUF_ALLOC) {
     throw report(h, "duplicate-free", "duplicate free: buffer freed twice", [], buf, cp);
   }
   const tag = buf + w(h, cp + CA_TAGOFF);
@@ -585,27 +589,67 @@ export function debugFree(h: HeapView, cp: number, buf: number, size: number, fn
       cp,
     );
   }
-  // Sound: destroy, log the contents, fill, record, and give it back.
+  // Sound: destroy, log the contents, record, fill, and give it to the magazine layer.
   const flags = w(h, cp + CA_DEBUG);
   const dtor = h.callbacks[w(h, cp + CA_ID)]?.dtor;
   if (dtor !== undefined) dtor(h, buf);
-  const clog = w(h, HDR_CTLOG);
-  if ((flags & DBG_CTLOG) !== 0 && clog !== 0) {
-    const r = ringNext(h, clog);
-    const n = Math.min(asked, w(h, HDR_CONTENTS_BYTES));
-    setw(h, r + CT_BUF, buf);
-    setw(h, r + CT_CACHE, cp);
-    h.f64[(r + CT_TIME) >> 3] = now();
-    setw(h, r + CT_SLOT, h.slot);
-    setw(h, r + CT_LEN, n);
-    h.u8.copyWithin(r + CT_DATA, buf, buf + n);
-  }
-  record(h, cp, buf, asked, TXOP_FREE);
-  if ((flags & DBG_CONTENTS) !== 0) fillPattern(h, buf, tag, FREE_PATTERN);
+  if ((flags & DBG_CTLOG) !== 0) logContents(h, cp, buf, asked);
+  if ((flags & (DBG_AUDIT | DBG_TXLOG)) !== 0) record(h, cp, buf, asked, TXOP_FREE, above);
+  if ((flags & DBG_CONTENTS) !== 0) fillWords(h, buf, tag, FREE_PATTERN);
   setw(h, tag + BT_BXSTAT, buf ^ BT_FREE_MAGIC);
-  h.u8[sb + SB_STATE + idx] = BUF_CACHED; // slabFreeRaw sets it free
-  slabFreeRaw(h, cp, buf);
-  h.i32[(cp + h.ccOff + CC_NFREE) >> 2]++;
+  cacheFree(h, cp, buf, fn);
+}
+
+/** The report for a free to `cp` of a buffer that cache `owner` holds. */
+function wrongOwner(
+  h: HeapView,
+  cp: number,
+  owner: number,
+  sb: number,
+  buf: number,
+  size: number,
+): HeapCorruptionError {
+  const internal = (w(h, owner + CA_FLAGS) & w(h, cp + CA_FLAGS) & CF_INTERNAL) !== 0;
+  if (internal && size >= 0) {
+    const start = startOf(h, owner, sb, buf);
+    const tagged = w(h, owner + CA_DEBUG) !== 0 && start === buf;
+    const asked = tagged ? decodeSize(w(h, buf + w(h, owner + CA_TAGOFF) + BT_SIZE)) : -1;
+    return report(
+      h,
+      "wrong-size",
+      `bad free: free size (${size}) != alloc size (${
+        asked < 0 ? w(h, owner + CA_BUFSIZE) : asked
+      })`,
+      [],
+      buf,
+      owner,
+    );
+  }
+  return report(
+    h,
+    "wrong-cache",
+    "buffer freed to wrong cache",
+    [
+      `buffer was allocated from ${cacheName(h, owner)},`,
+      `caller attempting free to ${cacheName(h, cp)}.`,
+    ],
+    buf,
+    owner,
+  );
+}
+
+/** Saves the first bytes of a buffer being freed in the contents log. */
+function logContents(h: HeapView, cp: number, buf: number, size: number): void {
+  const clog = w(h, HDR_CTLOG);
+  if (clog === 0) return;
+  const r = ringNext(h, clog);
+  const n = Math.min(size, w(h, HDR_CONTENTS_BYTES));
+  setw(h, r + CT_BUF, buf);
+  setw(h, r + CT_CACHE, cp);
+  h.f64[(r + CT_TIME) >> 3] = now();
+  setw(h, r + CT_SLOT, h.slot);
+  setw(h, r + CT_LEN, n);
+  h.u8.copyWithin(r + CT_DATA, buf, buf + n);
 }
 
 /** The start of the buffer of slab `sb` that contains `addr`. */
@@ -775,12 +819,28 @@ export function flushQuarantine(h: HeapView): void {
 }
 
 /**
- * Checks the free buffers of cache `cp`'s empty slabs, the ones a reap is about to give back:
+ * Checks the free buffers a reap is about to give back (this worker's magazines, the depot's,
+ * and cache `cp`'s empty slabs):
  * the first problem's report, or undefined. libumem only notices a write after free when the
  * buffer is handed out again; this catches it when the buffer never is.
  */
 export function checkEmptySlabs(h: HeapView, cp: number): HeapCorruptionError | undefined {
   if ((w(h, cp + CA_DEBUG) & DBG_CONTENTS) === 0) return undefined;
+  // The rounds a reap is about to purge: this slot's magazines and the depot's full ones.
+  const cc = cp + h.ccOff;
+  for (const [mf, rf] of [[CC_LOADED, CC_ROUNDS], [CC_PLOADED, CC_PROUNDS]]) {
+    const m = w(h, cc + mf);
+    for (let i = 0; m !== 0 && i < w(h, cc + rf); i++) {
+      const bad = checkFreeBuffer(h, cp, w(h, m + MG_ROUNDS + i * 4));
+      if (bad !== undefined) return bad;
+    }
+  }
+  for (let m = w(h, cp + CA_DEPOT_FULL); m !== 0; m = w(h, m + MG_NEXT)) {
+    for (let i = 0; i < w(h, cp + CA_MAGROUNDS); i++) {
+      const bad = checkFreeBuffer(h, cp, w(h, m + MG_ROUNDS + i * 4));
+      if (bad !== undefined) return bad;
+    }
+  }
   const n = w(h, cp + CA_NCHUNKS), chunk = w(h, cp + CA_CHUNK);
   for (let sb = w(h, cp + CA_EMPTY); sb !== 0; sb = w(h, sb + SB_NEXT)) {
     const base = w(h, sb + SB_BASE);

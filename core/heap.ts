@@ -553,7 +553,9 @@ export class Heap extends HeapView {
   /** A debugged sized allocation: the firewall for large sizes, else the checked path. */
   private debugAlloc(cp: number, size: number): number {
     const fw = this.i32[HDR_FIREWALL >> 2];
-    return fw !== 0 && size >= fw ? firewallAlloc(this, size) : debugAlloc(this, cp, size);
+    return fw !== 0 && size >= fw
+      ? firewallAlloc(this, size)
+      : debugAlloc(this, cp, size, Heap.prototype.alloc);
   }
 
   /** Sizes past the first table, bad sizes and the oversize arena. */
@@ -648,7 +650,7 @@ export class Heap extends HeapView {
       const fw = this.i32[HDR_FIREWALL >> 2];
       if (fw !== 0 && size >= fw) return firewallFree(this, ptr, size);
       if (size <= UMEM_MAXBUF) {
-        return debugFree(this, sizeCache(this, size), ptr, size, "umem_free");
+        return debugFree(this, sizeCache(this, size), ptr, size, "umem_free", Heap.prototype.free);
       }
     }
     if (size <= UMEM_MAXBUF) {

@@ -267,12 +267,11 @@ export function layCache(
   const nslots = w(h, HDR_NSLOTS);
   h.i32.fill(0, cp >> 2, (cp + cacheRecordSize(nslots)) >> 2);
   writeName(h, cp + CA_NAME, CA_NAME_LEN, name, "umem_cache_create");
-  // A debugged cache keeps a tag after each buffer and no magazines, so that every alloc and
-  // free is checked and recorded.
+  // A debugged cache keeps a tag after each buffer; its magazines hold free (unconstructed)
+  // buffers, filled and checked by the debug layer, which constructs on every allocation.
   const tagOff = debug !== 0 ? roundUp(bufsize, 8) : 0;
   const tagSize = (debug & DBG_AUDIT) !== 0 ? BT_AUDIT_SIZE : BT_BASIC_SIZE;
   const chunk = debug !== 0 ? roundUp(tagOff + tagSize, align) : roundUp(bufsize, align);
-  if (debug !== 0) flags |= CF_NOMAGAZINE;
   setw(h, cp + CA_DEBUG, debug);
   setw(h, cp + CA_TAGOFF, tagOff);
   setw(h, cp + CA_LINKOFF, debug !== 0 ? tagOff + BT_LINK : 0);
@@ -528,7 +527,8 @@ export function slabDestroyAll(h: HeapView, cp: number): number {
  */
 export function construct(h: HeapView, cp: number, buf: number): boolean {
   const flags = w(h, cp + CA_FLAGS);
-  if ((flags & CF_HASCTOR) === 0) return true;
+  // A debugged cache constructs on every allocation, in the debug layer.
+  if ((flags & CF_HASCTOR) === 0 || w(h, cp + CA_DEBUG) !== 0) return true;
   const cb = h.callbacks[w(h, cp + CA_ID)];
   if (cb?.ctor === undefined) {
     slabFreeRaw(h, cp, buf);
@@ -554,7 +554,7 @@ export function construct(h: HeapView, cp: number, buf: number): boolean {
 
 /** Destroys a constructed buffer with this worker's destructor, then frees it to its slab. */
 export function destructAndFree(h: HeapView, cp: number, buf: number): void {
-  if ((w(h, cp + CA_FLAGS) & CF_HASDTOR) !== 0) {
+  if ((w(h, cp + CA_FLAGS) & CF_HASDTOR) !== 0 && w(h, cp + CA_DEBUG) === 0) {
     const dtor = h.callbacks[w(h, cp + CA_ID)]?.dtor;
     if (dtor !== undefined) dtor(h, buf);
   }

@@ -103,8 +103,11 @@ export function readStack(h: HeapView, id: number): string {
 /** The core's folder, as a URL (V8's frames) and as a path (JavaScriptCore's frames). */
 const OWN_URL = new URL(".", import.meta.url);
 const OWN = [OWN_URL.href, decodeURIComponent(OWN_URL.pathname)];
-/** Frames captured beyond the audit depth, to make room for umem's own. */
-const OWN_FRAMES = 8;
+/**
+ * Frames captured beyond the audit depth, for umem's own frames below the capture point (the
+ * debug layer and the public entry point): capturing costs per frame, so few are wasted.
+ */
+const OWN_FRAMES = 4;
 
 /** Keeps the frames of a raw `Error.stack` that are not umem's own: at most `frames`. */
 export function formatStack(raw: string, frames: number): string {
@@ -120,13 +123,32 @@ export function formatStack(raw: string, frames: number): string {
 
 /**
  * Captures the caller's stack and returns its id in the table at `st`: a raw capture, a map
- * lookup, and on a miss the formatting and interning.
+ * lookup, and on a miss the formatting and interning. `above` is the public function the user
+ * called (heap.alloc, cache.free, ...): it and the frames above it are left out, so exactly
+ * `frames` of the user's frames are captured and none is wasted.
  */
-export function captureStack(h: HeapView, st: number, frames: number): number {
-  const E = Error as unknown as { stackTraceLimit: number };
+export function captureStack(
+  h: HeapView,
+  st: number,
+  frames: number,
+  above: unknown = captureStack,
+): number {
+  const E = Error as unknown as {
+    stackTraceLimit: number;
+    captureStackTrace(o: object, above: unknown): void;
+  };
   const limit = E.stackTraceLimit;
-  E.stackTraceLimit = frames + OWN_FRAMES;
-  const raw = new Error().stack ?? "";
+  // Frames from `above` (the public entry point) up are not even captured.
+  E.stackTraceLimit = above === captureStack ? frames + OWN_FRAMES : frames;
+  const holder: { stack?: string } = {};
+  E.captureStackTrace(holder, above);
+  let raw = holder.stack ?? "";
+  if (raw.indexOf("\n") < 0 && above !== captureStack) {
+    // JavaScriptCore did not find `above` on the stack (it was inlined): take all, filter later.
+    E.stackTraceLimit = frames + OWN_FRAMES;
+    E.captureStackTrace(holder, captureStack);
+    raw = holder.stack ?? "";
+  }
   E.stackTraceLimit = limit;
   let id = h.stackIds.get(raw);
   if (id === undefined) {

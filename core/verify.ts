@@ -131,7 +131,8 @@ function verifyDebugBuffers(h: HeapView, cp: number, out: string[]): void {
       const base = w(h, sb + SB_BASE);
       for (let i = 0; i < n; i++) {
         const buf = base + i * chunk, st = h.u8[sb + SB_STATE + ((i * chunk) >> shift)];
-        const bad = st === BUF_FREE
+        // Buffers in a debugged cache's magazines are free: patterned, not constructed.
+        const bad = st === BUF_FREE || st === BUF_CACHED
           ? checkFreeBuffer(h, cp, buf)
           : st === BUF_ALLOC
           ? checkAllocatedBuffer(h, cp, buf)
