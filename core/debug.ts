@@ -115,7 +115,6 @@ import {
   CA_DEBUG,
   CA_DEPOT_FULL,
   CA_EMPTY,
-  CA_FAILS,
   CA_FLAGS,
   CA_ID,
   CA_MAGROUNDS,
