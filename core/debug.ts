@@ -102,6 +102,7 @@ import {
   CC_PLOADED,
   CC_PROUNDS,
   CC_ROUNDS,
+  magazinePush,
   MG_NEXT,
   MG_ROUNDS,
   nofailOrThrow,
@@ -109,6 +110,7 @@ import {
 } from "./magazine.ts";
 import {
   BUF_ALLOC,
+  BUF_CACHED,
   bufIndex,
   CA_BUFSIZE,
   CA_CHUNK,
@@ -596,7 +598,8 @@ export function debugFree(
   if ((flags & (DBG_AUDIT | DBG_TXLOG)) !== 0) record(h, cp, buf, asked, TXOP_FREE, above);
   if ((flags & DBG_CONTENTS) !== 0) fillWords(h, buf, tag, FREE_PATTERN);
   setw(h, tag + BT_BXSTAT, buf ^ BT_FREE_MAGIC);
-  cacheFree(h, cp, buf, fn);
+  if (!h.trust) h.u8[sb + SB_STATE + idx] = BUF_CACHED;
+  magazinePush(h, cp, buf);
 }
 
 /** The report for a free to `cp` of a buffer that cache `owner` holds. */

@@ -632,8 +632,12 @@ export class Heap extends HeapView {
    */
   free(ptr: number, size: number): void {
     if (this.i32[FP_HDR_SIZE_WORD] !== this.mapped) this.remap();
-    if (size > 0 && size <= 1024 && (size | 0) === size && !this.debugging) {
-      cacheFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, "umem_free");
+    if (size > 0 && size <= 1024 && (size | 0) === size) {
+      const cp = this.i32[this.sizeTab + ((size + 7) >> 3)];
+      if (!this.debugging) cacheFree(this, cp, ptr, "umem_free");
+      else if (this.i32[HDR_FIREWALL >> 2] === 0) {
+        debugFree(this, cp, ptr, size, "umem_free", Heap.prototype.free);
+      } else this.freeSlow(ptr, size);
       return;
     }
     this.freeSlow(ptr, size);

@@ -183,6 +183,15 @@ export function cacheFree(h: HeapView, cp: number, buf: number, fn: string): voi
     }
     h.u8[at] = FP_BUF_CACHED;
   }
+  magazinePush(h, cp, buf);
+}
+
+/**
+ * Pushes a buffer already checked (and marked cached) onto this slot's loaded magazine, or
+ * takes the slow path. The debug layer, which has checked more, frees through it.
+ */
+export function magazinePush(h: HeapView, cp: number, buf: number): void {
+  const i32 = h.i32;
   const cc = cp + h.ccOff;
   const r = i32[(cc + CC_ROUNDS) >> 2];
   if (r < i32[(cc + CC_MAGSIZE) >> 2]) {
