@@ -561,6 +561,20 @@ export function debugFree(
     );
   }
   const owner = w(h, sb + SB_CACHE);
+  if (owner !== cp && bufIndex(h, owner, sb, buf) < 0) {
+    throw report(
+      h,
+      "bad-free",
+      "invalid free: buffer not in cache",
+      [
+        `${fn}(${cacheName(h, cp)}): ${hex(buf)} is not the start of a buffer of ${
+          cacheName(h, owner)
+        }`,
+      ],
+      buf,
+      0,
+    );
+  }
   if (owner !== cp) throw wrongOwner(h, cp, owner, sb, buf, size);
   const idx = bufIndex(h, cp, sb, buf);
   if (idx < 0) {

@@ -579,6 +579,15 @@ export function badFree(h: HeapView, cp: number, buf: unknown, fn: string): Umem
     );
   }
   const owner = w(h, sb + SB_CACHE);
+  if (owner !== cp && bufIndex(h, owner, sb, buf) < 0) {
+    return new UmemError(
+      "bad-free",
+      `${fn}(${name}): invalid free: ${
+        hex(buf)
+      } is not the start of a buffer (it lies in a slab of ${cacheName(h, owner)})`,
+      buf,
+    );
+  }
   if (owner !== cp) {
     const ob = w(h, owner + CA_BUFSIZE), mb = w(h, cp + CA_BUFSIZE);
     if ((w(h, owner + CA_FLAGS) & CF_INTERNAL) !== 0 && (w(h, cp + CA_FLAGS) & CF_INTERNAL) !== 0) {
