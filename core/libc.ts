@@ -15,6 +15,7 @@
  * @module
  */
 
+import { FREE_PATTERN } from "./buftag.ts";
 import { checkSize, hex, UmemError } from "./errors.ts";
 import { type HeapView, MAX_IMAGE, PAGE_SIZE } from "./image.ts";
 import { classSize, UMEM_MAXBUF } from "./size_class.ts";
@@ -253,6 +254,14 @@ export class Libc {
       at = ptr - w0;
       w0 = i32[(at + MH_SIZE) >> 2];
       tag = i32[(at + MH_TAG) >> 2];
+    }
+    if (w0 === FREE_PATTERN && tag === FREE_PATTERN) {
+      // On a heap with UMEM_DEBUG=contents a freed block's header holds the freed pattern.
+      throw new UmemError(
+        "duplicate-free",
+        `${fn}: duplicate free: buffer freed twice: ${hex(ptr)} (its header holds 0xdeadbeef)`,
+        ptr,
+      );
     }
     if (tag !== (w0 ^ MALLOC_MAGIC) || w0 < MALLOC_HEADER || at + w0 > h.mapped) {
       throw new UmemError(
