@@ -41,7 +41,9 @@ function bareCapture(heap: Heap): void {
 
 for (const name of ["none", "guards", "contents", "sampled", "default"] as const) {
   Deno.bench({
-    name: `${N} pairs of 64 B, UMEM_DEBUG=${name === "sampled" ? "audit=16/100" : name === "none" ? "" : name}`,
+    name: `${N} pairs of 64 B, UMEM_DEBUG=${
+      name === "sampled" ? "audit=16/100" : name === "none" ? "" : name
+    }`,
     group: "debug settings against none",
     baseline: name === "none",
     fn: () => pairs(heaps[name]),

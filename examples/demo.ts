@@ -13,7 +13,9 @@ console.log(`heap: ${heap.buffer.byteLength} bytes, growable to ${heap.buffer.ma
 
 const run = (name: string) =>
   new Promise<{ name: string; slot: number; kept: [number, number][] }>((resolve, reject) => {
-    const worker = new Worker(new URL("./demo_worker.ts", import.meta.url).href, { type: "module" });
+    const worker = new Worker(new URL("./demo_worker.ts", import.meta.url).href, {
+      type: "module",
+    });
     const timer = setTimeout(() => {
       worker.terminate();
       reject(new Error(`${name} did not finish in 30 s`));

@@ -43,7 +43,11 @@ describe("UMEM_DEBUG", () => {
     assert.match(e.message, /buffer=0x[0-9a-f]+ {2}bufctl=0x[0-9a-f]+ {2}cache: umem_alloc_64/);
     // V8 names the function; JavaScriptCore may call it <anonymous> but gives its file and line.
     assert.match(e.message, /allocateTheString|<anonymous> \(.*debug_test\.ts:\d+/);
-    assert.doesNotMatch(e.message, /core\/(debug|heap|stack)\.ts/, "umem's own frames are left out");
+    assert.doesNotMatch(
+      e.message,
+      /core\/(debug|heap|stack)\.ts/,
+      "umem's own frames are left out",
+    );
     assert.equal(e.audit[0].op, "alloc");
     assert.deepEqual(heap.verify().length, 1, "verify sees the overrun too");
     heap.u8[p + 50] = 0xbb;
