@@ -87,6 +87,8 @@ import {
   readEnv,
   type UmemOptionSettings,
 } from "./options.ts";
+import { addRoot, layRoots, removeRoot } from "./roots.ts";
+import { snapshotImage } from "./snapshot.ts";
 import { layStackTable, stackTableBytes } from "./stack.ts";
 import { lock, unlock } from "./lock.ts";
 import {
@@ -352,6 +354,7 @@ export class Heap extends HeapView {
     layRootArena(heap, meta, size);
     layDebug(heap, debug, logging, umemOptions);
     layCaches(heap);
+    layRoots(heap);
     heap.sizeTab = heap.i32[HDR_SIZE_TABLE >> 2] >> 2;
     return heap;
   }
@@ -791,6 +794,108 @@ export class Heap extends HeapView {
   verify(): string[] {
     this.sync();
     return verifyHeap(this);
+  }
+
+  /**
+   * The heap's image as bytes, copied with every lock held so that it is consistent while
+   * workers allocate. `writeSnapshot` wraps it in a `.ums` file.
+   *
+   * @returns the image
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * console.log(heap.snapshot().length); // 1048576
+   * ```
+   */
+  snapshot(): Uint8Array {
+    return snapshotImage(this);
+  }
+
+  /**
+   * Registers a root for `findleaks` and the collector: the words of `[addr, addr + bytes)` may
+   * hold pointers into the heap (a global table, a structure the program keeps).
+   *
+   * @param addr first byte, word-aligned
+   * @param bytes length, a multiple of 4
+   * @throws {UmemError} `invalid-argument` for a range outside the heap or not word-aligned
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const table = heap.zalloc(64);
+   * heap.addRoot(table, 64);
+   * heap.i32[table >> 2] = heap.alloc(16); // reachable from the root: not a leak
+   * ```
+   */
+  addRoot(addr: number, bytes: number): void {
+    this.sync();
+    addRoot(this, addr, bytes, "Heap.addRoot");
+  }
+
+  /**
+   * Removes a root added with {@linkcode Heap.addRoot}.
+   *
+   * @param addr the root's first byte
+   * @param bytes its length
+   * @returns whether there was such a root
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const t = heap.zalloc(8);
+   * heap.addRoot(t, 8);
+   * console.log(heap.removeRoot(t, 8)); // true
+   * ```
+   */
+  removeRoot(addr: number, bytes: number): boolean {
+    this.sync();
+    return removeRoot(this, addr, bytes);
+  }
+
+  /**
+   * Pins an address that JavaScript holds: the buffer it points into is reachable, though no
+   * word in the heap points to it.
+   *
+   * @param addr an address the program keeps in a JavaScript variable
+   * @throws {UmemError} `invalid-argument` for an address outside the heap
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const p = heap.alloc(100);
+   * heap.pin(p);
+   * heap.unpin(p);
+   * heap.free(p, 100);
+   * ```
+   */
+  pin(addr: number): void {
+    this.sync();
+    addRoot(this, addr, 0, "Heap.pin");
+  }
+
+  /**
+   * Unpins an address pinned with {@linkcode Heap.pin}.
+   *
+   * @param addr the address
+   * @returns whether it was pinned
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const p = heap.alloc(8);
+   * heap.pin(p);
+   * console.log(heap.unpin(p)); // true
+   * ```
+   */
+  unpin(addr: number): boolean {
+    this.sync();
+    return removeRoot(this, addr, 0);
   }
 
   /**

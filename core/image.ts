@@ -126,6 +126,10 @@ export const HDR_QUARANTINE = 208;
 export const HDR_UMEM_OPTIONS = 212;
 /** `UMEM_OPTIONS=max_contention`: depot contention that grows magazines (0: default). */
 export const HDR_MAX_CONTENTION = 216;
+/** Address of the root table (`RT_*`): root words, ranges and pinned addresses. */
+export const HDR_ROOTS = 220;
+/** Lock of the root table (here, so that it stays put when the table grows). */
+export const HDR_ROOT_LOCK = 224;
 /** Number of header bytes that hold fields; the slot table follows. */
 export const HDR_FIELDS_END = 256;
 
@@ -344,6 +348,9 @@ export function checkHeader(sab: unknown): void {
     ["cache list", HDR_CACHE_LIST, size],
     ["size-class table", HDR_SIZE_TABLE, size],
     ["oversize arena", HDR_OVERSIZE, size],
+    ["root table", HDR_ROOTS, size],
+    ["stack table", HDR_STACKS, size],
+    ["transaction log", HDR_TXLOG, size],
   ];
   for (const [what, off, limit] of roots) {
     const v = word(off);

@@ -17,6 +17,20 @@ export { Cache, type CacheOptions, type CacheStats } from "./cache.ts";
 export { Libc, type SizedAllocator } from "./libc.ts";
 export { type AuditTransaction, HeapCorruptionError } from "./debug.ts";
 export {
+  type ArenaRow,
+  type BufferState,
+  type CacheRow,
+  inspect,
+  Inspector,
+  type LeakClass,
+  type LeakReport,
+  type LogEntry,
+  type Status,
+  type WalkEntry,
+  type WhatIs,
+} from "./inspect.ts";
+export { readSnapshot, Snapshot, writeSnapshot } from "./snapshot.ts";
+export {
   Vmem,
   type VmemLeakReport,
   type VmemPolicy,

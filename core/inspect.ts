@@ -1,0 +1,949 @@
+/**
+ * Inspection: mdb's view of a heap, read from the image alone, so that it works on a live heap
+ * in any worker and on a snapshot with no live program (`::umastat`, `::walk`, `::whatis`,
+ * `::bufctl`, `::umem_log`, `::findleaks`, `::umem_status`).
+ *
+ * Theory of `findleaks` (as mdb's): collect every allocated buffer (size-class and user caches,
+ * the oversize arena, firewalled spans); mark, from the roots (registered ranges and pinned
+ * addresses), every buffer that a word points into (interior pointers count), and scan each
+ * marked buffer's words in turn; what stays unmarked is leaked. Leaks are grouped into classes
+ * by cache and allocation stack (with audit) or by cache alone. Buffers sitting in magazines
+ * are not allocated and are only counted.
+ *
+ * Invariants. Nothing here writes to the image or takes a lock; every walk is bounded by what
+ * the image can hold, so a damaged image gives wrong answers or a `CorruptImageError`, never a
+ * hang or a bare `RangeError`.
+ *
+ * @module
+ */
+
+import { BT_A_STACK, BT_SIZE, decodeSize } from "./buftag.ts";
+import { auditOf, type AuditTransaction, formatTransaction } from "./debug.ts";
+import { CorruptImageError, hex, UmemError } from "./errors.ts";
+import {
+  HDR_ARENA_LIST,
+  HDR_AUDIT_FRAMES,
+  HDR_AUDIT_SAMPLE,
+  HDR_CACHE_LIST,
+  HDR_CONTENTS_BYTES,
+  HDR_CTLOG,
+  HDR_DEBUG,
+  HDR_ERRORS,
+  HDR_FAILLOG,
+  HDR_FIREWALL,
+  HDR_META,
+  HDR_NSLOTS,
+  HDR_OVERSIZE,
+  HDR_SLOTS,
+  HDR_TXLOG,
+  type HeapView,
+  PAGE_SHIFT,
+  SLOT_LIVE,
+  WS_SIZE,
+  WS_STATE,
+} from "./image.ts";
+import {
+  LG_NEXT,
+  LG_NREC,
+  ringRecords,
+  TX_BUF,
+  TX_CACHE,
+  TX_OP,
+  TX_SIZE,
+  TX_STACK,
+  TX_TIME,
+  TXOP_ALLOC,
+} from "./log.ts";
+import {
+  DBG_AUDIT,
+  DBG_CONTENTS,
+  DBG_CTLOG,
+  DBG_FAILLOG,
+  DBG_FIREWALL,
+  DBG_GUARDS,
+  DBG_TXLOG,
+  DBG_VERBOSE,
+} from "./buftag.ts";
+import { roots } from "./roots.ts";
+import {
+  BUF_ALLOC,
+  BUF_CACHED,
+  CA_BUFSIZE,
+  CA_CHUNK,
+  CA_DEBUG,
+  CA_EMPTY,
+  CA_FLAGS,
+  CA_FULL,
+  CA_MAGIC,
+  CA_MAGIC_VALUE,
+  CA_NCHUNKS,
+  CA_NEXT,
+  CA_PARTIAL,
+  CA_SHIFT,
+  CA_TAGOFF,
+  cacheName,
+  CF_INTERNAL,
+  CF_NOMAGAZINE,
+  SB_BASE,
+  SB_CACHE,
+  SB_NEXT,
+  SB_STATE,
+} from "./slab.ts";
+import { cacheStats } from "./cache.ts";
+import { readStack } from "./stack.ts";
+import {
+  arenaName,
+  arenaStats,
+  SEG_ALLOC,
+  SEG_SPAN,
+  SEG_TYPE_MASK,
+  VM_MAGIC,
+  VM_MAGIC_VALUE,
+  VM_NEXT,
+  VM_SENTINEL,
+  VS_ANEXT,
+  VS_END,
+  VS_START,
+  VS_TYPE,
+} from "./vmem.ts";
+
+/** A cache as `::umastat` shows it. */
+export interface CacheRow {
+  /** Name. */
+  name: string;
+  /** Buffer size. */
+  bufsize: number;
+  /** Buffers allocated. */
+  inUse: number;
+  /** Buffers in its slabs. */
+  total: number;
+  /** Bytes of its slabs. */
+  memory: number;
+  /** Allocations. */
+  allocs: number;
+  /** Failed allocations. */
+  failures: number;
+  /** Rounds per magazine (0: none). */
+  magazineSize: number;
+  /** Contended depot acquisitions. */
+  depotContention: number;
+}
+
+/** An arena as `::vmem` shows it. */
+export interface ArenaRow {
+  /** Name. */
+  name: string;
+  /** Bytes allocated. */
+  inUse: number;
+  /** Bytes imported from its source. */
+  imported: number;
+  /** Bytes in its spans. */
+  total: number;
+  /** Allocations. */
+  allocs: number;
+  /** Failed allocations. */
+  failures: number;
+}
+
+/** A buffer's state: allocated, free in a slab, or constructed in a magazine. */
+export type BufferState = "allocated" | "free" | "cached";
+
+/** One buffer of a cache, as `::walk` yields it. */
+export interface WalkEntry {
+  /** The buffer's address. */
+  address: number;
+  /** Its state. */
+  state: BufferState;
+}
+
+/** What an address is, as `::whatis` says. */
+export interface WhatIs {
+  /** The address asked about. */
+  address: number;
+  /** What holds it. */
+  kind: "buffer" | "metadata" | "arena" | "none";
+  /** The cache or arena's name, when there is one. */
+  name?: string;
+  /** The buffer's (or segment's) first address. */
+  buffer?: number;
+  /** Offset of the address into it. */
+  offset?: number;
+  /** Its size. */
+  size?: number;
+  /** The buffer's state. */
+  state?: BufferState | "segment";
+  /** The slab record. */
+  slab?: number;
+  /** The buffer's tag (libumem's bufctl), with debugging. */
+  bufctl?: number;
+  /** The buffer's last transactions, with audit. */
+  audit?: AuditTransaction[];
+  /** The text, as the `umem` tool prints it. */
+  text: string;
+}
+
+/** A transaction log record. */
+export interface LogEntry {
+  /** "alloc" or "free". */
+  op: "alloc" | "free";
+  /** Time, ms since the epoch. */
+  time: number;
+  /** Worker slot. */
+  slot: number;
+  /** The buffer. */
+  buffer: number;
+  /** Size asked for. */
+  size: number;
+  /** The cache's name. */
+  cache: string;
+  /** The stack, a frame a line. */
+  stack: string;
+}
+
+/** A class of leaked buffers: one cache, one allocation stack. */
+export interface LeakClass {
+  /** Leaked buffers. */
+  count: number;
+  /** Their bytes. */
+  bytes: number;
+  /** Size of each (the cache's buffer size, or what was asked, with debugging). */
+  size: number;
+  /** The cache (or "umem_oversize"). */
+  cache: string;
+  /** One of them. */
+  sample: number;
+  /** The allocation stack ("" without audit). */
+  stack: string;
+}
+
+/** What `findleaks` found, with libumem's JSON keys. */
+export interface LeakReport {
+  /** Format version. */
+  version: 1;
+  /** Leaked buffers. */
+  total_buffers: number;
+  /** Leaked bytes. */
+  total_bytes: number;
+  /** Buffers in magazines, skipped. */
+  cached_skipped: number;
+  /** The classes, most bytes first. */
+  classes: LeakClass[];
+}
+
+/** The heap's settings and health, as `::umem_status`. */
+export interface Status {
+  /** `UMEM_DEBUG` words in force. */
+  debug: string[];
+  /** `UMEM_LOGGING` words in force. */
+  logging: string[];
+  /** Each log: records written and its capacity. */
+  logs: { name: string; written: number; capacity: number }[];
+  /** Heap corruption reports raised. */
+  errors: number;
+  /** Worker slots that are attached. */
+  workers: number[];
+  /** Bytes in use of the heap's buffer. */
+  heapSize: number;
+}
+
+const NO_STACK = "<no stack; enable UMEM_DEBUG=audit>";
+
+/**
+ * Reads a heap's state: from a live `Heap` (any worker) or from a snapshot.
+ *
+ * @example
+ * ```ts
+ * import { Heap, inspect } from "@umem/umem";
+ * const heap = Heap.create({ size: 1 << 20, debug: "audit" });
+ * heap.alloc(40); // never freed, never reachable
+ * const report = inspect(heap).findleaks();
+ * console.log(report.total_buffers); // 1
+ * ```
+ */
+export class Inspector {
+  /** The image read. */
+  readonly heap: HeapView;
+
+  /**
+   * Reads `heap`.
+   *
+   * @param heap a live heap, or a view over a snapshot's image
+   */
+  constructor(heap: HeapView) {
+    this.heap = heap;
+  }
+
+  private w(a: number): number {
+    return a >= 0 && a + 4 <= this.heap.mapped ? this.heap.i32[a >> 2] : 0;
+  }
+
+  /** Live caches' record addresses, in creation order (bounded). */
+  private cacheAddrs(): number[] {
+    const out: number[] = [];
+    const limit = this.heap.mapped >> 8;
+    for (
+      let cp = this.w(HDR_CACHE_LIST);
+      cp !== 0 && out.length < limit;
+      cp = this.w(cp + CA_NEXT)
+    ) {
+      if (this.w(cp + CA_MAGIC) === CA_MAGIC_VALUE) out.push(cp);
+    }
+    return out;
+  }
+
+  /** Arena record addresses (bounded). */
+  private arenaAddrs(): number[] {
+    const out: number[] = [];
+    const limit = this.heap.mapped >> 12;
+    for (let a = this.w(HDR_ARENA_LIST); a !== 0 && out.length < limit; a = this.w(a + VM_NEXT)) {
+      if (this.w(a + VM_MAGIC) === VM_MAGIC_VALUE) out.push(a);
+    }
+    return out;
+  }
+
+  /**
+   * A row per cache, as `::umastat` prints them.
+   *
+   * @returns the rows
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * heap.alloc(64);
+   * console.log(inspect(heap).caches().find((c) => c.name === "umem_alloc_64")?.inUse); // 1
+   * ```
+   */
+  caches(): CacheRow[] {
+    return this.cacheAddrs().map((cp) => {
+      const s = cacheStats(this.heap, cp);
+      return {
+        name: s.name,
+        bufsize: s.bufsize,
+        inUse: s.inUse,
+        total: s.total,
+        memory: s.memoryInUse,
+        allocs: s.allocs,
+        failures: s.failures,
+        magazineSize: s.magazineSize,
+        depotContention: s.depotContention,
+      };
+    });
+  }
+
+  /**
+   * A row per vmem arena.
+   *
+   * @returns the rows
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * console.log(inspect(heap).arenas().some((a) => a.name === "heap")); // true
+   * ```
+   */
+  arenas(): ArenaRow[] {
+    return this.arenaAddrs().map((a) => {
+      const s = arenaStats(this.heap, a);
+      return {
+        name: s.name,
+        inUse: s.inUse,
+        imported: s.imported,
+        total: s.total,
+        allocs: s.allocs,
+        failures: s.failures,
+      };
+    });
+  }
+
+  /** The buffers of cache `cp`, with their states. */
+  private buffers(cp: number): WalkEntry[] {
+    const h = this.heap, out: WalkEntry[] = [];
+    const n = this.w(cp + CA_NCHUNKS), chunk = this.w(cp + CA_CHUNK), shift = this.w(cp + CA_SHIFT);
+    const limit = h.mapped >> 12;
+    for (const list of [CA_FULL, CA_PARTIAL, CA_EMPTY]) {
+      let k = 0;
+      for (
+        let sb = this.w(cp + list);
+        sb > 0 && sb < h.mapped && k++ < limit;
+        sb = this.w(sb + SB_NEXT)
+      ) {
+        const base = this.w(sb + SB_BASE);
+        for (let i = 0; i < n && i < 65536; i++) {
+          const st = h.u8[sb + SB_STATE + ((i * chunk) >> shift)];
+          const state: BufferState = st === BUF_ALLOC
+            ? "allocated"
+            : st === BUF_CACHED
+            ? "cached"
+            : "free";
+          out.push({ address: base + i * chunk, state });
+        }
+      }
+    }
+    return out.sort((a, b) => a.address - b.address);
+  }
+
+  /**
+   * Every buffer of a cache with its state, as `::walk umem_cache` and its kin.
+   *
+   * @param cache the cache's name
+   * @returns the buffers in address order
+   * @throws {UmemError} `invalid-argument` when there is no such cache
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const c = heap.createCache("node", 512);
+   * c.alloc();
+   * console.log(inspect(heap).walk("node").filter((b) => b.state === "allocated").length); // 1
+   * ```
+   */
+  walk(cache: string): WalkEntry[] {
+    const cp = this.cacheAddrs().find((c) => cacheName(this.heap, c) === cache);
+    if (cp === undefined) {
+      throw new UmemError("invalid-argument", `walk: no cache named '${cache}'`);
+    }
+    return this.buffers(cp);
+  }
+
+  /**
+   * What an address is: which cache, buffer and offset, and the buffer's state; or which arena
+   * segment; or metadata; or nothing. As `::whatis`.
+   *
+   * @param addr the address
+   * @returns the answer, with its text
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const p = heap.alloc(100);
+   * console.log(inspect(heap).whatis(p + 4).text.split("\n")[0].endsWith("(112 bytes, ALLOCATED)")); // true
+   * ```
+   */
+  whatis(addr: number): WhatIs {
+    const h = this.heap;
+    const a = Math.floor(addr);
+    if (!(a > 0 && a < h.mapped)) {
+      return {
+        address: a,
+        kind: "none",
+        text: `${hex(a)}: not in any umem cache (outside the heap)`,
+      };
+    }
+    const sb = h.i32[(h.pagemap >> 2) + (a >>> PAGE_SHIFT)];
+    if (sb > 0 && sb < h.mapped) {
+      const cp = this.w(sb + SB_CACHE);
+      const base = this.w(sb + SB_BASE), chunk = this.w(cp + CA_CHUNK);
+      const idx = chunk > 0 ? Math.floor((a - base) / chunk) : -1;
+      if (idx >= 0 && idx < this.w(cp + CA_NCHUNKS)) {
+        const buf = base + idx * chunk;
+        const st = h.u8[sb + SB_STATE + ((idx * chunk) >> this.w(cp + CA_SHIFT))];
+        const state: BufferState = st === BUF_ALLOC
+          ? "allocated"
+          : st === BUF_CACHED
+          ? "cached"
+          : "free";
+        const name = cacheName(h, cp), size = this.w(cp + CA_BUFSIZE);
+        const debug = this.w(cp + CA_DEBUG);
+        const bufctl = debug !== 0 ? buf + this.w(cp + CA_TAGOFF) : 0;
+        const audit = (debug & DBG_AUDIT) !== 0 ? auditOf(h, bufctl) : [];
+        const lines = [
+          `${hex(a)}: ${name} (${size} bytes, ${
+            state === "allocated" ? "ALLOCATED" : state === "cached" ? "CACHED" : "FREE"
+          })`,
+          `cache=${name} slab=${hex(sb)} buffer=${hex(buf)} offset=${hex(a - buf)} bufctl=${
+            hex(bufctl)
+          }`,
+          ...audit.map((t) => formatTransaction(buf, t)),
+        ];
+        return {
+          address: a,
+          kind: "buffer",
+          name,
+          buffer: buf,
+          offset: a - buf,
+          size,
+          state,
+          slab: sb,
+          bufctl,
+          audit,
+          text: lines.join("\n"),
+        };
+      }
+      return {
+        address: a,
+        kind: "metadata",
+        name: cacheName(h, cp),
+        slab: sb,
+        text: `${hex(a)}: not in any umem cache buffer (slab metadata of ${cacheName(h, cp)})`,
+      };
+    }
+    if (a < this.w(HDR_META)) {
+      return {
+        address: a,
+        kind: "metadata",
+        text: `${hex(a)}: not in any umem cache (heap header and metadata)`,
+      };
+    }
+    // An arena segment: the innermost arena that has it allocated.
+    for (const ar of this.arenaAddrs().reverse()) {
+      const seg = this.segmentAt(ar, a);
+      if (seg === undefined) continue;
+      const [start, end] = seg;
+      const name = arenaName(h, ar);
+      return {
+        address: a,
+        kind: "arena",
+        name,
+        buffer: start,
+        offset: a - start,
+        size: end - start,
+        state: "segment",
+        text: `${hex(a)}: not in any umem cache (in segment ${hex(start)}+${
+          end - start
+        } of arena ${name})`,
+      };
+    }
+    return { address: a, kind: "none", text: `${hex(a)}: not in any umem cache` };
+  }
+
+  /** The allocated segment of arena `ar` containing `a`, or undefined (bounded walk). */
+  private segmentAt(ar: number, a: number): [number, number] | undefined {
+    for (const [start, end] of this.segments(ar)) if (start <= a && a < end) return [start, end];
+    return undefined;
+  }
+
+  /** Allocated segments of arena `ar` (bounded walk). */
+  private segments(ar: number): [number, number][] {
+    const out: [number, number][] = [];
+    const sentinel = this.w(ar + VM_SENTINEL), limit = this.heap.mapped >> 5;
+    let k = 0;
+    for (
+      let s = this.w(sentinel + VS_ANEXT);
+      s !== sentinel && s > 0 && k++ < limit;
+      s = this.w(s + VS_ANEXT)
+    ) {
+      const t = this.w(s + VS_TYPE) & SEG_TYPE_MASK;
+      if (t === SEG_ALLOC) out.push([this.w(s + VS_START), this.w(s + VS_END)]);
+      else if (t !== SEG_SPAN && t !== 1) break;
+    }
+    return out;
+  }
+
+  /**
+   * The audit history of the buffer holding `addr`: its last allocation and free, newest first.
+   *
+   * @param addr an address in the buffer
+   * @returns the transactions (empty without audit)
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20, debug: "audit" });
+   * const p = heap.alloc(10);
+   * heap.free(p, 10);
+   * console.log(inspect(heap).bufctl(p).map((t) => t.op).join(",")); // free,alloc
+   * ```
+   */
+  bufctl(addr: number): AuditTransaction[] {
+    return this.whatis(addr).audit ?? [];
+  }
+
+  /**
+   * The transaction log, newest first, filtered by cache, buffer or worker.
+   *
+   * @param filter `cache` (name), `buffer` (address), `worker` (slot)
+   * @returns the records
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20, debug: "audit", logging: "transaction" });
+   * heap.free(heap.alloc(10), 10);
+   * console.log(inspect(heap).log().map((r) => r.op).join(",")); // free,alloc
+   * ```
+   */
+  log(filter: { cache?: string; buffer?: number; worker?: number } = {}): LogEntry[] {
+    const h = this.heap, ring = this.w(HDR_TXLOG);
+    if (ring <= 0 || ring >= h.mapped) return [];
+    const out: LogEntry[] = [];
+    for (const r of ringRecords(h, ring)) {
+      if (r + 32 > h.mapped) break;
+      const op = this.w(r + TX_OP), cp = this.w(r + TX_CACHE);
+      const e: LogEntry = {
+        op: (op & 0xff) === TXOP_ALLOC ? "alloc" : "free",
+        time: h.f64[(r + TX_TIME) >> 3],
+        slot: op >> 8,
+        buffer: this.w(r + TX_BUF),
+        size: this.w(r + TX_SIZE),
+        cache: cp > 0 && cp < h.mapped ? cacheName(h, cp) : "",
+        stack: readStack(h, this.w(r + TX_STACK)),
+      };
+      if (filter.cache !== undefined && e.cache !== filter.cache) continue;
+      if (filter.buffer !== undefined && e.buffer !== filter.buffer) continue;
+      if (filter.worker !== undefined && e.slot !== filter.worker) continue;
+      out.push(e);
+    }
+    return out;
+  }
+
+  /**
+   * Finds leaks as mdb's `::findleaks`: every allocated buffer that no root reaches, through
+   * any chain of pointers (interior pointers count), grouped by cache and allocation stack.
+   *
+   * @returns the report, with libumem's JSON keys
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const kept = heap.alloc(16);
+   * heap.pin(kept);
+   * heap.alloc(16); // lost
+   * console.log(inspect(heap).findleaks().total_buffers); // 1
+   * ```
+   */
+  findleaks(): LeakReport {
+    const h = this.heap;
+    // Every allocated buffer: [start, bytes to scan, cache, stack id, size].
+    const starts = new Map<number, [number, number, number, number]>();
+    let cached = 0;
+    for (const cp of this.cacheAddrs()) {
+      const flags = this.w(cp + CA_FLAGS);
+      if ((flags & CF_NOMAGAZINE) !== 0 && (flags & CF_INTERNAL) !== 0) continue; // magazines
+      const debug = this.w(cp + CA_DEBUG), tagOff = this.w(cp + CA_TAGOFF);
+      const bufsize = this.w(cp + CA_BUFSIZE);
+      for (const b of this.buffers(cp)) {
+        if (b.state === "cached") cached++;
+        if (b.state !== "allocated") continue;
+        let size = bufsize, stack = 0;
+        if (debug !== 0) {
+          const asked = decodeSize(this.w(b.address + tagOff + BT_SIZE));
+          if (asked >= 0 && asked <= tagOff) size = asked;
+          if ((debug & DBG_AUDIT) !== 0) stack = this.w(b.address + tagOff + BT_A_STACK);
+        }
+        starts.set(b.address, [size, cp, stack, size]);
+      }
+    }
+    const over = this.w(HDR_OVERSIZE);
+    const big = over > 0 && over < h.mapped ? this.segments(over) : [];
+    for (const [s, e] of big) starts.set(s, [e - s, 0, 0, e - s]);
+    big.sort((x, y) => x[0] - y[0]);
+    // The buffer an address points into, or 0.
+    const target = (v: number): number => {
+      if (!(v > 0 && v < h.mapped)) return 0;
+      const sb = h.i32[(h.pagemap >> 2) + (v >>> PAGE_SHIFT)];
+      if (sb > 0 && sb < h.mapped) {
+        const cp = this.w(sb + SB_CACHE),
+          chunk = this.w(cp + CA_CHUNK),
+          base = this.w(sb + SB_BASE);
+        if (chunk <= 0 || v < base) return 0;
+        const start = base + Math.floor((v - base) / chunk) * chunk;
+        const e = starts.get(start);
+        return e !== undefined && v < start + Math.max(e[0], 1) ? start : 0;
+      }
+      let lo = 0, hi = big.length - 1;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        if (v < big[mid][0]) hi = mid - 1;
+        else if (v >= big[mid][1]) lo = mid + 1;
+        else return big[mid][0];
+      }
+      return 0;
+    };
+    const marked = new Set<number>();
+    const stack: number[] = [];
+    const mark = (v: number) => {
+      const t = target(v);
+      if (t !== 0 && !marked.has(t)) {
+        marked.add(t);
+        stack.push(t);
+      }
+    };
+    const scan = (from: number, bytes: number) => {
+      const end = Math.min(from + bytes, h.mapped) >> 2;
+      for (let i = (from + 3) >> 2; i < end; i++) mark(h.i32[i]);
+    };
+    for (const [addr, bytes] of roots(h)) {
+      mark(addr); // a pinned address, or the buffer that holds a root range
+      if (bytes > 0) scan(addr, bytes);
+    }
+    while (stack.length > 0) {
+      const b = stack.pop()!;
+      scan(b, starts.get(b)![0]);
+    }
+    // Group the unmarked.
+    const classes = new Map<string, LeakClass>();
+    for (const [addr, [, cp, st, size]] of starts) {
+      if (marked.has(addr)) continue;
+      const cache = cp !== 0 ? cacheName(h, cp) : "umem_oversize";
+      const key = `${cache}\u0000${st}`;
+      const c = classes.get(key);
+      if (c !== undefined) {
+        c.count++;
+        c.bytes += size;
+        c.sample = Math.min(c.sample, addr);
+      } else {
+        classes.set(key, {
+          count: 1,
+          bytes: size,
+          size,
+          cache,
+          sample: addr,
+          stack: readStack(h, st),
+        });
+      }
+    }
+    const list = [...classes.values()].sort((a, b) => b.bytes - a.bytes || b.count - a.count);
+    return {
+      version: 1,
+      total_buffers: list.reduce((n, c) => n + c.count, 0),
+      total_bytes: list.reduce((n, c) => n + c.bytes, 0),
+      cached_skipped: cached,
+      classes: list,
+    };
+  }
+
+  /**
+   * The heap's settings and health: debugging and logging in force, log fill, corruption
+   * reports raised, workers attached.
+   *
+   * @returns the status
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20, debug: "guards" });
+   * console.log(inspect(heap).status().debug.join(",")); // guards
+   * ```
+   */
+  status(): Status {
+    const h = this.heap, d = this.w(HDR_DEBUG);
+    const debug: string[] = [];
+    if ((d & DBG_AUDIT) !== 0) {
+      const sample = this.w(HDR_AUDIT_SAMPLE);
+      debug.push(`audit=${this.w(HDR_AUDIT_FRAMES)}${sample > 1 ? `/${sample}` : ""}`);
+    }
+    if ((d & DBG_CONTENTS) !== 0) debug.push(`contents=${this.w(HDR_CONTENTS_BYTES)}`);
+    if ((d & DBG_GUARDS) !== 0) debug.push("guards");
+    if ((d & DBG_FIREWALL) !== 0) debug.push(`firewall=${this.w(HDR_FIREWALL)}`);
+    if ((d & DBG_VERBOSE) !== 0) debug.push("verbose");
+    const logs: Status["logs"] = [];
+    const logging: string[] = [];
+    for (
+      const [name, flag, field] of [["transaction", DBG_TXLOG, HDR_TXLOG], [
+        "contents",
+        DBG_CTLOG,
+        HDR_CTLOG,
+      ], ["fail", DBG_FAILLOG, HDR_FAILLOG]] as const
+    ) {
+      const ring = this.w(field);
+      if ((d & flag) === 0 || ring <= 0 || ring >= h.mapped) continue;
+      logging.push(name);
+      logs.push({ name, written: this.w(ring + LG_NEXT) >>> 0, capacity: this.w(ring + LG_NREC) });
+    }
+    const workers: number[] = [];
+    const n = this.w(HDR_NSLOTS), table = this.w(HDR_SLOTS);
+    for (let s = 0; s < n && s < 64; s++) {
+      if (this.w(table + s * WS_SIZE + WS_STATE) === SLOT_LIVE) workers.push(s);
+    }
+    return { debug, logging, logs, errors: this.w(HDR_ERRORS), workers, heapSize: h.mapped };
+  }
+
+  // ---- text, as the umem tool prints it ----
+
+  /**
+   * `findleaks` as text: the summary, the table, a section per class with its stack.
+   *
+   * @param report a report from {@linkcode Inspector.findleaks} (computed when absent)
+   * @returns the text
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * heap.alloc(16);
+   * console.log(inspect(heap).formatFindleaks().split("\n")[0]);
+   * // findleaks: 1 allocated buffers (16 bytes) in 1 distinct leak classes
+   * ```
+   */
+  formatFindleaks(report: LeakReport = this.findleaks()): string {
+    const lines = [
+      `findleaks: ${report.total_buffers} allocated buffers (${report.total_bytes} bytes) in ${report.classes.length} distinct leak classes`,
+      `findleaks: ${report.cached_skipped} buffers skipped: they sit in magazines (cached, not allocated)`,
+      "",
+      `${"COUNT".padStart(6)} ${"BYTES".padStart(9)} ${"SIZE".padStart(7)} ${
+        "CACHE".padEnd(20)
+      } STACK (top frame)`,
+    ];
+    for (const c of report.classes) {
+      const top = c.stack === "" ? NO_STACK : c.stack.split("\n")[0];
+      lines.push(
+        `${String(c.count).padStart(6)} ${String(c.bytes).padStart(9)} ${
+          String(c.size).padStart(7)
+        } ${c.cache.padEnd(20)} ${top}`,
+      );
+    }
+    report.classes.forEach((c, i) => {
+      lines.push(
+        "",
+        `== class ${i + 1}: ${c.count} allocs, ${c.bytes} bytes, cache=${c.cache} (sample buffer ${
+          hex(c.sample)
+        }) ==`,
+      );
+      lines.push(...(c.stack === "" ? [NO_STACK] : c.stack.split("\n")).map((f) => `\t${f}`));
+    });
+    return lines.join("\n");
+  }
+
+  /**
+   * The cache table, as the `umem` tool's `status` prints it: `CACHE BUFSIZE INUSE TOTAL MEMORY
+   * ALLOCS FAIL`, caches with no slab left out unless `all`.
+   *
+   * @param all include caches that never allocated
+   * @returns the text
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * heap.alloc(64);
+   * console.log(inspect(heap).formatCaches().split("\n")[0].split(/ +/).join(" "));
+   * // CACHE BUFSIZE INUSE TOTAL MEMORY ALLOCS FAIL
+   * ```
+   */
+  formatCaches(all = false): string {
+    const rows = this.caches().filter((c) => all || c.allocs > 0 || c.total > 0);
+    const lines = [
+      `${"CACHE".padEnd(24)} ${"BUFSIZE".padStart(8)} ${"INUSE".padStart(8)} ${
+        "TOTAL".padStart(8)
+      } ${"MEMORY".padStart(10)} ${"ALLOCS".padStart(10)} ${"FAIL".padStart(6)}`,
+    ];
+    for (const c of rows) {
+      lines.push(
+        `${c.name.padEnd(24)} ${String(c.bufsize).padStart(8)} ${String(c.inUse).padStart(8)} ${
+          String(c.total).padStart(8)
+        } ${String(c.memory).padStart(10)} ${String(c.allocs).padStart(10)} ${
+          String(c.failures).padStart(6)
+        }`,
+      );
+    }
+    return lines.join("\n");
+  }
+
+  /**
+   * The arena table: `ARENA INUSE IMPORTED TOTAL ALLOCS FAIL`.
+   *
+   * @returns the text
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * console.log(inspect(heap).formatArenas().split("\n")[0].split(/ +/).join(" "));
+   * // ARENA INUSE IMPORTED TOTAL ALLOCS FAIL
+   * ```
+   */
+  formatArenas(): string {
+    const lines = [
+      `${"ARENA".padEnd(20)} ${"INUSE".padStart(12)} ${"IMPORTED".padStart(12)} ${
+        "TOTAL".padStart(12)
+      } ${"ALLOCS".padStart(10)} ${"FAIL".padStart(6)}`,
+    ];
+    for (const a of this.arenas()) {
+      lines.push(
+        `${a.name.padEnd(20)} ${String(a.inUse).padStart(12)} ${String(a.imported).padStart(12)} ${
+          String(a.total).padStart(12)
+        } ${String(a.allocs).padStart(10)} ${String(a.failures).padStart(6)}`,
+      );
+    }
+    return lines.join("\n");
+  }
+
+  /**
+   * The status as text: settings, logs, errors, workers, then the cache table.
+   *
+   * @returns the text
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20, debug: "guards" });
+   * console.log(inspect(heap).formatStatus().split("\n")[0]); // umem status: UMEM_DEBUG=guards
+   * ```
+   */
+  formatStatus(): string {
+    const s = this.status();
+    const lines = [
+      `umem status: UMEM_DEBUG=${s.debug.join(",")}`,
+      `UMEM_LOGGING=${s.logging.join(",")}`,
+      ...s.logs.map((l) =>
+        `${l.name} log: ${
+          Math.min(l.written, l.capacity)
+        } of ${l.capacity} records used (${l.written} written)`
+      ),
+      `heap corruption reports: ${s.errors}`,
+      `workers attached: ${s.workers.length} (slots ${s.workers.join(", ")})`,
+      `heap size: ${s.heapSize} bytes`,
+      "",
+      this.formatCaches(),
+    ];
+    return lines.join("\n");
+  }
+
+  /**
+   * The transaction log as text: `transaction log: N records (showing M)`, then a line and
+   * the stack per record.
+   *
+   * @param entries records from {@linkcode Inspector.log}
+   * @param limit most records shown
+   * @returns the text
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20, logging: "transaction" });
+   * heap.alloc(8);
+   * console.log(inspect(heap).formatLog().split("\n")[0]); // transaction log: 1 records (showing 1)
+   * ```
+   */
+  formatLog(entries: LogEntry[] = this.log(), limit = 100): string {
+    const lines = [
+      `transaction log: ${entries.length} records (showing ${Math.min(limit, entries.length)})`,
+    ];
+    for (const e of entries.slice(0, limit)) {
+      lines.push(
+        `t=${new Date(e.time).toISOString()} thr=${e.slot} ${e.op} ${
+          hex(e.buffer)
+        } size=${e.size} cache=${e.cache}`,
+      );
+      lines.push(...(e.stack === "" ? [NO_STACK] : e.stack.split("\n")).map((f) => `\t${f}`));
+    }
+    return lines.join("\n");
+  }
+}
+
+/**
+ * Inspects a heap: a live `Heap` in any worker, or a view over a snapshot's image.
+ *
+ * @param target the heap
+ * @returns an inspector over its image
+ * @throws {CorruptImageError} when the image's header is not sound
+ *
+ * @example
+ * ```ts
+ * import { Heap, inspect } from "@umem/umem";
+ * const heap = Heap.create({ size: 1 << 20 });
+ * console.log(inspect(heap).caches().length > 0); // true
+ * ```
+ */
+export function inspect(target: HeapView): Inspector {
+  if (!(target instanceof Object) || !("i32" in target)) {
+    throw new CorruptImageError("inspect: not a heap or a snapshot");
+  }
+  target.sync();
+  return new Inspector(target);
+}
