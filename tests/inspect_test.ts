@@ -1,0 +1,206 @@
+/**
+ * Inspection and snapshots: findleaks finds exactly what was leaked, whatis names what an
+ * address is, a snapshot reads back the same and is refused when damaged.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { CorruptImageError, Heap, inspect, Snapshot } from "../mod.ts";
+import { verifyHeap } from "../core/verify.ts";
+import { encodeSnapshot, UMS_HEADER } from "../core/snapshot.ts";
+
+function leakyHeap() {
+  const heap = Heap.create({ size: 4 << 20, debug: "audit", logging: "transaction" });
+  const table = heap.zalloc(64);
+  heap.addRoot(table, 64);
+  // A chain from the root: table -> a -> (interior pointer) b -> c; and a pinned buffer.
+  const a = heap.alloc(100), b = heap.alloc(300), c = heap.alloc(24);
+  heap.i32[table >> 2] = a;
+  heap.i32[(a + 16) >> 2] = b + 40;
+  heap.i32[(b + 8) >> 2] = c;
+  const pinned = heap.alloc(5000);
+  heap.pin(pinned);
+  const node = heap.createCache("node", 40);
+  const kept = node.alloc();
+  heap.i32[(table + 4) >> 2] = kept;
+  function leakThree(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < 2; i++) out.push(heap.alloc(200)); // one call site: one class
+    out.push(node.alloc());
+    return out;
+  }
+  const leaked = leakThree();
+  return { heap, reachable: [table, a, b, c, pinned, kept], leaked };
+}
+
+describe("findleaks", () => {
+  it("reports exactly the buffers leaked on purpose, with the leaking function's stack", () => {
+    const { heap, leaked } = leakyHeap();
+    const r = inspect(heap).findleaks();
+    assert.equal(r.total_buffers, 3);
+    assert.equal(r.total_bytes, 200 + 200 + 40);
+    const samples = r.classes.map((c) => c.sample).sort((x, y) => x - y);
+    assert.ok(samples.every((s) => leaked.includes(s)));
+    assert.deepEqual(r.classes.map((c) => c.cache).sort(), ["node", "umem_alloc_224"]);
+    for (const c of r.classes) {
+      assert.match(c.stack, /leakThree|inspect_test\.ts/, "the stack names the leaking function");
+    }
+    const text = inspect(heap).formatFindleaks();
+    assert.match(text, /^findleaks: 3 allocated buffers \(440 bytes\) in 2 distinct leak classes/);
+    assert.match(text, /COUNT +BYTES +SIZE +CACHE +STACK \(top frame\)/);
+    assert.match(text, /== class 1: 2 allocs, 400 bytes, cache=umem_alloc_224 \(sample buffer 0x/);
+  });
+
+  it("freeing the leaks, or making them reachable, empties the report", () => {
+    const { heap, leaked } = leakyHeap();
+    heap.free(leaked[0], 200);
+    heap.free(leaked[1], 200);
+    heap.pin(leaked[2]);
+    assert.equal(inspect(heap).findleaks().total_buffers, 0);
+    heap.unpin(leaked[2]);
+    assert.equal(inspect(heap).findleaks().total_buffers, 1);
+  });
+
+  it("without audit, classes are by cache and the stack says so", () => {
+    const heap = Heap.create({ size: 1 << 20, debug: "" });
+    heap.alloc(16);
+    heap.alloc(16);
+    const r = inspect(heap).findleaks();
+    assert.deepEqual(r.classes.map((c) => [c.cache, c.count]), [["umem_alloc_16", 2]]);
+    assert.match(inspect(heap).formatFindleaks(), /<no stack; enable UMEM_DEBUG=audit>/);
+  });
+});
+
+describe("whatis, walk, bufctl, log, status", () => {
+  it("whatis: inside an allocated buffer, a free buffer, metadata, out of range", () => {
+    const { heap, reachable } = leakyHeap();
+    const a = reachable[1];
+    const w = inspect(heap).whatis(a + 10);
+    assert.equal(w.kind, "buffer");
+    assert.equal(w.buffer, a);
+    assert.equal(w.offset, 10);
+    assert.equal(w.state, "allocated");
+    assert.match(
+      w.text,
+      /^0x[0-9a-f]+: umem_alloc_112 \(112 bytes, ALLOCATED\)\ncache=umem_alloc_112 slab=0x/,
+    );
+    assert.match(w.text, /alloc of buffer/);
+    const f = heap.alloc(100);
+    heap.free(f, 100);
+    assert.match(inspect(heap).whatis(f).text, /\((112 bytes), (FREE|CACHED)\)/);
+    assert.equal(inspect(heap).whatis(16).kind, "metadata");
+    assert.match(inspect(heap).whatis(1 << 30).text, /not in any umem cache/);
+    assert.equal(inspect(heap).bufctl(f).map((t) => t.op).join(","), "free,alloc");
+  });
+
+  it("walk lists every buffer of a cache with its state", () => {
+    const heap = Heap.create({ size: 1 << 20 });
+    const c = heap.createCache("w", 256);
+    const p = c.alloc(), q = c.alloc();
+    c.free(q);
+    const states = new Map(inspect(heap).walk("w").map((b) => [b.address, b.state]));
+    assert.equal(states.get(p), "allocated");
+    assert.equal(states.get(q), "cached");
+    assert.equal([...states.values()].filter((s) => s === "free").length, c.stats().total - 2);
+  });
+
+  it("the log, newest first, filters by cache and buffer; status names the settings", () => {
+    const { heap, reachable } = leakyHeap();
+    const ins = inspect(heap);
+    const all = ins.log();
+    assert.ok(all.length >= 9);
+    assert.ok(all[0].time >= all[all.length - 1].time);
+    assert.ok(ins.log({ cache: "node" }).every((e) => e.cache === "node"));
+    assert.equal(ins.log({ buffer: reachable[1] }).length, 1);
+    assert.match(
+      ins.formatLog(),
+      /^transaction log: \d+ records \(showing \d+\)\nt=.* thr=0 (alloc|free) 0x/,
+    );
+    const s = ins.status();
+    assert.deepEqual(s.debug, ["audit=16", "guards"]);
+    assert.deepEqual(s.logging, ["transaction"]);
+    assert.deepEqual(s.workers, [0]);
+    assert.match(ins.formatStatus(), /CACHE +BUFSIZE +INUSE +TOTAL +MEMORY +ALLOCS +FAIL/);
+  });
+});
+
+describe("snapshots", () => {
+  it("a snapshot taken while two workers allocate is consistent", async () => {
+    const heap = Heap.create({ size: 16 << 20, maxSize: 256 << 20 });
+    heap.createCache("node", 48);
+    const url = new URL("./fixtures/stress_worker.ts", import.meta.url).href;
+    const ws = [0, 1].map(() => new Worker(url, { type: "module" }));
+    const timer = setTimeout(() => ws.forEach((w) => w.terminate()), 60_000);
+    try {
+      const ran = ws.map((w) =>
+        new Promise<void>((resolve) => {
+          w.addEventListener("message", (e: MessageEvent) => {
+            if (e.data.type === "ran") resolve();
+          });
+        })
+      );
+      ws.forEach((w, i) =>
+        w.postMessage({
+          type: "start",
+          buffer: heap.buffer,
+          seed: 7 + i,
+          ops: 300_000,
+          caches: ["node"],
+        })
+      );
+      const problems: string[] = [];
+      for (let k = 0; k < 5; k++) {
+        await new Promise((r) => setTimeout(r, 20));
+        const snap = Snapshot.decode(Snapshot.encode(heap));
+        // Per-worker magazine words take no lock; everything else must be whole.
+        problems.push(...verifyHeap(snap).filter((p) => !/magazine/.test(p)));
+      }
+      await Promise.all(ran);
+      assert.deepEqual(problems, []);
+    } finally {
+      clearTimeout(timer);
+      ws.forEach((w) => w.terminate());
+    }
+  });
+
+  it("a snapshot reads back the same as the live heap", () => {
+    const { heap } = leakyHeap();
+    const snap = Snapshot.decode(Snapshot.encode(heap));
+    assert.deepEqual(inspect(snap).findleaks(), inspect(heap).findleaks());
+    assert.deepEqual(inspect(snap).caches(), inspect(heap).caches());
+    assert.deepEqual(verifyHeap(snap), []);
+    assert.ok(snap.runtime.length > 0);
+  });
+
+  it("a truncated or altered file is refused with CorruptImageError naming the problem", () => {
+    const { heap } = leakyHeap();
+    const good = Snapshot.encode(heap);
+    const cases: [string, Uint8Array, RegExp][] = [
+      ["truncated header", good.slice(0, 20), /truncated/],
+      ["truncated image", good.slice(0, good.length - 100), /truncated/],
+      ["header byte", flip(good, 9), /header checksum/],
+      ["image header byte", flip(good, UMS_HEADER + 1), /image checksum/],
+      ["image metadata byte", flip(good, UMS_HEADER + 5000), /image checksum/],
+      ["magic", flip(good, 0), /bad magic/],
+    ];
+    for (const [what, bytes, why] of cases) {
+      assert.throws(
+        () => Snapshot.decode(bytes),
+        (e) => e instanceof CorruptImageError && why.test(e.message),
+        what,
+      );
+    }
+  });
+
+  it("an image with a bad header inside a sound file is refused too", () => {
+    const heap = Heap.create({ size: 1 << 20 });
+    const image = heap.snapshot();
+    image[4] = 99; // the image's format version
+    assert.throws(() => Snapshot.decode(encodeSnapshot(image)), /format version 99/);
+  });
+});
+
+function flip(bytes: Uint8Array, at: number): Uint8Array {
+  const out = bytes.slice();
+  out[at] ^= 0xff;
+  return out;
+}
