@@ -6,6 +6,12 @@
  */
 import { Heap } from "../mod.ts";
 
+/** The worker's global scope, typed for both Deno and Bun without the worker lib. */
+const worker = self as unknown as {
+  onmessage: ((e: MessageEvent) => void) | null;
+  postMessage(message: unknown): void;
+};
+
 let heap: Heap;
 
 /** Ring layout in the heap: head, tail (Int32 words), then RING_CAP entries. */
@@ -43,12 +49,12 @@ function consume(ring: number, n: number): void {
   }
 }
 
-self.onmessage = (e: MessageEvent) => {
+worker.onmessage = (e: MessageEvent) => {
   const m = e.data;
   if (m.type === "attach") heap = Heap.attach(m.buffer);
   else if (m.type === "pairs") pairs(m.n);
   else if (m.type === "produce") produce(m.ring, m.n);
   else if (m.type === "consume") consume(m.ring, m.n);
   else if (m.type === "detach") heap.detach();
-  self.postMessage(m.type);
+  worker.postMessage(m.type);
 };

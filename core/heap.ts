@@ -635,7 +635,7 @@ export class Heap extends HeapView {
    */
   free(ptr: number, size: number): void {
     if (this.i32[FP_HDR_SIZE_WORD] !== this.mapped) this.remap();
-    if (size > 0 && size <= 1024 && (size | 0) === size) {
+    if (size > 0 && size <= 1024 && (size | 0) === size && ptr !== 0) {
       const cp = this.i32[this.sizeTab + ((size + 7) >> 3)];
       if (!this.debugging) cacheFree(this, cp, ptr, "umem_free");
       else if (this.i32[HDR_FIREWALL >> 2] === 0) {
@@ -722,7 +722,12 @@ export class Heap extends HeapView {
     const cp = findCache(this, name);
     if (cp === 0) throw new UmemError("invalid-argument", `Heap.cache: no cache named '${name}'`);
     const c = new Cache(this, cp);
-    this.callbacks[c.id] = { ...callbacks };
+    // Merge: a lookup without callbacks keeps the ones this worker registered before.
+    const merged: CacheCallbacks = { ...this.callbacks[c.id] };
+    for (const k of ["ctor", "dtor", "reclaim"] as const) {
+      if (callbacks[k] !== undefined) (merged as Record<string, unknown>)[k] = callbacks[k];
+    }
+    this.callbacks[c.id] = merged;
     return c;
   }
 

@@ -173,7 +173,12 @@ export class Libc {
     }
     const i32 = this.heap.i32;
     const want = n + MALLOC_HEADER;
-    if (base + MALLOC_HEADER === ptr && blockBytes(want) === blockBytes(total)) {
+    // In place while the class stays the same; on a debugged heap always move, as libumem's
+    // realloc does, so the buffer's tag (requested size, redzone) stays true.
+    if (
+      base + MALLOC_HEADER === ptr && blockBytes(want) === blockBytes(total) &&
+      !this.heap.debugging
+    ) {
       i32[(base + MH_SIZE) >> 2] = want;
       i32[(base + MH_TAG) >> 2] = want ^ MALLOC_MAGIC;
       return ptr;
@@ -237,7 +242,8 @@ export class Libc {
    */
   usableSize(ptr: number): number {
     const [base, total] = this.block(ptr, "usableSize");
-    return base + blockBytes(total) - ptr;
+    // On a debugged heap the bytes past the request are the redzone.
+    return base + (this.heap.debugging ? total : blockBytes(total)) - ptr;
   }
 
   /** The block behind `ptr`: its base and total size, or a `bad-free` error. */

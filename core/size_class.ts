@@ -3,7 +3,8 @@
  *
  * Theory. Sizes up to 131072 bytes map to libumem's 49 size classes (`umem_alloc_8` …
  * `umem_alloc_131072`) through two lookup tables in the image, with no search: sizes up to
- * 1024 by `(size + 7) >> 3`, larger ones by `(size + 1023) >> 10`. Larger sizes go to the
+ * 1024 by `(size + 7) >> 3`, larger ones by `(size + 255) >> 8` (every class above 1024 is a
+ * multiple of 256, so each gets its exact smallest fitting class). Larger sizes go to the
  * `umem_oversize` arena, which imports pages from the heap's arena.
  *
  * Invariants. Table entry i names the smallest class whose size is at least the largest size
@@ -73,8 +74,8 @@ export const UMEM_SIZE_CLASSES: readonly number[] = [
 export const UMEM_MAXBUF = 131072;
 /** Entries of the small table (sizes ≤ 1024, step 8). */
 export const SIZE_TABLE_SMALL = 129;
-/** Entries of the large table (sizes ≤ 131072, step 1024). */
-export const SIZE_TABLE_LARGE = 129;
+/** Entries of the large table (sizes ≤ 131072, step 256). */
+export const SIZE_TABLE_LARGE = 513;
 /** Offset of the large table inside the size table. */
 export const SIZE_TABLE_LARGE_OFF = SIZE_TABLE_SMALL * 4;
 /** Bytes of the size table. */
@@ -98,7 +99,7 @@ export function laySizeTable(h: HeapView, table: number, caches: readonly number
     h.i32[(table >> 2) + i] = i === 0 ? 0 : byClass(i * 8);
   }
   for (let i = 0; i < SIZE_TABLE_LARGE; i++) {
-    h.i32[((table + SIZE_TABLE_LARGE_OFF) >> 2) + i] = i === 0 ? 0 : byClass(i * 1024);
+    h.i32[((table + SIZE_TABLE_LARGE_OFF) >> 2) + i] = i === 0 ? 0 : byClass(i * 256);
   }
   h.i32[HDR_SIZE_TABLE >> 2] = table;
 }
@@ -108,7 +109,7 @@ export function sizeCache(h: HeapView, size: number): number {
   const t = h.i32[HDR_SIZE_TABLE >> 2];
   return size <= 1024
     ? h.i32[(t >> 2) + ((size + 7) >> 3)]
-    : h.i32[((t + SIZE_TABLE_LARGE_OFF) >> 2) + ((size + 1023) >> 10)];
+    : h.i32[((t + SIZE_TABLE_LARGE_OFF) >> 2) + ((size + 255) >> 8)];
 }
 
 /** The oversize arena's record. */

@@ -40,6 +40,7 @@ import {
   HDR_ARENA_LIST,
   HDR_ARENA_LOCK,
   HDR_MAXSIZE,
+  HDR_META_ARENA,
   HDR_META_BYTES,
   HDR_ROOT_ARENA,
   HDR_SEG_FREE,
@@ -307,17 +308,19 @@ export function segReserve(h: HeapView): void {
   if (h.refilling || Atomics.load(h.i32, HDR_SEG_NFREE >> 2) >= SEG_RESERVE) return;
   h.refilling = true;
   try {
-    const root = w(h, HDR_ROOT_ARENA);
-    lock(h, root + VM_LOCK);
+    // From the metadata arena once it exists, so that segment pages gather in its spans
+    // instead of dotting the heap's arena; before that (while the heap is made), from the root.
+    const meta = w(h, HDR_META_ARENA), from = meta !== 0 ? meta : w(h, HDR_ROOT_ARENA);
+    lock(h, from + VM_LOCK);
     let page = 0;
     try {
-      page = allocLocked(h, root, PAGE_SIZE, POLICY_INSTANT);
+      page = allocLocked(h, from, PAGE_SIZE, POLICY_INSTANT);
     } finally {
-      unlock(h, root + VM_LOCK);
+      unlock(h, from + VM_LOCK);
     }
     if (page !== 0) {
       segCarve(h, page, PAGE_SIZE);
-      Atomics.add(h.i32, HDR_META_BYTES >> 2, PAGE_SIZE);
+      if (meta === 0) Atomics.add(h.i32, HDR_META_BYTES >> 2, PAGE_SIZE);
     }
   } finally {
     h.refilling = false;
@@ -423,7 +426,7 @@ function hashGrow(h: HeapView, a: number): void {
     const root = w(h, HDR_ROOT_ARENA);
     const t = a === root
       ? allocLocked(h, root, bytes, POLICY_INSTANT)
-      : vmemAllocAddr(h, root, bytes);
+      : vmemAllocAddr(h, root, bytes, false);
     if (t === 0) return;
     Atomics.add(h.i32, HDR_META_BYTES >> 2, bytes);
     h.i32.fill(0, t >> 2, (t + n * 4) >> 2);
@@ -678,7 +681,7 @@ function importSpan(h: HeapView, a: number, size: number): boolean {
   if (source === 0) return false;
   const sq = w(h, source + VM_QUANTUM);
   const isz = roundUp(Math.max(size, w(h, a + VM_IMPORT)), sq);
-  const base = vmemAllocAddr(h, source, isz);
+  const base = vmemAllocAddr(h, source, isz, false);
   if (base === 0) return false;
   addSpanLocked(h, a, base, isz, true);
   return true;
@@ -718,9 +721,14 @@ function growHeap(h: HeapView, a: number, need: number): boolean {
   return true;
 }
 
-/** Allocates from arena `a`, taking its lock; returns 0 on failure. For internal callers. */
-export function vmemAllocAddr(h: HeapView, a: number, size: number): number {
-  segReserve(h);
+/**
+ * Allocates from arena `a`, taking its lock; returns 0 on failure. For internal callers;
+ * `reserve` false when an arena lock is already held.
+ */
+export function vmemAllocAddr(h: HeapView, a: number, size: number, reserve = true): number {
+  // Nested calls (an import, a hash growing) run with an arena lock held: the reserve taken
+  // before the outer call covers them, and refilling here could take that lock again.
+  if (reserve) segReserve(h);
   lock(h, a + VM_LOCK);
   try {
     return allocLocked(h, a, roundUp(size, w(h, a + VM_QUANTUM)), POLICY_INSTANT);

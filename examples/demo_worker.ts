@@ -1,11 +1,26 @@
 /**
- * The worker half of the demo: attach to the heap it is sent, allocate and free, report.
+ * The worker half of the demo: attach to the heap it is sent, allocate and free, forget a few
+ * buffers on purpose, report.
  *
  * @module
  */
 import { Heap } from "../mod.ts";
 
-self.onmessage = (e: MessageEvent<{ buffer: SharedArrayBuffer; name: string; n: number }>) => {
+/** The worker's global scope, typed for both Deno and Bun without the worker lib. */
+const worker = self as unknown as {
+  onmessage: ((e: MessageEvent) => void) | null;
+  postMessage(message: unknown): void;
+};
+
+/** The bug the demo plants: buffers allocated, filled, and never freed nor kept anywhere. */
+function forgetToFree(heap: Heap, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const p = heap.alloc(40);
+    heap.u8.fill(0x2a, p, p + 40);
+  }
+}
+
+worker.onmessage = (e: MessageEvent<{ buffer: SharedArrayBuffer; name: string; n: number }>) => {
   const { buffer, name, n } = e.data;
   const heap = Heap.attach(buffer);
   // Spans from the heap's arena, and small buffers from the size-class caches.
@@ -23,10 +38,12 @@ self.onmessage = (e: MessageEvent<{ buffer: SharedArrayBuffer; name: string; n: 
       heap.free(q, s);
     }
   }
+  forgetToFree(heap, 2);
   // Keep three spans: the main thread frees them, which any worker may do.
   for (const s of spans.slice(3)) heap.vmem.free(s, 4096 * (1 + (spans.indexOf(s) % 3)));
   for (const [q, s] of held) heap.free(q, s);
   const kept = spans.slice(0, 3).map((s, i) => [s, 4096 * (1 + (i % 3))]);
+  const slot = heap.slot;
   heap.detach();
-  self.postMessage({ name, slot: heap.slot, kept });
+  worker.postMessage({ name, slot, kept });
 };
