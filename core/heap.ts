@@ -90,7 +90,7 @@ import {
 import { addRoot, layRoots, removeRoot } from "./roots.ts";
 import { snapshotImage } from "./snapshot.ts";
 import { layStackTable, stackTableBytes } from "./stack.ts";
-import { lock, unlock } from "./lock.ts";
+import { ATTACHING, lock, unlock } from "./lock.ts";
 import {
   cacheAlloc,
   cacheFree,
@@ -380,7 +380,8 @@ export class Heap extends HeapView {
    */
   static attach(sab: SharedArrayBuffer): Heap {
     checkHeader(sab);
-    const probe = new HeapView(sab, 0);
+    // Not slot 0, the creator's identity: the lock word must name someone who is not us.
+    const probe = new HeapView(sab, ATTACHING);
     const n = probe.u32[HDR_NSLOTS >> 2], table = probe.u32[HDR_SLOTS >> 2];
     lock(probe, HDR_SLOT_LOCK);
     let slot = -1;

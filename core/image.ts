@@ -90,6 +90,8 @@ export const HDR_CREATED = 96;
 export const HDR_NEXT_CACHE_ID = 104;
 /** Address of the metadata arena (cache records, hash tables). */
 export const HDR_META_ARENA = 108;
+/** Last arena id handed out. */
+export const HDR_NEXT_ARENA_ID = 112;
 /** Number of magazine caches. */
 export const HDR_NMAGTYPES = 116;
 /** Bytes the heap's arena gave to vmem's own records: segment pages, hash tables, arenas. */

@@ -29,6 +29,8 @@ import {
 export const LOCK_HOLDER_MASK = 0xffff;
 /** The WAITERS bit of a lock word. */
 export const LOCK_WAITERS = 0x10000;
+/** The slot a worker acts as while it attaches and has no slot yet (never a real slot). */
+export const ATTACHING = LOCK_HOLDER_MASK - 1;
 /** Compare-and-swap attempts before a taker sleeps. */
 const LOCK_SPIN = 64;
 
@@ -64,7 +66,7 @@ function lockSlow(h: HeapView, addr: number): void {
       if (Atomics.compareExchange(i32, i, 0, me | LOCK_WAITERS) === 0) return;
       continue;
     }
-    if ((v & LOCK_HOLDER_MASK) === me) {
+    if ((v & LOCK_HOLDER_MASK) === me && h.slot !== ATTACHING) {
       throw new HeapLockedError(
         `lock: lock at ${hex(addr)} is already held by this worker (slot ${h.slot})`,
         addr,
@@ -84,7 +86,8 @@ function lockSlow(h: HeapView, addr: number): void {
 function lockTimeout(h: HeapView, addr: number, v: number, timeout: number): HeapLockedError {
   const holder = (v & LOCK_HOLDER_MASK) - 1;
   const slots = h.u32[HDR_SLOTS >> 2];
-  const alive = h.u32[(slots + holder * WS_SIZE + WS_STATE) >> 2] === SLOT_LIVE;
+  const alive = holder === ATTACHING ||
+    h.u32[(slots + holder * WS_SIZE + WS_STATE) >> 2] === SLOT_LIVE;
   return new HeapLockedError(
     `lock: lock at ${hex(addr)} not released within ${timeout} ms; held by worker ${holder} (${
       alive ? "slot still live" : "slot no longer live: the holder died"

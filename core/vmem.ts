@@ -42,6 +42,7 @@ import {
   HDR_MAXSIZE,
   HDR_META_ARENA,
   HDR_META_BYTES,
+  HDR_NEXT_ARENA_ID,
   HDR_ROOT_ARENA,
   HDR_SEG_FREE,
   HDR_SEG_LOCK,
@@ -149,7 +150,9 @@ export const VM_HASH0 = 336;
 /** Buckets of the initial hash table. */
 export const VM_HASH0_N = 64;
 /** Size of an arena record. */
-export const VM_RECORD_SIZE = VM_HASH0 + VM_HASH0_N * 4;
+export const VM_RECORD_SIZE = VM_HASH0 + VM_HASH0_N * 4 + 8;
+/** Arena id (0 for the heap's arena): a handle remembers it to notice a reused record. */
+export const VM_ID = VM_HASH0 + VM_HASH0_N * 4;
 
 /** "VMEM". */
 export const VM_MAGIC_VALUE = 0x4d454d56;
@@ -522,16 +525,31 @@ function xfit(
 
 /** Allocates `[addr, addr+size)` out of the free segment `seg`. Returns the allocated seg. */
 function carve(h: HeapView, a: number, seg: number, addr: number, size: number): number {
-  flRemove(h, a, seg);
   const start = w(h, seg + VS_START), end = w(h, seg + VS_END);
-  if (addr > start) {
-    const lead = segCreate(h, start, addr, SEG_FREE);
+  // Take the records first: running out of them must leave the arena as it was.
+  const lead = addr > start ? segAlloc(h) : 0;
+  let tail = 0;
+  if (addr + size < end) {
+    try {
+      tail = segAlloc(h);
+    } catch (e) {
+      if (lead !== 0) segFree(h, lead);
+      throw e;
+    }
+  }
+  flRemove(h, a, seg);
+  if (lead !== 0) {
+    setw(h, lead + VS_START, start);
+    setw(h, lead + VS_END, addr);
+    setw(h, lead + VS_TYPE, SEG_FREE);
     insertAfter(h, w(h, seg + VS_APREV), lead);
     flInsert(h, a, lead);
     setw(h, seg + VS_START, addr);
   }
-  if (addr + size < end) {
-    const tail = segCreate(h, addr + size, end, SEG_FREE);
+  if (tail !== 0) {
+    setw(h, tail + VS_START, addr + size);
+    setw(h, tail + VS_END, end);
+    setw(h, tail + VS_TYPE, SEG_FREE);
     insertAfter(h, seg, tail);
     flInsert(h, a, tail);
     setw(h, seg + VS_END, addr + size);
@@ -679,9 +697,12 @@ function importSpan(h: HeapView, a: number, size: number): boolean {
   if ((w(h, a + VM_FLAGS) & VMF_ROOT) !== 0) return growHeap(h, a, size);
   const source = w(h, a + VM_SOURCE);
   if (source === 0) return false;
-  const sq = w(h, source + VM_QUANTUM);
-  const isz = roundUp(Math.max(size, w(h, a + VM_IMPORT)), sq);
-  const base = vmemAllocAddr(h, source, isz, false);
+  const sq = w(h, source + VM_QUANTUM), q = w(h, a + VM_QUANTUM);
+  // A span must be aligned to this arena's quantum, not only to the source's.
+  const isz = roundUp(Math.max(size, w(h, a + VM_IMPORT)), Math.max(sq, q));
+  const base = q > sq
+    ? vmemXallocAddr(h, source, isz, q, false)
+    : vmemAllocAddr(h, source, isz, false);
   if (base === 0) return false;
   addSpanLocked(h, a, base, isz, true);
   return true;
@@ -738,8 +759,14 @@ export function vmemAllocAddr(h: HeapView, a: number, size: number, reserve = tr
 }
 
 /** Allocates `size` bytes aligned to `align` from arena `a`; returns 0 on failure. Internal. */
-export function vmemXallocAddr(h: HeapView, a: number, size: number, align: number): number {
-  segReserve(h);
+export function vmemXallocAddr(
+  h: HeapView,
+  a: number,
+  size: number,
+  align: number,
+  reserve = true,
+): number {
+  if (reserve) segReserve(h);
   lock(h, a + VM_LOCK);
   try {
     const q = w(h, a + VM_QUANTUM);
@@ -812,6 +839,11 @@ export function layArena(
   setw(h, a + VM_HASH, a + VM_HASH0);
   setw(h, a + VM_HASHMASK, VM_HASH0_N - 1);
   lock(h, HDR_ARENA_LOCK);
+  if ((flags & VMF_ROOT) === 0) {
+    // The heap's arena keeps id 0: Heap's constructor makes its handle before this runs.
+    setw(h, HDR_NEXT_ARENA_ID, w(h, HDR_NEXT_ARENA_ID) + 1);
+    setw(h, a + VM_ID, w(h, HDR_NEXT_ARENA_ID));
+  }
   setw(h, a + VM_NEXT, w(h, HDR_ARENA_LIST));
   setw(h, HDR_ARENA_LIST, a);
   unlock(h, HDR_ARENA_LOCK);
@@ -850,9 +882,15 @@ export class Vmem {
    * @param heap the heap
    * @param addr the arena record's address
    */
+  /** The arena's id when this handle was made: a reused record has another. */
+  private readonly id: number;
+  /** The arena's name, read once (only error messages use it). */
+  private cachedName: string | undefined;
+
   constructor(heap: HeapView, addr: number) {
     this.heap = heap;
     this.addr = addr;
+    this.id = heap.i32[(addr + VM_ID) >> 2];
   }
 
   /**
@@ -916,6 +954,11 @@ export class Vmem {
         } and size ${size} must be multiples of the quantum ${quantum}`,
       );
     }
+    if (size > 0) {
+      // add()'s checks, made before anything is allocated.
+      checkSize("vmem_create", "base", base, 1, MAX_IMAGE);
+      checkSize("vmem_create", "size", size, 1, MAX_IMAGE - base);
+    }
     if (options.source !== undefined) options.source.check("vmem_create");
     const qcacheMax = checkSize("vmem_create", "qcacheMax", options.qcacheMax ?? 0, 0, 1 << 30);
     if (qcacheMax > 0 && (options.source === undefined || quantum < 8 || quantum > PAGE_SIZE)) {
@@ -941,7 +984,14 @@ export class Vmem {
       throw e;
     }
     const arena = new Vmem(heap, a);
-    if (size > 0) arena.add(base, size);
+    if (size > 0) {
+      try {
+        arena.add(base, size);
+      } catch (e) {
+        arena.destroy();
+        throw e;
+      }
+    }
     if (qcacheMax > 0) layQcaches(heap, a, name, quantum, qcacheMax);
     return arena;
   }
@@ -949,14 +999,17 @@ export class Vmem {
   /** Throws if this arena was destroyed. */
   check(fn: string): void {
     this.heap.sync();
-    if (w(this.heap, this.addr + VM_MAGIC) !== VM_MAGIC_VALUE) {
+    if (
+      w(this.heap, this.addr + VM_MAGIC) !== VM_MAGIC_VALUE ||
+      w(this.heap, this.addr + VM_ID) !== this.id
+    ) {
       throw new UmemError("destroyed", `${fn}: arena at ${hex(this.addr)} was destroyed`);
     }
   }
 
   /** The arena's name. */
   get name(): string {
-    return arenaName(this.heap, this.addr);
+    return this.cachedName ??= arenaName(this.heap, this.addr);
   }
 
   /** The arena's quantum. */
