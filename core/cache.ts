@@ -34,6 +34,8 @@ import {
   checkCacheId,
   cpuFlush,
   depotPurge,
+  FP_CA_ID,
+  FP_HDR_SIZE_WORD,
   MAG_INITIAL_TYPE,
   MAG_ROUNDS,
   maxMagType,
@@ -132,12 +134,6 @@ const w = (h: HeapView, a: number) => h.i32[a >> 2];
 
 /** The debugging flags a cache takes from the heap's. */
 const CACHE_DEBUG_FLAGS = DBG_AUDIT | DBG_CONTENTS | DBG_GUARDS | DBG_TXLOG | DBG_CTLOG;
-
-// Local copies for the fast path (V8 does not fold imported constants; see magazine.ts).
-const FP_HDR_SIZE_WORD = 3, FP_CA_ID = 124;
-if (FP_HDR_SIZE_WORD !== HDR_SIZE >> 2 || FP_CA_ID !== CA_ID) {
-  throw new Error("core/cache.ts: fast-path copies of the layout are out of date");
-}
 
 /**
  * Creates a cache record and returns its address. Checks everything first.

@@ -95,6 +95,7 @@ import {
   cacheAlloc,
   cacheFree,
   CC_SIZE,
+  checkFastPathLayout,
   flushSlot,
   MAG_ROUNDS,
   nofailOrThrow,
@@ -123,9 +124,9 @@ import {
   vmemAllocAddr,
 } from "./vmem.ts";
 
-// The word index of HDR_SIZE, local so that V8 folds it into alloc and free (see magazine.ts).
+// The word index of HDR_SIZE, module-local so that V8 folds it into alloc and free (see
+// magazine.ts), checked with the rest of the fast path's copies when a handle is made.
 const FP_HDR_SIZE_WORD = 3;
-if (FP_HDR_SIZE_WORD !== HDR_SIZE >> 2) throw new Error("core/heap.ts: HDR_SIZE moved");
 
 /** Writes the debugging and logging settings into a new image and lays the logs. */
 function layDebug(
@@ -275,6 +276,8 @@ export class Heap extends HeapView {
 
   private constructor(sab: SharedArrayBuffer, slot: number) {
     super(sab, slot);
+    checkFastPathLayout();
+    if (FP_HDR_SIZE_WORD !== HDR_SIZE >> 2) throw new Error("core/heap.ts: HDR_SIZE moved");
     this.ccOff = CA_CPU + slot * CC_SIZE;
     this.vmem = new Vmem(this, this.u32[HDR_ROOT_ARENA >> 2]);
     this.sizeTab = this.i32[HDR_SIZE_TABLE >> 2] >> 2;

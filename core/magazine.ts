@@ -35,6 +35,7 @@ import {
   HDR_MAG_CACHES,
   HDR_MAX_CONTENTION,
   HDR_NSLOTS,
+  HDR_SIZE,
   type HeapView,
   HF_NOFAIL,
   PAGE_SHIFT,
@@ -130,12 +131,21 @@ export function maxMagType(bufsize: number): number {
 // So the fast path keeps local copies of the slab layout it reads, checked here at load time.
 const FP_PAGE_SHIFT = 12, FP_SB_STATE = 40, FP_SB_BASE = 4, FP_SB_CACHE = 0;
 const FP_CA_SHIFT = 128, FP_BUF_ALLOC = 1, FP_BUF_CACHED = 2;
-if (
-  FP_PAGE_SHIFT !== PAGE_SHIFT || FP_SB_STATE !== SB_STATE || FP_SB_BASE !== SB_BASE ||
-  FP_SB_CACHE !== SB_CACHE || FP_CA_SHIFT !== CA_SHIFT || FP_BUF_ALLOC !== BUF_ALLOC ||
-  FP_BUF_CACHED !== BUF_CACHED
-) {
-  throw new Error("core/magazine.ts: fast-path copies of the slab layout are out of date");
+/** The word index of HDR_SIZE and the offset of CA_ID, for heap.ts and cache.ts. */
+export const FP_HDR_SIZE_WORD = 3, FP_CA_ID = 124;
+/**
+ * Checks the fast path's local copies of the layout against the declarations. Called when a
+ * heap handle is made, not at module load: the core's modules import each other, and an
+ * imported constant may not be initialised yet while this module loads.
+ */
+export function checkFastPathLayout(): void {
+  if (
+    FP_PAGE_SHIFT !== PAGE_SHIFT || FP_SB_STATE !== SB_STATE || FP_SB_BASE !== SB_BASE ||
+    FP_SB_CACHE !== SB_CACHE || FP_CA_SHIFT !== CA_SHIFT || FP_BUF_ALLOC !== BUF_ALLOC ||
+    FP_BUF_CACHED !== BUF_CACHED || FP_CA_ID !== CA_ID || FP_HDR_SIZE_WORD !== HDR_SIZE >> 2
+  ) {
+    throw new Error("core: the fast path's copies of the layout are out of date");
+  }
 }
 
 /**
