@@ -16,7 +16,6 @@ import {
   HDR_DEBUG,
   HDR_META_ARENA,
   HDR_NSLOTS,
-  HDR_SIZE,
   HDR_UMEM_OPTIONS,
   type HeapView,
   PAGE_SIZE,
