@@ -273,6 +273,7 @@ export class Inspector {
     this.heap = heap;
   }
 
+  /** The word at `a`, or 0 outside the image: a damaged image reads as zeros, never throws. */
   private w(a: number): number {
     return a >= 0 && a + 4 <= this.heap.mapped ? this.heap.i32[a >> 2] : 0;
   }

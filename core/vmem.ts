@@ -877,16 +877,16 @@ export class Vmem {
   /** The arena record's address. */
   readonly addr: number;
 
-  /**
-   * Wraps an existing arena record. Use {@linkcode Vmem.create} or `heap.vmem` instead.
-   * @param heap the heap
-   * @param addr the arena record's address
-   */
   /** The arena's id when this handle was made: a reused record has another. */
   private readonly id: number;
   /** The arena's name, read once (only error messages use it). */
   private cachedName: string | undefined;
 
+  /**
+   * Wraps an existing arena record. Use {@linkcode Vmem.create} or `heap.vmem` instead.
+   * @param heap the heap
+   * @param addr the arena record's address
+   */
   constructor(heap: HeapView, addr: number) {
     this.heap = heap;
     this.addr = addr;
