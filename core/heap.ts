@@ -50,6 +50,7 @@ import {
   MAX_SLOTS,
   PAGE_SIZE,
   roundUp,
+  SLOT_DEAD,
   SLOT_FREE,
   SLOT_LIVE,
   UO_NOMAGAZINES,
@@ -466,16 +467,21 @@ export class Heap extends HeapView {
     const n = this.u32[HDR_NSLOTS >> 2], table = this.u32[HDR_SLOTS >> 2];
     checkSize("Heap.reclaimSlot", "slot", slot, 0, n - 1);
     const at = table + slot * WS_SIZE;
-    if (this.u32[(at + WS_STATE) >> 2] === SLOT_LIVE) flushSlot(this, slot);
+    // The slot is marked dead first: if the worker died holding a lock, the flush below times
+    // out on it with a HeapLockedError, the slot stays dead (never handed out again), and
+    // verify() names the lock and the structure it guards.
     lock(this, HDR_SLOT_LOCK);
     try {
-      if (this.u32[(at + WS_STATE) >> 2] !== SLOT_LIVE) {
+      const state = this.u32[(at + WS_STATE) >> 2];
+      if (state !== SLOT_LIVE && state !== SLOT_DEAD) {
         throw new UmemError("invalid-argument", `Heap.reclaimSlot: slot ${slot} is not live`);
       }
-      this.u32[(at + WS_STATE) >> 2] = SLOT_FREE;
+      this.u32[(at + WS_STATE) >> 2] = SLOT_DEAD;
     } finally {
       unlock(this, HDR_SLOT_LOCK);
     }
+    flushSlot(this, slot);
+    Atomics.store(this.u32, (at + WS_STATE) >> 2, SLOT_FREE);
   }
 
   /**

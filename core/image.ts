@@ -154,6 +154,8 @@ export const WS_SIZE = 16;
 export const SLOT_FREE = 0;
 /** A slot held by a live worker. */
 export const SLOT_LIVE = 1;
+/** A slot whose worker died and whose magazines are being (or could not be) given back. */
+export const SLOT_DEAD = 2;
 
 /** Offset of the root arena record in page 0. */
 export const ROOT_ARENA_OFFSET = 2048;

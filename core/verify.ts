@@ -14,13 +14,22 @@
 
 import { checkAllocatedBuffer, checkFreeBuffer, checkQuarantined, quarantined } from "./debug.ts";
 import { hex } from "./errors.ts";
+import { LOCK_HOLDER_MASK } from "./lock.ts";
 import {
   HDR_ARENA_LIST,
+  HDR_ARENA_LOCK,
   HDR_CACHE_LIST,
+  HDR_CACHE_LOCK,
   HDR_NSLOTS,
+  HDR_ROOT_LOCK,
+  HDR_SEG_LOCK,
+  HDR_SLOTS,
   type HeapView,
   PAGE_SHIFT,
   PAGE_SIZE,
+  SLOT_LIVE,
+  WS_SIZE,
+  WS_STATE,
 } from "./image.ts";
 import {
   CC_LOADED,
@@ -42,12 +51,14 @@ import {
   CA_DEBUG,
   CA_DEPOT_EMPTY,
   CA_DEPOT_FULL,
+  CA_DEPOT_LOCK,
   CA_DEPOT_NEMPTY,
   CA_DEPOT_NFULL,
   CA_EMPTY,
   CA_FLAGS,
   CA_FULL,
   CA_LINKOFF,
+  CA_LOCK,
   CA_MAGROUNDS,
   CA_NCHUNKS,
   CA_NEXT,
@@ -79,6 +90,7 @@ import {
   VM_FREEMAP,
   VM_HASHCOUNT,
   VM_INUSE,
+  VM_LOCK,
   VM_NEXT,
   VM_SENTINEL,
   VS_ANEXT,
@@ -92,6 +104,7 @@ import {
 /** Checks the whole heap; returns one line per problem. */
 export function verifyHeap(h: HeapView): string[] {
   const out: string[] = [];
+  verifyLocks(h, out);
   const limit = h.mapped >> 3;
   let n = 0;
   for (let a = w(h, HDR_ARENA_LIST); a !== 0 && n++ < limit; a = w(h, a + VM_NEXT)) {
@@ -117,6 +130,49 @@ export function verifyHeap(h: HeapView): string[] {
 }
 
 const w = (h: HeapView, a: number) => h.i32[a >> 2];
+
+/**
+ * Reports every lock held by a worker slot that is no longer attached (it died, or was
+ * reclaimed, while it held the lock): the structure the lock guards may be half-changed.
+ */
+function verifyLocks(h: HeapView, out: string[]): void {
+  const nslots = w(h, HDR_NSLOTS), table = w(h, HDR_SLOTS);
+  const check = (addr: number, what: string) => {
+    const holder = (Atomics.load(h.i32, addr >> 2) & LOCK_HOLDER_MASK) - 1;
+    if (holder < 0) return;
+    const live = holder < nslots && w(h, table + holder * WS_SIZE + WS_STATE) === SLOT_LIVE;
+    if (!live) {
+      out.push(
+        `umem_verify: ${what} (lock at ${
+          hex(addr)
+        }) is held by worker ${holder}, which is no longer ` +
+          `attached: ${what.replace(/ lock$/, "")} may be inconsistent`,
+      );
+    }
+  };
+  check(HDR_SEG_LOCK, "the segment-record pool lock");
+  check(HDR_ARENA_LOCK, "the arena list lock");
+  check(HDR_CACHE_LOCK, "the cache list lock");
+  check(HDR_ROOT_LOCK, "the root table lock");
+  const limit = h.mapped >> 12;
+  let n = 0;
+  for (
+    let a = w(h, HDR_ARENA_LIST);
+    a !== 0 && inBounds(h, a) && n++ < limit;
+    a = w(h, a + VM_NEXT)
+  ) {
+    check(a + VM_LOCK, `arena ${arenaName(h, a)} lock`);
+  }
+  n = 0;
+  for (
+    let cp = w(h, HDR_CACHE_LIST);
+    cp !== 0 && inBounds(h, cp) && n++ < limit;
+    cp = w(h, cp + CA_NEXT)
+  ) {
+    check(cp + CA_LOCK, `cache ${cacheName(h, cp)} slab lock`);
+    check(cp + CA_DEPOT_LOCK, `cache ${cacheName(h, cp)} depot lock`);
+  }
+}
 
 /** Checks every buffer of a debugged cache: free ones' patterns, allocated ones' redzones. */
 function verifyDebugBuffers(h: HeapView, cp: number, out: string[]): void {
