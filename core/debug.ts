@@ -321,6 +321,20 @@ function verifyEnd(h: HeapView, cp: number): number {
   return max > 0 ? Math.min(tagOff, roundUp(max, 4)) : tagOff;
 }
 
+/** The report of a tag whose check word is neither state's. */
+function tagCorrupted(h: HeapView, bx: number, buf: number, cp: number): HeapCorruptionError {
+  return report(
+    h,
+    "boundary-tag-corrupted",
+    "boundary tag corrupted",
+    [
+      `bxstat ${hex(bx)} is neither the free nor the allocated check word of this buffer`,
+    ],
+    buf,
+    cp,
+  );
+}
+
 /**
  * Checks a free buffer's tag and pattern; returns the problem, or undefined. Used when a buffer
  * is handed out, by `verify()` and when a slab is reaped.
@@ -333,16 +347,7 @@ export function checkFreeBuffer(
   const tag = buf + w(h, cp + CA_TAGOFF), flags = w(h, cp + CA_DEBUG);
   const bx = w(h, tag + BT_BXSTAT);
   if (bx !== (buf ^ BT_FREE_MAGIC)) {
-    return report(
-      h,
-      "boundary-tag-corrupted",
-      "boundary tag corrupted",
-      [
-        `bxstat ${hex(bx)} is neither the free nor the allocated check word of this buffer`,
-      ],
-      buf,
-      cp,
-    );
+    return tagCorrupted(h, bx, buf, cp);
   }
   if (w(h, tag + BT_REDZONE) !== REDZONE_PATTERN) {
     return report(
@@ -404,16 +409,7 @@ export function checkAllocatedBuffer(
     );
   }
   if (bx !== (buf ^ BT_ALLOC_MAGIC)) {
-    return report(
-      h,
-      "boundary-tag-corrupted",
-      "boundary tag corrupted",
-      [
-        `bxstat ${hex(bx)} is neither the free nor the allocated check word of this buffer`,
-      ],
-      buf,
-      cp,
-    );
+    return tagCorrupted(h, bx, buf, cp);
   }
   if ((w(h, cp + CA_DEBUG) & DBG_AUDIT) !== 0) {
     const slot = w(h, tag + BT_A_SLOT), stack = w(h, tag + BT_A_STACK);

@@ -309,6 +309,19 @@ function foldCounts(h: HeapView, cc: number): void {
   h.i32[(cc + CC_NFREE) >> 2] = 0;
 }
 
+/**
+ * Takes the depot lock for slot record `cc`. If the cache's magazines grew since the slot last
+ * came, the slot's old magazines are emptied instead, the lock is let go, and this returns
+ * false: the caller starts over.
+ */
+function depotEnter(h: HeapView, cp: number, cc: number): boolean {
+  depotLock(h, cp);
+  if (w(h, cc + CC_MAGTYPE) === w(h, cp + CA_MAGTYPE)) return true;
+  unlock(h, cp + CA_DEPOT_LOCK);
+  cpuFlush(h, cp, h.slot);
+  return false;
+}
+
 function cacheAllocSlow(h: HeapView, cp: number): number {
   const cc = cp + h.ccOff;
   foldCounts(h, cc);
@@ -319,12 +332,7 @@ function cacheAllocSlow(h: HeapView, cp: number): number {
       swapMagazines(h, cc);
       continue;
     }
-    depotLock(h, cp);
-    if (w(h, cc + CC_MAGTYPE) !== w(h, cp + CA_MAGTYPE)) {
-      unlock(h, cp + CA_DEPOT_LOCK);
-      cpuFlush(h, cp, h.slot);
-      continue;
-    }
+    if (!depotEnter(h, cp, cc)) continue;
     const full = w(h, cp + CA_DEPOT_FULL);
     if (full === 0) {
       unlock(h, cp + CA_DEPOT_LOCK);
@@ -370,12 +378,7 @@ function cacheFreeSlow(h: HeapView, cp: number, buf: number): void {
       swapMagazines(h, cc);
       continue;
     }
-    depotLock(h, cp);
-    if (w(h, cc + CC_MAGTYPE) !== w(h, cp + CA_MAGTYPE)) {
-      unlock(h, cp + CA_DEPOT_LOCK);
-      cpuFlush(h, cp, h.slot);
-      continue;
-    }
+    if (!depotEnter(h, cp, cc)) continue;
     const empty = w(h, cp + CA_DEPOT_EMPTY);
     if (empty !== 0) {
       setw(h, cp + CA_DEPOT_EMPTY, w(h, empty + MG_NEXT));
