@@ -123,6 +123,8 @@ import {
   CA_NCHUNKS,
   CA_TAGOFF,
   cacheName,
+  CF_HASCTOR,
+  CF_HASDTOR,
   CF_INTERNAL,
   SB_BASE,
   SB_CACHE,
@@ -383,6 +385,27 @@ export function checkFreeBuffer(
   return undefined;
 }
 
+/**
+ * The quick form of {@linkcode checkAllocatedBuffer} for the free path: true when the tag and
+ * the redzone are as they should be. Only when it says no does the free build a report.
+ */
+function allocatedLooksSound(h: HeapView, cp: number, buf: number): boolean {
+  const i32 = h.i32, tagOff = i32[(cp + CA_TAGOFF) >> 2], tag = buf + tagOff;
+  if (
+    i32[(tag + BT_BXSTAT) >> 2] !== (buf ^ BT_ALLOC_MAGIC) ||
+    i32[(tag + BT_REDZONE) >> 2] !== REDZONE_PATTERN
+  ) return false;
+  if ((i32[(cp + CA_DEBUG) >> 2] & DBG_AUDIT) !== 0) {
+    const slot = i32[(tag + BT_A_SLOT) >> 2];
+    if (slot < 0 || slot >= i32[HDR_NSLOTS >> 2]) return false;
+  }
+  const size = decodeSize(i32[(tag + BT_SIZE) >> 2]);
+  if (size < 0 || size > tagOff) return false;
+  const u8 = h.u8;
+  for (let i = buf + size; i < tag; i++) if (u8[i] !== REDZONE_BYTE) return false;
+  return true;
+}
+
 /** Checks an allocated buffer's tag and redzone; returns the problem, or undefined. */
 export function checkAllocatedBuffer(
   h: HeapView,
@@ -484,7 +507,9 @@ export function debugAlloc(h: HeapView, cp: number, size: number, above: unknown
     throw bad;
   }
   const flags = w(h, cp + CA_DEBUG), tag = buf + w(h, cp + CA_TAGOFF);
-  const ctor = h.callbacks[w(h, cp + CA_ID)]?.ctor;
+  const ctor = (w(h, cp + CA_FLAGS) & CF_HASCTOR) !== 0
+    ? h.callbacks[w(h, cp + CA_ID)]?.ctor
+    : undefined;
   if ((flags & DBG_CONTENTS) !== 0 && ctor === undefined) fillWords(h, buf, tag, UNINIT_PATTERN);
   setw(h, tag + BT_SIZE, encodeSize(size));
   for (let i = buf + size; i < tag; i++) h.u8[i] = REDZONE_BYTE;
@@ -583,8 +608,10 @@ export function debugFree(
       cp,
     );
   }
-  const problem = checkAllocatedBuffer(h, cp, buf);
-  if (problem !== undefined) throw problem;
+  if (!allocatedLooksSound(h, cp, buf)) {
+    throw checkAllocatedBuffer(h, cp, buf) ??
+      report(h, "boundary-tag-corrupted", "boundary tag corrupted", [], buf, cp);
+  }
   if (h.u8[sb + SB_STATE + idx] !== BUF_ALLOC) {
     throw report(h, "duplicate-free", "duplicate free: buffer freed twice", [], buf, cp);
   }
@@ -602,8 +629,7 @@ export function debugFree(
   }
   // Sound: destroy, log the contents, record, fill, and give it to the magazine layer.
   const flags = w(h, cp + CA_DEBUG);
-  const dtor = h.callbacks[w(h, cp + CA_ID)]?.dtor;
-  if (dtor !== undefined) dtor(h, buf);
+  if ((w(h, cp + CA_FLAGS) & CF_HASDTOR) !== 0) h.callbacks[w(h, cp + CA_ID)]?.dtor?.(h, buf);
   if ((flags & DBG_CTLOG) !== 0) logContents(h, cp, buf, asked);
   if ((flags & (DBG_AUDIT | DBG_TXLOG)) !== 0) record(h, cp, buf, asked, TXOP_FREE, above);
   if ((flags & DBG_CONTENTS) !== 0) fillWords(h, buf, tag, FREE_PATTERN);
