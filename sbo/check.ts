@@ -1,0 +1,55 @@
+/**
+ * Argument checks and error reports for the `sbo` module.
+ *
+ * Theory. Every public entry point of `sbo` validates its arguments before it touches the image
+ * (DESIGN.md, principle 8), so a bad call throws a {@linkcode UmemError} whose `kind` programs can
+ * branch on and leaves the heap as it was. Messages read like the core's: the function, the
+ * address in hex, and what was expected. The core keeps its own helpers private; these are the
+ * same few lines, built on the public {@linkcode UmemError} only.
+ *
+ * Invariants. No helper here reads or writes the image. Lock order: none.
+ *
+ * @module
+ */
+
+import { UmemError } from "../core/mod.ts";
+
+/** The largest byte count or address of an image (2 GiB less a page), as the core's limit. */
+export const MAX_BYTES = 0x80000000 - 4096;
+/** The largest alignment a block can ask for. */
+export const MAX_ALIGN = 65536;
+
+/** Formats an address as libumem does: `0x` and lower-case hex. */
+export function hex(addr: number): string {
+  return "0x" + (addr >>> 0).toString(16);
+}
+
+/**
+ * Checks that `n` is a whole number in [min, max]; throws `invalid-argument` naming the
+ * function and the parameter otherwise. Only numbers pass (a numeric string does not).
+ */
+export function checkWhole(fn: string, what: string, n: unknown, min: number, max: number): number {
+  if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) {
+    throw new UmemError(
+      "invalid-argument",
+      `${fn}: ${what} ${
+        typeof n === "number" ? String(n) : typeof n
+      } is not a whole number in [${min}, ${max}]`,
+    );
+  }
+  return n;
+}
+
+/** Checks an alignment: a power of two in [1, {@linkcode MAX_ALIGN}]. */
+export function checkAlign(fn: string, align: unknown): number {
+  const a = checkWhole(fn, "align", align, 1, MAX_ALIGN);
+  if ((a & (a - 1)) !== 0) {
+    throw new UmemError("invalid-argument", `${fn}: align ${a} is not a power of two`);
+  }
+  return a;
+}
+
+/** The smallest power of two that is at least `n` (n ≥ 1, n ≤ 2^30). */
+export function pow2ceil(n: number): number {
+  return n <= 1 ? 1 : 2 ** (32 - Math.clz32(n - 1));
+}
