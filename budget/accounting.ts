@@ -34,7 +34,7 @@
  * @module
  */
 
-import { lock, unlock } from "../core/lock.ts";
+import { lock, unlock } from "../core/internal.ts";
 import type { HeapView } from "../core/mod.ts";
 import { BudgetExceededError } from "./budget_error.ts";
 import {

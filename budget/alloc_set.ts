@@ -35,7 +35,7 @@
  * @module
  */
 
-import { lock, unlock } from "../core/lock.ts";
+import { lock, unlock } from "../core/internal.ts";
 import { type HeapView, OutOfMemoryError, UmemError } from "../core/mod.ts";
 import { afterRefusal, lockTree, release, reserve, wakeChunkWaiters } from "./accounting.ts";
 import { checkRequest } from "./budget_error.ts";

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { unlock } from "../core/lock.ts";
+import { unlock } from "../core/internal.ts";
 import type { HeapView } from "../core/mod.ts";
 import { lockTree } from "./accounting.ts";
 import {

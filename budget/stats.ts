@@ -21,7 +21,7 @@
  * @module
  */
 
-import { lock, unlock } from "../core/lock.ts";
+import { lock, unlock } from "../core/internal.ts";
 import type { HeapView } from "../core/mod.ts";
 import { lockTree } from "./accounting.ts";
 import {

@@ -22,7 +22,7 @@
  * @module
  */
 
-import { lock, unlock } from "../core/lock.ts";
+import { lock, unlock } from "../core/internal.ts";
 import { UmemError } from "../core/mod.ts";
 import { releaseLocked } from "./accounting.ts";
 import { checkLive, killRecord, nextGen, resetBlocks } from "./alloc_set.ts";

@@ -13,32 +13,27 @@
  */
 
 import { UmemError } from "../core/mod.ts";
+import { checkSize, hex } from "../core/internal.ts";
 
 /** The largest byte count or address of an image (2 GiB less a page), as the core's limit. */
 export const MAX_BYTES = 0x80000000 - 4096;
 /** The largest alignment a block can ask for. */
 export const MAX_ALIGN = 65536;
 
-/** Formats an address as libumem does: `0x` and lower-case hex. */
-export function hex(addr: number): string {
-  return "0x" + (addr >>> 0).toString(16);
-}
+/** Formats an address as libumem does (the core's formatter). */
+export { hex };
 
 /**
  * Checks that `n` is a whole number in [min, max]; throws `invalid-argument` naming the
- * function and the parameter otherwise. Only numbers pass (a numeric string does not).
+ * function and the parameter otherwise (the core's check).
  */
-export function checkWhole(fn: string, what: string, n: unknown, min: number, max: number): number {
-  if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) {
-    throw new UmemError(
-      "invalid-argument",
-      `${fn}: ${what} ${
-        typeof n === "number" ? String(n) : typeof n
-      } is not a whole number in [${min}, ${max}]`,
-    );
-  }
-  return n;
-}
+export const checkWhole: (
+  fn: string,
+  what: string,
+  n: unknown,
+  min: number,
+  max: number,
+) => number = checkSize;
 
 /** Checks an alignment: a power of two in [1, {@linkcode MAX_ALIGN}]. */
 export function checkAlign(fn: string, align: unknown): number {
