@@ -8,32 +8,9 @@
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import {
-  type Cache,
-  Heap,
-  type HeapOptions,
-  type HeapView,
-  OutOfMemoryError,
-  UmemError,
-} from "../mod.ts";
+import { mk, throwsKind } from "./helpers.ts";
+import { type Cache, Heap, type HeapView, OutOfMemoryError, UmemError } from "../mod.ts";
 import { CA_MAXCOLOR, SB_BASE, SB_START, slabOf } from "../core/slab.ts";
-
-/**
- * A heap whose behaviour does not depend on UMEM_DEBUG, UMEM_LOGGING or UMEM_OPTIONS in the
- * environment (debugging would turn magazines off and change every constructor count).
- */
-function mk(options: HeapOptions = {}): Heap {
-  return Heap.create({ debug: "", logging: "", options: "", ...options });
-}
-
-/** Asserts that `fn` throws a UmemError of kind `kind`. */
-function throwsKind(fn: () => unknown, kind: string): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof UmemError, `expected a UmemError, got ${String(e)}`);
-    assert.equal(e.kind, kind, e.message);
-    return true;
-  });
-}
 
 /** A constructor/destructor pair that counts its calls and the buffers it saw. */
 function counters() {

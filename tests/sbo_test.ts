@@ -10,8 +10,9 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { mk as quiet, throwsKind } from "./helpers.ts";
 import fc from "fast-check";
-import { Heap, type HeapOptions, inspect, OutOfMemoryError, UmemError, Vmem } from "../mod.ts";
+import { type Heap, type HeapOptions, inspect, OutOfMemoryError, UmemError, Vmem } from "../mod.ts";
 import { BumpArena, ChunkPool, scope, withArena } from "../sbo/mod.ts";
 import {
   BA_CHUNK,
@@ -35,23 +36,9 @@ import {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/** A heap that ignores UMEM_DEBUG, UMEM_LOGGING and UMEM_OPTIONS in the environment. */
+/** A quiet heap (see tests/helpers.ts) of 4 MiB unless told otherwise. */
 function mk(options: HeapOptions = {}): Heap {
-  return Heap.create({ debug: "", logging: "", options: "", size: 4 << 20, ...options });
-}
-
-/** Asserts that `fn` throws a UmemError of `kind` whose message matches `re`; returns it. */
-function throwsKind(fn: () => unknown, kind: string, re?: RegExp): UmemError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught instanceof UmemError, `expected a UmemError ${kind}, got ${String(caught)}`);
-  assert.equal(caught.kind, kind, caught.message);
-  if (re !== undefined) assert.match(caught.message, re);
-  return caught;
+  return quiet({ size: 4 << 20, ...options });
 }
 
 /** Asserts the heap is sound. */

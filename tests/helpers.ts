@@ -1,0 +1,40 @@
+/**
+ * Helpers the test files share.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { Heap, type HeapOptions, UmemError } from "../mod.ts";
+
+/**
+ * A heap that ignores UMEM_DEBUG, UMEM_LOGGING and UMEM_OPTIONS in the environment, so that a
+ * test's figures (constructor counts, magazines, sizes) do not depend on the shell it runs in.
+ */
+export function mk(options: HeapOptions = {}): Heap {
+  return Heap.create({ debug: "", logging: "", options: "", ...options });
+}
+
+/**
+ * Asserts that `fn` throws a UmemError whose kind is `kind` (or one of `kind`), and whose
+ * message matches `re` when given; returns the error.
+ */
+export function throwsKind(
+  fn: () => unknown,
+  kind: string | readonly string[],
+  re?: RegExp,
+): UmemError {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (e) {
+    caught = e;
+  }
+  const kinds = typeof kind === "string" ? [kind] : kind;
+  assert.ok(caught instanceof UmemError, `expected a UmemError ${kinds}, got ${String(caught)}`);
+  assert.ok(
+    kinds.includes(caught.kind),
+    `kind ${caught.kind} (${caught.message}), expected ${kinds}`,
+  );
+  if (re !== undefined) assert.match(caught.message, re);
+  return caught;
+}
