@@ -323,6 +323,11 @@ function verifyEnd(h: HeapView, cp: number): number {
   return max > 0 ? Math.min(tagOff, roundUp(max, 4)) : tagOff;
 }
 
+/** libumem's detail line of a write after free: where, and what replaced the pattern. */
+function modified(off: number, expected: number, found: number): string {
+  return `modification occurred at offset ${hex(off)} (${hex(expected)} replaced by ${hex(found)})`;
+}
+
 /** The report of a tag whose check word is neither state's. */
 function tagCorrupted(h: HeapView, bx: number, buf: number, cp: number): HeapCorruptionError {
   return report(
@@ -357,9 +362,7 @@ export function checkFreeBuffer(
       "modified-after-free",
       "buffer modified after being freed",
       [
-        `modification occurred at offset ${hex(tag - buf)} (${hex(REDZONE_PATTERN)} replaced by ${
-          hex(w(h, tag + BT_REDZONE))
-        })`,
+        modified(tag - buf, REDZONE_PATTERN, w(h, tag + BT_REDZONE)),
       ],
       buf,
       cp,
@@ -373,9 +376,7 @@ export function checkFreeBuffer(
         "modified-after-free",
         "buffer modified after being freed",
         [
-          `modification occurred at offset ${hex(off)} (${hex(FREE_PATTERN)} replaced by ${
-            hex(w(h, buf + off))
-          })`,
+          modified(off, FREE_PATTERN, w(h, buf + off)),
         ],
         buf,
         cp,
@@ -819,9 +820,7 @@ function releaseQuarantined(h: HeapView, p: number, bytes: number): void {
       "modified-after-free",
       "buffer modified after being freed",
       [
-        `modification occurred at offset ${hex(off)} (${hex(FREE_PATTERN)} replaced by ${
-          hex(w(h, p + off))
-        })`,
+        modified(off, FREE_PATTERN, w(h, p + off)),
         `(firewalled buffer of ${size} bytes, found as it left quarantine)`,
       ],
       p,
@@ -907,7 +906,5 @@ export function checkQuarantined(h: HeapView, p: number, bytes: number): string 
   const off = findPatternBreak(h, p, (p + size) & ~3, FREE_PATTERN);
   if (off < 0) return undefined;
   return `umem allocator: buffer modified after being freed: firewalled buffer ${hex(p)}: ` +
-    `modification occurred at offset ${hex(off)} (${hex(FREE_PATTERN)} replaced by ${
-      hex(w(h, p + off))
-    })`;
+    modified(off, FREE_PATTERN, w(h, p + off));
 }
