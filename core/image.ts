@@ -22,6 +22,7 @@
  * @module
  */
 
+import type { HeapHook } from "./hooks.ts";
 import { CorruptImageError, hex, UmemError } from "./errors.ts";
 
 /** "UMEM" as a little-endian word. */
@@ -132,8 +133,29 @@ export const HDR_MAX_CONTENTION = 216;
 export const HDR_ROOTS = 220;
 /** Lock of the root table (here, so that it stays put when the table grows). */
 export const HDR_ROOT_LOCK = 224;
+/**
+ * Module anchors: {@linkcode MOD_COUNT} words, one per module above the core (`MOD_*`), each
+ * the address of that module's root record in the heap (0: none yet), set once with
+ * compare-and-swap so that every worker finds the same record.
+ */
+export const HDR_MODULES = 228;
+/** Safe-point request word of the collector (0: none); the core's slow paths look at it. */
+export const HDR_SAFEPOINT = 252;
 /** Number of header bytes that hold fields; the slot table follows. */
 export const HDR_FIELDS_END = 256;
+
+/** Anchor index of the `region` module. */
+export const MOD_REGION = 0;
+/** Anchor index of the `gc` module. */
+export const MOD_GC = 1;
+/** Anchor index of the `own` module. */
+export const MOD_OWN = 2;
+/** Anchor index of the `profile` module. */
+export const MOD_PROFILE = 3;
+/** Anchor index of the `sbo` module. */
+export const MOD_SBO = 4;
+/** Number of module anchors. */
+export const MOD_COUNT = 6;
 
 /** `UMEM_OPTIONS=nomagazines`: user caches have no magazine layer. */
 export const UO_NOMAGAZINES = 1;
@@ -217,6 +239,10 @@ export class HeapView {
   stackIds: Map<string, number> = new Map();
   /** The heap debugs or logs: sized alloc and free take the debug path. */
   debugging = false;
+  /** `debugging`, or a hook is attached: the sized alloc and free take the slow path. */
+  intercepting = false;
+  /** This worker's heap hooks (`core/hooks.ts`). */
+  hooks: HeapHook[] = [];
   /** This worker's nofail callback. */
   nofail: (() => "retry" | number) | undefined = undefined;
 
