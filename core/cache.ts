@@ -8,6 +8,7 @@
  * @module
  */
 
+import { hooksLive, runAllocHooks, runFreedHooks, runFreeHooks } from "./hooks.ts";
 import { DBG_AUDIT, DBG_CONTENTS, DBG_CTLOG, DBG_GUARDS, DBG_TXLOG } from "./buftag.ts";
 import { checkSize, OutOfMemoryError, UmemError } from "./errors.ts";
 import {
@@ -333,10 +334,18 @@ export class Cache {
     if (h.i32[(this.addr + FP_CA_ID) >> 2] !== this.id) {
       checkCacheId(h, this.addr, this.id, "umem_cache_alloc");
     }
-    if (h.debugging && h.i32[(this.addr + CA_DEBUG) >> 2] !== 0) {
-      return debugAlloc(h, this.addr, h.i32[(this.addr + CA_BUFSIZE) >> 2], Cache.prototype.alloc);
-    }
+    if (h.intercepting) return this.allocIntercepted();
     return cacheAlloc(h, this.addr);
+  }
+
+  /** An allocation on a heap that debugs or has hooks. */
+  private allocIntercepted(): number {
+    const h = this.heap, size = h.i32[(this.addr + CA_BUFSIZE) >> 2];
+    const p = h.debugging && h.i32[(this.addr + CA_DEBUG) >> 2] !== 0
+      ? debugAlloc(h, this.addr, size, Cache.prototype.alloc)
+      : cacheAlloc(h, this.addr);
+    if (hooksLive(h)) runAllocHooks(h, p, size, this.addr);
+    return p;
   }
 
   /**
@@ -366,11 +375,19 @@ export class Cache {
     if (h.i32[(this.addr + FP_CA_ID) >> 2] !== this.id) {
       checkCacheId(h, this.addr, this.id, "umem_cache_free");
     }
+    if (h.intercepting) return this.freeIntercepted(ptr);
+    cacheFree(h, this.addr, ptr, "umem_cache_free");
+  }
+
+  /** A free on a heap that debugs or has hooks. */
+  private freeIntercepted(ptr: number): void {
+    const h = this.heap, size = h.i32[(this.addr + CA_BUFSIZE) >> 2];
+    const live = hooksLive(h);
+    if (live) runFreeHooks(h, ptr, size, this.addr);
     if (h.debugging && h.i32[(this.addr + CA_DEBUG) >> 2] !== 0) {
       debugFree(h, this.addr, ptr, -1, "umem_cache_free", Cache.prototype.free);
-      return;
-    }
-    cacheFree(h, this.addr, ptr, "umem_cache_free");
+    } else cacheFree(h, this.addr, ptr, "umem_cache_free");
+    if (live) runFreedHooks(h, ptr, size, this.addr);
   }
 
   /**

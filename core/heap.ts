@@ -78,6 +78,7 @@ import {
   QR_BYTES,
 } from "./debug.ts";
 import { Libc } from "./libc.ts";
+import { hooksLive, runAllocHooks, runFreedHooks, runFreeHooks } from "./hooks.ts";
 import { CT_DATA, FL_RECSIZE, layRing, ringBytes, TX_RECSIZE } from "./log.ts";
 import {
   type DebugSettings,
@@ -179,6 +180,7 @@ function layDebug(
     i32[HDR_QUARANTINE >> 2] = q;
   }
   heap.debugging = flags !== 0;
+  heap.intercepting = heap.debugging || heap.hooks.length > 0;
 }
 
 /** Creates the heap's own arenas and caches in a new image (slot 0, nothing else running). */
@@ -284,6 +286,7 @@ export class Heap extends HeapView {
     this.sizeTab = this.i32[HDR_SIZE_TABLE >> 2] >> 2;
     this.libc = new Libc(this);
     this.debugging = this.i32[HDR_DEBUG >> 2] !== 0;
+    this.intercepting = this.debugging;
   }
 
   /**
@@ -558,9 +561,16 @@ export class Heap extends HeapView {
     if (this.i32[FP_HDR_SIZE_WORD] !== this.mapped) this.remap(); // sync(), inlined
     if (size > 0 && size <= 1024 && (size | 0) === size) {
       const cp = this.i32[this.sizeTab + ((size + 7) >> 3)];
-      return this.debugging ? this.debugAlloc(cp, size) : cacheAlloc(this, cp);
+      return this.intercepting ? this.allocIntercepted(cp, size) : cacheAlloc(this, cp);
     }
     return this.allocSlow(size);
+  }
+
+  /** A sized allocation on a heap that debugs or has hooks. */
+  private allocIntercepted(cp: number, size: number): number {
+    const p = this.debugging ? this.debugAlloc(cp, size) : cacheAlloc(this, cp);
+    if (hooksLive(this)) runAllocHooks(this, p, size, 0);
+    return p;
   }
 
   /** A debugged sized allocation: the firewall for large sizes, else the checked path. */
@@ -571,8 +581,15 @@ export class Heap extends HeapView {
       : debugAlloc(this, cp, size, Heap.prototype.alloc);
   }
 
-  /** Sizes past the first table, bad sizes and the oversize arena. */
+  /** Sizes past the first table, bad sizes and the oversize arena; then the hooks. */
   private allocSlow(size: number): number {
+    const p = this.allocSlowPath(size);
+    if (p !== 0 && hooksLive(this)) runAllocHooks(this, p, size, 0);
+    return p;
+  }
+
+  /** Sizes past the first table, bad sizes and the oversize arena. */
+  private allocSlowPath(size: number): number {
     checkSize("umem_alloc", "size", size, 0, MAX_IMAGE);
     if (size === 0) return 0;
     if (
@@ -647,17 +664,26 @@ export class Heap extends HeapView {
     if (this.i32[FP_HDR_SIZE_WORD] !== this.mapped) this.remap();
     if (size > 0 && size <= 1024 && (size | 0) === size && ptr !== 0) {
       const cp = this.i32[this.sizeTab + ((size + 7) >> 3)];
-      if (!this.debugging) cacheFree(this, cp, ptr, "umem_free");
-      else if (this.i32[HDR_FIREWALL >> 2] === 0) {
-        debugFree(this, cp, ptr, size, "umem_free", Heap.prototype.free);
-      } else this.freeSlow(ptr, size);
+      if (!this.intercepting) cacheFree(this, cp, ptr, "umem_free");
+      else if (!this.debugging || this.i32[HDR_FIREWALL >> 2] !== 0 || hooksLive(this)) {
+        this.freeSlow(ptr, size);
+      } else debugFree(this, cp, ptr, size, "umem_free", Heap.prototype.free);
       return;
     }
     this.freeSlow(ptr, size);
   }
 
-  /** Sizes past the first table, bad sizes and the oversize arena. */
+  /** Every free off the fast path: the hooks around the slow path. */
   private freeSlow(ptr: number, size: number): void {
+    if (ptr === 0 || !hooksLive(this)) return this.freeSlowPath(ptr, size);
+    checkSize("umem_free", "size", size, 0, MAX_IMAGE);
+    runFreeHooks(this, ptr, size, 0);
+    this.freeSlowPath(ptr, size);
+    runFreedHooks(this, ptr, size, 0);
+  }
+
+  /** Sizes past the first table, bad sizes, debugging and the oversize arena. */
+  private freeSlowPath(ptr: number, size: number): void {
     checkSize("umem_free", "size", size, 0, MAX_IMAGE);
     if (ptr === 0) return;
     if (size === 0) {

@@ -10,9 +10,12 @@
  * Invariants. Hooks are this worker's (functions cannot live in the buffer): each worker that
  * wants them attaches its own. `intercepting === debugging || hooks.length > 0`. An `alloc`
  * hook runs after the allocation succeeded; a `free` hook runs before the allocator changes
- * anything, so a hook that throws refuses the free and leaves the heap as it was; a `resize`
- * hook runs after a successful `realloc`. The hooks see the heap's sized interface
- * (`Heap.alloc`, `zalloc`, `free`), `heap.libc` and every `Cache`.
+ * anything, so a hook that throws refuses the free and leaves the heap as it was; a `freed`
+ * hook runs after the free succeeded; a `resize` hook runs after a successful `realloc`. The
+ * hooks see each call at the level the program made it: the heap's sized interface
+ * (`Heap.alloc`, `zalloc`, `free`), `heap.libc` (whose blocks the hooks see as the program's
+ * pointers and sizes, not the sized allocations underneath: `hookDepth` hides those) and every
+ * `Cache`. A hook must not allocate from the heap it watches.
  *
  * @module
  */
@@ -32,16 +35,24 @@ export interface HeapHook {
    * Before a free; throwing refuses it.
    *
    * @param ptr the buffer
-   * @param size the size given back (the cache's buffer size for `Cache.free`, the usable size
-   *   for `libc.free`)
+   * @param size the size given back (the cache's buffer size for `Cache.free`, the size the
+   *   block was asked with for `libc.free`)
    * @param cache the cache record's address for `Cache.free`, else 0
    */
   free?(ptr: number, size: number, cache: number): void;
   /**
+   * After a free succeeded.
+   *
+   * @param ptr the buffer
+   * @param size as for `free`
+   * @param cache as for `free`
+   */
+  freed?(ptr: number, size: number, cache: number): void;
+  /**
    * After `libc.realloc` moved or resized a block.
    *
    * @param oldPtr the block before
-   * @param oldSize its usable size before
+   * @param oldSize the size it was asked with
    * @param newPtr the block now (may equal `oldPtr`)
    * @param newSize the size asked for
    */
@@ -64,4 +75,39 @@ export function attachHeapHook(h: HeapView, hook: HeapHook): () => void {
     h.hooks = h.hooks.filter((x) => x !== hook);
     h.intercepting = h.debugging || h.hooks.length > 0;
   };
+}
+
+/** Runs the `alloc` hooks (the caller checked `hooks.length !== 0 && hookDepth === 0`). */
+export function runAllocHooks(h: HeapView, ptr: number, size: number, cache: number): void {
+  const hooks = h.hooks;
+  for (let i = 0; i < hooks.length; i++) hooks[i].alloc?.(ptr, size, cache);
+}
+
+/** Runs the `free` hooks, before a free; one that throws refuses it. */
+export function runFreeHooks(h: HeapView, ptr: number, size: number, cache: number): void {
+  const hooks = h.hooks;
+  for (let i = 0; i < hooks.length; i++) hooks[i].free?.(ptr, size, cache);
+}
+
+/** Runs the `freed` hooks, after a free. */
+export function runFreedHooks(h: HeapView, ptr: number, size: number, cache: number): void {
+  const hooks = h.hooks;
+  for (let i = 0; i < hooks.length; i++) hooks[i].freed?.(ptr, size, cache);
+}
+
+/** Runs the `resize` hooks, after a realloc. */
+export function runResizeHooks(
+  h: HeapView,
+  oldPtr: number,
+  oldSize: number,
+  newPtr: number,
+  newSize: number,
+): void {
+  const hooks = h.hooks;
+  for (let i = 0; i < hooks.length; i++) hooks[i].resize?.(oldPtr, oldSize, newPtr, newSize);
+}
+
+/** True when hooks should see a call now: some are attached and no outer call hides it. */
+export function hooksLive(h: HeapView): boolean {
+  return h.hooks.length !== 0 && h.hookDepth === 0;
 }

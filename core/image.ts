@@ -243,6 +243,8 @@ export class HeapView {
   intercepting = false;
   /** This worker's heap hooks (`core/hooks.ts`). */
   hooks: HeapHook[] = [];
+  /** Nesting of calls whose own hooks stand for the sized calls inside them (libc). */
+  hookDepth = 0;
   /** This worker's nofail callback. */
   nofail: (() => "retry" | number) | undefined = undefined;
 

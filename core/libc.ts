@@ -16,6 +16,7 @@
  */
 
 import { FREE_PATTERN } from "./buftag.ts";
+import { hooksLive, runAllocHooks, runFreedHooks, runFreeHooks, runResizeHooks } from "./hooks.ts";
 import { checkSize, hex, UmemError } from "./errors.ts";
 import { type HeapView, MAX_IMAGE, PAGE_SIZE } from "./image.ts";
 import { classSize, UMEM_MAXBUF } from "./size_class.ts";
@@ -87,6 +88,12 @@ export class Libc {
    * ```
    */
   malloc(n: number): number {
+    if (this.heap.intercepting && hooksLive(this.heap)) return this.hooked(n, this.mallocBlock);
+    return this.mallocBlock(n);
+  }
+
+  /** `malloc` without hooks. */
+  private mallocBlock(n: number): number {
     checkSize("malloc", "size", n, 0, MAX_IMAGE - MALLOC_HEADER);
     const total = n + MALLOC_HEADER;
     const base = this.heap.alloc(total);
@@ -140,6 +147,19 @@ export class Libc {
   free(ptr: number): void {
     if (ptr === 0) return;
     const [base, total] = this.block(ptr, "free");
+    const h = this.heap;
+    if (h.intercepting && hooksLive(h)) {
+      const size = base + total - ptr;
+      runFreeHooks(h, ptr, size, 0);
+      h.hookDepth++;
+      try {
+        h.free(base, total);
+      } finally {
+        h.hookDepth--;
+      }
+      runFreedHooks(h, ptr, size, 0);
+      return;
+    }
     // The header stays: a second free finds it and the size class's state byte reports the
     // duplicate; once the buffer is reused or back on its slab the header no longer matches.
     this.heap.free(base, total);
@@ -164,6 +184,23 @@ export class Libc {
    * ```
    */
   realloc(ptr: number, n: number): number {
+    const h = this.heap;
+    if (ptr === 0 || n === 0 || !h.intercepting || !hooksLive(h)) return this.reallocBlock(ptr, n);
+    const [base, total] = this.block(ptr, "realloc");
+    const was = base + total - ptr;
+    h.hookDepth++;
+    let q: number;
+    try {
+      q = this.reallocBlock(ptr, n);
+    } finally {
+      h.hookDepth--;
+    }
+    runResizeHooks(h, ptr, was, q, n);
+    return q;
+  }
+
+  /** `realloc` without hooks (but with them for its `malloc(n)` and `free(p)` cases). */
+  private reallocBlock(ptr: number, n: number): number {
     if (ptr === 0) return this.malloc(n);
     checkSize("realloc", "size", n, 0, MAX_IMAGE - MALLOC_HEADER);
     const [base, total] = this.block(ptr, "realloc");
@@ -208,6 +245,21 @@ export class Libc {
    * ```
    */
   memalign(align: number, n: number): number {
+    const h = this.heap;
+    if (!h.intercepting || !hooksLive(h)) return this.memalignBlock(align, n);
+    h.hookDepth++;
+    let p: number;
+    try {
+      p = this.memalignBlock(align, n);
+    } finally {
+      h.hookDepth--;
+    }
+    runAllocHooks(h, p, n, 0);
+    return p;
+  }
+
+  /** `memalign` without hooks. */
+  private memalignBlock(align: number, n: number): number {
     checkSize("memalign", "align", align, 1, 1 << 24);
     if ((align & (align - 1)) !== 0) {
       throw new UmemError("invalid-argument", `memalign: align ${align} is not a power of two`);
@@ -244,6 +296,20 @@ export class Libc {
     const [base, total] = this.block(ptr, "usableSize");
     // On a debugged heap the bytes past the request are the redzone.
     return base + (this.heap.debugging ? total : blockBytes(total)) - ptr;
+  }
+
+  /** Runs an allocation with the sized hooks hidden, then the `alloc` hooks for it. */
+  private hooked(n: number, fn: (n: number) => number): number {
+    const h = this.heap;
+    h.hookDepth++;
+    let p: number;
+    try {
+      p = fn.call(this, n);
+    } finally {
+      h.hookDepth--;
+    }
+    runAllocHooks(h, p, n, 0);
+    return p;
   }
 
   /** The block behind `ptr`: its base and total size, or a `bad-free` error. */
