@@ -38,6 +38,7 @@ export type UmemErrorKind =
   | "borrow-conflict"
   | "use-after-move"
   | "corrupt-image"
+  | "corrupt-trace"
   | "heap-locked"
   | "destroyed";
 
