@@ -78,7 +78,13 @@ import {
   QR_BYTES,
 } from "./debug.ts";
 import { Libc } from "./libc.ts";
-import { hooksLive, runAllocHooks, runFreedHooks, runFreeHooks } from "./hooks.ts";
+import {
+  hooksLive,
+  runAllocHooks,
+  runFreedHooks,
+  runFreeHooks,
+  runSlotReclaimers,
+} from "./hooks.ts";
 import { CT_DATA, FL_RECSIZE, layRing, ringBytes, TX_RECSIZE } from "./log.ts";
 import {
   type DebugSettings,
@@ -450,7 +456,8 @@ export class Heap extends HeapView {
 
   /**
    * Gives back the slot of a worker that was terminated without detaching: its magazines in
-   * every cache go back to the slabs (their destructors run in this worker), and the slot is
+   * every cache go back to the slabs (their destructors run in this worker), the modules this
+   * worker loaded recover what the dead one held (sbo's pooled chunks, say), and the slot is
    * free for the next `attach`. The creator calls it from the worker's exit (`worker.onerror`,
    * or after `worker.terminate()`), when the worker can no longer run.
    *
@@ -484,6 +491,9 @@ export class Heap extends HeapView {
       unlock(this, HDR_SLOT_LOCK);
     }
     flushSlot(this, slot);
+    // Then the modules above the core (sbo's chunk pool, ...) recover what the worker held;
+    // if one fails the slot stays dead, as after a lock timeout.
+    runSlotReclaimers(this, slot);
     Atomics.store(this.u32, (at + WS_STATE) >> 2, SLOT_FREE);
   }
 

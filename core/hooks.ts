@@ -111,3 +111,26 @@ export function runResizeHooks(
 export function hooksLive(h: HeapView): boolean {
   return h.hooks.length !== 0 && h.hookDepth === 0;
 }
+
+/** A module's cleanup of a dead worker's state: `(heap, slot) => void`. */
+export type SlotReclaimer = (h: HeapView, slot: number) => void;
+
+/** Every module's slot reclaimer, in the order they registered (once per module load). */
+const reclaimers: SlotReclaimer[] = [];
+
+/**
+ * Registers a module's cleanup of a dead worker's state, run by `Heap.reclaimSlot` after the
+ * core flushed the slot's magazines and before the slot is handed out again. A module calls it
+ * once, when it loads; the function must work from any worker, on any heap (it finds its
+ * records through the module anchors).
+ *
+ * @param fn the cleanup
+ */
+export function addSlotReclaimer(fn: SlotReclaimer): void {
+  if (!reclaimers.includes(fn)) reclaimers.push(fn);
+}
+
+/** Runs every module's slot reclaimer for `slot`. */
+export function runSlotReclaimers(h: HeapView, slot: number): void {
+  for (const fn of reclaimers) fn(h, slot);
+}

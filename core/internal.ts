@@ -10,4 +10,27 @@ export { lock, unlock } from "./lock.ts";
 export { MAX_IMAGE } from "./image.ts";
 export { claimModuleAnchor, moduleAnchor } from "./anchor.ts";
 export { HDR_SAFEPOINT, MOD_GC, MOD_OWN, MOD_PROFILE, MOD_REGION, MOD_SBO } from "./image.ts";
-export { attachHeapHook, type HeapHook } from "./hooks.ts";
+export { addSlotReclaimer, attachHeapHook, type HeapHook, type SlotReclaimer } from "./hooks.ts";
+export { roots as rootRanges } from "./roots.ts";
+export { captureStack, layStackTable, readStack } from "./stack.ts";
+export { HDR_STACKS } from "./image.ts";
+export { bufferOf, cacheOf, freeBuffer } from "./pagemap.ts";
+export { HDR_META, HDR_NSLOTS, HDR_SLOTS, PAGE_SHIFT, PAGE_SIZE, SLOT_LIVE } from "./image.ts";
+export { WS_SIZE, WS_STATE } from "./image.ts";
+export {
+  BUF_ALLOC,
+  BUF_INTERIOR,
+  CA_BUFSIZE,
+  CA_CHUNK,
+  CA_ID,
+  CA_NCHUNKS,
+  CA_NSTATE,
+  CA_SHIFT,
+  CA_SLABS,
+  CA_SLABSIZE,
+  SB_BASE,
+  SB_CACHE,
+  SB_START,
+  SB_STATE,
+} from "./slab.ts";
+export { roots } from "./roots.ts";

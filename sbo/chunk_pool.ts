@@ -18,13 +18,18 @@
  * - A pooled chunk is allocated as far as the heap knows (`heap.alloc(2^(k+8))`), so it goes
  *   back with `heap.free(chunk, 2^(k+8))`.
  *
+ * - A pool record is a heap root of `SP_SIZE` bytes whose `SP_SLOT` names its worker, so that
+ *   `Heap.reclaimSlot` of a worker that died finds it in the root table and frees the chunks
+ *   it held (the slot reclaimer below), once the owner can no longer touch it.
+ *
  * Lock order: the pool takes no lock. `heap.alloc`, `heap.free`, `heap.addRoot` and
  * `heap.removeRoot` take the core's locks inside, never while the pool holds anything.
  *
  * @module
  */
 
-import { Heap, UmemError } from "../core/mod.ts";
+import { Heap, type HeapView, UmemError } from "../core/mod.ts";
+import { addSlotReclaimer, rootRanges } from "../core/internal.ts";
 import { CHUNK_MIN, CHUNK_POOL_MAX, type ChunkSource } from "./chunk.ts";
 import { checkWhole, hex, MAX_BYTES } from "./check.ts";
 
@@ -59,6 +64,31 @@ export const SP_NCLASSES = 13;
 export const SP_MAGIC_VALUE = 0x504f4253;
 /** The default {@linkcode SP_MAX}: 1 MiB per worker. */
 export const SP_DEFAULT_MAX = 1 << 20;
+
+/**
+ * The slot reclaimer of sbo: frees the pooled chunks and the pool record of a dead worker's
+ * slot (run by `Heap.reclaimSlot`).
+ */
+function reclaimPool(h: HeapView, slot: number): void {
+  if (!(h instanceof Heap)) return;
+  const i32 = h.i32;
+  const rec = rootRanges(h).find(([a, n]) =>
+    n === SP_SIZE && i32[(a + SP_MAGIC) >> 2] === SP_MAGIC_VALUE &&
+    i32[(a + SP_SLOT) >> 2] === slot
+  )?.[0];
+  if (rec === undefined) return;
+  for (let k = 0; k < SP_NCLASSES; k++) {
+    for (let c = i32[(rec + SP_HEADS + 4 * k) >> 2]; c !== 0;) {
+      const next = i32[c >> 2];
+      h.free(c, CHUNK_MIN << k);
+      c = next;
+    }
+  }
+  i32[(rec + SP_MAGIC) >> 2] = 0;
+  h.removeRoot(rec, SP_SIZE);
+  h.free(rec, SP_SIZE);
+}
+addSlotReclaimer(reclaimPool);
 
 // The fast path's copies of the layout (V8 does not fold constants imported from another
 // module, see core/magazine.ts; these are module-local and checked against the named ones).

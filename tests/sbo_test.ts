@@ -12,7 +12,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mk as quiet, throwsKind } from "./helpers.ts";
 import fc from "fast-check";
-import { type Heap, type HeapOptions, inspect, OutOfMemoryError, UmemError, Vmem } from "../mod.ts";
+import { Heap, type HeapOptions, inspect, OutOfMemoryError, UmemError, Vmem } from "../mod.ts";
 import { BumpArena, ChunkPool, scope, withArena } from "../sbo/mod.ts";
 import {
   BA_CHUNK,
@@ -723,6 +723,41 @@ describe("state in the buffer", () => {
     }
     arena.dispose();
     assert.equal(inUseReleased(heap), start);
+    sound(heap);
+  });
+
+  it("reclaimSlot of a worker that died with a full pool gives its chunks back", async () => {
+    const heap = mk({ slots: 4 });
+    const start = inUse(heap);
+    const url = new URL("./fixtures/sbo_worker.ts", import.meta.url).href;
+    const w = new Worker(url, { type: "module" });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let r: Record<string, unknown>;
+    try {
+      r = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        w.addEventListener("message", (e: MessageEvent) => resolve(e.data));
+        w.addEventListener("error", (e) => reject(e));
+        timer = setTimeout(() => reject(new Error("worker timed out")), 30_000);
+        w.postMessage({ buffer: heap.buffer, arena: 0, scopes: 10, keep: true });
+      });
+    } finally {
+      clearTimeout(timer);
+      w.terminate();
+    }
+    assert.equal(r.type, "held", String(r.message));
+    const pool = r.pool as { chunks: number; pooledBytes: number };
+    assert.ok(pool.chunks >= 3, `the dead worker pooled ${pool.chunks} chunks`);
+    assert.ok(inUse(heap) - start >= pool.pooledBytes);
+    heap.reclaimSlot(r.slot as number);
+    heap.reap();
+    assert.equal(inUse(heap), start, "every pooled chunk and the pool record went back");
+    sound(heap);
+    // The slot is handed out again, and the new worker there gets a pool of its own.
+    const again = Heap.attach(heap.buffer);
+    assert.equal(again.slot, r.slot);
+    assert.equal(ChunkPool.of(again).stats().chunks, 0);
+    ChunkPool.of(again).release();
+    again.detach();
     sound(heap);
   });
 
