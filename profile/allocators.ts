@@ -1,0 +1,287 @@
+/**
+ * Replay adapters: the allocators a trace can be replayed against, behind one interface.
+ *
+ * Theory. DESIGN.md's principle 10: the heap, a cache, a region, an arena and a memory context
+ * all answer `alloc` and `free` and report their memory, so the simulator can run one trace
+ * against each. An adapter adds what the simulator needs: `resize` (native where the allocator
+ * has one: `libc.realloc`, `BumpArena.resize`, `MemoryContext.realloc`; else a new block, a
+ * copy and a free, as a program without realloc does) and `extent()`, the bytes the allocator
+ * has taken from its source at this moment (Vmalloc's *extent*): for every allocator here the
+ * bytes in use in its heap's root vmem arena since the adapter was made, which counts slabs,
+ * chunks, blocks and the metadata they cost alike. Each named adapter gets a heap of its own.
+ *
+ * Invariants. An adapter never sees a free of a block it did not hand out (the simulator maps
+ * blocks by record index). The bump arena, which can only free its last block, ignores other
+ * frees and counts them (`ignoredFrees`), as Vmalloc's Vmlast does.
+ *
+ * Lock order: none beyond the allocators' own.
+ *
+ * @module
+ */
+import { type Cache, Heap, UmemError } from "../core/mod.ts";
+import { BumpArena } from "../sbo/mod.ts";
+import { type MemoryContext, topContext } from "../budget/mod.ts";
+
+/** An allocator the simulator can drive. */
+export interface ReplayAllocator {
+  /** Its name in reports. */
+  readonly name: string;
+  /**
+   * Allocates a block.
+   *
+   * @param size bytes
+   * @returns its address
+   */
+  alloc(size: number): number;
+  /**
+   * Frees a block.
+   *
+   * @param ptr the block
+   * @param size the size it was allocated with
+   */
+  free(ptr: number, size: number): void;
+  /**
+   * Resizes a block, moving it when it must (copying the smaller of the two sizes).
+   *
+   * @param ptr the block
+   * @param oldSize its size
+   * @param size the new size
+   * @returns its address now
+   */
+  resize(ptr: number, oldSize: number, size: number): number;
+  /** Bytes taken from the source now. */
+  extent(): number;
+  /** Frees that were ignored (an allocator that cannot free that block). */
+  readonly ignoredFrees?: number;
+}
+
+/** The names {@linkcode makeAllocator} knows. */
+export const ALLOCATOR_NAMES: readonly string[] = ["heap", "libc", "cache", "bump", "context"];
+
+/** Options of {@linkcode makeAllocator}. */
+export interface AllocatorOptions {
+  /** Initial heap bytes (default 16 MiB). */
+  heapSize?: number;
+  /** The most the heap may grow to (default 1 GiB). */
+  maxHeapSize?: number;
+}
+
+/** A fresh quiet heap for an adapter. */
+function freshHeap(o: AllocatorOptions): Heap {
+  return Heap.create({
+    size: o.heapSize ?? 16 << 20,
+    maxSize: o.maxHeapSize ?? 1 << 30,
+    debug: "",
+    logging: "",
+    options: "",
+  });
+}
+
+/** Bytes in use in the root arena, less those in use when the adapter began. */
+function extentOf(heap: Heap): () => number {
+  const base = heap.vmem.stats().inUse;
+  return () => heap.vmem.stats().inUse - base;
+}
+
+/** A move by hand: a new block, the copy, the old one freed. */
+function moveBlock(
+  heap: Heap,
+  alloc: (n: number) => number,
+  free: () => void,
+  ptr: number,
+  oldSize: number,
+  size: number,
+): number {
+  const q = alloc(size);
+  heap.u8.copyWithin(q, ptr, ptr + Math.min(oldSize, size));
+  free();
+  return q;
+}
+
+/** The heap's sized interface (`umem_alloc`); a resize is alloc, copy, free. */
+function heapAllocator(heap: Heap): ReplayAllocator {
+  return {
+    name: "heap",
+    alloc: (n) => heap.alloc(n),
+    free: (p, n) => heap.free(p, n),
+    resize: (p, old, n) =>
+      old === n ? p : moveBlock(heap, (k) => heap.alloc(k), () => heap.free(p, old), p, old, n),
+    extent: extentOf(heap),
+  };
+}
+
+/** `heap.libc`: malloc, free, realloc. */
+function libcAllocator(heap: Heap): ReplayAllocator {
+  const libc = heap.libc;
+  return {
+    name: "libc",
+    alloc: (n) => libc.malloc(n),
+    free: (p) => libc.free(p),
+    resize: (p, _old, n) => libc.realloc(p, n),
+    extent: extentOf(heap),
+  };
+}
+
+/** The largest buffer an object cache takes. */
+const MAX_CACHE_BUF = 256 << 10;
+
+/** An object cache per size (rounded up to 8); larger sizes go to the heap. */
+function cacheAllocator(heap: Heap): ReplayAllocator {
+  const caches = new Map<number, Cache>();
+  const cacheFor = (n: number): Cache | undefined => {
+    const size = Math.max(8, (n + 7) & ~7);
+    if (size > MAX_CACHE_BUF) return undefined;
+    let c = caches.get(size);
+    if (c === undefined) {
+      c = heap.createCache(`replay_${size}`, size);
+      caches.set(size, c);
+    }
+    return c;
+  };
+  const alloc = (n: number) => cacheFor(n)?.alloc() ?? heap.alloc(n);
+  const free = (p: number, n: number) => {
+    const c = cacheFor(n);
+    if (c !== undefined) c.free(p);
+    else heap.free(p, n);
+  };
+  return {
+    name: "cache",
+    alloc,
+    free,
+    resize: (p, old, n) =>
+      cacheFor(old) !== undefined && cacheFor(old) === cacheFor(n)
+        ? p
+        : moveBlock(heap, alloc, () => free(p, old), p, old, n),
+    extent: extentOf(heap),
+  };
+}
+
+/** A bump arena (sbo): only the last block frees or resizes in place. */
+function bumpAllocator(heap: Heap): ReplayAllocator {
+  const arena = new BumpArena(heap, { pool: false });
+  let last = 0, ignored = 0;
+  const a: ReplayAllocator & { ignoredFrees: number } = {
+    name: "bump",
+    alloc: (n) => (last = arena.alloc(n)),
+    free: (p) => {
+      if (p === last) {
+        arena.free(p);
+        last = 0;
+      } else a.ignoredFrees = ++ignored;
+    },
+    resize: (p, old, n) => {
+      if (p === last) return (last = arena.resize(p, n));
+      ignored++;
+      a.ignoredFrees = ignored;
+      const q = arena.alloc(n);
+      heap.u8.copyWithin(q, p, p + Math.min(old, n));
+      return (last = q);
+    },
+    extent: extentOf(heap),
+    ignoredFrees: 0,
+  };
+  return a;
+}
+
+/** A memory context (budget): aset.c's blocks and free lists, with realloc. */
+function contextAllocator(heap: Heap): ReplayAllocator {
+  const extent = extentOf(heap);
+  const ctx: MemoryContext = topContext(heap).create("replay");
+  return {
+    name: "context",
+    alloc: (n) => ctx.alloc(n),
+    free: (p) => ctx.free(p),
+    resize: (p, _old, n) => ctx.realloc(p, n),
+    extent,
+  };
+}
+
+/** The adapters by name. */
+const MAKERS: Record<string, (heap: Heap) => ReplayAllocator> = {
+  heap: heapAllocator,
+  libc: libcAllocator,
+  cache: cacheAllocator,
+  bump: bumpAllocator,
+  context: contextAllocator,
+};
+
+/** Adapters other modules add (a region per method, once `region` provides it). */
+const extra = new Map<string, (heap: Heap) => ReplayAllocator>();
+
+/**
+ * Registers an adapter under a name, for `replay`, the study and `umem replay --alloc`.
+ *
+ * @param name the name
+ * @param make builds the adapter on a fresh heap
+ * @throws {UmemError} `invalid-argument` for a name already taken
+ *
+ * @example
+ * ```ts
+ * import { registerAllocator, replay, TraceBuilder } from "@umem/umem/profile";
+ * registerAllocator("zeroing", (heap) => ({
+ *   name: "zeroing",
+ *   alloc: (n) => heap.zalloc(n),
+ *   free: (p, n) => heap.free(p, n),
+ *   resize: (p, _o, _n) => p,
+ *   extent: () => heap.vmem.stats().inUse,
+ * }));
+ * const b = new TraceBuilder();
+ * b.alloc(0x10, 8);
+ * console.log(replay(b.finish(), "zeroing").allocator); // zeroing
+ * ```
+ */
+export function registerAllocator(name: string, make: (heap: Heap) => ReplayAllocator): void {
+  if (typeof name !== "string" || name === "" || Object.hasOwn(MAKERS, name) || extra.has(name)) {
+    throw new UmemError(
+      "invalid-argument",
+      `registerAllocator: name '${String(name)}' is empty or taken`,
+    );
+  }
+  extra.set(name, make);
+}
+
+/**
+ * The names of every adapter: the built-in ones, then those registered.
+ *
+ * @returns the names
+ *
+ * @example
+ * ```ts
+ * import { allocatorNames } from "@umem/umem/profile";
+ * console.log(allocatorNames().slice(0, 3)); // ["heap", "libc", "cache"]
+ * ```
+ */
+export function allocatorNames(): string[] {
+  return [...ALLOCATOR_NAMES, ...extra.keys()];
+}
+
+/**
+ * Makes a named adapter over a fresh heap of its own: `heap` (the sized interface), `libc`,
+ * `cache` (an object cache per size), `bump` (an sbo arena), `context` (a budget memory
+ * context), or one registered with {@linkcode registerAllocator}.
+ *
+ * @param name the adapter's name
+ * @param options the heap's size
+ * @returns the adapter
+ * @throws {UmemError} `invalid-argument` for an unknown name (the message lists the known ones)
+ *
+ * @example
+ * ```ts
+ * import { makeAllocator } from "@umem/umem/profile";
+ * const a = makeAllocator("libc");
+ * const p = a.alloc(10);
+ * const q = a.resize(p, 10, 5000);
+ * a.free(q, 5000);
+ * console.log(a.extent() >= 0); // true
+ * ```
+ */
+export function makeAllocator(name: string, options: AllocatorOptions = {}): ReplayAllocator {
+  const make = Object.hasOwn(MAKERS, name) ? MAKERS[name] : extra.get(name);
+  if (make === undefined) {
+    throw new UmemError(
+      "invalid-argument",
+      `makeAllocator: unknown allocator '${name}' (expected one of ${allocatorNames().join(", ")})`,
+    );
+  }
+  return make(freshHeap(options));
+}
