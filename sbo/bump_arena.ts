@@ -887,15 +887,17 @@ export class BumpArena {
         restop(i32, rec);
         return ptr;
       }
-      // Move: allocate the new block with the old one's bytes not counted, copy, drop the old.
+      // Move: allocate the new block with the old chunk's bytes (its block and the alignment
+      // padding before it) not counted, copy, drop the old chunk.
       noteHigh(i32, rec);
-      i32[(rec + BA_LARGE) >> 2] -= old;
+      const held = top - rd(i32, head + CH_DATA);
+      i32[(rec + BA_LARGE) >> 2] -= held;
       restop(i32, rec);
       let q: number;
       try {
         q = this.bump(size, align, fn);
       } catch (e) {
-        this.i32[(rec + BA_LARGE) >> 2] += old;
+        this.i32[(rec + BA_LARGE) >> 2] += held;
         this.i32[rw + W_LAST] = ptr;
         restop(this.i32, rec);
         throw e;

@@ -4,8 +4,9 @@
  * with a pattern derived from its identity and checked before it is freed (and at the end);
  * blocks must never overlap; `verify()` must be empty at the end of each list.
  *
- * Run: `deno task fuzz -- --runs 1000 --seed 7`, or
- * `npx deno run --allow-read --allow-env tests/fuzz/heap_fuzz.ts --runs 1000 --seed 7`.
+ * Run: `npx deno run --allow-read --allow-env tests/fuzz/main.ts --target heap --runs 1000
+ * --seed 7` (this file alone also runs as a program with the same flags). The runner, the
+ * flags and the pattern are tests/fuzz/runner.ts's.
  *
  * @module
  */
@@ -13,6 +14,18 @@
 import fc from "fast-check";
 import { type Cache, Heap } from "../../mod.ts";
 import { UMEM_SIZE_CLASSES } from "../../core/size_class.ts";
+import {
+  checkPattern,
+  exit,
+  fail,
+  fillPattern,
+  type FuzzResult as Result,
+  parseFlags,
+  printResult,
+  programArgs,
+  runTarget,
+  type Target,
+} from "./runner.ts";
 
 /** One fuzz command. */
 export type FuzzCmd =
@@ -28,14 +41,7 @@ export type FuzzCmd =
   | { op: "verify" };
 
 /** What {@linkcode runFuzz} found. */
-export interface FuzzResult {
-  /** Runs made. */
-  runs: number;
-  /** Commands run, over all runs. */
-  ops: number;
-  /** The shrunk counterexample, when a run failed. */
-  failure?: { seed: number; path: string; commands: FuzzCmd[]; error: string };
-}
+export type FuzzResult = Result<FuzzCmd>;
 
 const sizeArb = fc.oneof(
   { weight: 4, arbitrary: fc.integer({ min: 1, max: 64 }) },
@@ -89,32 +95,12 @@ interface Block {
   cache?: number;
 }
 
-/** Block `id` holds byte `(id * 151 + i) & 255` at offset `i`. */
-const PATTERN = Uint8Array.from({ length: 512 }, (_, i) => i & 255);
-
 function fill(heap: Heap, b: Block): void {
-  heap.sync();
-  const off = (b.id * 151) & 255;
-  for (let i = 0; i < b.size; i += 256) {
-    const n = Math.min(256, b.size - i);
-    heap.u8.set(PATTERN.subarray(off, off + n), b.addr + i);
-  }
+  fillPattern(heap, b.id, b.addr, b.size);
 }
 
 function check(heap: Heap, b: Block, what: string, size = b.size): void {
-  heap.sync();
-  const u8 = heap.u8, off = (b.id * 151) & 255;
-  for (let i = 0; i < size; i++) {
-    if (u8[b.addr + i] !== ((off + i) & 255)) {
-      throw new Error(
-        `${what}: ${b.kind} block ${b.id} at ${b.addr} (${b.size} B) changed at +${i}`,
-      );
-    }
-  }
-}
-
-function fail(message: string): never {
-  throw new Error(message);
+  checkPattern(heap, b.id, b.addr, size, `${what}: ${b.kind} block`);
 }
 
 /** Runs one command list on a fresh heap; throws on any disagreement with the model. */
@@ -228,56 +214,23 @@ export function runCommands(cmds: FuzzCmd[]): void {
   }
 }
 
+/** The heap fuzzer as a target of tests/fuzz/main.ts. */
+export const heapTarget: Target<FuzzCmd> = {
+  name: "heap",
+  commands: fc.array(cmdArb, { minLength: 1, maxLength: 200, size: "max" }),
+  run: runCommands,
+};
+
 /**
  * Runs `runs` random command lists from `seed`.
  *
  * @returns runs and operations made, and the shrunk counterexample when one failed
  */
 export function runFuzz({ runs, seed }: { runs: number; seed: number }): FuzzResult {
-  let ops = 0;
-  const out = fc.check(
-    fc.property(fc.array(cmdArb, { minLength: 1, maxLength: 200, size: "max" }), (cmds) => {
-      ops += cmds.length;
-      runCommands(cmds);
-    }),
-    { seed, numRuns: runs },
-  );
-  const result: FuzzResult = { runs: out.numRuns, ops };
-  if (out.failed && out.counterexample !== null) {
-    const err = out.errorInstance;
-    result.failure = {
-      seed: out.seed,
-      path: out.counterexamplePath ?? "",
-      commands: out.counterexample[0],
-      error: err instanceof Error ? err.message : String(err),
-    };
-  }
-  return result;
+  return runTarget(heapTarget, { runs, seed });
 }
 
-/** Reads `--name N` from the arguments. */
-function flag(args: string[], name: string, dflt: number): number {
-  const i = args.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(args[i + 1]) : dflt;
-  if (!Number.isInteger(v)) throw new Error(`--${name} wants a whole number`);
-  return v;
-}
-
-// deno-lint-ignore no-explicit-any
-const g = globalThis as any;
 if ((import.meta as ImportMeta & { main?: boolean }).main) {
-  const args: string[] = g.Deno?.args ?? g.process?.argv.slice(2) ?? [];
-  const runs = flag(args, "runs", 200), seed = flag(args, "seed", Date.now() & 0x7fffffff);
-  const r = runFuzz({ runs, seed });
-  if (r.failure === undefined) {
-    console.log(`fuzz: ${r.runs} runs, ${r.ops} operations, seed ${seed}: ok`);
-  } else {
-    console.log(`fuzz: FAILED after ${r.runs} runs, ${r.ops} operations`);
-    console.log(`seed: ${r.failure.seed}`);
-    console.log(`path: ${r.failure.path}`);
-    console.log(`error: ${r.failure.error}`);
-    console.log(`commands (shrunk): ${JSON.stringify(r.failure.commands)}`);
-    if (g.Deno !== undefined) g.Deno.exit(1);
-    else g.process.exit(1);
-  }
+  const flags = parseFlags(programArgs());
+  if (!printResult("heap", runFuzz(flags), flags.seed)) exit(1);
 }
