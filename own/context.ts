@@ -1,0 +1,326 @@
+/**
+ * What the handles of one `Ownership` share in one worker: the heap, the root record, the mode,
+ * the error handler and the free hook.
+ *
+ * Theory. The rules' state is in the heap (the records and the address table); what cannot be
+ * there is per worker: functions (the error handler, the heap hook) and the handles' own
+ * knowledge of how they died (a handle that was moved, sent or dropped remembers it, since its
+ * record may since have been freed and reused). A worker's heap handle gets one
+ * {@linkcode OwnWorker}: it attaches one free hook that refuses, through `heap.free`,
+ * `libc.free` and `Cache.free`, the free of a buffer that has a live ownership record (owned by
+ * another worker, in transit, borrowed, or simply still held by its handle), and it holds the
+ * error handler (`onError`) that may replace throwing. An {@linkcode OwnContext} adds the mode of
+ * one `Ownership`: `light` keeps counts and owner ids, `full` also interns the stack of every
+ * allocation, borrow, move and drop.
+ *
+ * Invariants. The hook never allocates and never frees; it takes the table lock alone. While
+ * `quiet` is nonzero the frees are the module's own (a drop, a record, an old slot array) and the
+ * hook lets them through without a lookup.
+ *
+ * Lock order: the hook takes the table lock with no core lock held (hooks run before the
+ * allocator changes anything).
+ *
+ * @module
+ */
+
+import { type Heap, UmemError } from "../core/mod.ts";
+import { attachHeapHook, captureStack, hex, readStack } from "../core/internal.ts";
+import {
+  OR_ALLOC_STACK,
+  OR_BORROW_STACK,
+  OR_STATE,
+  OS_BUSY,
+  OS_COUNT,
+  OS_LENT,
+  OS_LENT_SHIFT,
+  OS_MUT,
+  OS_OWNER,
+  OS_OWNER_SHIFT,
+  OS_PHASE,
+  OS_PHASE_SHIFT,
+  OT_ORPHANS,
+  PH_DROPPING,
+  PH_TRANSIT,
+} from "./layout.ts";
+import { type OwnershipDetail, OwnershipError } from "./own_error.ts";
+import { lockTable, ownRoot, ownStackTable, tableFind, tableRemove, unlockTable } from "./table.ts";
+
+/** The heap handle an `Ownership` works on: a `Heap` of this worker. */
+export type OwnHeap = Heap;
+
+/** A function that takes an ownership error instead of having it thrown. */
+export type OwnershipErrorHandler = (error: OwnershipError) => void;
+
+/** The per-worker state of the module on one heap handle. */
+export class OwnWorker {
+  /** The heap handle. */
+  readonly heap: Heap;
+  /** The root record. */
+  readonly root: number;
+  /** The error handler, or undefined to throw. */
+  handler: OwnershipErrorHandler | undefined = undefined;
+  /** Nonzero while the module frees memory of its own: the hook lets it through. */
+  quiet = 0;
+  /** Ownerships open on this handle. */
+  users = 0;
+  /** Detaches the free hook. */
+  private detach: (() => void) | undefined = undefined;
+
+  /**
+   * Finds or creates the root record and attaches the free hook.
+   *
+   * @param heap the heap handle
+   */
+  private constructor(heap: Heap) {
+    this.heap = heap;
+    this.root = ownRoot(heap);
+  }
+
+  /**
+   * This heap handle's state, made on first use.
+   *
+   * @param heap the heap handle
+   * @returns the state
+   */
+  static of(heap: Heap): OwnWorker {
+    let w = workers.get(heap);
+    if (w === undefined) {
+      w = new OwnWorker(heap);
+      workers.set(heap, w);
+    }
+    return w;
+  }
+
+  /** Attaches the free hook unless it is attached. */
+  guardFrees(): void {
+    if (this.detach !== undefined) return;
+    this.detach = attachHeapHook(this.heap, {
+      free: (ptr, _size, cache) => this.onFree(ptr, cache),
+    });
+  }
+
+  /** Detaches the free hook and forgets this state (the last `Ownership` closed). */
+  close(): void {
+    this.detach?.();
+    this.detach = undefined;
+    workers.delete(this.heap);
+  }
+
+  /**
+   * Reports a broken rule: to the handler, or by throwing.
+   *
+   * @param e the error
+   * @throws {OwnershipError} `e`, when there is no handler
+   */
+  fail(e: OwnershipError): void {
+    if (this.handler === undefined) throw e;
+    this.handler(e);
+  }
+
+  /**
+   * The free hook: refuses the free of a tracked buffer that is not being dropped here.
+   *
+   * @param ptr the buffer being freed
+   * @param cache the cache record's address for `Cache.free`, else 0
+   * @throws {OwnershipError} `not-owner`, `use-after-move`, `drop-while-borrowed`, or
+   *   `bad-free` for a buffer its handle still holds
+   */
+  private onFree(ptr: number, cache: number): void {
+    if (this.quiet !== 0) return;
+    const h = this.heap, root = this.root;
+    lockTable(h, root);
+    let rec: number;
+    try {
+      rec = tableFind(h, root, ptr);
+    } finally {
+      unlockTable(h, root);
+    }
+    if (rec === 0) return;
+    const s = Atomics.load(h.i32, (rec + OR_STATE) >> 2);
+    const phase = (s & OS_PHASE) >>> OS_PHASE_SHIFT, owner = (s & OS_OWNER) >>> OS_OWNER_SHIFT;
+    if (phase === PH_DROPPING && owner === h.slot) return;
+    const fn = cache !== 0 ? "umem_cache_free" : "umem_free";
+    // Stacks are there only if some worker records them (`full` mode): ids are 0 otherwise.
+    const d = detail(h, rec, s, true, OR_BORROW_STACK);
+    let e: OwnershipError;
+    if (owner !== h.slot) {
+      e = new OwnershipError(
+        "not-owner",
+        `${fn}: buffer ${hex(ptr)} is owned by worker ${owner}, not by worker ${h.slot}: ` +
+          `only its owner may drop it`,
+        ptr,
+        d,
+      );
+    } else if (phase === PH_TRANSIT) {
+      e = new OwnershipError(
+        "use-after-move",
+        `${fn}: buffer ${hex(ptr)} was sent to another worker and not received yet`,
+        ptr,
+        d,
+      );
+    } else if ((s & OS_BUSY) !== 0) {
+      e = new OwnershipError(
+        "drop-while-borrowed",
+        `${fn}: buffer ${hex(ptr)} freed while borrowed (${describe(s)})`,
+        ptr,
+        d,
+      );
+    } else {
+      e = new OwnershipError(
+        "bad-free",
+        `${fn}: buffer ${hex(ptr)} is held by a live Owned handle: drop it with owned.drop()`,
+        ptr,
+        d,
+      );
+    }
+    this.fail(e);
+    // The handler let it go on: the free happens, so the record leaves the table (and is kept,
+    // so that its handle finds it orphaned rather than reading freed memory).
+    lockTable(h, root);
+    try {
+      if (tableRemove(h, root, ptr)) {
+        for (;;) {
+          const was = Atomics.load(h.i32, (rec + OR_STATE) >> 2);
+          if (
+            Atomics.compareExchange(h.i32, (rec + OR_STATE) >> 2, was, was & ~OS_PHASE) === was
+          ) break;
+        }
+        Atomics.add(h.i32, (root + OT_ORPHANS) >> 2, 1);
+      }
+    } finally {
+      unlockTable(h, root);
+    }
+  }
+}
+
+/** Every heap handle's state in this worker. */
+const workers = new WeakMap<Heap, OwnWorker>();
+
+/** Options of `Ownership.create`. */
+export interface OwnershipOptions {
+  /**
+   * `light` (the default) keeps counts and owner ids; `full` also records the stack of every
+   * allocation, borrow, move and drop and puts it in errors and leak reports.
+   */
+  mode?: "light" | "full";
+  /** Frames of each stack in `full` mode (default 8). */
+  frames?: number;
+  /**
+   * Refuse `heap.free`, `libc.free` and `Cache.free` of a tracked buffer (default true). Costs
+   * every free of this worker a lookup: the heap hook takes the sized free's slow path.
+   */
+  guardFrees?: boolean;
+}
+
+/** The state one `Ownership` shares with its handles. */
+export class OwnContext {
+  /** The heap handle. */
+  readonly heap: Heap;
+  /** The worker's state. */
+  readonly worker: OwnWorker;
+  /** The root record. */
+  readonly root: number;
+  /** `full` mode: stacks are recorded. */
+  readonly full: boolean;
+  /** Frames per stack. */
+  readonly frames: number;
+  /** The state word of a record owned here, live, with no mutable borrow. */
+  readonly liveBits: number;
+  /** The stack table (`full` mode; 0 otherwise). */
+  readonly stacks: number;
+
+  /**
+   * Binds the context to a heap handle.
+   *
+   * @param heap the heap handle
+   * @param options the mode and the frames
+   */
+  constructor(heap: Heap, options: OwnershipOptions) {
+    if (options.mode !== undefined && options.mode !== "light" && options.mode !== "full") {
+      throw new UmemError(
+        "invalid-argument",
+        `Ownership.create: mode '${String(options.mode)}' (expected "light" or "full")`,
+      );
+    }
+    const frames = options.frames ?? 8;
+    if (!Number.isInteger(frames) || frames < 1 || frames > 64) {
+      throw new UmemError(
+        "invalid-argument",
+        `Ownership.create: frames ${String(frames)} is not a whole number in [1, 64]`,
+      );
+    }
+    heap.sync();
+    this.heap = heap;
+    this.worker = OwnWorker.of(heap);
+    this.root = this.worker.root;
+    this.full = options.mode === "full";
+    this.frames = frames;
+    this.liveBits = (1 << OS_PHASE_SHIFT) | (heap.slot << OS_OWNER_SHIFT);
+    this.stacks = this.full ? ownStackTable(heap, this.root) : 0;
+  }
+
+  /**
+   * Interns the caller's stack (`full` mode).
+   *
+   * @param above the public function the user called: it and its callers' frames above are
+   *   left out
+   * @returns the stack's id, 0 in `light` mode
+   */
+  capture(above: unknown): number {
+    return this.full ? captureStack(this.heap, this.stacks, this.frames, above) : 0;
+  }
+
+  /**
+   * The text of an interned stack (`full` mode).
+   *
+   * @param id the stack's id
+   * @returns the frames, one a line; "" in `light` mode or for id 0
+   */
+  stackText(id: number): string {
+    return this.full ? readStack(this.heap, id) : "";
+  }
+}
+
+/**
+ * The shared borrows, mutable borrow and lent references of a state word, for messages.
+ *
+ * @param s the state word
+ * @returns e.g. "2 shared, 0 mutable, 1 lent"
+ */
+export function describe(s: number): string {
+  return `${s & OS_COUNT} shared, ${(s & OS_MUT) !== 0 ? 1 : 0} mutable, ${
+    (s & OS_LENT) >>> OS_LENT_SHIFT
+  } lent`;
+}
+
+/**
+ * What an error reports of a record in state `s`.
+ *
+ * @param heap the heap
+ * @param rec the record (must be live)
+ * @param s its state word
+ * @param full whether to read stacks
+ * @param stackField the record field of the stack that conflicts (`OR_*_STACK`), or -1
+ * @param stackId a stack id to use instead of a field (when the record is gone)
+ * @returns the detail
+ */
+export function detail(
+  heap: Heap,
+  rec: number,
+  s: number,
+  full: boolean,
+  stackField: number,
+  stackId = 0,
+): OwnershipDetail {
+  const id = stackField >= 0 && rec !== 0
+    ? Atomics.load(heap.i32, (rec + stackField) >> 2)
+    : stackId;
+  return {
+    owner: rec === 0 ? -1 : (s & OS_OWNER) >>> OS_OWNER_SHIFT,
+    borrows: s & OS_COUNT,
+    mutablyBorrowed: (s & OS_MUT) !== 0,
+    lent: (s & OS_LENT) >>> OS_LENT_SHIFT,
+    conflictStack: full ? readStack(heap, id) : "",
+    allocStack: full && rec !== 0 ? readStack(heap, heap.i32[(rec + OR_ALLOC_STACK) >> 2]) : "",
+  };
+}

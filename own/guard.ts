@@ -1,0 +1,218 @@
+/**
+ * Borrow guards: a shared borrow ({@linkcode Ref}) or a mutable one ({@linkcode RefMut}) that
+ * ends when the guard is released, by `release()` or at the end of a `using` block.
+ *
+ * Theory. As `std::cell::Ref` and `RefMut`: the borrow is counted in the buffer's state word
+ * when the guard is made and uncounted when it ends, with one atomic read-modify-write
+ * (`Atomics.sub` of one shared borrow, `Atomics.and` clearing the mutable bit), so the end of a
+ * borrow needs no compare-and-swap loop and no lock. `using` ends the borrow when the block is
+ * left by any path, exceptions included. A guard made while an error handler let a broken rule
+ * go on holds nothing (`held` is false) and its end changes nothing.
+ *
+ * Invariants. A guard ends its borrow at most once; after it ended, `ptr` throws. While a guard
+ * holds a borrow the record cannot be freed (drop refuses a borrowed buffer), so the guard's
+ * record address stays valid until it ends.
+ *
+ * Lock order: none.
+ *
+ * @module
+ */
+
+import type { Heap } from "../core/mod.ts";
+import { hex } from "../core/internal.ts";
+import { OR_STATE, OS_MUT } from "./layout.ts";
+import { OwnershipError } from "./own_error.ts";
+
+/** A guard that holds its borrow. */
+const HELD = 1;
+/** A guard whose borrow ended. */
+const ENDED = 0;
+/** A guard that never held a borrow (an error handler let a conflict go on). */
+const INERT = 2;
+
+/** The error of a guard used after its borrow ended. */
+function ended(fn: string, addr: number): OwnershipError {
+  return new OwnershipError(
+    "use-after-drop",
+    `${fn}: the borrow of buffer ${hex(addr)} has ended (the guard was released)`,
+    addr,
+    { owner: -1, borrows: 0, mutablyBorrowed: false, lent: 0, conflictStack: "", allocStack: "" },
+  );
+}
+
+/**
+ * A shared borrow of an owned buffer: many may be held at once, none while it is mutably
+ * borrowed. Release it, or declare it with `using`.
+ *
+ * @example
+ * ```ts
+ * import { Heap } from "@umem/umem";
+ * import { Ownership } from "@umem/umem/own";
+ * const heap = Heap.create({ size: 1 << 20 });
+ * const own = Ownership.create(heap);
+ * const a = own.alloc(4);
+ * {
+ *   using r1 = a.borrow();
+ *   using r2 = a.borrow(); // shared borrows coexist
+ *   console.log(heap.u8[r1.ptr] === heap.u8[r2.ptr]); // true
+ * }
+ * a.drop(); // both borrows ended with the block
+ * ```
+ */
+export class Ref {
+  /** The buffer's size in bytes. */
+  readonly size: number;
+  /** The heap handle. */
+  private readonly heap: Heap;
+  /** The record's word index. */
+  private readonly word: number;
+  /** The buffer. */
+  private readonly addr: number;
+  /** `HELD`, `ENDED` or `INERT`. */
+  private state: number;
+
+  /**
+   * Wraps a borrow already counted in the state word (made by `borrow()`, not by users).
+   *
+   * @param heap the heap handle
+   * @param rec the record
+   * @param addr the buffer
+   * @param size its size
+   * @param held false for a guard that counts nothing
+   */
+  constructor(heap: Heap, rec: number, addr: number, size: number, held: boolean) {
+    this.heap = heap;
+    this.word = (rec + OR_STATE) >> 2;
+    this.addr = addr;
+    this.size = size;
+    this.state = held ? HELD : INERT;
+  }
+
+  /**
+   * The buffer's address, while the borrow lasts.
+   *
+   * @throws {OwnershipError} `use-after-drop` once the guard was released
+   */
+  get ptr(): number {
+    if (this.state === ENDED) throw ended("Ref.ptr", this.addr);
+    return this.addr;
+  }
+
+  /** Whether the guard counts a borrow (false once released, or for an inert guard). */
+  get held(): boolean {
+    return this.state === HELD;
+  }
+
+  /**
+   * Ends the borrow; a second call does nothing.
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * const a = own.alloc(8);
+   * const r = a.borrow();
+   * r.release();
+   * console.log(r.held); // false
+   * a.drop();
+   * ```
+   */
+  release(): void {
+    if (this.state === HELD) Atomics.sub(this.heap.i32, this.word, 1);
+    this.state = ENDED;
+  }
+
+  /** Ends the borrow at the end of a `using` block. */
+  [Symbol.dispose](): void {
+    this.release();
+  }
+}
+
+/**
+ * A mutable borrow of an owned buffer: exclusive, none other (shared or mutable) while it lasts.
+ * Release it, or declare it with `using`.
+ *
+ * @example
+ * ```ts
+ * import { Heap } from "@umem/umem";
+ * import { Ownership } from "@umem/umem/own";
+ * const heap = Heap.create({ size: 1 << 20 });
+ * const own = Ownership.create(heap);
+ * const a = own.alloc(4);
+ * {
+ *   using w = a.borrowMut();
+ *   heap.u8[w.ptr] = 42;
+ *   console.log(a.tryBorrow()); // undefined: mutably borrowed
+ * }
+ * console.log(a.tryBorrow() !== undefined); // true
+ * ```
+ */
+export class RefMut {
+  /** The buffer's size in bytes. */
+  readonly size: number;
+  /** The heap handle. */
+  private readonly heap: Heap;
+  /** The record's word index. */
+  private readonly word: number;
+  /** The buffer. */
+  private readonly addr: number;
+  /** `HELD`, `ENDED` or `INERT`. */
+  private state: number;
+
+  /**
+   * Wraps a mutable borrow already set in the state word (made by `borrowMut()`, not by users).
+   *
+   * @param heap the heap handle
+   * @param rec the record
+   * @param addr the buffer
+   * @param size its size
+   * @param held false for a guard that holds nothing
+   */
+  constructor(heap: Heap, rec: number, addr: number, size: number, held: boolean) {
+    this.heap = heap;
+    this.word = (rec + OR_STATE) >> 2;
+    this.addr = addr;
+    this.size = size;
+    this.state = held ? HELD : INERT;
+  }
+
+  /**
+   * The buffer's address, while the borrow lasts.
+   *
+   * @throws {OwnershipError} `use-after-drop` once the guard was released
+   */
+  get ptr(): number {
+    if (this.state === ENDED) throw ended("RefMut.ptr", this.addr);
+    return this.addr;
+  }
+
+  /** Whether the guard holds the mutable borrow (false once released, or for an inert guard). */
+  get held(): boolean {
+    return this.state === HELD;
+  }
+
+  /**
+   * Ends the borrow; a second call does nothing.
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * const a = own.alloc(8);
+   * const w = a.borrowMut();
+   * w.release();
+   * a.borrowMut().release(); // free again
+   * ```
+   */
+  release(): void {
+    if (this.state === HELD) Atomics.and(this.heap.i32, this.word, ~OS_MUT);
+    this.state = ENDED;
+  }
+
+  /** Ends the borrow at the end of a `using` block. */
+  [Symbol.dispose](): void {
+    this.release();
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * The image of the `own` module: its root record, the address table and the per-buffer record,
+ * every field a word in the heap's buffer (DESIGN.md, principle 1).
+ *
+ * Theory. Rust checks ownership when it compiles; here the same rules are checked when the
+ * program runs, and the state they need lives in the heap so that every worker sees it. Each
+ * tracked buffer has an *ownership record* (`OR_*`, 32 bytes from the heap) whose first word,
+ * the *state word* (`OS_*` bit fields), says who owns the buffer, whether it is in transit to
+ * another worker, and how it is borrowed: a count of shared borrows, a mutable-borrow bit, and a
+ * count of references lent to other workers. Every change of a state word is one
+ * `Atomics.compareExchange` (or one `Atomics.sub`/`and` to release), so two workers racing for
+ * a mutable borrow get exactly one winner. The *address table* (`OT_*` root record, and a slot
+ * array of `[buffer address, record address]` pairs with open addressing and linear probing)
+ * finds a record from a buffer address: for the free hook, for `receive` and `access` to check
+ * a token, and for `adopt` to refuse a buffer someone owns already. A handle keeps its record's
+ * address, so borrows never look anything up.
+ *
+ * Layout of a record:
+ *
+ *     [state][generation][buffer][size][alloc stack][borrow stack][move stack][magic]
+ *
+ * and of the state word (bit 31 is always 0):
+ *
+ *     30 29 | 28 .. 23 | 22 .. 15 | 14  | 13 .. 0
+ *     phase | owner    | lent     | mut | shared borrows
+ *
+ * Invariants.
+ * - The root record is published once through module anchor `MOD_OWN` and never moves; the
+ *   slot array moves when it grows (under the table lock), records never move.
+ * - A buffer address is in the table iff its record's phase is `PH_LIVE`, `PH_TRANSIT` or
+ *   `PH_DROPPING`; a record is freed only after its key left the table, under the table lock,
+ *   so a record found under the lock is not freed while the lock is held.
+ * - `OS_MUT` set implies the shared count is 0. Owner, phase and generation change only when no
+ *   borrow is held and nothing is lent (`move`, `send`, `receive`, `drop`).
+ * - The generation is unique per handle (one heap-wide counter), so a token or handle that
+ *   outlived its buffer's move never matches again.
+ *
+ * Lock order: the table lock (`OT_LOCK`) is taken before any core lock (the table grows with
+ * `heap.alloc` while holding it) and is never held while a heap hook runs.
+ *
+ * @module
+ */
+
+// ---- Root record (OT_*), published through the module anchor MOD_OWN ----
+/** {@linkcode OT_MAGIC_VALUE} once the record is laid. */
+export const OT_MAGIC = 0;
+/** The table lock (core/lock.ts): insert, remove, grow, and every lookup. */
+export const OT_LOCK = 4;
+/** The last handle generation handed out (a counter, `Atomics.add`). */
+export const OT_NEXTGEN = 8;
+/** Address of the slot array. */
+export const OT_TABLE = 12;
+/** Slots in the array (a power of two). */
+export const OT_CAP = 16;
+/** Buffers in the table (live, in transit or being dropped). */
+export const OT_COUNT = 20;
+/** Address of the module's own stack table for `full` mode (0 until needed, set once). */
+export const OT_STACKS = 24;
+/** Records given up by a free that the error handler let through (they stay allocated). */
+export const OT_ORPHANS = 28;
+/** Buffers ever tracked (alloc, adopt, clone). */
+export const OT_TRACKED = 32;
+/** Buffers dropped through their handles. */
+export const OT_DROPPED = 36;
+/** Size of the root record. */
+export const OT_SIZE = 48;
+/** "OWN1" as a little-endian word. */
+export const OT_MAGIC_VALUE = 0x314e574f;
+
+// ---- Slot array: OT_CAP pairs ----
+/** Slot: the buffer address (0: empty). */
+export const TS_KEY = 0;
+/** Slot: the record address. */
+export const TS_REC = 4;
+/** Size of a slot. */
+export const TS_SIZE = 8;
+/** Slots of a new table. */
+export const TABLE_MIN_CAP = 256;
+/** The table doubles when more than this fraction of 256 of its slots is used. */
+export const TABLE_LOAD_256 = 160;
+
+// ---- Ownership record (OR_*) ----
+/** The state word (`OS_*` fields). */
+export const OR_STATE = 0;
+/** The generation of the handle that may use the record now. */
+export const OR_GEN = 4;
+/** The buffer's address. */
+export const OR_PTR = 8;
+/** The buffer's size (as given to `heap.alloc`). */
+export const OR_SIZE = 12;
+/** Interned stack of the allocation or adoption (`full` mode; 0: none). */
+export const OR_ALLOC_STACK = 16;
+/** Interned stack of the latest borrow (`full` mode; 0: none). */
+export const OR_BORROW_STACK = 20;
+/** Interned stack of the latest move, send or receive (`full` mode; 0: none). */
+export const OR_MOVE_STACK = 24;
+/** {@linkcode OR_MAGIC_VALUE} while the record is in use. */
+export const OR_MAGIC = 28;
+/** Size of a record. */
+export const OR_BYTES = 32;
+/** "own!" as a little-endian word. */
+export const OR_MAGIC_VALUE = 0x216e776f;
+
+// ---- State word (OS_*) ----
+/** Mask of the shared-borrow count. */
+export const OS_COUNT = 0x3fff;
+/** The mutable-borrow bit. */
+export const OS_MUT = 1 << 14;
+/** Shift of the lent count: references held by `Shared` handles. */
+export const OS_LENT_SHIFT = 15;
+/** One lent reference. */
+export const OS_LENT_ONE = 1 << OS_LENT_SHIFT;
+/** Mask of the lent count. */
+export const OS_LENT = 0xff << OS_LENT_SHIFT;
+/** Shift of the owner's worker slot. */
+export const OS_OWNER_SHIFT = 23;
+/** Mask of the owner's worker slot. */
+export const OS_OWNER = 0x3f << OS_OWNER_SHIFT;
+/** Shift of the phase (`PH_*`). */
+export const OS_PHASE_SHIFT = 29;
+/** Mask of the phase. */
+export const OS_PHASE = 3 << OS_PHASE_SHIFT;
+/** Any borrow or lent reference: the buffer may not move or be dropped. */
+export const OS_BUSY = OS_COUNT | OS_MUT | OS_LENT;
+
+/** Phase: given up (a free let through by the error handler); the record is kept. */
+export const PH_ORPHAN = 0;
+/** Phase: owned by the worker in the owner field. */
+export const PH_LIVE = 1;
+/** Phase: sent by the worker in the owner field, not yet received. */
+export const PH_TRANSIT = 2;
+/** Phase: its owner is freeing it. */
+export const PH_DROPPING = 3;
+
+/**
+ * A state word from its fields.
+ *
+ * @param phase a `PH_*` value
+ * @param owner a worker slot
+ * @returns the word with no borrow and nothing lent
+ */
+export function stateWord(phase: number, owner: number): number {
+  return (phase << OS_PHASE_SHIFT) | (owner << OS_OWNER_SHIFT);
+}

@@ -1,0 +1,1227 @@
+/**
+ * Owned handles: one owner per buffer, moves that kill the old handle, borrows counted in the
+ * buffer's state word, tokens that hand a buffer (or a reference to it) to another worker.
+ *
+ * Theory. An {@linkcode Owned} is Rust's `Box<[u8]>` checked at run time: it holds the
+ * record's address and the *generation* it was given; the record's `OR_GEN` names the one
+ * handle that may use it now. `move()` gives the record a fresh generation and a new handle, and
+ * marks the old one dead; `send()` does the same and puts the record in transit
+ * (`PH_TRANSIT`), so that no handle can use it until some worker's `receive(token)` makes it
+ * live again with that worker as owner. Borrows are `RefCell`'s: `borrow()` adds one shared
+ * borrow to the state word with compare-and-swap if the word says live, owned by this worker,
+ * not mutably borrowed; `borrowMut()` sets the mutable bit if no borrow at all is held. Because
+ * a compare-and-swap on one word decides, two workers racing for a mutable borrow (the owner,
+ * and a worker holding a {@linkcode Shared} reference) get exactly one winner. A `Shared` is a
+ * reference lent to another worker (`share()`, then `access(token)` there): it counts in the
+ * state word's lent field, and while any is held the owner can neither move, send nor drop the
+ * buffer.
+ *
+ * Invariants. A dead handle never reads its record (it may have been freed and reused): it
+ * knows how it died. The fast paths (`borrow`, `borrowMut`, `deref`) are a few loads, one
+ * compare-and-swap and, in `full` mode, a stack capture; every failure takes a slow path that
+ * names the rule. Owner, phase and generation change only with no borrow held and nothing
+ * lent. Tokens are plain data (structured-clone safe) and are checked against the table under
+ * the table lock before anything changes.
+ *
+ * Lock order: `track`, `receive` and `access` take the table lock alone (growth allocates with
+ * it held, which takes core locks after it); borrows take no lock.
+ *
+ * @module
+ */
+
+import { UmemError } from "../core/mod.ts";
+import { hex } from "../core/internal.ts";
+import { describe, detail, type OwnContext } from "./context.ts";
+import { Ref, RefMut } from "./guard.ts";
+import {
+  OR_ALLOC_STACK,
+  OR_BORROW_STACK,
+  OR_BYTES,
+  OR_GEN,
+  OR_MAGIC,
+  OR_MAGIC_VALUE,
+  OR_MOVE_STACK,
+  OR_PTR,
+  OR_SIZE,
+  OR_STATE,
+  OS_BUSY,
+  OS_COUNT,
+  OS_LENT,
+  OS_LENT_ONE,
+  OS_LENT_SHIFT,
+  OS_MUT,
+  OS_OWNER,
+  OS_OWNER_SHIFT,
+  OS_PHASE,
+  OS_PHASE_SHIFT,
+  OT_DROPPED,
+  OT_NEXTGEN,
+  OT_TRACKED,
+  PH_DROPPING,
+  PH_LIVE,
+  PH_ORPHAN,
+  PH_TRANSIT,
+  stateWord,
+} from "./layout.ts";
+import { BorrowError, BorrowMutError, OwnershipError } from "./own_error.ts";
+import { lockTable, tableFind, tableInsert, tableRemove, unlockTable } from "./table.ts";
+
+/** A handle that can be used. */
+const ALIVE = 0;
+/** A handle that was moved from. */
+const MOVED = 1;
+/** A handle whose buffer was sent to another worker. */
+const SENT = 2;
+/** A handle that was dropped. */
+const DROPPED = 3;
+
+/** The state-word fields a borrow by the owner compares: phase, owner, mutable bit. */
+const LIVE_MASK = OS_PHASE | OS_OWNER | OS_MUT;
+/** Word offsets of the record fields the fast paths read. */
+const W_GEN = OR_GEN >> 2;
+const W_BORROW = OR_BORROW_STACK >> 2;
+
+/**
+ * A buffer handed to another worker: pass it with `postMessage`; that worker's
+ * `own.receive(token)` turns it into its own {@linkcode Owned}. Plain data.
+ */
+export interface OwnedToken {
+  /** The buffer. */
+  readonly ptr: number;
+  /** Its size. */
+  readonly size: number;
+  /** Its ownership record. */
+  readonly record: number;
+  /** The generation the receiving handle will carry. */
+  readonly gen: number;
+  /** The sending worker's slot. */
+  readonly from: number;
+  /** The only worker slot that may receive it, or -1 for any. */
+  readonly to: number;
+}
+
+/**
+ * A reference lent to another worker: pass it with `postMessage`; that worker's
+ * `own.access(token)` turns it into a {@linkcode Shared}. Plain data.
+ */
+export interface ShareToken {
+  /** The buffer. */
+  readonly ptr: number;
+  /** Its size. */
+  readonly size: number;
+  /** Its ownership record. */
+  readonly record: number;
+  /** The generation of the owner's handle when it was shared. */
+  readonly gen: number;
+}
+
+/** What `stateOf` and `leaks` say about a tracked buffer. */
+export interface OwnedInfo {
+  /** The buffer. */
+  ptr: number;
+  /** Its size. */
+  size: number;
+  /** The owning (or sending) worker's slot. */
+  owner: number;
+  /** `owned`, `in-transit` (sent, not received), `dropping`. */
+  state: "owned" | "in-transit" | "dropping";
+  /** Shared borrows held. */
+  borrows: number;
+  /** Whether a mutable borrow is held. */
+  mutablyBorrowed: boolean;
+  /** References lent to `Shared` handles. */
+  lent: number;
+  /** `full` mode: where the buffer was allocated or adopted ("" otherwise). */
+  allocStack: string;
+}
+
+/** The next handle generation (never 0). */
+function nextGen(ctx: OwnContext): number {
+  const w = (ctx.root + OT_NEXTGEN) >> 2;
+  let g = (Atomics.add(ctx.heap.i32, w, 1) + 1) | 0;
+  if (g === 0) g = (Atomics.add(ctx.heap.i32, w, 1) + 1) | 0;
+  return g;
+}
+
+/**
+ * The owner of one buffer in the shared heap: borrow it, move it, send it to another worker,
+ * drop it. Made by `own.alloc`, `own.adopt`, `own.receive` or `owned.clone`.
+ *
+ * @example
+ * ```ts
+ * import { Heap } from "@umem/umem";
+ * import { Ownership } from "@umem/umem/own";
+ * const heap = Heap.create({ size: 1 << 20 });
+ * const own = Ownership.create(heap);
+ * const a = own.alloc(16);
+ * {
+ *   using w = a.borrowMut();
+ *   heap.u8.fill(1, w.ptr, w.ptr + 16);
+ * }
+ * const b = a.move(); // a is dead from here on
+ * console.log(a.alive, b.alive); // false true
+ * b.drop();
+ * ```
+ */
+export class Owned {
+  /** The buffer's size in bytes. */
+  readonly size: number;
+  /** The Ownership's context. */
+  private readonly ctx: OwnContext;
+  /** The record. */
+  private readonly rec: number;
+  /** The buffer. */
+  private readonly addr: number;
+  /** This handle's generation. */
+  private readonly gen: number;
+  /** `ALIVE`, or how the handle died. */
+  private dead = ALIVE;
+  /** `full` mode: the stack of the move, send or drop that killed the handle. */
+  private deathStack = 0;
+
+  /**
+   * Wraps a record whose `OR_GEN` is `gen` (made by the module, not by users).
+   *
+   * @param ctx the Ownership's context
+   * @param rec the record
+   * @param addr the buffer
+   * @param size its size
+   * @param gen the handle's generation
+   */
+  constructor(ctx: OwnContext, rec: number, addr: number, size: number, gen: number) {
+    this.ctx = ctx;
+    this.rec = rec;
+    this.addr = addr;
+    this.size = size;
+    this.gen = gen;
+  }
+
+  /**
+   * Whether the handle may be used: not moved, sent or dropped, and owned by this worker.
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * const a = own.alloc(8);
+   * a.drop();
+   * console.log(a.alive); // false
+   * ```
+   */
+  get alive(): boolean {
+    if (this.dead !== ALIVE) return false;
+    const i32 = this.ctx.heap.i32, i = this.rec >> 2;
+    return i32[i + W_GEN] === this.gen &&
+      (Atomics.load(i32, i) & (OS_PHASE | OS_OWNER)) === this.ctx.liveBits;
+  }
+
+  /**
+   * Takes a shared borrow: many may be held at once, none while the buffer is mutably
+   * borrowed.
+   *
+   * @returns the guard; release it or declare it with `using`
+   * @throws {BorrowError} when the buffer is mutably borrowed
+   * @throws {OwnershipError} `use-after-move`, `use-after-drop`, `not-owner`
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const own = Ownership.create(heap);
+   * const a = own.alloc(4);
+   * using r = a.borrow();
+   * console.log(heap.u8[r.ptr] >= 0); // true
+   * ```
+   */
+  borrow(): Ref {
+    const ctx = this.ctx, i32 = ctx.heap.i32, i = this.rec >> 2;
+    if (this.dead === ALIVE && i32[i + W_GEN] === this.gen) {
+      const s = i32[i];
+      if (
+        (s & LIVE_MASK) === ctx.liveBits && (s & OS_COUNT) !== OS_COUNT &&
+        Atomics.compareExchange(i32, i, s, s + 1) === s
+      ) {
+        if (ctx.full) Atomics.store(i32, i + W_BORROW, ctx.capture(Owned.prototype.borrow));
+        return new Ref(ctx.heap, this.rec, this.addr, this.size, true);
+      }
+    }
+    return this.borrowSlow(false, false, Owned.prototype.borrow) as Ref;
+  }
+
+  /**
+   * Takes the mutable borrow: exclusive, refused while any borrow is held (here or by a worker
+   * holding a `Shared` reference).
+   *
+   * @returns the guard; release it or declare it with `using`
+   * @throws {BorrowMutError} when the buffer is borrowed
+   * @throws {OwnershipError} `use-after-move`, `use-after-drop`, `not-owner`
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const own = Ownership.create(heap);
+   * const a = own.alloc(4);
+   * using w = a.borrowMut();
+   * heap.u8[w.ptr] = 7;
+   * ```
+   */
+  borrowMut(): RefMut {
+    const ctx = this.ctx, i32 = ctx.heap.i32, i = this.rec >> 2;
+    if (this.dead === ALIVE && i32[i + W_GEN] === this.gen) {
+      const s = i32[i];
+      if (
+        (s & (LIVE_MASK | OS_COUNT)) === ctx.liveBits &&
+        Atomics.compareExchange(i32, i, s, s | OS_MUT) === s
+      ) {
+        if (ctx.full) Atomics.store(i32, i + W_BORROW, ctx.capture(Owned.prototype.borrowMut));
+        return new RefMut(ctx.heap, this.rec, this.addr, this.size, true);
+      }
+    }
+    return this.borrowSlow(true, false, Owned.prototype.borrowMut) as RefMut;
+  }
+
+  /**
+   * Takes a shared borrow if the buffer is not mutably borrowed (Rust's `try_borrow`).
+   *
+   * @returns the guard, or undefined when the buffer is mutably borrowed
+   * @throws {OwnershipError} `use-after-move`, `use-after-drop`, `not-owner` (those are not
+   *   borrow conflicts)
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * const a = own.alloc(4);
+   * const w = a.borrowMut();
+   * console.log(a.tryBorrow()); // undefined
+   * w.release();
+   * ```
+   */
+  tryBorrow(): Ref | undefined {
+    return this.borrowSlow(false, true, Owned.prototype.tryBorrow) as Ref | undefined;
+  }
+
+  /**
+   * Takes the mutable borrow if no borrow is held (Rust's `try_borrow_mut`).
+   *
+   * @returns the guard, or undefined when the buffer is borrowed
+   * @throws {OwnershipError} `use-after-move`, `use-after-drop`, `not-owner`
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * const a = own.alloc(4);
+   * const r = a.borrow();
+   * console.log(a.tryBorrowMut()); // undefined
+   * r.release();
+   * a.tryBorrowMut()?.release();
+   * ```
+   */
+  tryBorrowMut(): RefMut | undefined {
+    return this.borrowSlow(true, true, Owned.prototype.tryBorrowMut) as RefMut | undefined;
+  }
+
+  /** Every borrow that the fast path did not take: races, conflicts, dead handles. */
+  private borrowSlow(mut: boolean, tryOnly: boolean, above: unknown): Ref | RefMut | undefined {
+    const ctx = this.ctx, fn = mut ? "Owned.borrowMut" : "Owned.borrow";
+    for (;;) {
+      const s = this.check(fn, false);
+      const i32 = ctx.heap.i32, i = this.rec >> 2;
+      if (s < 0) return this.inert(mut);
+      if (mut ? (s & (OS_COUNT | OS_MUT)) !== 0 : (s & OS_MUT) !== 0) {
+        if (tryOnly) return undefined;
+        const d = detail(ctx.heap, this.rec, s, ctx.full, OR_BORROW_STACK);
+        ctx.worker.fail(
+          mut
+            ? new BorrowMutError(
+              `${fn}: buffer ${hex(this.addr)} already borrowed (${describe(s)}): BorrowMutError` +
+                at("latest borrow", d.conflictStack),
+              this.addr,
+              d,
+            )
+            : new BorrowError(
+              `${fn}: buffer ${hex(this.addr)} already mutably borrowed: BorrowError` +
+                at("mutable borrow", d.conflictStack),
+              this.addr,
+              d,
+            ),
+        );
+        return this.inert(mut);
+      }
+      if (!mut && (s & OS_COUNT) === OS_COUNT) {
+        throw new OwnershipError(
+          "borrow-conflict",
+          `${fn}: buffer ${hex(this.addr)} has ${OS_COUNT} shared borrows, the most it can count`,
+          this.addr,
+          detail(ctx.heap, this.rec, s, false, -1),
+        );
+      }
+      if (Atomics.compareExchange(i32, i, s, mut ? s | OS_MUT : s + 1) === s) {
+        if (ctx.full) Atomics.store(i32, i + W_BORROW, ctx.capture(above));
+        return mut
+          ? new RefMut(ctx.heap, this.rec, this.addr, this.size, true)
+          : new Ref(ctx.heap, this.rec, this.addr, this.size, true);
+      }
+    }
+  }
+
+  /** A guard that holds nothing, for an error handler that let a conflict go on. */
+  private inert(mut: boolean): Ref | RefMut {
+    const h = this.ctx.heap;
+    return mut
+      ? new RefMut(h, this.rec, this.addr, this.size, false)
+      : new Ref(h, this.rec, this.addr, this.size, false);
+  }
+
+  /**
+   * The state word when the handle is alive and its buffer owned here; otherwise the error
+   * goes to the handler (returns -1) or, when `hard` (no way to go on), is thrown.
+   */
+  private check(fn: string, hard: boolean): number {
+    const ctx = this.ctx, h = ctx.heap;
+    let e: OwnershipError;
+    if (this.dead !== ALIVE) {
+      e = this.deadError(fn);
+    } else {
+      const i = this.rec >> 2, s = Atomics.load(h.i32, i);
+      const phase = (s & OS_PHASE) >>> OS_PHASE_SHIFT, owner = (s & OS_OWNER) >>> OS_OWNER_SHIFT;
+      if (h.i32[i + W_GEN] === this.gen && phase === PH_LIVE && owner === h.slot) return s;
+      const d = detail(h, this.rec, s, ctx.full, OR_MOVE_STACK);
+      if (phase === PH_ORPHAN) {
+        e = new OwnershipError(
+          "use-after-drop",
+          `${fn}: buffer ${hex(this.addr)} was freed behind its handle's back (a free the ` +
+            `error handler let through)`,
+          this.addr,
+          d,
+        );
+      } else if (owner !== h.slot) {
+        e = new OwnershipError(
+          "not-owner",
+          `${fn}: buffer ${hex(this.addr)} is owned by worker ${owner}, not by worker ${h.slot}`,
+          this.addr,
+          d,
+        );
+      } else {
+        e = new OwnershipError(
+          "use-after-move",
+          `${fn}: buffer ${hex(this.addr)} used through a stale handle (it moved on)` +
+            at("moved", d.conflictStack),
+          this.addr,
+          d,
+        );
+      }
+    }
+    if (hard) {
+      ctx.worker.handler?.(e);
+      throw e;
+    }
+    ctx.worker.fail(e);
+    return -1;
+  }
+
+  /** The error of a dead handle: how it died and, in `full` mode, where. */
+  private deadError(fn: string): OwnershipError {
+    const ctx = this.ctx, stack = ctx.stackText(this.deathStack);
+    const d = {
+      owner: -1,
+      borrows: 0,
+      mutablyBorrowed: false,
+      lent: 0,
+      conflictStack: stack,
+      allocStack: "",
+    };
+    const a = hex(this.addr);
+    if (this.dead === DROPPED) {
+      return fn === "Owned.drop"
+        ? new OwnershipError(
+          "double-drop",
+          `${fn}: buffer ${a} dropped twice` + at("first dropped", stack),
+          this.addr,
+          d,
+        )
+        : new OwnershipError(
+          "use-after-drop",
+          `${fn}: buffer ${a} used after drop` + at("dropped", stack),
+          this.addr,
+          d,
+        );
+    }
+    return new OwnershipError(
+      "use-after-move",
+      `${fn}: buffer ${a} used after ${
+        this.dead === SENT ? "it was sent to another worker" : "move"
+      }` + at(this.dead === SENT ? "sent" : "moved", stack),
+      this.addr,
+      d,
+    );
+  }
+
+  /**
+   * The buffer's address, after checking that the handle is alive and the buffer owned by
+   * this worker.
+   *
+   * @returns the address
+   * @throws {OwnershipError} `use-after-move`, `use-after-drop`, `not-owner` (with an error
+   *   handler: reported, and the address is returned)
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const own = Ownership.create(heap);
+   * const a = own.alloc(4);
+   * heap.u8[a.deref()] = 1;
+   * ```
+   */
+  deref(): number {
+    const ctx = this.ctx, i32 = ctx.heap.i32, i = this.rec >> 2;
+    if (
+      this.dead === ALIVE && i32[i + W_GEN] === this.gen &&
+      (i32[i] & (OS_PHASE | OS_OWNER)) === ctx.liveBits
+    ) return this.addr;
+    this.check("Owned.deref", false);
+    return this.addr;
+  }
+
+  /**
+   * Moves the buffer to a new handle; this one is dead from then on (Rust's move).
+   *
+   * @returns the new handle
+   * @throws {OwnershipError} `borrow-conflict` when borrowed or lent; `use-after-move`,
+   *   `use-after-drop`, `not-owner` (thrown even with an error handler, after it saw them)
+   *
+   * @example
+   * ```ts
+   * import { Heap, UmemError } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * const a = own.alloc(8);
+   * const b = a.move();
+   * try {
+   *   a.borrow();
+   * } catch (e) {
+   *   console.log((e as UmemError).kind); // "use-after-move"
+   * }
+   * b.drop();
+   * ```
+   */
+  move(): Owned {
+    const ctx = this.ctx, s = this.check("Owned.move", true);
+    if ((s & OS_BUSY) !== 0) this.busy("Owned.move", "move out of", s);
+    const gen = nextGen(ctx), i32 = ctx.heap.i32;
+    Atomics.store(i32, (this.rec + OR_GEN) >> 2, gen);
+    this.die(MOVED, Owned.prototype.move);
+    return new Owned(ctx, this.rec, this.addr, this.size, gen);
+  }
+
+  /**
+   * Hands the buffer to another worker: returns a token to post to it, whose
+   * `own.receive(token)` makes it the owner. This handle is dead from then on, and until the
+   * token is received no handle can use the buffer.
+   *
+   * @param to the only worker slot that may receive it (default: any)
+   * @returns the token (plain data, for `postMessage`)
+   * @throws {OwnershipError} `borrow-conflict` when borrowed or lent; `use-after-move`,
+   *   `use-after-drop`, `not-owner`
+   * @throws {UmemError} `invalid-argument` for a bad slot
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const own = Ownership.create(heap);
+   * const token = own.alloc(8).send();
+   * // ... worker.postMessage(token); there: Ownership.create(Heap.attach(buf)).receive(token)
+   * const back = own.receive(token); // any worker, this one included
+   * back.drop();
+   * ```
+   */
+  send(to = -1): OwnedToken {
+    if (to !== -1 && (!Number.isInteger(to) || to < 0 || to > OS_OWNER >>> OS_OWNER_SHIFT)) {
+      throw new UmemError(
+        "invalid-argument",
+        `Owned.send: worker slot ${String(to)} (expected -1 or 0..${OS_OWNER >>> OS_OWNER_SHIFT})`,
+      );
+    }
+    const ctx = this.ctx, h = ctx.heap, i = this.rec >> 2;
+    for (;;) {
+      const s = this.check("Owned.send", true);
+      if ((s & OS_BUSY) !== 0) this.busy("Owned.send", "send", s);
+      if (Atomics.compareExchange(h.i32, i, s, stateWord(PH_TRANSIT, h.slot)) === s) break;
+    }
+    const gen = nextGen(ctx);
+    Atomics.store(h.i32, i + W_GEN, gen);
+    this.die(SENT, Owned.prototype.send);
+    return { ptr: this.addr, size: this.size, record: this.rec, gen, from: h.slot, to };
+  }
+
+  /**
+   * Lends a reference to another worker: returns a token whose `own.access(token)` there makes
+   * a {@linkcode Shared} that borrows the buffer as this handle does. While a `Shared` is held
+   * the buffer cannot be moved, sent or dropped.
+   *
+   * @returns the token (plain data, for `postMessage`)
+   * @throws {OwnershipError} `use-after-move`, `use-after-drop`, `not-owner`
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * const a = own.alloc(8);
+   * const ref = own.access(a.share()); // another worker would do this
+   * console.log(a.tryBorrowMut() !== undefined); // true: a reference alone is no borrow
+   * ref.release();
+   * a.drop();
+   * ```
+   */
+  share(): ShareToken {
+    this.check("Owned.share", true);
+    return { ptr: this.addr, size: this.size, record: this.rec, gen: this.gen };
+  }
+
+  /**
+   * Frees the buffer (Rust's drop). Refused while it is borrowed or lent.
+   *
+   * @throws {OwnershipError} `drop-while-borrowed`, `double-drop`, `use-after-move`,
+   *   `not-owner` (with an error handler: reported, and nothing is freed)
+   *
+   * @example
+   * ```ts
+   * import { Heap, UmemError } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * const a = own.alloc(8);
+   * a.drop();
+   * try {
+   *   a.drop();
+   * } catch (e) {
+   *   console.log((e as UmemError).kind); // "double-drop"
+   * }
+   * ```
+   */
+  drop(): void {
+    const ctx = this.ctx, h = ctx.heap, w = ctx.worker, i = this.rec >> 2;
+    let s: number;
+    for (;;) {
+      s = this.check("Owned.drop", false);
+      if (s < 0) return;
+      if ((s & OS_BUSY) !== 0) {
+        const d = detail(h, this.rec, s, ctx.full, OR_BORROW_STACK);
+        w.fail(
+          new OwnershipError(
+            "drop-while-borrowed",
+            `Owned.drop: buffer ${hex(this.addr)} dropped while borrowed (${describe(s)})` +
+              at("latest borrow", d.conflictStack),
+            this.addr,
+            d,
+          ),
+        );
+        return;
+      }
+      if (Atomics.compareExchange(h.i32, i, s, stateWord(PH_DROPPING, h.slot)) === s) break;
+    }
+    w.quiet++;
+    try {
+      h.free(this.addr, this.size);
+    } catch (e) {
+      Atomics.store(h.i32, i, s); // the heap refused: the handle lives on
+      throw e;
+    } finally {
+      w.quiet--;
+    }
+    lockTable(h, ctx.root);
+    try {
+      tableRemove(h, ctx.root, this.addr);
+    } finally {
+      unlockTable(h, ctx.root);
+    }
+    h.i32[(this.rec + OR_MAGIC) >> 2] = 0;
+    Atomics.store(h.i32, i, 0);
+    w.quiet++;
+    try {
+      h.free(this.rec, OR_BYTES);
+    } finally {
+      w.quiet--;
+    }
+    Atomics.add(h.i32, (ctx.root + OT_DROPPED) >> 2, 1);
+    this.die(DROPPED, Owned.prototype.drop);
+  }
+
+  /**
+   * Copies the buffer into a new one with its own owner (Rust's `clone`), under a shared
+   * borrow.
+   *
+   * @returns the new handle
+   * @throws {BorrowError} when the buffer is mutably borrowed
+   * @throws {OwnershipError} `use-after-move`, `use-after-drop`, `not-owner`
+   * @throws {OutOfMemoryError} when the heap is full
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const own = Ownership.create(heap);
+   * const a = own.alloc(4);
+   * heap.u8[a.deref()] = 9;
+   * const b = a.clone();
+   * console.log(heap.u8[b.deref()], b.deref() !== a.deref()); // 9 true
+   * ```
+   */
+  clone(): Owned {
+    const ctx = this.ctx, i = this.rec >> 2;
+    for (;;) {
+      const s = this.check("Owned.clone", true);
+      if ((s & OS_MUT) !== 0) {
+        const d = detail(ctx.heap, this.rec, s, ctx.full, OR_BORROW_STACK);
+        const e = new BorrowError(
+          `Owned.clone: buffer ${hex(this.addr)} already mutably borrowed: BorrowError` +
+            at("mutable borrow", d.conflictStack),
+          this.addr,
+          d,
+        );
+        ctx.worker.handler?.(e);
+        throw e;
+      }
+      if (Atomics.compareExchange(ctx.heap.i32, i, s, s + 1) === s) break;
+    }
+    try {
+      const p = ctx.heap.alloc(this.size);
+      try {
+        ctx.heap.u8.copyWithin(p, this.addr, this.addr + this.size);
+        return track(ctx, p, this.size, "Owned.clone", Owned.prototype.clone);
+      } catch (e) {
+        ctx.worker.quiet++;
+        try {
+          ctx.heap.free(p, this.size);
+        } finally {
+          ctx.worker.quiet--;
+        }
+        throw e;
+      }
+    } finally {
+      Atomics.sub(ctx.heap.i32, i, 1);
+    }
+  }
+
+  /** Throws the error of a move, send or drop of a borrowed buffer (after the handler). */
+  private busy(fn: string, what: string, s: number): never {
+    const ctx = this.ctx, d = detail(ctx.heap, this.rec, s, ctx.full, OR_BORROW_STACK);
+    const e = new OwnershipError(
+      "borrow-conflict",
+      `${fn}: cannot ${what} buffer ${hex(this.addr)} because it is borrowed (${describe(s)})` +
+        at("latest borrow", d.conflictStack),
+      this.addr,
+      d,
+    );
+    ctx.worker.handler?.(e);
+    throw e;
+  }
+
+  /** Marks the handle dead, remembering where (`full` mode). */
+  private die(how: number, above: unknown): void {
+    const ctx = this.ctx;
+    this.dead = how;
+    if (!ctx.full) return;
+    this.deathStack = ctx.capture(above);
+    if (how !== DROPPED) {
+      Atomics.store(ctx.heap.i32, (this.rec + OR_MOVE_STACK) >> 2, this.deathStack);
+    }
+  }
+}
+
+/**
+ * A reference to a buffer another worker owns (or this one: `own.access(owned.share())`),
+ * made by `own.access(token)`. It borrows as the owner does, in the same state word; while it is
+ * held the owner cannot move, send or drop the buffer. Release it, or declare it with `using`.
+ *
+ * @example
+ * ```ts
+ * import { Heap } from "@umem/umem";
+ * import { Ownership } from "@umem/umem/own";
+ * const heap = Heap.create({ size: 1 << 20 });
+ * const own = Ownership.create(heap);
+ * const a = own.alloc(8);
+ * {
+ *   using ref = own.access(a.share());
+ *   using w = ref.borrowMut();
+ *   console.log(a.tryBorrow()); // undefined: the reference holds the mutable borrow
+ *   heap.u8[w.ptr] = 1;
+ * }
+ * a.drop();
+ * ```
+ */
+export class Shared {
+  /** The buffer's size in bytes. */
+  readonly size: number;
+  /** The Ownership's context. */
+  private readonly ctx: OwnContext;
+  /** The record. */
+  private readonly rec: number;
+  /** The buffer. */
+  private readonly addr: number;
+  /** Whether the reference is still held. */
+  private open = true;
+
+  /**
+   * Wraps a reference already counted in the lent field (made by `own.access`).
+   *
+   * @param ctx the Ownership's context
+   * @param rec the record
+   * @param addr the buffer
+   * @param size its size
+   */
+  constructor(ctx: OwnContext, rec: number, addr: number, size: number) {
+    this.ctx = ctx;
+    this.rec = rec;
+    this.addr = addr;
+    this.size = size;
+  }
+
+  /**
+   * Takes a shared borrow.
+   *
+   * @returns the guard
+   * @throws {BorrowError} when the buffer is mutably borrowed
+   * @throws {OwnershipError} `use-after-drop` once the reference was released
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * using ref = own.access(own.alloc(8).share());
+   * using r = ref.borrow();
+   * console.log(r.size); // 8
+   * ```
+   */
+  borrow(): Ref {
+    return this.take(false, false) as Ref;
+  }
+
+  /**
+   * Takes the mutable borrow.
+   *
+   * @returns the guard
+   * @throws {BorrowMutError} when the buffer is borrowed
+   * @throws {OwnershipError} `use-after-drop` once the reference was released
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * using ref = own.access(own.alloc(8).share());
+   * using w = ref.borrowMut();
+   * console.log(w.held); // true
+   * ```
+   */
+  borrowMut(): RefMut {
+    return this.take(true, false) as RefMut;
+  }
+
+  /**
+   * Takes a shared borrow unless the buffer is mutably borrowed.
+   *
+   * @returns the guard, or undefined on a conflict
+   * @throws {OwnershipError} `use-after-drop` once the reference was released
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * const a = own.alloc(8);
+   * using ref = own.access(a.share());
+   * using w = a.borrowMut();
+   * console.log(ref.tryBorrow()); // undefined
+   * ```
+   */
+  tryBorrow(): Ref | undefined {
+    return this.take(false, true) as Ref | undefined;
+  }
+
+  /**
+   * Takes the mutable borrow unless any borrow is held: of two workers racing for it, exactly
+   * one wins.
+   *
+   * @returns the guard, or undefined on a conflict
+   * @throws {OwnershipError} `use-after-drop` once the reference was released
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * const a = own.alloc(8);
+   * using ref = own.access(a.share());
+   * const w = ref.tryBorrowMut();
+   * console.log(w !== undefined, a.tryBorrowMut()); // true undefined
+   * w?.release();
+   * ```
+   */
+  tryBorrowMut(): RefMut | undefined {
+    return this.take(true, true) as RefMut | undefined;
+  }
+
+  /** Takes a borrow through the reference. */
+  private take(mut: boolean, tryOnly: boolean): Ref | RefMut | undefined {
+    const ctx = this.ctx, h = ctx.heap, i = this.rec >> 2;
+    const fn = mut ? "Shared.borrowMut" : "Shared.borrow";
+    for (;;) {
+      const s = Atomics.load(h.i32, i);
+      let e: OwnershipError | undefined;
+      if (!this.open) {
+        e = new OwnershipError(
+          "use-after-drop",
+          `${fn}: the reference to buffer ${hex(this.addr)} was released`,
+          this.addr,
+          detail(h, 0, 0, false, -1),
+        );
+      } else if ((s & OS_PHASE) >>> OS_PHASE_SHIFT !== PH_LIVE) {
+        e = new OwnershipError(
+          "use-after-drop",
+          `${fn}: buffer ${hex(this.addr)} was freed behind its owner's back`,
+          this.addr,
+          detail(h, this.rec, s, ctx.full, OR_BORROW_STACK),
+        );
+      } else if (mut ? (s & (OS_COUNT | OS_MUT)) !== 0 : (s & OS_MUT) !== 0) {
+        if (tryOnly) return undefined;
+        const d = detail(h, this.rec, s, ctx.full, OR_BORROW_STACK);
+        e = mut
+          ? new BorrowMutError(
+            `${fn}: buffer ${hex(this.addr)} already borrowed (${describe(s)}): BorrowMutError` +
+              at("latest borrow", d.conflictStack),
+            this.addr,
+            d,
+          )
+          : new BorrowError(
+            `${fn}: buffer ${hex(this.addr)} already mutably borrowed: BorrowError` +
+              at("mutable borrow", d.conflictStack),
+            this.addr,
+            d,
+          );
+      } else if (!mut && (s & OS_COUNT) === OS_COUNT) {
+        throw new OwnershipError(
+          "borrow-conflict",
+          `${fn}: buffer ${hex(this.addr)} has ${OS_COUNT} shared borrows, the most it can count`,
+          this.addr,
+          detail(h, this.rec, s, false, -1),
+        );
+      }
+      if (e !== undefined) {
+        ctx.worker.fail(e);
+        return mut
+          ? new RefMut(h, this.rec, this.addr, this.size, false)
+          : new Ref(h, this.rec, this.addr, this.size, false);
+      }
+      if (Atomics.compareExchange(h.i32, i, s, mut ? s | OS_MUT : s + 1) === s) {
+        if (ctx.full) Atomics.store(h.i32, i + W_BORROW, ctx.capture(Shared.prototype.take));
+        return mut
+          ? new RefMut(h, this.rec, this.addr, this.size, true)
+          : new Ref(h, this.rec, this.addr, this.size, true);
+      }
+    }
+  }
+
+  /** Whether the reference is still held. */
+  get held(): boolean {
+    return this.open;
+  }
+
+  /**
+   * Gives the reference back; the owner may move or drop the buffer once no reference and no
+   * borrow is held. A second call does nothing. Borrows taken through it stay counted until
+   * their guards end.
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * const a = own.alloc(8);
+   * const ref = own.access(a.share());
+   * ref.release();
+   * a.drop();
+   * ```
+   */
+  release(): void {
+    if (!this.open) return;
+    this.open = false;
+    Atomics.sub(this.ctx.heap.i32, this.rec >> 2, OS_LENT_ONE);
+  }
+
+  /** Gives the reference back at the end of a `using` block. */
+  [Symbol.dispose](): void {
+    this.release();
+  }
+}
+
+/** The stack text of a report, indented, or "" when there is none. */
+function at(what: string, stack: string): string {
+  if (stack === "") return "";
+  return `\n  ${what} at:\n` + stack.split("\n").map((f) => `    ${f}`).join("\n");
+}
+
+/**
+ * Starts tracking a buffer this worker owns: a record, then its address in the table.
+ *
+ * @param ctx the Ownership's context
+ * @param ptr the buffer (allocated with `heap.alloc(size)`)
+ * @param size its size
+ * @param fn the public function, for messages
+ * @param above the public function, for the stack
+ * @returns the handle
+ * @throws {OwnershipError} `not-owner` when another worker owns the buffer
+ * @throws {UmemError} `invalid-argument` when this worker tracks it already
+ */
+export function track(
+  ctx: OwnContext,
+  ptr: number,
+  size: number,
+  fn: string,
+  above: unknown,
+): Owned {
+  const h = ctx.heap, w = ctx.worker;
+  const rec = h.alloc(OR_BYTES);
+  const gen = nextGen(ctx);
+  const i32 = h.i32, r = rec >> 2;
+  i32[r + (OR_PTR >> 2)] = ptr;
+  i32[r + (OR_SIZE >> 2)] = size;
+  i32[r + (OR_ALLOC_STACK >> 2)] = ctx.capture(above);
+  i32[r + (OR_BORROW_STACK >> 2)] = 0;
+  i32[r + (OR_MOVE_STACK >> 2)] = 0;
+  i32[r + (OR_MAGIC >> 2)] = OR_MAGIC_VALUE;
+  i32[r + W_GEN] = gen;
+  Atomics.store(i32, r + (OR_STATE >> 2), ctx.liveBits);
+  let old: [number, number] | undefined, there = -1, err: unknown;
+  lockTable(h, ctx.root);
+  try {
+    const e = tableFind(h, ctx.root, ptr);
+    if (e !== 0) there = Atomics.load(h.i32, (e + OR_STATE) >> 2);
+    else old = tableInsert(h, ctx.root, ptr, rec);
+  } catch (e) {
+    err = e;
+  } finally {
+    unlockTable(h, ctx.root);
+  }
+  if (there !== -1 || err !== undefined) {
+    w.quiet++;
+    try {
+      h.free(rec, OR_BYTES);
+    } finally {
+      w.quiet--;
+    }
+    if (err !== undefined) throw err;
+    const owner = (there & OS_OWNER) >>> OS_OWNER_SHIFT;
+    if (owner !== h.slot) {
+      throw new OwnershipError(
+        "not-owner",
+        `${fn}: buffer ${hex(ptr)} is owned by worker ${owner}, not by worker ${h.slot}`,
+        ptr,
+        detail(h, 0, there, false, -1),
+      );
+    }
+    throw new UmemError(
+      "invalid-argument",
+      `${fn}: buffer ${hex(ptr)} has an owner already (a live handle in this worker)`,
+      ptr,
+    );
+  }
+  if (old !== undefined) {
+    w.quiet++;
+    try {
+      h.free(old[0], old[1]);
+    } finally {
+      w.quiet--;
+    }
+  }
+  Atomics.add(h.i32, (ctx.root + OT_TRACKED) >> 2, 1);
+  return new Owned(ctx, rec, ptr, size, gen);
+}
+
+/** Checks that a token is plain data of whole numbers; throws `invalid-argument` otherwise. */
+function checkToken(fn: string, t: unknown, keys: readonly string[]): void {
+  const o = t as Record<string, unknown>;
+  if (typeof t !== "object" || t === null || keys.some((k) => !Number.isInteger(o[k]))) {
+    throw new UmemError(
+      "invalid-argument",
+      `${fn}: not a token (expected an object with whole-number ${keys.join(", ")})`,
+    );
+  }
+}
+
+/**
+ * Makes this worker the owner of a buffer another worker sent (or this one).
+ *
+ * @param ctx the Ownership's context
+ * @param token what `send` returned
+ * @returns the handle
+ * @throws {OwnershipError} `use-after-move` for a token received already, `not-owner` for a
+ *   token addressed to another worker, `use-after-drop` for a buffer no longer tracked
+ */
+export function receive(ctx: OwnContext, token: OwnedToken): Owned {
+  checkToken("Ownership.receive", token, ["ptr", "size", "record", "gen", "from", "to"]);
+  const h = ctx.heap, fn = "Ownership.receive", a = hex(token.ptr);
+  h.sync();
+  let e: OwnershipError | undefined, rec = 0;
+  lockTable(h, ctx.root);
+  try {
+    rec = tableFind(h, ctx.root, token.ptr);
+    const s = rec === 0 ? 0 : Atomics.load(h.i32, (rec + OR_STATE) >> 2);
+    const phase = (s & OS_PHASE) >>> OS_PHASE_SHIFT;
+    if (rec === 0 || rec !== token.record) {
+      e = new OwnershipError(
+        "use-after-drop",
+        `${fn}: buffer ${a} is not tracked (dropped, or never sent)`,
+        token.ptr,
+        detail(h, 0, 0, false, -1),
+      );
+    } else if (h.i32[(rec + OR_GEN) >> 2] !== token.gen || phase !== PH_TRANSIT) {
+      e = new OwnershipError(
+        "use-after-move",
+        `${fn}: buffer ${a}: the token was received already (it is owned by worker ${
+          (s & OS_OWNER) >>> OS_OWNER_SHIFT
+        })`,
+        token.ptr,
+        detail(h, rec, s, ctx.full, OR_MOVE_STACK),
+      );
+    } else if (token.to !== -1 && token.to !== h.slot) {
+      e = new OwnershipError(
+        "not-owner",
+        `${fn}: buffer ${a} was sent to worker ${token.to}, not to worker ${h.slot}`,
+        token.ptr,
+        detail(h, rec, s, ctx.full, OR_MOVE_STACK),
+      );
+    } else if (
+      Atomics.compareExchange(h.i32, (rec + OR_STATE) >> 2, s, ctx.liveBits) !== s
+    ) {
+      e = new OwnershipError(
+        "use-after-move",
+        `${fn}: buffer ${a}: another worker received the token first`,
+        token.ptr,
+        detail(h, rec, s, false, -1),
+      );
+    }
+  } finally {
+    unlockTable(h, ctx.root);
+  }
+  if (e !== undefined) {
+    ctx.worker.handler?.(e);
+    throw e;
+  }
+  if (ctx.full) {
+    Atomics.store(h.i32, (rec + OR_MOVE_STACK) >> 2, ctx.capture(receiveAbove));
+  }
+  return new Owned(ctx, rec, token.ptr, h.i32[(rec + OR_SIZE) >> 2], token.gen);
+}
+
+/** The function a `full` mode stack of a receive starts above. */
+let receiveAbove: unknown = receive;
+
+/**
+ * Sets the public functions the stacks of `receive` and `access` start above.
+ *
+ * @param recv `Ownership.prototype.receive`
+ */
+export function setStackTops(recv: unknown): void {
+  receiveAbove = recv;
+}
+
+/**
+ * Takes a reference lent with `share`.
+ *
+ * @param ctx the Ownership's context
+ * @param token what `share` returned
+ * @returns the reference
+ * @throws {OwnershipError} `use-after-move` when the owner moved or sent the buffer since,
+ *   `use-after-drop` when it was dropped
+ */
+export function access(ctx: OwnContext, token: ShareToken): Shared {
+  checkToken("Ownership.access", token, ["ptr", "size", "record", "gen"]);
+  const h = ctx.heap, fn = "Ownership.access", a = hex(token.ptr);
+  h.sync();
+  let e: OwnershipError | undefined, rec = 0;
+  lockTable(h, ctx.root);
+  try {
+    rec = tableFind(h, ctx.root, token.ptr);
+    for (;;) {
+      const s = rec === 0 ? 0 : Atomics.load(h.i32, (rec + OR_STATE) >> 2);
+      if (rec === 0 || rec !== token.record || (s & OS_PHASE) >>> OS_PHASE_SHIFT === PH_DROPPING) {
+        e = new OwnershipError(
+          "use-after-drop",
+          `${fn}: buffer ${a} was dropped`,
+          token.ptr,
+          detail(h, 0, 0, false, -1),
+        );
+      } else if (
+        h.i32[(rec + OR_GEN) >> 2] !== token.gen || (s & OS_PHASE) >>> OS_PHASE_SHIFT !== PH_LIVE
+      ) {
+        e = new OwnershipError(
+          "use-after-move",
+          `${fn}: buffer ${a} was moved or sent since it was shared`,
+          token.ptr,
+          detail(h, rec, s, ctx.full, OR_MOVE_STACK),
+        );
+      } else if ((s & OS_LENT) === OS_LENT) {
+        e = new OwnershipError(
+          "borrow-conflict",
+          `${fn}: buffer ${a} is lent ${OS_LENT >>> OS_LENT_SHIFT} times, the most it can count`,
+          token.ptr,
+          detail(h, rec, s, false, -1),
+        );
+      } else {
+        if (Atomics.compareExchange(h.i32, (rec + OR_STATE) >> 2, s, s + OS_LENT_ONE) !== s) {
+          continue;
+        }
+        if (h.i32[(rec + OR_GEN) >> 2] !== token.gen) {
+          // The owner moved it between the check and the count: take the count back.
+          Atomics.sub(h.i32, (rec + OR_STATE) >> 2, OS_LENT_ONE);
+          continue;
+        }
+      }
+      break;
+    }
+  } finally {
+    unlockTable(h, ctx.root);
+  }
+  if (e !== undefined) {
+    ctx.worker.handler?.(e);
+    throw e;
+  }
+  return new Shared(ctx, rec, token.ptr, h.i32[(rec + OR_SIZE) >> 2]);
+}
+
+/**
+ * What a record says, for `stateOf` and `leaks`.
+ *
+ * @param ctx the Ownership's context
+ * @param rec the record (the caller holds the table lock)
+ * @returns the description
+ */
+export function info(ctx: OwnContext, rec: number): OwnedInfo {
+  const h = ctx.heap, i32 = h.i32, s = Atomics.load(i32, (rec + OR_STATE) >> 2);
+  const phase = (s & OS_PHASE) >>> OS_PHASE_SHIFT;
+  const d = detail(h, rec, s, ctx.full, -1);
+  return {
+    ptr: i32[(rec + OR_PTR) >> 2],
+    size: i32[(rec + OR_SIZE) >> 2],
+    owner: d.owner,
+    state: phase === PH_TRANSIT ? "in-transit" : phase === PH_DROPPING ? "dropping" : "owned",
+    borrows: d.borrows,
+    mutablyBorrowed: d.mutablyBorrowed,
+    lent: d.lent,
+    allocStack: d.allocStack,
+  };
+}

@@ -1,0 +1,400 @@
+/**
+ * `Ownership`: the entry point of the module in one worker, over one heap handle.
+ *
+ * Theory. Rust's ownership rules for buffers of the shared heap, checked when the program runs
+ * (REFERENCE.md, "Rust ownership rules as run-time checks"): one owner per buffer; a move leaves
+ * the old handle dead; many shared borrows or one mutable borrow; no free while borrowed. The
+ * state is in the heap (layout.ts), so the rules hold across workers: a worker that sends a
+ * buffer cannot touch it afterwards, and a worker that does not own a buffer cannot free it.
+ * `light` mode keeps counts and owner ids; `full` mode also records, as libumem's audit does,
+ * the stack of every allocation, borrow, move and drop, and puts them in errors and leak
+ * reports. An error handler (`onError`), as libumem's, can take the errors instead of having
+ * them thrown, for a program that wants to log and go on.
+ *
+ * Invariants. See layout.ts (the records and the table) and owned.ts (the handles). An
+ * `Ownership` adds no shared state of its own; the root record is the heap's, found through
+ * module anchor `MOD_OWN` by every worker.
+ *
+ * Lock order: the table lock, then core locks (see table.ts).
+ *
+ * @module
+ */
+
+import { checkSize, lock, MAX_IMAGE, unlock } from "../core/internal.ts";
+import {
+  OwnContext,
+  type OwnershipErrorHandler,
+  type OwnershipOptions,
+  type OwnHeap,
+} from "./context.ts";
+import { OT_CAP, OT_COUNT, OT_DROPPED, OT_LOCK, OT_ORPHANS, OT_TRACKED } from "./layout.ts";
+import {
+  access,
+  info,
+  type Owned,
+  type OwnedInfo,
+  type OwnedToken,
+  receive,
+  setStackTops,
+  type Shared,
+  type ShareToken,
+  track,
+} from "./owned.ts";
+import { tableFind, tableRecords } from "./table.ts";
+
+/** Counters of the module in a heap (all workers). */
+export interface OwnershipStats {
+  /** Buffers tracked now: owned, in transit, or being dropped. */
+  tracked: number;
+  /** Buffers ever tracked (alloc, adopt, clone). */
+  everTracked: number;
+  /** Buffers dropped through their handles. */
+  dropped: number;
+  /** Records given up by frees that an error handler let through. */
+  orphaned: number;
+  /** Slots of the address table. */
+  capacity: number;
+}
+
+/**
+ * Ownership and borrow checking for buffers of one heap, in this worker.
+ *
+ * @example
+ * ```ts
+ * import { Heap } from "@umem/umem";
+ * import { Ownership } from "@umem/umem/own";
+ * const heap = Heap.create({ size: 1 << 20 });
+ * using own = Ownership.create(heap, { mode: "full" });
+ * const buf = own.alloc(64);
+ * {
+ *   using w = buf.borrowMut();
+ *   heap.u8.fill(0xab, w.ptr, w.ptr + 64);
+ * }
+ * const token = buf.send(); // for another worker; buf is dead from here on
+ * const mine = own.receive(token);
+ * console.log(own.leaks().length); // 1
+ * mine.drop();
+ * console.log(own.leaks().length); // 0
+ * ```
+ */
+export class Ownership {
+  /** The handles' shared state. */
+  private readonly ctx: OwnContext;
+  /** Whether `close` ran. */
+  private closed = false;
+
+  /**
+   * Binds to a heap handle (made by `create`).
+   *
+   * @param ctx the context
+   */
+  private constructor(ctx: OwnContext) {
+    this.ctx = ctx;
+  }
+
+  /**
+   * Starts checking ownership on a heap, in this worker. The first call on a heap (from any
+   * worker) lays the module's table in it; later ones find it.
+   *
+   * @param heap this worker's heap handle
+   * @param options `mode` (`light` or `full`), `frames` (per stack in `full` mode),
+   *   `guardFrees` (refuse `heap.free` of tracked buffers, default true)
+   * @returns the ownership checker
+   * @throws {UmemError} `invalid-argument` for a bad option
+   * @throws {OutOfMemoryError} when the heap has no room for the table
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const own = Ownership.create(heap, { mode: "light" });
+   * console.log(own.mode); // "light"
+   * ```
+   */
+  static create(heap: OwnHeap, options: OwnershipOptions = {}): Ownership {
+    const ctx = new OwnContext(heap, options);
+    if (options.guardFrees !== false) ctx.worker.guardFrees();
+    ctx.worker.users++;
+    return new Ownership(ctx);
+  }
+
+  /** `light` or `full`. */
+  get mode(): "light" | "full" {
+    return this.ctx.full ? "full" : "light";
+  }
+
+  /** The heap handle. */
+  get heap(): OwnHeap {
+    return this.ctx.heap;
+  }
+
+  /**
+   * Allocates `size` bytes with `heap.alloc` and returns their owner.
+   *
+   * @param size bytes, at least 1
+   * @returns the owning handle
+   * @throws {UmemError} `invalid-argument` for a bad size
+   * @throws {OutOfMemoryError} when the heap is full
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * const a = own.alloc(100);
+   * console.log(a.size); // 100
+   * a.drop();
+   * ```
+   */
+  alloc(size: number): Owned {
+    checkSize("Ownership.alloc", "size", size, 1, MAX_IMAGE);
+    const h = this.ctx.heap, p = h.alloc(size);
+    try {
+      return track(this.ctx, p, size, "Ownership.alloc", Ownership.prototype.alloc);
+    } catch (e) {
+      this.ctx.worker.quiet++;
+      try {
+        h.free(p, size);
+      } finally {
+        this.ctx.worker.quiet--;
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * Takes ownership of a buffer allocated with `heap.alloc(size)`: from now on it is freed by
+   * `drop()`, and `heap.free` refuses it. A wrong size is found when the buffer is dropped (the
+   * heap refuses the free and the handle stays alive).
+   *
+   * @param ptr the buffer
+   * @param size the size it was allocated with
+   * @returns the owning handle
+   * @throws {OwnershipError} `not-owner` when another worker owns the buffer
+   * @throws {UmemError} `invalid-argument` for a bad address or size, or a buffer this worker
+   *   owns already
+   *
+   * @example
+   * ```ts
+   * import { Heap, UmemError } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const own = Ownership.create(heap);
+   * const p = heap.alloc(32);
+   * const a = own.adopt(p, 32);
+   * try {
+   *   heap.free(p, 32);
+   * } catch (e) {
+   *   console.log((e as UmemError).kind); // "bad-free"
+   * }
+   * a.drop();
+   * ```
+   */
+  adopt(ptr: number, size: number): Owned {
+    const h = this.ctx.heap;
+    h.sync();
+    checkSize("Ownership.adopt", "ptr", ptr, 8, h.mapped - 1);
+    checkSize("Ownership.adopt", "size", size, 1, h.mapped - ptr);
+    return track(this.ctx, ptr, size, "Ownership.adopt", Ownership.prototype.adopt);
+  }
+
+  /**
+   * Turns a token from `owned.send()` (here or in another worker) into this worker's owning
+   * handle. A token is received once.
+   *
+   * @param token what `send` returned, as posted
+   * @returns the owning handle
+   * @throws {OwnershipError} `use-after-move` for a token received already, `not-owner` for a
+   *   token sent to another worker, `use-after-drop` for a buffer no longer tracked
+   * @throws {UmemError} `invalid-argument` for something that is not a token
+   *
+   * @example
+   * ```ts
+   * import { Heap, UmemError } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * const token = own.alloc(8).send();
+   * const a = own.receive(token);
+   * try {
+   *   own.receive(token);
+   * } catch (e) {
+   *   console.log((e as UmemError).kind); // "use-after-move"
+   * }
+   * a.drop();
+   * ```
+   */
+  receive(token: OwnedToken): Owned {
+    return receive(this.ctx, token);
+  }
+
+  /**
+   * Turns a token from `owned.share()` into a reference that borrows the buffer as its owner
+   * does (the state word decides between them).
+   *
+   * @param token what `share` returned, as posted
+   * @returns the reference; release it or declare it with `using`
+   * @throws {OwnershipError} `use-after-move` when the owner moved or sent the buffer since,
+   *   `use-after-drop` when it dropped it
+   * @throws {UmemError} `invalid-argument` for something that is not a token
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * const a = own.alloc(8);
+   * using ref = own.access(a.share());
+   * console.log(ref.held); // true
+   * ```
+   */
+  access(token: ShareToken): Shared {
+    return access(this.ctx, token);
+  }
+
+  /**
+   * Sets this worker's error handler for this heap handle (every `Ownership` on it): a broken
+   * rule is given to it instead of thrown. Then borrows that conflict return a guard that holds
+   * nothing (`held` false), `deref` returns the address, `drop` frees nothing, and a refused
+   * `heap.free` goes ahead (the buffer's record is orphaned). `move`, `send`, `clone`, `share`,
+   * `receive` and `access` have no handle to give back: they throw after the handler.
+   *
+   * @param handler the handler, or undefined to throw again
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * const seen: string[] = [];
+   * own.onError((e) => seen.push(e.kind));
+   * const a = own.alloc(8);
+   * const w = a.borrowMut();
+   * const r = a.borrow(); // reported, not thrown
+   * console.log(seen, r.held); // [ "borrow-conflict" ] false
+   * w.release();
+   * own.onError(undefined);
+   * ```
+   */
+  onError(handler: OwnershipErrorHandler | undefined): void {
+    if (handler !== undefined && typeof handler !== "function") {
+      throw new TypeError("Ownership.onError: expected a function or undefined");
+    }
+    this.ctx.worker.handler = handler;
+  }
+
+  /**
+   * Every buffer that was never dropped, in every worker: owned (by whom), in transit, with its
+   * borrows, and in `full` mode where it was allocated.
+   *
+   * @param worker only the buffers this worker slot owns (default: all)
+   * @returns one entry per buffer, by address
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }), { mode: "full" });
+   * own.alloc(24);
+   * const [leak] = own.leaks();
+   * console.log(leak.size, leak.state, leak.allocStack !== ""); // 24 owned true
+   * ```
+   */
+  leaks(worker?: number): OwnedInfo[] {
+    const h = this.ctx.heap, root = this.ctx.root;
+    h.sync();
+    const out: OwnedInfo[] = [];
+    lock(h, root + OT_LOCK);
+    try {
+      for (const rec of tableRecords(h, root)) {
+        const i = info(this.ctx, rec);
+        if (worker === undefined || i.owner === worker) out.push(i);
+      }
+    } finally {
+      unlock(h, root + OT_LOCK);
+    }
+    return out.sort((a, b) => a.ptr - b.ptr);
+  }
+
+  /**
+   * What the table says about one buffer.
+   *
+   * @param ptr the buffer
+   * @returns its owner, state and borrows, or undefined when it is not tracked
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * const a = own.alloc(8);
+   * using r = a.borrow();
+   * console.log(own.stateOf(a.deref())?.borrows); // 1
+   * ```
+   */
+  stateOf(ptr: number): OwnedInfo | undefined {
+    const h = this.ctx.heap, root = this.ctx.root;
+    h.sync();
+    lock(h, root + OT_LOCK);
+    try {
+      const rec = tableFind(h, root, ptr);
+      return rec === 0 ? undefined : info(this.ctx, rec);
+    } finally {
+      unlock(h, root + OT_LOCK);
+    }
+  }
+
+  /**
+   * The module's counters in this heap.
+   *
+   * @returns the counters
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
+   * own.alloc(8).drop();
+   * console.log(own.stats().dropped); // 1
+   * ```
+   */
+  stats(): OwnershipStats {
+    const h = this.ctx.heap, r = this.ctx.root;
+    h.sync();
+    const w = (off: number) => Atomics.load(h.i32, (r + off) >> 2);
+    return {
+      tracked: w(OT_COUNT),
+      everTracked: w(OT_TRACKED),
+      dropped: w(OT_DROPPED),
+      orphaned: w(OT_ORPHANS),
+      capacity: w(OT_CAP),
+    };
+  }
+
+  /**
+   * Stops checking in this worker: when the last `Ownership` on this heap handle closes, the
+   * free hook is detached. Handles already made keep working; the table stays in the heap.
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Ownership } from "@umem/umem/own";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const own = Ownership.create(heap);
+   * own.close();
+   * heap.free(heap.alloc(8), 8); // the plain free path again
+   * ```
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (--this.ctx.worker.users === 0) this.ctx.worker.close();
+  }
+
+  /** Closes at the end of a `using` block. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+setStackTops(Ownership.prototype.receive);
