@@ -580,7 +580,9 @@ export class Owned {
    * const own = Ownership.create(Heap.create({ size: 1 << 20 }));
    * const a = own.alloc(8);
    * const ref = own.access(a.share()); // another worker would do this
-   * console.log(a.tryBorrowMut() !== undefined); // true: a reference alone is no borrow
+   * const w = a.tryBorrowMut();
+   * console.log(w !== undefined); // true: a reference alone is no borrow
+   * w?.release();
    * ref.release();
    * a.drop();
    * ```
