@@ -62,7 +62,7 @@ export const ALLOCATOR_NAMES: readonly string[] = ["heap", "libc", "cache", "bum
 export interface AllocatorOptions {
   /** Initial heap bytes (default 16 MiB). */
   heapSize?: number;
-  /** The most the heap may grow to (default 1 GiB). */
+  /** The most the heap may grow to (default 256 MiB). */
   maxHeapSize?: number;
 }
 
@@ -70,7 +70,7 @@ export interface AllocatorOptions {
 function freshHeap(o: AllocatorOptions): Heap {
   return Heap.create({
     size: o.heapSize ?? 16 << 20,
-    maxSize: o.maxHeapSize ?? 1 << 30,
+    maxSize: o.maxHeapSize ?? 256 << 20,
     debug: "",
     logging: "",
     options: "",
@@ -122,10 +122,13 @@ function libcAllocator(heap: Heap): ReplayAllocator {
   };
 }
 
-/** The largest buffer an object cache takes. */
-const MAX_CACHE_BUF = 256 << 10;
+/** The largest size that gets an object cache of its own; larger ones go to the heap. */
+const MAX_CACHE_BUF = 4096;
 
-/** An object cache per size (rounded up to 8); larger sizes go to the heap. */
+/**
+ * An object cache per size (rounded up to 8) up to 4 KiB, as a program makes a cache per kind
+ * of object; larger sizes (buffers, not objects) go to the heap's sized interface.
+ */
 function cacheAllocator(heap: Heap): ReplayAllocator {
   const caches = new Map<number, Cache>();
   const cacheFor = (n: number): Cache | undefined => {
@@ -257,7 +260,7 @@ export function allocatorNames(): string[] {
 
 /**
  * Makes a named adapter over a fresh heap of its own: `heap` (the sized interface), `libc`,
- * `cache` (an object cache per size), `bump` (an sbo arena), `context` (a budget memory
+ * `cache` (an object cache per size up to 4 KiB), `bump` (an sbo arena), `context` (a budget memory
  * context), or one registered with {@linkcode registerAllocator}.
  *
  * @param name the adapter's name

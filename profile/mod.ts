@@ -44,9 +44,18 @@ export {
   type GeneratorOptions,
   parserTrace,
 } from "./generators.ts";
+export {
+  openTrace,
+  PROFILE_COMMANDS,
+  PROFILE_USAGE,
+  profileCommand,
+  type ProfileOutput,
+} from "./cli.ts";
 export { type Phase, type PhaseOptions, phases } from "./phases.ts";
 export { prewarm, type PrewarmCache, type PrewarmReport } from "./prewarm.ts";
 export { record, Recorder, type RecordOptions } from "./recorder.ts";
+export { formatStudy, study, type StudyOptions, type StudyRow } from "./study.ts";
+export { formatReplayTable } from "./table.ts";
 export { replay, type ReplayOptions, type ReplayResult } from "./replay.ts";
 export {
   formatSummary,
@@ -75,4 +84,3 @@ export {
   type VmtraceOptions,
   type VmtraceResult,
 } from "./vmtrace.ts";
-export { Heap, UmemError, type UmemErrorKind } from "../core/mod.ts";

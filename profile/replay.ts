@@ -67,6 +67,8 @@ export interface ReplayResult {
   bytesCopied: number;
   /** The busy bytes after each record, when `curve` was asked for. */
   busyCurve?: Float64Array;
+  /** Set when the allocator ran out of memory: what failed, at which record. */
+  failed?: string;
 }
 
 /** One pass over the trace: returns the measurements of this pass. */
@@ -83,46 +85,54 @@ function run(
   peakBusy: number;
   moves: number;
   copied: number;
+  failed?: string;
 } {
   const w = trace.words, n = trace.count, addr = new Float64Array(n);
   let ops = 0, skipped = 0, busy = 0, peakBusy = 0, peakExtent = 0, moves = 0, copied = 0;
+  let failed: string | undefined;
   const t0 = performance.now();
-  for (let i = 0; i < n; i++) {
-    const b = i * TR_WORDS, op = w[b + TR_OP] & OPF_MASK, size = w[b + TR_SIZE];
-    if (op === OP_ALLOC) {
-      addr[i] = a.alloc(size);
-      busy += size;
-    } else {
-      const ref = w[b + TR_REF];
-      if (ref === NO_REF) {
-        skipped++;
-        if (curve !== undefined) curve[i] = busy;
-        continue;
-      }
-      const old = w[ref * TR_WORDS + TR_SIZE];
-      if (op === OP_FREE) a.free(addr[ref], old);
-      else {
-        const q = a.resize(addr[ref], old, size);
-        if (q !== addr[ref]) {
-          moves++;
-          copied += Math.min(old, size);
-        }
-        addr[i] = q;
+  let i = 0;
+  try {
+    for (; i < n; i++) {
+      const b = i * TR_WORDS, op = w[b + TR_OP] & OPF_MASK, size = w[b + TR_SIZE];
+      if (op === OP_ALLOC) {
+        addr[i] = a.alloc(size);
         busy += size;
+      } else {
+        const ref = w[b + TR_REF];
+        if (ref === NO_REF) {
+          skipped++;
+          if (curve !== undefined) curve[i] = busy;
+          continue;
+        }
+        const old = w[ref * TR_WORDS + TR_SIZE];
+        if (op === OP_FREE) a.free(addr[ref], old);
+        else {
+          const q = a.resize(addr[ref], old, size);
+          if (q !== addr[ref]) {
+            moves++;
+            copied += Math.min(old, size);
+          }
+          addr[i] = q;
+          busy += size;
+        }
+        busy -= old;
       }
-      busy -= old;
+      ops++;
+      if (curve !== undefined) curve[i] = busy;
+      if (sample > 0 && (busy > peakBusy || i % sample === 0)) {
+        const e = a.extent();
+        if (e > peakExtent) peakExtent = e;
+      }
+      if (busy > peakBusy) peakBusy = busy;
     }
-    ops++;
-    if (curve !== undefined) curve[i] = busy;
-    if (sample > 0 && (busy > peakBusy || i % sample === 0)) {
-      const e = a.extent();
-      if (e > peakExtent) peakExtent = e;
-    }
-    if (busy > peakBusy) peakBusy = busy;
+  } catch (e) {
+    if (!(e instanceof UmemError) || e.kind !== "out-of-memory") throw e;
+    failed = `out of memory at record ${i} of ${n}`;
   }
   const ms = performance.now() - t0;
   if (sample > 0) peakExtent = Math.max(peakExtent, a.extent());
-  return { ms, ops, skipped, peakExtent, peakBusy, moves, copied };
+  return { ms, ops, skipped, peakExtent, peakBusy, moves, copied, ...(failed ? { failed } : {}) };
 }
 
 /**
@@ -135,7 +145,8 @@ function run(
  * @param options what to measure, the extent sampling, the busy curve, the heap's size
  * @returns the measurements
  * @throws {UmemError} `invalid-argument` for an unknown allocator or bad options; whatever
- *   the allocator throws (out of memory, a refused free) stops the replay
+ *   the allocator throws but running out of memory (a refused free) stops the replay; out of
+ *   memory ends it early with `failed` set
  *
  * @example
  * ```ts
@@ -184,21 +195,24 @@ export function replay(
       ignored = a.ignoredFrees ?? 0;
     }
   }
-  const any = (timed ?? spaced)!;
+  const first = (timed ?? spaced)!;
   const peakExtent = space ? spaced!.peakExtent : NaN;
   return {
     allocator: name,
     records: trace.count,
-    operations: any.ops,
-    skipped: any.skipped,
+    operations: first.ops,
+    skipped: first.skipped,
     ignoredFrees: ignored,
     timeMs: timed !== undefined ? timed.ms : NaN,
     nsPerOp: timed !== undefined && timed.ops > 0 ? (timed.ms * 1e6) / timed.ops : NaN,
     peakExtent,
-    peakBusy: any.peakBusy,
-    ratio: any.peakBusy > 0 ? peakExtent / any.peakBusy : NaN,
-    moves: any.moves,
-    bytesCopied: any.copied,
+    peakBusy: first.peakBusy,
+    ratio: first.peakBusy > 0 ? peakExtent / first.peakBusy : NaN,
+    moves: first.moves,
+    bytesCopied: first.copied,
     ...(curve !== undefined ? { busyCurve: curve } : {}),
+    ...(first.failed !== undefined || spaced?.failed !== undefined
+      ? { failed: (first.failed ?? spaced?.failed)! }
+      : {}),
   };
 }
