@@ -1,0 +1,592 @@
+/**
+ * The `own` module: every ownership rule in one worker (borrows, moves, drops, send and
+ * receive, the free hook, errors in light and full mode, the error handler, leaks), a model
+ * test against a few lines of Rust semantics, and the rules across two real workers: a buffer
+ * handed over and back, and a mutable borrow raced from two workers with exactly one winner per
+ * round.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { Heap } from "../mod.ts";
+import {
+  BorrowError,
+  BorrowMutError,
+  type Owned,
+  type OwnedToken,
+  Ownership,
+  OwnershipError,
+  type Ref,
+  type RefMut,
+  type ShareToken,
+} from "../own/mod.ts";
+import { mk, throwsKind } from "./helpers.ts";
+
+function setup(mode: "light" | "full" = "light") {
+  const heap = mk({ size: 2 << 20 });
+  const own = Ownership.create(heap, { mode });
+  return { heap, own };
+}
+
+describe("own: borrows", () => {
+  it("many shared borrows at once, counted in the state word, released by their guards", () => {
+    const { heap, own } = setup();
+    const a = own.alloc(32);
+    const r1 = a.borrow(), r2 = a.borrow(), r3 = a.borrow();
+    assert.equal(own.stateOf(a.deref())?.borrows, 3);
+    assert.equal(r1.ptr, a.deref());
+    r2.release();
+    r2.release(); // a second release does nothing
+    assert.equal(own.stateOf(a.deref())?.borrows, 2);
+    r1.release();
+    r3.release();
+    assert.equal(own.stateOf(a.deref())?.borrows, 0);
+    throwsKind(() => r1.ptr, "use-after-drop", /borrow of buffer 0x[0-9a-f]+ has ended/);
+    a.drop();
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("borrow while mutably borrowed is a BorrowError, and changes nothing", () => {
+    const { own } = setup();
+    const a = own.alloc(16);
+    const w = a.borrowMut();
+    const e = throwsKind(() => a.borrow(), "borrow-conflict", /already mutably borrowed/);
+    assert.ok(e instanceof BorrowError && e.name === "BorrowError");
+    assert.equal((e as BorrowError).mutablyBorrowed, true);
+    assert.equal((e as BorrowError).owner, own.heap.slot);
+    assert.deepEqual(
+      [own.stateOf(a.deref())?.borrows, own.stateOf(a.deref())?.mutablyBorrowed],
+      [0, true],
+    );
+    w.release();
+    a.borrow().release();
+  });
+
+  it("borrowMut while borrowed (shared or mutably) is a BorrowMutError", () => {
+    const { own } = setup();
+    const a = own.alloc(16);
+    const r = a.borrow();
+    const e1 = throwsKind(() => a.borrowMut(), "borrow-conflict", /already borrowed/);
+    assert.ok(e1 instanceof BorrowMutError && e1.borrows === 1);
+    r.release();
+    const w = a.borrowMut();
+    const e2 = throwsKind(() => a.borrowMut(), "borrow-conflict", /already borrowed/);
+    assert.ok(e2 instanceof BorrowMutError && e2.mutablyBorrowed);
+    w.release();
+    assert.equal(own.stateOf(a.deref())?.mutablyBorrowed, false);
+  });
+
+  it("tryBorrow and tryBorrowMut return undefined on a conflict and leave the state alone", () => {
+    const { own } = setup();
+    const a = own.alloc(16);
+    const w = a.borrowMut();
+    assert.equal(a.tryBorrow(), undefined);
+    assert.equal(a.tryBorrowMut(), undefined);
+    w.release();
+    const r = a.tryBorrow();
+    assert.ok(r !== undefined && r.held);
+    assert.equal(a.tryBorrowMut(), undefined);
+    assert.equal(own.stateOf(a.deref())?.borrows, 1);
+    r.release();
+    const w2 = a.tryBorrowMut();
+    assert.ok(w2 !== undefined);
+    w2.release();
+    // A dead handle is not a borrow conflict: try* throws.
+    a.drop();
+    throwsKind(() => a.tryBorrow(), "use-after-drop");
+    throwsKind(() => a.tryBorrowMut(), "use-after-drop");
+  });
+
+  it("a guard's end (using) releases the borrow even when the block throws", () => {
+    const { own } = setup();
+    const a = own.alloc(16);
+    assert.throws(() => {
+      using _w = a.borrowMut();
+      throw new Error("boom");
+    }, /boom/);
+    assert.equal(own.stateOf(a.deref())?.mutablyBorrowed, false);
+    assert.throws(() => {
+      using _r1 = a.borrow();
+      using _r2 = a.borrow();
+      assert.equal(own.stateOf(a.deref())?.borrows, 2);
+      throw new Error("boom");
+    }, /boom/);
+    assert.equal(own.stateOf(a.deref())?.borrows, 0);
+    a.borrowMut().release();
+    a.drop();
+  });
+});
+
+describe("own: moves and drops", () => {
+  it("move gives a new handle and kills the old one for every use", () => {
+    const { heap, own } = setup();
+    const a = own.alloc(16);
+    heap.u8[a.deref()] = 7;
+    const b = a.move();
+    assert.equal(a.alive, false);
+    assert.equal(b.alive, true);
+    assert.equal(heap.u8[b.deref()], 7);
+    for (
+      const use of [
+        () => a.borrow(),
+        () => a.borrowMut(),
+        () => a.deref(),
+        () => a.move(),
+        () => a.send(),
+        () => a.clone(),
+        () => a.share(),
+        () => a.drop(),
+      ]
+    ) throwsKind(use, "use-after-move", /used after move/);
+    b.drop();
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("move while borrowed is refused and the handle lives on", () => {
+    const { own } = setup();
+    const a = own.alloc(16);
+    const r = a.borrow();
+    throwsKind(() => a.move(), "borrow-conflict", /cannot move out of buffer .* borrowed/);
+    assert.equal(a.alive, true);
+    r.release();
+    a.move().drop();
+  });
+
+  it("use after drop, double drop, drop while borrowed", () => {
+    const { heap, own } = setup();
+    const before = heap.caches().find((c) => c.name === "umem_alloc_48")!.stats().inUse;
+    const a = own.alloc(48);
+    const w = a.borrowMut();
+    throwsKind(
+      () => a.drop(),
+      "drop-while-borrowed",
+      /dropped while borrowed \(0 shared, 1 mutable/,
+    );
+    assert.equal(own.stateOf(a.deref())?.state, "owned"); // nothing was freed
+    w.release();
+    const p = a.deref();
+    a.drop();
+    assert.equal(own.stateOf(p), undefined);
+    throwsKind(() => a.deref(), "use-after-drop", /used after drop/);
+    throwsKind(() => a.borrow(), "use-after-drop");
+    throwsKind(() => a.drop(), "double-drop", /dropped twice/);
+    assert.equal(heap.caches().find((c) => c.name === "umem_alloc_48")!.stats().inUse, before);
+    assert.equal(own.stats().tracked, 0);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("clone copies the bytes into a new owner, under a shared borrow", () => {
+    const { heap, own } = setup();
+    const a = own.alloc(100);
+    heap.u8.fill(3, a.deref(), a.deref() + 100);
+    const b = a.clone();
+    assert.notEqual(b.deref(), a.deref());
+    assert.equal(heap.u8.subarray(b.deref(), b.deref() + 100).every((x) => x === 3), true);
+    const w = a.borrowMut();
+    const e = throwsKind(() => a.clone(), "borrow-conflict");
+    assert.ok(e instanceof BorrowError);
+    w.release();
+    assert.equal(own.stateOf(a.deref())?.borrows, 0, "clone gave its borrow back");
+    a.drop();
+    b.drop();
+  });
+});
+
+describe("own: send, receive, references", () => {
+  it("send kills the sender's handle; a token is received once", () => {
+    const { heap, own } = setup();
+    const a = own.alloc(8);
+    const token = a.send();
+    assert.equal(own.stateOf(token.ptr)?.state, "in-transit");
+    throwsKind(() => a.borrow(), "use-after-move", /sent to another worker/);
+    const b = own.receive(structuredClone(token));
+    assert.equal(b.alive, true);
+    throwsKind(() => own.receive(token), "use-after-move", /received already/);
+    throwsKind(() => own.receive({} as OwnedToken), "invalid-argument");
+    b.drop();
+    throwsKind(() => own.receive(token), "use-after-drop");
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("a token sent to one worker is refused by another; a foreign worker cannot free or adopt", () => {
+    const { heap, own } = setup();
+    const other = Heap.attach(heap.buffer); // a second worker slot, in this thread
+    const own2 = Ownership.create(other);
+    const a = own.alloc(8);
+    const token = a.send(5);
+    throwsKind(() => own2.receive(token), "not-owner", /sent to worker 5, not to worker 1/);
+    const c = own.alloc(24);
+    const e = throwsKind(() => other.free(c.deref(), 24), "not-owner", /owned by worker 0/);
+    assert.equal(e.address, c.deref());
+    throwsKind(() => own2.adopt(c.deref(), 24), "not-owner");
+    assert.equal(own.stateOf(c.deref())?.owner, 0);
+    c.drop();
+    assert.deepEqual(heap.verify(), []);
+    own2.close();
+    other.detach();
+  });
+
+  it("a shared reference borrows in the same word and pins the owner", () => {
+    const { own } = setup();
+    const a = own.alloc(8);
+    const ref = own.access(a.share());
+    const w = ref.borrowMut();
+    assert.ok(a.tryBorrow() === undefined && a.tryBorrowMut() === undefined);
+    throwsKind(() => ref.borrow(), "borrow-conflict", /already mutably borrowed/);
+    w.release();
+    throwsKind(() => a.drop(), "drop-while-borrowed", /1 lent/);
+    throwsKind(() => a.move(), "borrow-conflict");
+    throwsKind(() => a.send(), "borrow-conflict");
+    ref.release();
+    throwsKind(() => ref.borrow(), "use-after-drop", /released/);
+    const tok = a.share();
+    const b = a.move();
+    throwsKind(() => own.access(tok), "use-after-move");
+    const tok2 = b.share();
+    b.drop();
+    throwsKind(() => own.access(tok2), "use-after-drop");
+    throwsKind(() => own.access({ ptr: 1 } as ShareToken), "invalid-argument");
+  });
+});
+
+describe("own: the free hook", () => {
+  it("heap.free of a tracked buffer is refused with the rule it breaks", () => {
+    const { heap, own } = setup();
+    const a = own.alloc(40), p = a.deref();
+    throwsKind(() => heap.free(p, 40), "bad-free", /held by a live Owned handle/);
+    const r = a.borrow();
+    throwsKind(() => heap.free(p, 40), "drop-while-borrowed");
+    r.release();
+    const t = a.send();
+    throwsKind(() => heap.free(p, 40), "use-after-move", /not received yet/);
+    const b = own.receive(t);
+    assert.deepEqual(heap.verify(), []);
+    b.drop();
+    // Untracked buffers free as before.
+    heap.free(heap.alloc(40), 40);
+    const q = heap.alloc(40);
+    own.adopt(q, 40).drop();
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("a wrong size given to adopt is found at drop, and the handle stays alive", () => {
+    const { heap, own } = setup();
+    const p = heap.alloc(40);
+    const a = own.adopt(p, 400);
+    throwsKind(() => a.drop(), "wrong-size");
+    assert.equal(a.alive, true);
+    assert.equal(own.stateOf(p)?.state, "owned");
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("close detaches the hook with the last Ownership on the heap handle", () => {
+    const heap = mk({ size: 1 << 20 });
+    const o1 = Ownership.create(heap), o2 = Ownership.create(heap);
+    const a = o1.alloc(8);
+    o1.close();
+    throwsKind(() => heap.free(a.deref(), 8), "bad-free"); // o2 still guards
+    o2.close();
+    assert.equal(heap.hooks.length, 0);
+  });
+});
+
+describe("own: light and full mode", () => {
+  it("full mode: errors carry the stack of the conflicting borrow, the move, the drop", () => {
+    const { own } = setup("full");
+    const a = own.alloc(8);
+    const w = a.borrowMut(); // the conflicting borrow, on this line
+    const e = throwsKind(() => a.borrow(), "borrow-conflict") as BorrowError;
+    assert.match(e.conflictStack, /own_test\.ts/);
+    assert.match(e.allocStack, /own_test\.ts/);
+    assert.match(e.message, /mutable borrow at:\n {4}/);
+    w.release();
+    const b = a.move();
+    const m = throwsKind(() => a.deref(), "use-after-move") as OwnershipError;
+    assert.match(m.conflictStack, /own_test\.ts/);
+    b.drop();
+    const d = throwsKind(() => b.drop(), "double-drop") as OwnershipError;
+    assert.match(d.conflictStack, /own_test\.ts/);
+  });
+
+  it("light mode keeps counts and owner ids only", () => {
+    const { own } = setup("light");
+    const a = own.alloc(8);
+    const r1 = a.borrow(), r2 = a.borrow();
+    const e = throwsKind(() => a.borrowMut(), "borrow-conflict") as BorrowMutError;
+    assert.deepEqual(
+      [e.borrows, e.mutablyBorrowed, e.owner, e.conflictStack, e.allocStack],
+      [2, false, 0, "", ""],
+    );
+    assert.doesNotMatch(e.message, / at:/);
+    r1.release();
+    r2.release();
+  });
+
+  it("leaks: handles never dropped, in every worker, with the allocation site in full mode", () => {
+    const { heap, own } = setup("full");
+    const kept = own.alloc(24);
+    const sent = own.alloc(32).send();
+    own.alloc(8).drop();
+    const leaks = own.leaks();
+    assert.deepEqual(
+      leaks.map((l) => [l.ptr, l.size, l.state, l.owner]),
+      [[kept.deref(), 24, "owned", 0], [sent.ptr, 32, "in-transit", 0]].sort((x, y) =>
+        (x[0] as number) - (y[0] as number)
+      ),
+    );
+    assert.ok(leaks.every((l) => /own_test\.ts/.test(l.allocStack)));
+    assert.deepEqual(own.leaks(3), []);
+    kept.drop();
+    own.receive(sent).drop();
+    assert.deepEqual(own.leaks(), []);
+    assert.deepEqual(heap.verify(), []);
+  });
+});
+
+describe("own: the error handler", () => {
+  it("takes the errors instead of throwing, and the program goes on", () => {
+    const { heap, own } = setup();
+    const seen: OwnershipError[] = [];
+    own.onError((e) => seen.push(e));
+    const a = own.alloc(16);
+    const w = a.borrowMut();
+    const r = a.borrow();
+    assert.equal(r.held, false);
+    assert.equal(r.ptr, a.deref());
+    r.release();
+    a.drop(); // drop while borrowed: reported, nothing freed
+    assert.equal(own.stateOf(a.deref())?.mutablyBorrowed, true);
+    assert.throws(() => a.move(), OwnershipError); // no handle to give back: still thrown
+    w.release();
+    // A refused free goes ahead: the record is orphaned, and the handle finds out.
+    const p = a.deref();
+    heap.free(p, 16);
+    assert.equal(own.stateOf(p), undefined);
+    assert.equal(own.stats().orphaned, 1);
+    assert.equal(a.deref(), p);
+    assert.deepEqual(
+      seen.map((e) => e.kind),
+      [
+        "borrow-conflict",
+        "drop-while-borrowed",
+        "borrow-conflict",
+        "bad-free",
+        "use-after-drop",
+      ],
+    );
+    own.onError(undefined);
+    throwsKind(() => a.borrow(), "use-after-drop", /freed behind its handle's back/);
+    assert.deepEqual(heap.verify(), []);
+  });
+});
+
+describe("own: bad input and growth", () => {
+  it("bad arguments throw invalid-argument and leave the heap sound", () => {
+    const { heap, own } = setup();
+    throwsKind(() => own.alloc(0), "invalid-argument");
+    throwsKind(() => own.alloc(-1), "invalid-argument");
+    throwsKind(() => own.alloc(1.5), "invalid-argument");
+    throwsKind(() => own.adopt(0, 8), "invalid-argument");
+    throwsKind(() => own.adopt(heap.buffer.byteLength + 8, 8), "invalid-argument");
+    throwsKind(() => own.alloc(8).send(99), "invalid-argument");
+    throwsKind(() => Ownership.create(heap, { mode: "fast" as "full" }), "invalid-argument");
+    const a = own.alloc(8);
+    throwsKind(() => own.adopt(a.deref(), 8), "invalid-argument", /has an owner already/);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("the table grows past its first size and shrinks back by drops, in any order", () => {
+    const { heap, own } = setup();
+    const hs: Owned[] = [];
+    for (let i = 0; i < 3000; i++) hs.push(own.alloc(8 + (i % 7) * 8));
+    assert.ok(own.stats().capacity >= 4096);
+    assert.equal(own.stats().tracked, 3000);
+    for (let i = hs.length - 1; i > 0; i--) {
+      const j = (i * 7919) % (i + 1);
+      [hs[i], hs[j]] = [hs[j], hs[i]];
+    }
+    for (const [i, h] of hs.entries()) {
+      assert.equal(own.stateOf(h.deref())?.size, h.size);
+      if (i % 2 === 0) h.drop();
+    }
+    for (const [i, h] of hs.entries()) {
+      if (i % 2 === 1) {
+        assert.equal(own.stateOf(h.deref())?.owner, 0);
+        h.drop();
+      }
+    }
+    assert.equal(own.stats().tracked, 0);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("model: random borrows, releases, moves and drops agree with Rust's rules", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            op: fc.constantFrom("borrow", "borrowMut", "release", "move", "drop", "deref"),
+            h: fc.nat(9),
+          }),
+          { maxLength: 60 },
+        ),
+        (ops) => {
+          const { heap, own } = setup();
+          // Model: per buffer, shared count and mutable flag; per handle, alive or how it died.
+          type M = {
+            ptr: number;
+            shared: number;
+            mut: boolean;
+            guards: (Ref | RefMut)[];
+            dropped: boolean;
+          };
+          const bufs: M[] = [];
+          const handles: { o: Owned; b: number; dead: "" | "moved" | "dropped" }[] = [];
+          for (let i = 0; i < 4; i++) {
+            const o = own.alloc(16);
+            bufs.push({ ptr: o.deref(), shared: 0, mut: false, guards: [], dropped: false });
+            handles.push({ o, b: i, dead: "" });
+          }
+          for (const { op, h: pick } of ops) {
+            const hi = pick % handles.length, h = handles[hi], m = bufs[h.b];
+            const deadKind = h.dead === "moved"
+              ? "use-after-move"
+              : h.dead === "dropped"
+              ? (op === "drop" ? "double-drop" : "use-after-drop")
+              : "";
+            if (op === "release") {
+              m.guards.pop()?.release();
+              if (m.mut) m.mut = false;
+              else if (m.shared > 0) m.shared--;
+              continue;
+            }
+            if (deadKind !== "") {
+              throwsKind(() => (h.o as unknown as Record<string, () => unknown>)[op](), deadKind);
+              continue;
+            }
+            if (op === "borrow") {
+              if (m.mut) throwsKind(() => h.o.borrow(), "borrow-conflict");
+              else (m.shared++, m.guards.push(h.o.borrow()));
+            } else if (op === "borrowMut") {
+              if (m.mut || m.shared > 0) throwsKind(() => h.o.borrowMut(), "borrow-conflict");
+              else (m.mut = true, m.guards.push(h.o.borrowMut()));
+            } else if (op === "move") {
+              if (m.mut || m.shared > 0) throwsKind(() => h.o.move(), "borrow-conflict");
+              else {
+                handles.push({ o: h.o.move(), b: h.b, dead: "" });
+                h.dead = "moved";
+              }
+            } else if (op === "drop") {
+              if (m.mut || m.shared > 0) throwsKind(() => h.o.drop(), "drop-while-borrowed");
+              else (h.o.drop(), h.dead = "dropped", m.dropped = true);
+            } else {
+              assert.equal(typeof h.o.deref(), "number");
+            }
+            const st = own.stateOf(m.ptr);
+            if (m.dropped) assert.equal(st, undefined);
+            else assert.deepEqual([st?.borrows, st?.mutablyBorrowed], [m.shared, m.mut]);
+          }
+          for (const m of bufs) for (const g of m.guards) g.release();
+          for (const h of handles) if (h.dead === "") h.o.drop();
+          assert.equal(own.stats().tracked, 0);
+          assert.deepEqual(heap.verify(), []);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+});
+
+// ---- Two real workers ----
+
+const WORKER = new URL("./own_worker.ts", import.meta.url).href;
+const TIMEOUT = 30_000;
+
+/** Runs `body` with `n` workers, always terminating them, failing after `TIMEOUT` ms. */
+async function withWorkers<T>(n: number, body: (ws: Worker[]) => Promise<T>): Promise<T> {
+  const ws = Array.from({ length: n }, () => new Worker(WORKER, { type: "module" }));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`workers did not finish in ${TIMEOUT} ms`)), TIMEOUT);
+  });
+  try {
+    return await Promise.race([body(ws), timeout]);
+  } finally {
+    clearTimeout(timer);
+    for (const w of ws) w.terminate();
+  }
+}
+
+/** Posts `msg` to `w` and waits for its answer (an "error" answer fails the test). */
+function ask(w: Worker, msg: Record<string, unknown>): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (e: MessageEvent) => {
+      w.removeEventListener("message", onMessage);
+      if (e.data.type === "error") reject(new Error(`worker: ${e.data.message}\n${e.data.stack}`));
+      else resolve(e.data);
+    };
+    w.addEventListener("message", onMessage);
+    w.addEventListener("error", (e) => reject(e), { once: true });
+    w.postMessage(msg);
+  });
+}
+
+describe("own: across two real workers", () => {
+  it("a buffer sent to a worker is its own; the sender cannot touch it; it comes back", async () => {
+    const heap = mk({ size: 4 << 20 });
+    const own = Ownership.create(heap, { mode: "full" });
+    const a = own.alloc(64);
+    heap.u8.fill(1, a.deref(), a.deref() + 64);
+    const kept = own.alloc(32);
+    await withWorkers(1, async ([w]) => {
+      const token = a.send();
+      throwsKind(() => a.borrowMut(), "use-after-move");
+      const r = await ask(w, {
+        type: "receive",
+        buffer: heap.buffer,
+        token,
+        other: { ptr: kept.deref(), size: 32 },
+      });
+      assert.equal(r.sum, 64, "the worker saw the bytes written before the send");
+      assert.equal(r.freeKind, "not-owner", "a foreign worker freed a buffer it does not own");
+      assert.equal(r.adoptKind, "not-owner");
+      assert.equal(r.secondKind, "use-after-move");
+      assert.equal(r.afterSend, "use-after-move");
+      const back = own.receive(r.back as OwnedToken);
+      assert.equal(heap.u8[back.deref()], 0x5a);
+      assert.equal(own.stateOf(back.deref())?.owner, 0);
+      back.drop();
+    });
+    kept.drop();
+    assert.deepEqual(own.leaks(), []);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("two workers race for borrowMut, round after round: exactly one winner each time", async () => {
+    const heap = mk({ size: 4 << 20 });
+    const own = Ownership.create(heap);
+    const rounds = 1500;
+    const a = own.alloc(16);
+    await withWorkers(2, async ([w1, w2]) => {
+      const owning = await ask(w1, { type: "own", buffer: heap.buffer, token: a.send() });
+      await ask(w2, { type: "access", buffer: heap.buffer, share: owning.share });
+      assert.equal(own.stateOf((owning.share as ShareToken).ptr)?.lent, 1);
+      const ctrl = new SharedArrayBuffer(8);
+      const msg = { type: "race", ctrl, rounds, ms: TIMEOUT - 5000 };
+      const [r1, r2] = await Promise.all([ask(w1, msg), ask(w2, msg)]);
+      const w1s = r1.wins as number[], w2s = r2.wins as number[];
+      let both = 0, none = 0;
+      for (let r = 0; r < rounds; r++) {
+        if (w1s[r] + w2s[r] === 2) both++;
+        if (w1s[r] + w2s[r] === 0) none++;
+      }
+      assert.equal(both, 0, `${both} rounds had two winners`);
+      assert.equal(none, 0, `${none} rounds had no winner`);
+      const back = own.receive(r1.back as OwnedToken);
+      const st = own.stateOf(back.deref())!;
+      assert.deepEqual([st.borrows, st.mutablyBorrowed, st.lent, st.owner], [0, false, 0, 0]);
+      back.drop();
+    });
+    assert.deepEqual(own.leaks(), []);
+    assert.deepEqual(heap.verify(), []);
+  });
+});
