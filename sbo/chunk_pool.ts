@@ -62,6 +62,13 @@ export const SP_SIZE = 160;
 export const SP_NCLASSES = 13;
 /** "SBOP" as a little-endian word. */
 export const SP_MAGIC_VALUE = 0x504f4253;
+/**
+ * Word 1 of a pooled chunk holds its address xor this key ("POOL"), so that a chunk given back
+ * twice is caught before it is linked twice (confirmed on the class's list).
+ */
+export const SP_POOLED = 0x4c4f4f50;
+/** The heap's header page (the image format's page size): no chunk starts inside it. */
+const HEADER_PAGE = 4096;
 /** The default {@linkcode SP_MAX}: 1 MiB per worker. */
 export const SP_DEFAULT_MAX = 1 << 20;
 
@@ -351,11 +358,49 @@ export class ChunkPool {
     const heap = this.heap, i32 = heap.i32, rw = this.rw, size = CHUNK_MIN << k;
     const c = i32[rw + FP_HEADS + k];
     i32[rw + FP_HEADS + k] = i32[c >> 2];
+    i32[(c >> 2) + 1] = 0; // no longer pooled
     i32[rw + FP_COUNTS + k]--;
     i32[rw + FP_CHUNKS]--;
     i32[rw + FP_BYTES] -= size;
     heap.free(c, size);
     return size;
+  }
+
+  /**
+   * Throws for a chunk `give` cannot keep: `invalid-argument` for something not an address,
+   * `bad-free` outside the heap, in its header page or misaligned, `duplicate-free` when it is
+   * in the pool already. A pooled key left in a chunk that is no longer pooled (freed by a
+   * slot reclaimer) is cleared and the chunk accepted.
+   */
+  private refuse(chunk: number, size: number, k: number): void {
+    const fn = "ChunkPool.give";
+    if (typeof chunk !== "number" || !Number.isInteger(chunk)) {
+      checkWhole(fn, "chunk", chunk, 0, MAX_BYTES);
+    }
+    const heap = this.heap, i32 = heap.i32;
+    if ((chunk & 7) !== 0 || chunk < HEADER_PAGE || chunk + size > heap.mapped) {
+      throw new UmemError(
+        "bad-free",
+        `${fn}: ${hex(chunk)} is not a chunk of ${size} bytes of the heap (${
+          chunk < 0 || chunk + size > heap.mapped
+            ? "outside the heap"
+            : chunk < HEADER_PAGE
+            ? "inside the header page"
+            : "misaligned"
+        }, the heap maps ${hex(heap.mapped)} bytes)`,
+        chunk,
+      );
+    }
+    for (let c = i32[this.rw + FP_HEADS + k], n = 0; c !== 0 && n < 1 << 20; c = i32[c >> 2], n++) {
+      if (c === chunk) {
+        throw new UmemError(
+          "duplicate-free",
+          `${fn}: chunk ${hex(chunk)} (${size} bytes) is in the pool already: given back twice`,
+          chunk,
+        );
+      }
+    }
+    i32[(chunk >> 2) + 1] = 0;
   }
 
   /**
@@ -382,10 +427,11 @@ export class ChunkPool {
     if (this.live) {
       const i32 = heap.i32, rw = this.rw;
       const k = 23 - Math.clz32(size); // log2(size) - 8
-      if (k >= 0 && k < 13 && (size & (size - 1)) === 0) {
+      if (k >= 0 && k < 13 && (size & (size - 1)) === 0 && (size | 0) === size) {
         const c = i32[rw + FP_HEADS + k];
         if (c !== 0) {
           i32[rw + FP_HEADS + k] = i32[c >> 2];
+          i32[(c >> 2) + 1] = 0; // no longer pooled
           i32[rw + FP_COUNTS + k]--;
           i32[rw + FP_CHUNKS]--;
           i32[rw + FP_BYTES] -= size;
@@ -393,10 +439,12 @@ export class ChunkPool {
           return c;
         }
       }
+      checkWhole("ChunkPool.take", "size", size, 1, MAX_BYTES);
       const c = heap.alloc(size);
       heap.f64[(this.address >> 3) + FP_MISSES]++;
       return c;
     }
+    checkWhole("ChunkPool.take", "size", size, 1, MAX_BYTES);
     return heap.alloc(size);
   }
 
@@ -406,8 +454,12 @@ export class ChunkPool {
    *
    * @param chunk the chunk's address
    * @param size the size it was taken with
-   * @throws {UmemError} `bad-free`, `wrong-size` and the like when the heap refuses the free
-   *   (only when the chunk goes to the heap: the pool trusts its caller, as a magazine does)
+   * @throws {UmemError} when the pool keeps the chunk: `invalid-argument` for something not
+   *   an address, `bad-free` for an address outside the heap, in its header page or
+   *   misaligned, `duplicate-free` for a chunk in the pool already; when the chunk goes to the
+   *   heap, whatever the heap's free reports (`bad-free`, `wrong-size`, ...). A chunk the pool
+   *   keeps is otherwise trusted to be one `take` gave, of that size, as a magazine trusts its
+   *   rounds.
    *
    * @example
    * ```ts
@@ -423,8 +475,18 @@ export class ChunkPool {
     if (this.live) {
       const i32 = heap.i32, rw = this.rw;
       const k = 23 - Math.clz32(size);
-      if (k >= 0 && k < 13 && (size & (size - 1)) === 0) {
+      if (k >= 0 && k < 13 && (size & (size - 1)) === 0 && (size | 0) === size) {
         if (i32[rw + FP_BYTES] + size <= i32[rw + FP_MAX]) {
+          // What the heap would check before it kept the chunk: a whole, aligned address in
+          // the heap past its header page, and not pooled already (word 1 holds the pooled
+          // key, confirmed on the list, while the chunk is in the pool).
+          if (
+            (chunk | 0) !== chunk || (chunk & 7) !== 0 || chunk < HEADER_PAGE ||
+            chunk + size > heap.mapped || i32[(chunk >> 2) + 1] === (chunk ^ SP_POOLED)
+          ) {
+            this.refuse(chunk, size, k);
+          }
+          i32[(chunk >> 2) + 1] = chunk ^ SP_POOLED;
           i32[chunk >> 2] = i32[rw + FP_HEADS + k];
           i32[rw + FP_HEADS + k] = chunk;
           i32[rw + FP_COUNTS + k]++;
