@@ -37,10 +37,15 @@ export type UmemErrorKind =
   | "budget-exceeded"
   | "borrow-conflict"
   | "use-after-move"
+  | "use-after-drop"
+  | "double-drop"
+  | "drop-while-borrowed"
+  | "not-owner"
   | "corrupt-image"
   | "corrupt-trace"
   | "heap-locked"
-  | "destroyed";
+  | "destroyed"
+  | "safepoint-timeout";
 
 /**
  * The base class of every error umem raises.

@@ -247,6 +247,11 @@ export class HeapView {
   hookDepth = 0;
   /** This worker's nofail callback. */
   nofail: (() => "retry" | number) | undefined = undefined;
+  /**
+   * This worker's safe-point handler (set by the collector, `gc/`): the allocation slow path
+   * calls it when `HDR_SAFEPOINT` is nonzero, and it parks until the collection ends.
+   */
+  safepoint: (() => void) | undefined = undefined;
 
   /**
    * Maps views over the image for one worker slot.

@@ -35,6 +35,7 @@ import {
   HDR_MAG_CACHES,
   HDR_MAX_CONTENTION,
   HDR_NSLOTS,
+  HDR_SAFEPOINT,
   HDR_SIZE,
   type HeapView,
   HF_NOFAIL,
@@ -323,6 +324,8 @@ function depotEnter(h: HeapView, cp: number, cc: number): boolean {
 }
 
 function cacheAllocSlow(h: HeapView, cp: number): number {
+  // A collector asks every mutator to stop (gc/): this slow path is a safe point.
+  if (h.i32[HDR_SAFEPOINT >> 2] !== 0 && h.safepoint !== undefined) h.safepoint();
   const cc = cp + h.ccOff;
   foldCounts(h, cc);
   if ((w(h, cp + CA_FLAGS) & CF_NOMAGAZINE) !== 0) return slabAllocConstructed(h, cp);

@@ -1,0 +1,328 @@
+/**
+ * Conservative marking (Boehm, Demers and Weiser): every aligned word of a scanned object that
+ * points at, or into, an allocated collector object keeps that object alive.
+ *
+ * Theory. A candidate word `v` is checked in constant time: it must fall in the heap's arena;
+ * the core's page map names the slab of its page; the slab's cache must be one of the
+ * collector's, of a collectable kind (its byte in the kind table); `v - SB_BASE` gives the
+ * granule, and the slab's state bytes give the object's first granule (a granule marked
+ * `BUF_INTERIOR` is inside an object; the size classes keep the start at most two granules
+ * back). The object must be allocated (`BUF_ALLOC`, not free, not sitting in a magazine). Its
+ * mark bit is the high bit of that state byte (`BUF_MARK`). A newly marked object of a scanned
+ * kind is pushed on an explicit *mark stack* in the heap, as a pair (start, end): no recursion,
+ * so a list of a million nodes needs one entry, not a million frames.
+ *
+ * Overflow. When the stack is full, the object is marked but not pushed, and an overflow flag
+ * is raised. Once the stack drains, the marker rescans the heap: every marked object of a
+ * scanned kind is scanned again, which reaches whatever a dropped push would have; this repeats
+ * until a pass ends without overflow (Boehm's approach). The collector then doubles the stack
+ * for the next collection.
+ *
+ * A mistake only retains memory: a number that looks like a pointer keeps an object alive, but
+ * nothing reachable is ever missed, because every word of every reachable scanned object is
+ * looked at. Atomic objects are marked but never scanned; uncollectable objects are never
+ * marked: they are scanned once, as roots.
+ *
+ * Invariants. Runs only while the world is stopped (the caller holds `GC_BUSY` and every
+ * mutator is parked or outside). The fast paths keep local copies of the core's layout
+ * constants (V8 does not fold an imported constant), checked against the declarations in the
+ * constructor.
+ *
+ * Lock order: none; nothing here locks.
+ *
+ * @module
+ */
+import {
+  BUF_ALLOC,
+  BUF_INTERIOR,
+  CA_BUFSIZE,
+  CA_CHUNK,
+  CA_ID,
+  CA_NCHUNKS,
+  CA_SHIFT,
+  HDR_META,
+  PAGE_SHIFT,
+  SB_BASE,
+  SB_CACHE,
+  SB_START,
+  SB_STATE,
+} from "../core/internal.ts";
+import type { HeapView } from "../core/mod.ts";
+import {
+  BUF_MARK,
+  GC_KINDS,
+  KIND_ATOMIC,
+  KIND_NORMAL,
+  KIND_TABLE_BYTES,
+  KIND_UNCOLLECTABLE,
+} from "./layout.ts";
+
+// Local copies of the layout, for the marker's inner loop (checked in the constructor).
+const L_SB_CACHE = 0, L_SB_BASE = 4, L_SB_STATE = 40, L_CA_ID = 124, L_CA_SHIFT = 128;
+const L_CA_CHUNK = 52, L_CA_NCHUNKS = 60, L_CA_BUFSIZE = 44, L_PAGE_SHIFT = 12;
+const L_ALLOC = 1, L_INTERIOR = 3, L_MARK = 0x80, L_NORMAL = 1, L_ATOMIC = 2;
+const L_KT = 4096;
+
+/** The marker of one collection. */
+export class Marker {
+  /** Word view of the heap at the start of the collection. */
+  readonly i32: Int32Array;
+  /** Byte view. */
+  readonly u8: Uint8Array;
+  /** Lowest address a pointer may have: the start of the heap's arena. */
+  readonly lo: number;
+  /** One past the highest: the bytes mapped. */
+  readonly hi: number;
+  /** Word index of the page map. */
+  readonly pm: number;
+  /** Address of the kind table. */
+  readonly kt: number;
+  /** Word index of the mark stack. */
+  stack: number;
+  /** Entries the mark stack holds. */
+  cap: number;
+  /** Entries on the stack. */
+  sp = 0;
+  /** A push was dropped since the last rescan. */
+  overflow = false;
+  /** Only pointers to an object's first byte count. */
+  readonly baseOnly: boolean;
+  /** Objects marked. */
+  objects = 0;
+  /** Bytes of the objects marked. */
+  bytes = 0;
+  /** Rescans after an overflow. */
+  rescans = 0;
+
+  /**
+   * Prepares to mark: views, bounds, the mark stack.
+   *
+   * @param h the heap (synced)
+   * @param rec the collector record
+   * @param stack the mark stack's address
+   * @param cap its entries
+   * @param baseOnly whether only base pointers count
+   */
+  constructor(h: HeapView, rec: number, stack: number, cap: number, baseOnly: boolean) {
+    if (
+      L_SB_CACHE !== SB_CACHE || L_SB_BASE !== SB_BASE || L_SB_STATE !== SB_STATE ||
+      L_CA_ID !== CA_ID || L_CA_SHIFT !== CA_SHIFT || L_CA_CHUNK !== CA_CHUNK ||
+      L_CA_NCHUNKS !== CA_NCHUNKS || L_CA_BUFSIZE !== CA_BUFSIZE || L_PAGE_SHIFT !== PAGE_SHIFT ||
+      L_ALLOC !== BUF_ALLOC || L_INTERIOR !== BUF_INTERIOR || L_MARK !== BUF_MARK ||
+      L_NORMAL !== KIND_NORMAL || L_ATOMIC !== KIND_ATOMIC || L_KT !== KIND_TABLE_BYTES
+    ) {
+      throw new Error("gc/mark.ts: the marker's copies of the layout are out of date");
+    }
+    this.i32 = h.i32;
+    this.u8 = h.u8;
+    this.lo = h.i32[HDR_META >> 2];
+    this.hi = h.mapped;
+    this.pm = h.pagemap >> 2;
+    this.kt = rec + GC_KINDS;
+    this.stack = stack >> 2;
+    this.cap = cap;
+    this.baseOnly = baseOnly;
+  }
+
+  /**
+   * Marks the object `v` points at or into, if it is an unmarked, allocated, collectable
+   * collector object, and pushes it when its kind is scanned.
+   *
+   * @param v a candidate word
+   */
+  candidate(v: number): void {
+    if (v < this.lo || v >= this.hi) return;
+    const i32 = this.i32, u8 = this.u8;
+    const sb = i32[this.pm + (v >>> L_PAGE_SHIFT)];
+    if (sb === 0) return;
+    const cp = i32[(sb + L_SB_CACHE) >> 2];
+    const id = i32[(cp + L_CA_ID) >> 2];
+    if (id >= L_KT) return;
+    const kind = u8[this.kt + id];
+    if (kind !== L_NORMAL && kind !== L_ATOMIC) return;
+    const base = i32[(sb + L_SB_BASE) >> 2];
+    const off = v - base;
+    if (off < 0 || off >= i32[(cp + L_CA_NCHUNKS) >> 2] * i32[(cp + L_CA_CHUNK) >> 2]) return;
+    const shift = i32[(cp + L_CA_SHIFT) >> 2];
+    let at = sb + L_SB_STATE + (off >> shift);
+    let s = u8[at];
+    if (s === L_INTERIOR) {
+      if (this.baseOnly) return;
+      do at--; while (u8[at] === L_INTERIOR);
+      s = u8[at];
+    } else if (this.baseOnly && (off & ((1 << shift) - 1)) !== 0) return;
+    if (s !== L_ALLOC) return;
+    u8[at] = L_ALLOC | L_MARK;
+    const size = i32[(cp + L_CA_BUFSIZE) >> 2];
+    this.objects++;
+    this.bytes += size;
+    if (kind === L_ATOMIC) return;
+    const start = base + ((at - sb - L_SB_STATE) << shift);
+    const sp = this.sp;
+    if (sp === this.cap) {
+      this.overflow = true;
+      return;
+    }
+    const e = this.stack + sp * 2;
+    i32[e] = start;
+    i32[e + 1] = start + size;
+    this.sp = sp + 1;
+  }
+
+  /**
+   * Looks at every aligned word of `[from, to)` as a candidate.
+   *
+   * @param from first byte
+   * @param to one past the last
+   */
+  scan(from: number, to: number): void {
+    const i32 = this.i32, lo = this.lo, hi = this.hi;
+    const end = Math.min(to, this.hi) >> 2;
+    for (let i = (from + 3) >> 2; i < end; i++) {
+      const v = i32[i];
+      if (v >= lo && v < hi) this.candidate(v);
+    }
+  }
+
+  /** Pops and scans until the mark stack is empty. */
+  drain(): void {
+    const i32 = this.i32;
+    while (this.sp > 0) {
+      const e = this.stack + (--this.sp) * 2;
+      this.scan(i32[e], i32[e + 1]);
+    }
+  }
+
+  /**
+   * Drains, then rescans marked objects as long as pushes were dropped.
+   */
+  finish(): void {
+    this.drain();
+    while (this.overflow) {
+      this.overflow = false;
+      this.rescans++;
+      this.eachSlab((sb, cp, kind) => {
+        if (kind !== KIND_NORMAL) return;
+        this.eachObject(sb, cp, L_ALLOC | L_MARK, (p, size) => {
+          this.scan(p, p + size);
+          this.drain();
+        });
+      });
+    }
+  }
+
+  /**
+   * Whether the object starting at `p` is marked (or is not a collectable object at all).
+   *
+   * @param p an object's first byte
+   * @returns whether its mark bit is set
+   */
+  isMarked(p: number): boolean {
+    const at = this.stateAt(p);
+    return at < 0 || (this.u8[at] & L_MARK) !== 0;
+  }
+
+  /**
+   * Marks the object starting at `p` (allocated, unmarked) without scanning it.
+   *
+   * @param p an object's first byte
+   */
+  setMark(p: number): void {
+    const at = this.stateAt(p);
+    if (at >= 0) this.u8[at] |= L_MARK;
+  }
+
+  /**
+   * The address of the state byte of the object starting at `p`, or -1.
+   *
+   * @param p an object's first byte
+   * @returns the state byte's address, or -1
+   */
+  stateAt(p: number): number {
+    if (p < this.lo || p >= this.hi) return -1;
+    const sb = this.i32[this.pm + (p >>> L_PAGE_SHIFT)];
+    if (sb === 0) return -1;
+    const cp = this.i32[(sb + L_SB_CACHE) >> 2];
+    const off = p - this.i32[(sb + L_SB_BASE) >> 2];
+    return off < 0 ? -1 : sb + L_SB_STATE + (off >> this.i32[(cp + L_CA_SHIFT) >> 2]);
+  }
+
+  /**
+   * The size of the objects of the cache holding `p` (0 when `p` is in no slab).
+   *
+   * @param p an address
+   * @returns the cache's buffer size
+   */
+  sizeOf(p: number): number {
+    if (p < this.lo || p >= this.hi) return 0;
+    const sb = this.i32[this.pm + (p >>> L_PAGE_SHIFT)];
+    return sb === 0 ? 0 : this.i32[(this.i32[(sb + L_SB_CACHE) >> 2] + L_CA_BUFSIZE) >> 2];
+  }
+
+  /**
+   * The kind of the cache holding `p` (`KIND_*`).
+   *
+   * @param p an address
+   * @returns its kind, 0 when not a collector cache
+   */
+  kindOf(p: number): number {
+    if (p < this.lo || p >= this.hi) return 0;
+    const sb = this.i32[this.pm + (p >>> L_PAGE_SHIFT)];
+    if (sb === 0) return 0;
+    const id = this.i32[(this.i32[(sb + L_SB_CACHE) >> 2] + L_CA_ID) >> 2];
+    return id < L_KT ? this.u8[this.kt + id] : 0;
+  }
+
+  /**
+   * Calls `f` for each slab of a collector cache, found through the page map (each slab once,
+   * at its first page), with the slab, its cache and the cache's kind.
+   *
+   * @param f the visitor
+   */
+  eachSlab(f: (sb: number, cp: number, kind: number) => void): void {
+    const i32 = this.i32, u8 = this.u8;
+    for (let p = this.lo >>> L_PAGE_SHIFT, end = this.hi >>> L_PAGE_SHIFT; p < end; p++) {
+      const sb = i32[this.pm + p];
+      if (sb === 0 || i32[(sb + SB_START) >> 2] >>> L_PAGE_SHIFT !== p) continue;
+      const cp = i32[(sb + L_SB_CACHE) >> 2];
+      const id = i32[(cp + L_CA_ID) >> 2];
+      const kind = id < L_KT ? u8[this.kt + id] : 0;
+      if (kind !== 0) f(sb, cp, kind);
+    }
+  }
+
+  /**
+   * Calls `f` for each object of slab `sb` whose state byte is `state`.
+   *
+   * @param sb the slab
+   * @param cp its cache
+   * @param state the state byte wanted
+   * @param f the visitor, given the object's first byte and its size
+   */
+  eachObject(
+    sb: number,
+    cp: number,
+    state: number,
+    f: (p: number, size: number, at: number) => void,
+  ): void {
+    const i32 = this.i32, u8 = this.u8;
+    const n = i32[(cp + L_CA_NCHUNKS) >> 2], chunk = i32[(cp + L_CA_CHUNK) >> 2];
+    const shift = i32[(cp + L_CA_SHIFT) >> 2], size = i32[(cp + L_CA_BUFSIZE) >> 2];
+    const base = i32[(sb + L_SB_BASE) >> 2];
+    for (let k = 0, off = 0; k < n; k++, off += chunk) {
+      const at = sb + L_SB_STATE + (off >> shift);
+      if (u8[at] === state) f(base + off, size, at);
+    }
+  }
+
+  /** Scans every allocated uncollectable object: they are roots. */
+  scanUncollectable(): void {
+    this.eachSlab((sb, cp, kind) => {
+      if (kind !== KIND_UNCOLLECTABLE) return;
+      this.eachObject(sb, cp, L_ALLOC, (p, size) => {
+        this.scan(p, p + size);
+        this.drain();
+      });
+    });
+  }
+}

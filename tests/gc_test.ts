@@ -1,0 +1,529 @@
+/**
+ * The collector (issue 10): exactness on a list of a million nodes, cycles, interior pointers,
+ * atomic objects, pins, finalizer order, mark-stack overflow, find-leak mode, limits, bad
+ * input, a model check with random graphs, and two workers building lists while the main
+ * thread collects.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { type Heap, inspect } from "../mod.ts";
+import { Collector, type CollectorOptions } from "../gc/mod.ts";
+import { mk, throwsKind } from "./helpers.ts";
+
+function setup(
+  options: CollectorOptions = {},
+  size = 8 << 20,
+): { heap: Heap; gc: Collector } {
+  const heap = mk({ size, maxSize: 512 << 20, slots: 4 });
+  return { heap, gc: Collector.create(heap, { auto: false, ...options }) };
+}
+
+/** Builds a list of `n` nodes [value, next] from a pinned head; returns every node. */
+function list(heap: Heap, gc: Collector, n: number): Int32Array {
+  const nodes = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const p = gc.malloc(8);
+    heap.i32[p >> 2] = i;
+    if (i > 0) heap.i32[(nodes[i - 1] >> 2) + 1] = p;
+    nodes[i] = p;
+  }
+  return nodes;
+}
+
+describe("gc: reachability", () => {
+  it("a list of 1,000,000 nodes: dropping the pointer to its middle frees exactly the back half", () => {
+    const { heap, gc } = setup({}, 32 << 20);
+    const n = 1_000_000;
+    const head = gc.malloc(8);
+    using _pin = gc.pin(head);
+    let prev = head, mid = 0;
+    for (let i = 1; i < n; i++) {
+      const p = gc.malloc(8);
+      heap.i32[p >> 2] = i;
+      heap.i32[(prev >> 2) + 1] = p;
+      prev = p;
+      if (i === n / 2 - 1) mid = p;
+    }
+    const first = gc.collect();
+    assert.equal(first.objects, 0);
+    assert.equal(first.liveObjects, n);
+    const back = heap.i32[(mid >> 2) + 1];
+    heap.i32[(mid >> 2) + 1] = 0;
+    const r = gc.collect();
+    assert.equal(r.objects, n / 2);
+    assert.equal(r.bytesReclaimed, (n / 2) * 8);
+    assert.equal(r.liveObjects, n / 2);
+    // Every node of the front half is intact, none of the back half is allocated.
+    let k = 0;
+    for (let p = head; p !== 0; p = heap.i32[(p >> 2) + 1], k++) {
+      assert.equal(heap.i32[p >> 2], k);
+    }
+    assert.equal(k, n / 2);
+    assert.equal(gc.isLive(mid), true);
+    assert.equal(gc.isLive(back), false);
+    assert.equal(gc.stats().bytesReclaimed, (n / 2) * 8);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("collects cycles and keeps what a root reaches", () => {
+    const { heap, gc } = setup();
+    const [a, b, c] = [gc.malloc(16), gc.malloc(16), gc.malloc(16)];
+    heap.i32[a >> 2] = b;
+    heap.i32[b >> 2] = c;
+    heap.i32[c >> 2] = a; // a cycle of three, unreachable
+    const self = gc.malloc(32);
+    heap.i32[self >> 2] = self;
+    const kept = gc.malloc(16);
+    const table = heap.zalloc(16);
+    gc.addRoots(table, table + 16);
+    heap.i32[table >> 2] = kept;
+    const r = gc.collect();
+    assert.equal(r.objects, 4);
+    assert.equal(gc.isLive(kept), true);
+    for (const p of [a, b, c, self]) assert.equal(gc.isLive(p), false);
+    assert.equal(gc.removeRoots(table, table + 16), true);
+    assert.equal(gc.collect().objects, 1);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("an interior pointer keeps its object; with interior: false it does not", () => {
+    for (const interior of [true, false]) {
+      const { heap, gc } = setup({ interior });
+      const obj = gc.malloc(48); // a class whose objects span three granules
+      const obj2 = gc.malloc(48);
+      const holder = gc.mallocUncollectable(8);
+      heap.i32[holder >> 2] = obj + 36; // into the third granule
+      heap.i32[(holder >> 2) + 1] = obj2; // the base pointer counts either way
+      gc.collect();
+      assert.equal(gc.isLive(obj), interior, `interior ${interior}`);
+      assert.equal(gc.isLive(obj2), true);
+      assert.deepEqual(heap.verify(), []);
+    }
+  });
+
+  it("a pointer-looking number in an atomic object keeps nothing; in a scanned one it does", () => {
+    const { heap, gc } = setup();
+    const target = gc.malloc(16);
+    const other = gc.malloc(16);
+    const numbers = gc.mallocAtomic(64);
+    const words = gc.malloc(64);
+    const holder = gc.mallocUncollectable(16);
+    heap.i32[holder >> 2] = numbers;
+    heap.i32[(holder >> 2) + 1] = words;
+    heap.i32[(numbers >> 2) + 3] = target;
+    heap.i32[(words >> 2) + 5] = other;
+    const r = gc.collect();
+    assert.equal(gc.isLive(numbers), true, "the atomic object itself is reachable");
+    assert.equal(gc.isLive(target), false);
+    assert.equal(gc.isLive(other), true);
+    assert.equal(r.objects, 1);
+  });
+
+  it("a pinned object survives until its handle is disposed", () => {
+    const { heap, gc } = setup();
+    const p = gc.malloc(100);
+    const child = gc.malloc(8);
+    heap.i32[(p >> 2) + 10] = child;
+    {
+      using pin = gc.pin(p + 20); // a pin may point inside
+      assert.equal(gc.collect().objects, 0);
+      assert.equal(gc.collect().objects, 0);
+      assert.equal(gc.isLive(child), true);
+      assert.equal(pin.pinned, true);
+    }
+    assert.equal(gc.collect().objects, 2);
+    const q = gc.malloc(8);
+    const pin = gc.pin(q);
+    pin.dispose();
+    pin.dispose(); // twice: nothing
+    assert.equal(gc.collect().objects, 1);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("agrees with findleaks on the same roots (find-leak mode frees nothing)", () => {
+    const { heap, gc } = setup({ findLeaks: true });
+    const kept = gc.malloc(32);
+    gc.pin(kept);
+    const lost = [gc.malloc(32), gc.malloc(32), gc.mallocAtomic(200)];
+    heap.i32[lost[0] >> 2] = lost[1];
+    const r = gc.collect();
+    assert.equal(r.objects, 3);
+    assert.equal(r.bytesReclaimed, 32 + 32 + 256);
+    assert.ok(r.leaks !== undefined);
+    assert.equal(r.leaks.total_buffers, 3);
+    const core = inspect(heap).findleaks();
+    assert.equal(core.total_buffers, r.leaks.total_buffers);
+    assert.equal(core.total_bytes, r.leaks.total_bytes);
+    assert.deepEqual(
+      r.leaks.classes.map((c) => [c.cache, c.count]).sort(),
+      [["gc_32", 2], ["gc_atomic_256", 1]],
+    );
+    for (const p of lost) assert.equal(gc.isLive(p), true, "reported, not freed");
+    gc.setFindLeaks(false);
+    assert.equal(gc.collect().objects, 3);
+  });
+});
+
+describe("gc: mark stack", () => {
+  it("a mark stack of one entry overflows, rescans, loses nothing, and then grows", () => {
+    const { heap, gc } = setup({ markStack: 1 });
+    // A tree of fan-out 8, four levels: 1 + 8 + 64 + 512 + 4096 nodes.
+    const root = gc.mallocUncollectable(32);
+    let level = [root], count = 0;
+    for (let d = 0; d < 4; d++) {
+      const next: number[] = [];
+      for (const parent of level) {
+        for (let k = 0; k < 8; k++) {
+          const c = gc.malloc(32);
+          heap.i32[(parent >> 2) + k] = c;
+          next.push(c);
+          count++;
+        }
+      }
+      level = next;
+    }
+    const garbage = list(heap, gc, 100);
+    const before = gc.stats().markStackOverflows;
+    const r = gc.collect();
+    assert.equal(r.liveObjects, count);
+    assert.equal(r.objects, garbage.length);
+    assert.ok(gc.stats().markStackOverflows > before, "the stack overflowed");
+    for (const p of level) assert.equal(gc.isLive(p), true);
+    assert.deepEqual(heap.verify(), []);
+  });
+});
+
+describe("gc: finalizers", () => {
+  it("run exactly once, an object reachable from another after it, in order", () => {
+    const { heap, gc } = setup();
+    const order: string[] = [];
+    const [a, b, c] = [gc.malloc(16), gc.malloc(16), gc.malloc(16)];
+    heap.i32[a >> 2] = b; // a -> b -> c
+    heap.i32[b >> 2] = c;
+    gc.registerFinalizer(c, () => order.push("c"));
+    gc.registerFinalizer(a, (p) => {
+      assert.equal(heap.i32[p >> 2], b, "a is intact when finalized");
+      order.push("a");
+    });
+    gc.registerFinalizer(b, () => order.push("b"));
+    const r1 = gc.collect();
+    assert.equal(r1.finalizable, 1);
+    assert.equal(r1.objects, 0, "nothing freed while finalizers may look");
+    assert.deepEqual(order, ["a"]);
+    gc.collect();
+    assert.deepEqual(order, ["a", "b"]);
+    gc.collect();
+    assert.deepEqual(order, ["a", "b", "c"]);
+    gc.collect();
+    gc.collect();
+    assert.deepEqual(order, ["a", "b", "c"], "each ran once");
+    for (const p of [a, b, c]) assert.equal(gc.isLive(p), false);
+    assert.equal(gc.stats().finalizers, 0);
+  });
+
+  it("a cycle of finalizable objects is not finalized and is reported", () => {
+    const { heap, gc } = setup();
+    const ran: number[] = [];
+    const a = gc.malloc(8), b = gc.malloc(8);
+    heap.i32[a >> 2] = b;
+    heap.i32[b >> 2] = a;
+    gc.registerFinalizer(a, (p) => ran.push(p));
+    gc.registerFinalizer(b, (p) => ran.push(p));
+    const r = gc.collect();
+    assert.equal(r.finalizable, 0);
+    assert.ok(r.cycles.length >= 1 && r.cycles.every((p) => p === a || p === b));
+    assert.equal(gc.stats().finalizerCycles, r.cycles.length);
+    gc.collect();
+    assert.deepEqual(ran, []);
+    assert.equal(gc.isLive(a) && gc.isLive(b), true, "kept, as Boehm keeps them");
+    heap.i32[b >> 2] = 0; // break the cycle: a -> b, a first
+    gc.collect();
+    assert.deepEqual(ran, [a]);
+    gc.collect();
+    assert.deepEqual(ran, [a, b]);
+    gc.collect();
+    assert.equal(gc.isLive(a) || gc.isLive(b), false);
+  });
+
+  it("a freed object's finalizer is forgotten; a finalizer that throws does not stop the rest", () => {
+    const { gc } = setup();
+    const ran: string[] = [];
+    const p = gc.malloc(8);
+    gc.registerFinalizer(p, () => ran.push("freed"));
+    gc.free(p);
+    const q = gc.malloc(8), r = gc.malloc(8);
+    gc.registerFinalizer(q, () => {
+      throw new Error("boom");
+    });
+    gc.registerFinalizer(r, () => ran.push("r"));
+    assert.throws(() => gc.collect(), /boom/);
+    assert.deepEqual(ran, ["r"]);
+    assert.equal(gc.stats().finalizers, 0);
+  });
+
+  it("phase() is idle between collections and finalize inside a finalizer", () => {
+    const { gc } = setup();
+    let seen = "";
+    gc.registerFinalizer(gc.malloc(8), () => {
+      seen = gc.phase();
+    });
+    assert.equal(gc.phase(), "idle");
+    gc.collect();
+    assert.equal(seen, "finalize");
+    assert.equal(gc.phase(), "idle");
+  });
+});
+
+describe("gc: allocation, free, realloc, limits", () => {
+  it("malloc clears, objects are distinct, kinds keep their caches", () => {
+    const { heap, gc } = setup();
+    const p = gc.malloc(64);
+    heap.i32.fill(-1, p >> 2, (p + 64) >> 2);
+    gc.collect(); // freed into a magazine, handed out again below
+    const q = gc.malloc(64);
+    assert.equal(q, p);
+    for (let i = 0; i < 16; i++) assert.equal(heap.i32[(q >> 2) + i], 0);
+    const u = gc.mallocUncollectable(64);
+    assert.equal(gc.collect().objects, 1, "q is garbage, u is not");
+    gc.free(u);
+    assert.equal(gc.isLive(u), false);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("realloc keeps the contents and the kind, and frees the old object", () => {
+    const { heap, gc } = setup();
+    const p = gc.malloc(8);
+    heap.i32[p >> 2] = 7;
+    heap.i32[(p >> 2) + 1] = 8;
+    assert.equal(gc.realloc(p, 7), p, "same class: same object");
+    const q = gc.realloc(p, 3000);
+    assert.notEqual(q, p);
+    assert.equal(gc.isLive(p), false);
+    assert.deepEqual([heap.i32[q >> 2], heap.i32[(q >> 2) + 1]], [7, 8]);
+    const a = gc.mallocAtomic(16);
+    const a2 = gc.realloc(a, 500);
+    using _pin = gc.pin(a2);
+    heap.i32[a2 >> 2] = q; // atomic: does not keep q
+    assert.equal(gc.collect().objects, 1);
+    assert.equal(gc.isLive(q), false);
+    assert.equal(gc.realloc(a2, 0), 0);
+    assert.equal(gc.isLive(a2), false);
+    const z = gc.realloc(0, 10);
+    assert.equal(gc.isLive(z), true);
+  });
+
+  it("bad frees and bad sizes throw and change nothing", () => {
+    const { heap, gc } = setup();
+    const p = gc.malloc(48);
+    const plain = heap.alloc(48);
+    throwsKind(() => gc.free(plain), "bad-free", /not an object of the collector/);
+    throwsKind(() => gc.free(p + 16), "bad-free");
+    throwsKind(() => gc.free(12345), "bad-free");
+    throwsKind(() => gc.registerFinalizer(p + 8, () => {}), "bad-free");
+    for (const size of [0, -1, 1.5, NaN, 131073, Infinity]) {
+      throwsKind(() => gc.malloc(size), "invalid-argument", /GC_malloc: size/);
+    }
+    throwsKind(() => gc.mallocAtomic(0), "invalid-argument");
+    throwsKind(() => gc.realloc(p, -3), "invalid-argument");
+    throwsKind(() => gc.setMaxHeapSize(-1), "invalid-argument");
+    throwsKind(() => gc.setFreeSpaceDivisor(0), "invalid-argument");
+    gc.free(p);
+    throwsKind(() => gc.free(p), "duplicate-free");
+    gc.free(0);
+    throwsKind(() => Collector.create(heap), "invalid-argument", /already/);
+    throwsKind(() => Collector.attach(mk()), "invalid-argument", /no collector/);
+    throwsKind(() => Collector.attach(heap), "invalid-argument", /already has a collector handle/);
+    throwsKind(() => Collector.create(mk(), { freeSpaceDivisor: 0 }), "invalid-argument");
+    heap.free(plain, 48);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("setMaxHeapSize: garbage is collected to stay under it, live data past it fails", () => {
+    const { heap, gc } = setup({ auto: true });
+    gc.setMaxHeapSize(1 << 20);
+    for (let i = 0; i < 20_000; i++) gc.malloc(512); // 10 MB of garbage
+    assert.ok(gc.stats().collections > 0);
+    const keep = gc.mallocUncollectable(16384);
+    const e = throwsKind(() => {
+      for (let i = 0; i < 4096; i++) heap.i32[(keep >> 2) + i] = gc.malloc(1024);
+    }, "out-of-memory", /maximum heap size/);
+    assert.ok(e.message.includes("1048576"));
+    gc.setMaxHeapSize(0);
+    gc.malloc(1024); // no limit now
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("allocation volume triggers collections (the free-space divisor)", () => {
+    const { gc } = setup({ auto: true, minTrigger: 1 << 18, freeSpaceDivisor: 2 });
+    for (let i = 0; i < 100_000; i++) gc.malloc(32); // 3.2 MB, all garbage
+    const s = gc.stats();
+    assert.ok(s.collections >= 5, `${s.collections} collections`);
+    assert.ok(s.heapSize < 2 << 20, `heap grew to ${s.heapSize}`);
+    assert.ok(s.totalReclaimed > 2 << 20);
+    assert.ok(s.bytesSinceGC < 1 << 20);
+  });
+
+  it("stats count what collections did", () => {
+    const { gc } = setup();
+    const s0 = gc.stats();
+    assert.equal(s0.collections, 0);
+    gc.malloc(32);
+    gc.mallocAtomic(64);
+    assert.equal(gc.stats().bytesSinceGC, 96);
+    const r = gc.collect();
+    const s = gc.stats();
+    assert.equal(s.collections, 1);
+    assert.equal(s.bytesReclaimed, 96);
+    assert.equal(s.bytesSinceGC, 0);
+    assert.equal(s.lastPauseMs, r.pauseMs);
+    assert.ok(s.heapSize >= 2 * 4096);
+    assert.equal(s.freeBytes, s.heapSize);
+  });
+});
+
+describe("gc: model", () => {
+  it("frees exactly the objects no root reaches, in random graphs", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({
+          kind: fc.constantFrom("normal", "atomic", "uncollectable"),
+          size: fc.integer({ min: 1, max: 300 }),
+        }), { minLength: 1, maxLength: 60 }),
+        fc.array(fc.tuple(fc.nat(), fc.nat(), fc.nat(), fc.boolean()), { maxLength: 120 }),
+        fc.array(fc.nat(), { maxLength: 5 }),
+        (specs, edges, pins) => {
+          const heap = mk({ size: 4 << 20, slots: 2 });
+          const gc = Collector.create(heap, { auto: false });
+          const objs = specs.map((s) =>
+            s.kind === "normal"
+              ? gc.malloc(s.size)
+              : s.kind === "atomic"
+              ? gc.mallocAtomic(s.size)
+              : gc.mallocUncollectable(s.size)
+          );
+          const out = objs.map(() => [] as number[]);
+          for (const [f, t, slot, inner] of edges) {
+            const from = f % objs.length, to = t % objs.length;
+            const words = Math.floor(specs[from].size / 4);
+            if (words === 0) continue;
+            const target = objs[to] + (inner ? Math.min(3, specs[to].size - 1) : 0);
+            heap.i32[(objs[from] >> 2) + (slot % words)] = target;
+          }
+          // The model: what each object's words point into, read back from the heap.
+          objs.forEach((p, i) => {
+            if (specs[i].kind === "atomic") return;
+            const words = Math.floor(specs[i].size / 4);
+            for (let k = 0; k < words; k++) {
+              const v = heap.i32[(p >> 2) + k];
+              const j = objs.findIndex((q, n) => v >= q && v < q + specs[n].size);
+              if (j >= 0) out[i].push(j);
+            }
+          });
+          const live = new Set<number>();
+          const stack: number[] = [];
+          const reach = (j: number) => {
+            if (!live.has(j)) {
+              live.add(j);
+              stack.push(j);
+            }
+          };
+          specs.forEach((s, i) => s.kind === "uncollectable" && reach(i));
+          for (const p of pins) {
+            const j = p % objs.length;
+            gc.pin(objs[j]);
+            reach(j);
+          }
+          while (stack.length > 0) for (const j of out[stack.pop()!]) reach(j);
+          const r = gc.collect();
+          objs.forEach((p, i) => assert.equal(gc.isLive(p), live.has(i), `object ${i}`));
+          assert.equal(r.objects, objs.length - live.size);
+          assert.deepEqual(heap.verify(), []);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+});
+
+describe("gc: workers", () => {
+  const WORKER = new URL("./gc_worker.ts", import.meta.url).href;
+  const TIMEOUT = 60_000;
+
+  function next(w: Worker, type: string): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      const onMessage = (e: MessageEvent) => {
+        if (e.data.type === "error") reject(new Error(String(e.data.message)));
+        if (e.data.type !== type) return;
+        w.removeEventListener("message", onMessage);
+        resolve(e.data);
+      };
+      w.addEventListener("message", onMessage);
+      w.addEventListener("error", (e) => reject(e), { once: true });
+    });
+  }
+
+  async function withWorkers<T>(n: number, body: (ws: Worker[]) => Promise<T>): Promise<T> {
+    const ws = Array.from({ length: n }, () => new Worker(WORKER, { type: "module" }));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`workers did not finish in ${TIMEOUT} ms`)), TIMEOUT);
+    });
+    try {
+      return await Promise.race([body(ws), timeout]);
+    } finally {
+      clearTimeout(timer);
+      for (const w of ws) w.terminate();
+    }
+  }
+
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it("two workers building linked lists while the main thread collects never lose a node", async () => {
+    const heap = mk({ size: 16 << 20, maxSize: 256 << 20, slots: 4 });
+    const gc = Collector.create(heap, { minTrigger: 1 << 20 });
+    const stop = heap.zalloc(8);
+    gc.leave(); // the main thread holds no collector object while it waits
+    await withWorkers(2, async (ws) => {
+      const done = ws.map((w) => next(w, "done"));
+      const running = ws.map((w) => next(w, "running"));
+      for (const w of ws) w.postMessage({ op: "build", buffer: heap.buffer, stop, list: 20_000 });
+      await Promise.all(running);
+      let mine = 0;
+      for (let i = 0; i < 40; i++) {
+        await sleep(5);
+        gc.collect();
+        mine++;
+      }
+      Atomics.store(heap.i32, stop >> 2, 1);
+      const results = await Promise.all(done);
+      for (const r of results) {
+        assert.equal(r.errors, 0, `worker ${r.slot}: ${(r.errorText as string[]).join("; ")}`);
+        assert.ok((r.checks as number) >= 10, `worker ${r.slot} checked only ${r.checks} times`);
+        assert.ok((r.longest as number) > 1000);
+      }
+      assert.ok(gc.stats().collections >= mine);
+    });
+    gc.enter();
+    gc.collect();
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("a worker that neither allocates nor leaves makes collect fail after the timeout", async () => {
+    const heap = mk({ size: 8 << 20, slots: 4 });
+    const gc = Collector.create(heap, { stopTimeout: 200, auto: false });
+    await withWorkers(1, async ([w]) => {
+      w.postMessage({ op: "idle", buffer: heap.buffer });
+      const { slot } = await next(w, "ready");
+      gc.malloc(8);
+      throwsKind(() => gc.collect(), "safepoint-timeout", new RegExp(`worker ${slot} did not`));
+      assert.equal(gc.phase(), "idle");
+      assert.deepEqual(heap.verify(), []);
+      w.postMessage({ op: "leave" });
+      await next(w, "left");
+      assert.equal(gc.collect().objects, 1);
+      w.postMessage({ op: "finish" });
+      await next(w, "done");
+    });
+  });
+});
