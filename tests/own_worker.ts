@@ -38,14 +38,15 @@ function kindOf(fn: () => unknown): string {
 
 /** Waits until `2 * (k + 1)` parties arrived at the control word (barrier number k). */
 function barrier(ctrl: Int32Array, k: number, deadline: number): void {
-  Atomics.add(ctrl, 0, 1);
-  Atomics.notify(ctrl, 0);
+  if (Atomics.add(ctrl, 0, 1) + 1 === 2 * (k + 1)) Atomics.notify(ctrl, 0);
   const target = 2 * (k + 1);
   for (let spins = 0;; spins++) {
     const v = Atomics.load(ctrl, 0);
     if (v >= target) return;
     if (Date.now() > deadline) throw new Error(`barrier ${k} timed out at ${v}/${target}`);
-    if (spins > 200) Atomics.wait(ctrl, 0, v, 5);
+    // Spin, so that both racers leave the barrier within a few nanoseconds of each other;
+    // sleep only if the other is descheduled for long.
+    if (spins > 1_000_000) Atomics.wait(ctrl, 0, v, 1);
   }
 }
 
