@@ -17,7 +17,7 @@
  *
  * Layout of a record:
  *
- *     [state][generation][buffer][size][alloc stack][borrow stack][move stack][magic]
+ *     [state][generation][buffer][size][alloc stack][borrow stack][move stack][source]
  *
  * and of the state word (bit 31 is always 0):
  *
@@ -94,12 +94,18 @@ export const OR_ALLOC_STACK = 16;
 export const OR_BORROW_STACK = 20;
 /** Interned stack of the latest move, send or receive (`full` mode; 0: none). */
 export const OR_MOVE_STACK = 24;
-/** {@linkcode OR_MAGIC_VALUE} while the record is in use. */
-export const OR_MAGIC = 28;
+/**
+ * Where the buffer goes back at drop: {@linkcode SRC_HEAP} (`heap.free(ptr, size)`),
+ * {@linkcode SRC_LIBC} (`heap.libc.free(ptr)`), or the address of the cache record
+ * (`Cache.free(ptr)`).
+ */
+export const OR_SOURCE = 28;
 /** Size of a record. */
 export const OR_BYTES = 32;
-/** "own!" as a little-endian word. */
-export const OR_MAGIC_VALUE = 0x216e776f;
+/** Source: the heap's sized interface. */
+export const SRC_HEAP = 0;
+/** Source: the heap's malloc-compatible interface. */
+export const SRC_LIBC = 1;
 
 // ---- State word (OS_*) ----
 /** Mask of the shared-borrow count. */

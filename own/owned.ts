@@ -29,7 +29,7 @@
  * @module
  */
 
-import { UmemError } from "../core/mod.ts";
+import { Cache, UmemError } from "../core/mod.ts";
 import { hex } from "../core/internal.ts";
 import { describe, detail, type OwnContext } from "./context.ts";
 import { Ref, RefMut } from "./guard.ts";
@@ -38,11 +38,10 @@ import {
   OR_BORROW_STACK,
   OR_BYTES,
   OR_GEN,
-  OR_MAGIC,
-  OR_MAGIC_VALUE,
   OR_MOVE_STACK,
   OR_PTR,
   OR_SIZE,
+  OR_SOURCE,
   OR_STATE,
   OS_BUSY,
   OS_COUNT,
@@ -61,6 +60,8 @@ import {
   PH_LIVE,
   PH_ORPHAN,
   PH_TRANSIT,
+  SRC_HEAP,
+  SRC_LIBC,
   stateWord,
 } from "./layout.ts";
 import { BorrowError, BorrowMutError, OwnershipError } from "./own_error.ts";
@@ -635,7 +636,10 @@ export class Owned {
     }
     w.quiet++;
     try {
-      h.free(this.addr, this.size);
+      const src = h.i32[(this.rec + OR_SOURCE) >> 2];
+      if (src === SRC_HEAP) h.free(this.addr, this.size);
+      else if (src === SRC_LIBC) h.libc.free(this.addr);
+      else new Cache(h, src).free(this.addr);
     } catch (e) {
       Atomics.store(h.i32, i, s); // the heap refused: the handle lives on
       throw e;
@@ -648,7 +652,6 @@ export class Owned {
     } finally {
       unlockTable(h, ctx.root);
     }
-    h.i32[(this.rec + OR_MAGIC) >> 2] = 0;
     Atomics.store(h.i32, i, 0);
     w.quiet++;
     try {
@@ -984,6 +987,7 @@ function at(what: string, stack: string): string {
  * @param size its size
  * @param fn the public function, for messages
  * @param above the public function, for the stack
+ * @param source where the buffer goes back at drop (`SRC_*` or a cache record)
  * @returns the handle
  * @throws {OwnershipError} `not-owner` when another worker owns the buffer
  * @throws {UmemError} `invalid-argument` when this worker tracks it already
@@ -994,6 +998,7 @@ export function track(
   size: number,
   fn: string,
   above: unknown,
+  source = SRC_HEAP,
 ): Owned {
   const h = ctx.heap, w = ctx.worker;
   const rec = h.alloc(OR_BYTES);
@@ -1004,7 +1009,7 @@ export function track(
   i32[r + (OR_ALLOC_STACK >> 2)] = ctx.capture(above);
   i32[r + (OR_BORROW_STACK >> 2)] = 0;
   i32[r + (OR_MOVE_STACK >> 2)] = 0;
-  i32[r + (OR_MAGIC >> 2)] = OR_MAGIC_VALUE;
+  i32[r + (OR_SOURCE >> 2)] = source;
   i32[r + W_GEN] = gen;
   Atomics.store(i32, r + (OR_STATE >> 2), ctx.liveBits);
   let old: [number, number] | undefined, there = -1, err: unknown;

@@ -20,6 +20,7 @@
  * @module
  */
 
+import { Cache, UmemError } from "../core/mod.ts";
 import { checkSize, lock, MAX_IMAGE, unlock } from "../core/internal.ts";
 import {
   OwnContext,
@@ -27,7 +28,16 @@ import {
   type OwnershipOptions,
   type OwnHeap,
 } from "./context.ts";
-import { OT_CAP, OT_COUNT, OT_DROPPED, OT_LOCK, OT_ORPHANS, OT_TRACKED } from "./layout.ts";
+import {
+  OT_CAP,
+  OT_COUNT,
+  OT_DROPPED,
+  OT_LOCK,
+  OT_ORPHANS,
+  OT_TRACKED,
+  SRC_HEAP,
+  SRC_LIBC,
+} from "./layout.ts";
 import {
   access,
   info,
@@ -164,12 +174,14 @@ export class Ownership {
   }
 
   /**
-   * Takes ownership of a buffer allocated with `heap.alloc(size)`: from now on it is freed by
-   * `drop()`, and `heap.free` refuses it. A wrong size is found when the buffer is dropped (the
-   * heap refuses the free and the handle stays alive).
+   * Takes ownership of a buffer allocated with `heap.alloc(size)` (or `heap.libc`, or a
+   * `Cache`: say so with `source`): from now on `drop()` gives it back there, and `heap.free`,
+   * `libc.free` and `Cache.free` refuse it. A wrong size is found when the buffer is dropped
+   * (the heap refuses the free and the handle stays alive).
    *
    * @param ptr the buffer
-   * @param size the size it was allocated with
+   * @param size the size it was allocated with (a cache's buffer size, a `malloc` request)
+   * @param source where it came from: `"heap"` (the default), `"libc"`, or the `Cache`
    * @returns the owning handle
    * @throws {OwnershipError} `not-owner` when another worker owns the buffer
    * @throws {UmemError} `invalid-argument` for a bad address or size, or a buffer this worker
@@ -191,12 +203,25 @@ export class Ownership {
    * a.drop();
    * ```
    */
-  adopt(ptr: number, size: number): Owned {
+  adopt(ptr: number, size: number, source: "heap" | "libc" | Cache = "heap"): Owned {
     const h = this.ctx.heap;
     h.sync();
     checkSize("Ownership.adopt", "ptr", ptr, 8, h.mapped - 1);
     checkSize("Ownership.adopt", "size", size, 1, h.mapped - ptr);
-    return track(this.ctx, ptr, size, "Ownership.adopt", Ownership.prototype.adopt);
+    let src: number;
+    if (source === "heap") src = SRC_HEAP;
+    else if (source === "libc") src = SRC_LIBC;
+    else if (source instanceof Cache && source.heap.sab === h.sab) src = source.addr;
+    else {
+      throw new UmemError(
+        "invalid-argument",
+        `Ownership.adopt: source ${
+          String(source)
+        } (expected "heap", "libc" or a Cache of this heap)`,
+        ptr,
+      );
+    }
+    return track(this.ctx, ptr, size, "Ownership.adopt", Ownership.prototype.adopt, src);
   }
 
   /**

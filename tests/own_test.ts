@@ -269,6 +269,25 @@ describe("own: the free hook", () => {
     assert.deepEqual(heap.verify(), []);
   });
 
+  it("libc.free and Cache.free of an adopted buffer are refused; drop gives it back there", () => {
+    const { heap, own } = setup();
+    const cache = heap.createCache("own_nodes", 48);
+    const c = own.adopt(cache.alloc(), 48, cache);
+    throwsKind(() => cache.free(c.deref()), "bad-free", /umem_cache_free: .* drop it/);
+    const r = c.borrow();
+    throwsKind(() => cache.free(c.deref()), "drop-while-borrowed");
+    r.release();
+    c.drop();
+    assert.equal(cache.stats().inUse, 0);
+    const m = own.adopt(heap.libc.malloc(100), 100, "libc");
+    const t = m.send();
+    throwsKind(() => heap.libc.free(t.ptr), "use-after-move", /not received yet/);
+    own.receive(t).drop();
+    throwsKind(() => own.adopt(8, 8, "elsewhere" as "heap"), "invalid-argument");
+    assert.deepEqual(heap.verify(), []);
+    assert.equal(own.stats().tracked, 0);
+  });
+
   it("a wrong size given to adopt is found at drop, and the handle stays alive", () => {
     const { heap, own } = setup();
     const p = heap.alloc(40);
