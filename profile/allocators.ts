@@ -161,6 +161,7 @@ function cacheAllocator(heap: Heap): ReplayAllocator {
 
 /** A bump arena (sbo): only the last block frees or resizes in place. */
 function bumpAllocator(heap: Heap): ReplayAllocator {
+  const extent = extentOf(heap);
   const arena = new BumpArena(heap, { pool: false });
   let last = 0, ignored = 0;
   const a: ReplayAllocator & { ignoredFrees: number } = {
@@ -180,7 +181,7 @@ function bumpAllocator(heap: Heap): ReplayAllocator {
       heap.u8.copyWithin(q, p, p + Math.min(old, n));
       return (last = q);
     },
-    extent: extentOf(heap),
+    extent,
     ignoredFrees: 0,
   };
   return a;

@@ -34,8 +34,9 @@ export interface RecordOptions {
   capacity?: number;
 }
 
-const CORE_DIR = new URL("../core/", import.meta.url).href;
-const PROFILE_DIR = new URL("./", import.meta.url).href;
+/** umem's own directories, as URLs (Deno's frames) and as paths (Bun's). */
+const OWN_DIRS = [new URL("../core/", import.meta.url), new URL("./", import.meta.url)]
+  .flatMap((u) => [u.href, decodeURIComponent(u.pathname)]);
 const FRAME = /^\s*at (?:(.*?) \()?(.*?):(\d+):\d+\)?$/;
 
 /** The first frame of the current stack outside umem's core and this module, as text. */
@@ -48,7 +49,7 @@ function callSite(): string {
     const m = FRAME.exec(line);
     if (m === null) continue;
     const file = m[2];
-    if (file.startsWith(CORE_DIR) || file.startsWith(PROFILE_DIR)) continue;
+    if (OWN_DIRS.some((d) => file.startsWith(d))) continue;
     const name = file.slice(file.lastIndexOf("/") + 1);
     return `${m[1] ? m[1] + " " : ""}${name},${m[3]}`;
   }
