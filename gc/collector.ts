@@ -829,7 +829,10 @@ export class Collector implements Disposable {
       Atomics.store(h.i32, (rec + GC_PHASE) >> 2, PH_SWEEP);
       const sw = sweep(
         m,
-        (cp, p) => this.handleAt(cp).free(p),
+        (cp) => {
+          const c = this.handleAt(cp);
+          return (p) => c.free(p);
+        },
         (cp) => this.handleAt(cp).name,
         findLeaks,
       );

@@ -18,9 +18,20 @@
  * @module
  */
 import type { LeakClass, LeakReport } from "../core/mod.ts";
-import { BUF_ALLOC } from "../core/internal.ts";
+import {
+  BUF_ALLOC,
+  CA_BUFSIZE,
+  CA_CHUNK,
+  CA_NCHUNKS,
+  CA_SHIFT,
+  SB_BASE,
+  SB_STATE,
+} from "../core/internal.ts";
 import { BUF_MARK, KIND_ATOMIC, KIND_NORMAL } from "./layout.ts";
 import type { Marker } from "./mark.ts";
+
+/** The state byte of a marked, allocated object. */
+const LIVE = BUF_ALLOC | BUF_MARK;
 
 /** What a sweep did. */
 export interface SweepResult {
@@ -36,54 +47,56 @@ export interface SweepResult {
  * Sweeps every slab of the collector's collectable caches.
  *
  * @param m the marker of this collection
- * @param free frees one object to cache `cp`
+ * @param free the function that frees one object to cache `cp`
  * @param name the name of cache `cp`, for the leak report
  * @param findLeaks report instead of freeing
  * @returns the objects and bytes freed or found
  */
 export function sweep(
   m: Marker,
-  free: (cp: number, p: number) => void,
+  free: (cp: number) => (p: number) => void,
   name: (cp: number) => string,
   findLeaks: boolean,
 ): SweepResult {
-  const u8 = m.u8;
+  const u8 = m.u8, i32 = m.i32;
   let objects = 0, bytes = 0;
   const classes = new Map<number, LeakClass>();
-  const dead: number[] = [];
+  let dead = new Int32Array(1024);
   m.eachSlab((sb, cp, kind) => {
     if (kind !== KIND_NORMAL && kind !== KIND_ATOMIC) return;
-    let size = 0;
-    dead.length = 0;
-    m.eachObject(sb, cp, BUF_ALLOC, (p, s) => {
-      dead.push(p);
-      size = s;
-    });
-    m.eachObject(sb, cp, BUF_ALLOC | BUF_MARK, (_p, _s, at) => {
-      u8[at] = BUF_ALLOC;
-    });
-    if (dead.length === 0) return;
-    objects += dead.length;
-    bytes += dead.length * size;
+    const n = i32[(cp + CA_NCHUNKS) >> 2], chunk = i32[(cp + CA_CHUNK) >> 2];
+    const shift = i32[(cp + CA_SHIFT) >> 2], size = i32[(cp + CA_BUFSIZE) >> 2];
+    const base = i32[(sb + SB_BASE) >> 2], states = sb + SB_STATE;
+    if (dead.length < n) dead = new Int32Array(n);
+    let nd = 0;
+    for (let k = 0, off = 0; k < n; k++, off += chunk) {
+      const at = states + (off >> shift), st = u8[at];
+      if (st === LIVE) u8[at] = BUF_ALLOC;
+      else if (st === BUF_ALLOC) dead[nd++] = base + off;
+    }
+    if (nd === 0) return;
+    objects += nd;
+    bytes += nd * size;
     if (findLeaks) {
       const c = classes.get(cp);
       if (c === undefined) {
         classes.set(cp, {
-          count: dead.length,
-          bytes: dead.length * size,
+          count: nd,
+          bytes: nd * size,
           size,
           cache: name(cp),
           sample: dead[0],
           stack: "",
         });
       } else {
-        c.count += dead.length;
-        c.bytes += dead.length * size;
+        c.count += nd;
+        c.bytes += nd * size;
         c.sample = Math.min(c.sample, dead[0]);
       }
       return;
     }
-    for (const p of dead) free(cp, p);
+    const f = free(cp);
+    for (let k = 0; k < nd; k++) f(dead[k]);
   });
   if (!findLeaks) return { objects, bytes };
   const list = [...classes.values()].sort((a, b) => b.bytes - a.bytes || b.count - a.count);
