@@ -48,10 +48,14 @@ const objs: { a: number; b: number; c: number; d: number }[] = new Array(1000);
 const steady = liveList(32, true);
 const plain = Heap.create({ size: 16 << 20, debug: "", logging: "", options: "" });
 
-Deno.bench("gc.malloc(32), garbage, 32 MiB live", { group: "allocate 1000 32-byte objects" }, () => {
-  const gc = steady.gc;
-  for (let i = 0; i < 1000; i++) sink[i] = gc.malloc(32);
-});
+Deno.bench(
+  "gc.malloc(32), garbage, 32 MiB live",
+  { group: "allocate 1000 32-byte objects" },
+  () => {
+    const gc = steady.gc;
+    for (let i = 0; i < 1000; i++) sink[i] = gc.malloc(32);
+  },
+);
 
 Deno.bench("gc.mallocAtomic(32), garbage, 32 MiB live", {
   group: "allocate 1000 32-byte objects",

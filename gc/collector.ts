@@ -50,13 +50,7 @@ import {
   roots,
   unlock,
 } from "../core/internal.ts";
-import {
-  Cache,
-  type Heap,
-  type LeakReport,
-  OutOfMemoryError,
-  UmemError,
-} from "../core/mod.ts";
+import { Cache, type Heap, type LeakReport, OutOfMemoryError, UmemError } from "../core/mod.ts";
 import { dropFinalizer, findReady, setFinalizer, takeReady } from "./finalize.ts";
 import {
   BUF_MARK,
@@ -350,8 +344,11 @@ export class Collector implements Disposable {
     const set = (off: number, v: number) => {
       i32[(rec + off) >> 2] = v;
     };
-    set(GC_FLAGS, (options.findLeaks === true ? GCF_FINDLEAKS : 0) |
-      (options.interior === false ? GCF_BASEONLY : 0) | (options.auto === false ? GCF_MANUAL : 0));
+    set(
+      GC_FLAGS,
+      (options.findLeaks === true ? GCF_FINDLEAKS : 0) |
+        (options.interior === false ? GCF_BASEONLY : 0) | (options.auto === false ? GCF_MANUAL : 0),
+    );
     set(GC_DIVISOR, divisor);
     set(GC_MIN_TRIGGER, minTrigger);
     set(GC_MAXHEAP, maxHeap);
@@ -1306,4 +1303,3 @@ function badSize(fn: string, size: number): UmemError {
     `${fn}: size ${size} (expected a whole number of bytes in 1..${GC_MAXSIZE})`,
   );
 }
-

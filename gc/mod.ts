@@ -35,10 +35,10 @@
  * @module
  */
 export {
+  Collector,
   type CollectorOptions,
   type CollectorStats,
   type CollectResult,
-  Collector,
   type GcPhase,
 } from "./collector.ts";
 export { PinHandle } from "./pin.ts";

@@ -29,14 +29,7 @@
  *
  * @module
  */
-import {
-  HDR_SAFEPOINT,
-  HDR_SLOTS,
-  hex,
-  SLOT_LIVE,
-  WS_SIZE,
-  WS_STATE,
-} from "../core/internal.ts";
+import { HDR_SAFEPOINT, HDR_SLOTS, hex, SLOT_LIVE, WS_SIZE, WS_STATE } from "../core/internal.ts";
 import { type HeapView, UmemError } from "../core/mod.ts";
 import {
   GC_BUSY,

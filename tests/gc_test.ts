@@ -345,9 +345,13 @@ describe("gc: allocation, free, realloc, limits", () => {
     for (let i = 0; i < 20_000; i++) gc.malloc(512); // 10 MB of garbage
     assert.ok(gc.stats().collections > 0);
     const keep = gc.mallocUncollectable(16384);
-    const e = throwsKind(() => {
-      for (let i = 0; i < 4096; i++) heap.i32[(keep >> 2) + i] = gc.malloc(1024);
-    }, "out-of-memory", /maximum heap size/);
+    const e = throwsKind(
+      () => {
+        for (let i = 0; i < 4096; i++) heap.i32[(keep >> 2) + i] = gc.malloc(1024);
+      },
+      "out-of-memory",
+      /maximum heap size/,
+    );
     assert.ok(e.message.includes("1048576"));
     gc.setMaxHeapSize(0);
     gc.malloc(1024); // no limit now
@@ -386,10 +390,13 @@ describe("gc: model", () => {
   it("frees exactly the objects no root reaches, in random graphs", () => {
     fc.assert(
       fc.property(
-        fc.array(fc.record({
-          kind: fc.constantFrom("normal", "atomic", "uncollectable"),
-          size: fc.integer({ min: 1, max: 300 }),
-        }), { minLength: 1, maxLength: 60 }),
+        fc.array(
+          fc.record({
+            kind: fc.constantFrom("normal", "atomic", "uncollectable"),
+            size: fc.integer({ min: 1, max: 300 }),
+          }),
+          { minLength: 1, maxLength: 60 },
+        ),
         fc.array(fc.tuple(fc.nat(), fc.nat(), fc.nat(), fc.boolean()), { maxLength: 120 }),
         fc.array(fc.nat(), { maxLength: 5 }),
         (specs, edges, pins) => {
@@ -467,7 +474,10 @@ describe("gc: workers", () => {
     const ws = Array.from({ length: n }, () => new Worker(WORKER, { type: "module" }));
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`workers did not finish in ${TIMEOUT} ms`)), TIMEOUT);
+      timer = setTimeout(
+        () => reject(new Error(`workers did not finish in ${TIMEOUT} ms`)),
+        TIMEOUT,
+      );
     });
     try {
       return await Promise.race([body(ws), timeout]);
