@@ -1054,6 +1054,26 @@ export class Collector implements Disposable {
   }
 
   /**
+   * Turns collections triggered by allocation volume on or off (`GC_enable`, `GC_disable`);
+   * `collect()` always collects.
+   *
+   * @param on whether allocation may trigger a collection
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { Collector } from "@umem/umem/gc";
+   * const gc = Collector.create(Heap.create({ size: 4 << 20 }), { auto: false });
+   * gc.setAutoCollect(true);
+   * ```
+   */
+  setAutoCollect(on: boolean): void {
+    const at = (this.record + GC_FLAGS) >> 2;
+    if (on) Atomics.and(this.heap.i32, at, ~GCF_MANUAL);
+    else Atomics.or(this.heap.i32, at, GCF_MANUAL);
+  }
+
+  /**
    * Whether `ptr` is the start of an allocated collector object (of any kind).
    *
    * @param ptr an address
