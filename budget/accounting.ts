@@ -155,12 +155,28 @@ export function reserve(
     g -= g % ARENA_QUANTUM;
     if (g < required) g = required;
     for (let a = rec; a !== 0; a = w(i32, a + MC_PARENT)) {
-      const t = w(i32, a + MC_TREE) + g;
-      i32[(a + MC_TREE) >> 2] = t;
-      if (t > w(i32, a + MC_PEAK)) i32[(a + MC_PEAK) >> 2] = t;
+      i32[(a + MC_TREE) >> 2] = w(i32, a + MC_TREE) + g;
     }
     if (addSelf) i32[(rec + MC_SELF) >> 2] += g;
     return g;
+  } finally {
+    unlock(h, tl);
+  }
+}
+
+/**
+ * Brings the peaks of context `rec` and its ancestors up to their present bytes, once a block
+ * reserved with {@linkcode reserve} was really taken (a reservation the heap could not serve
+ * is given back and never counts as a peak).
+ */
+export function notePeak(h: HeapView, rec: number): void {
+  const tl = lockTree(h, rec);
+  try {
+    const i32 = h.i32;
+    for (let a = rec; a !== 0; a = w(i32, a + MC_PARENT)) {
+      const t = w(i32, a + MC_TREE);
+      if (t > w(i32, a + MC_PEAK)) i32[(a + MC_PEAK) >> 2] = t;
+    }
   } finally {
     unlock(h, tl);
   }

@@ -37,7 +37,14 @@
 
 import { lock, unlock } from "../core/internal.ts";
 import { type HeapView, OutOfMemoryError, UmemError } from "../core/mod.ts";
-import { afterRefusal, lockTree, release, reserve, wakeChunkWaiters } from "./accounting.ts";
+import {
+  afterRefusal,
+  lockTree,
+  notePeak,
+  release,
+  reserve,
+  wakeChunkWaiters,
+} from "./accounting.ts";
 import { checkRequest } from "./budget_error.ts";
 import {
   AB_CONTEXT,
@@ -254,7 +261,9 @@ function outOfMemory(h: HeapView, rec: number, size: number, cause: unknown): Ou
  */
 function takeBlock(st: TreeState, rec: number, bytes: number, size: number): number {
   try {
-    return st.blocks.alloc(bytes);
+    const blk = st.blocks.alloc(bytes);
+    notePeak(st.heap, rec);
+    return blk;
   } catch (e) {
     release(st.heap, rec, bytes, bytes);
     if (e instanceof OutOfMemoryError) throw outOfMemory(st.heap, rec, size, e);
@@ -649,6 +658,7 @@ export function createRecord(
   let blk: number;
   try {
     blk = source.alloc(keeper);
+    if (st !== null && parent !== 0) notePeak(h, parent);
   } catch (e) {
     if (parent === 0) throw e;
     release(h, parent, keeper, 0);
