@@ -28,6 +28,7 @@ import process from "node:process";
 import { formatTransaction } from "../core/debug.ts";
 import { hex } from "../core/errors.ts";
 import { figuresLine, renderMap } from "./map.ts";
+import { PROFILE_COMMANDS, PROFILE_USAGE, profileCommand } from "../profile/cli.ts";
 
 /** Where `main` writes: the console by default. */
 export interface Output {
@@ -120,6 +121,9 @@ const USAGE = [
   "",
   "Commands:",
   ...Object.values(COMMANDS).map((c) => `  ${c.usage}\n      ${c.summary}`),
+  "",
+  "Commands over a trace (.umt from the profile module, or VMTRACE), with no --dump:",
+  ...PROFILE_USAGE,
   "",
   "Options:",
   "  --dump FILE   the snapshot to read (required)",
@@ -411,6 +415,13 @@ function bufctl(ins: Inspector, addr: number, asJson: boolean, out: Output): num
  * @returns the exit status: 0 ok, 1 leaks found, 2 bad arguments or a bad file
  */
 export function main(args: string[], out: Output = console): number {
+  // `profile` and `replay` read a trace, not a snapshot: profile/cli.ts runs them.
+  const at = args.findIndex((a, i) =>
+    !a.startsWith("-") && !/^(-f|--format|-d|--dump)$/.test(args[i - 1])
+  );
+  if (at >= 0 && PROFILE_COMMANDS.includes(args[at])) {
+    return profileCommand([args[at], ...args.slice(0, at), ...args.slice(at + 1)], out);
+  }
   let p: Parsed;
   try {
     p = parseArgs(args);

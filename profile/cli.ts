@@ -149,6 +149,13 @@ function count(s: string, what: string, min: number, max: number): number {
  */
 export function profileCommand(args: readonly string[], out: ProfileOutput = console): number {
   const [command, ...rest] = args;
+  if (rest.includes("-h") || rest.includes("--help")) {
+    const i = PROFILE_COMMANDS.indexOf(command);
+    if (i >= 0) {
+      out.log(`Usage: umem${PROFILE_USAGE[2 * i].slice(1)}\n\n${PROFILE_USAGE[2 * i + 1].trim()}.`);
+      return 0;
+    }
+  }
   try {
     if (command === "profile") return profileTrace(rest, out);
     if (command === "replay") return replayTrace(rest, out);

@@ -39,7 +39,7 @@ const OWN_DIRS = [new URL("../core/", import.meta.url), new URL("./", import.met
   .flatMap((u) => [u.href, decodeURIComponent(u.pathname)]);
 const FRAME = /^\s*at (?:(.*?) \()?(.*?):(\d+):\d+\)?$/;
 
-/** The first frame of the current stack outside umem's core and this module, as text. */
+/** The first frame of the current stack in a file outside umem's core and this module. */
 function callSite(): string {
   const limit = Error.stackTraceLimit;
   Error.stackTraceLimit = 16;
@@ -49,7 +49,8 @@ function callSite(): string {
     const m = FRAME.exec(line);
     if (m === null) continue;
     const file = m[2];
-    if (OWN_DIRS.some((d) => file.startsWith(d))) continue;
+    // Past umem's own frames and the runtime's (native, node:, ext:), the program's first.
+    if (!/[/\\]/.test(file) || OWN_DIRS.some((d) => file.startsWith(d))) continue;
     const name = file.slice(file.lastIndexOf("/") + 1);
     return `${m[1] ? m[1] + " " : ""}${name},${m[3]}`;
   }

@@ -265,6 +265,9 @@ export function summary(trace: Trace, options: SummaryOptions = {}): TraceSummar
   };
 }
 
+/** The most cache and size lines {@linkcode formatSummary} prints. */
+const MAX_POOL_LINES = 24;
+
 /** `fn file,line` → `file=..:line=..:`, else `site=..:`. */
 function siteFields(site: string): string {
   const m = /(?:^|\s)([^\s,]+),(\d+)$/.exec(site);
@@ -274,7 +277,7 @@ function siteFields(site: string): string {
 
 /**
  * Formats a summary as Vmprofile prints one: the `ALLOCATION USAGE SUMMARY` line, a line per
- * cache and size pool, a line per call site (`file=..:line=..:n_alloc=..:...:max_busy=..:`),
+ * cache and per size (the 24 most allocated; one line sums the rest), a line per call site (`file=..:line=..:n_alloc=..:...:max_busy=..:`),
  * then the temporary allocations and the size histogram.
  *
  * @param s the summary
@@ -299,11 +302,21 @@ export function formatSummary(s: TraceSummary): string {
       s.workers.join(",")
     }:duration_us=${Math.round(s.duration)}:`,
   ];
-  for (const p of s.pools) {
+  // Named caches first, then the sizes most allocated; past `MAX_POOL_LINES`, one line for the rest.
+  const pools = [...s.pools].sort((a, b) =>
+    (a.cache === "" ? 1 : 0) - (b.cache === "" ? 1 : 0) || b.allocs - a.allocs || a.size - b.size
+  );
+  for (const p of pools.slice(0, MAX_POOL_LINES)) {
     out.push(
       `${
         p.cache === "" ? "size" : `cache=${p.cache}:bufsize`
       }=${p.size}:n_alloc=${p.allocs}:max_live=${p.peakLive}:`,
+    );
+  }
+  if (pools.length > MAX_POOL_LINES) {
+    const rest = pools.slice(MAX_POOL_LINES);
+    out.push(
+      `${rest.length} more sizes:n_alloc=${rest.reduce((n, p) => n + p.allocs, 0)}:`,
     );
   }
   for (const site of s.sites) {
