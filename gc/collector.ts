@@ -32,6 +32,7 @@
  * @module
  */
 import {
+  addSlotReclaimer,
   BUF_ALLOC,
   bufferOf,
   CA_BUFSIZE,
@@ -50,8 +51,21 @@ import {
   roots,
   unlock,
 } from "../core/internal.ts";
-import { Cache, type Heap, type LeakReport, OutOfMemoryError, UmemError } from "../core/mod.ts";
-import { dropFinalizer, findReady, setFinalizer, takeReady } from "./finalize.ts";
+import {
+  Cache,
+  type Heap,
+  type HeapView,
+  type LeakReport,
+  OutOfMemoryError,
+  UmemError,
+} from "../core/mod.ts";
+import {
+  dropFinalizer,
+  dropSlotFinalizers,
+  findReady,
+  setFinalizer,
+  takeReady,
+} from "./finalize.ts";
 import {
   BUF_MARK,
   FOLD_BYTES,
@@ -305,6 +319,13 @@ export class Collector implements Disposable {
   static create(heap: Heap, options: CollectorOptions = {}): Collector {
     heap.sync();
     const fn = "Collector.create";
+    if (heap.trusted) {
+      throw new UmemError(
+        "invalid-argument",
+        `${fn}: the heap was created with trust: it keeps no buffer states, which the collector ` +
+          `marks and sweeps by (create the heap without trust)`,
+      );
+    }
     if (moduleAnchor(heap, MOD_GC) !== 0) {
       throw new UmemError(
         "invalid-argument",
@@ -1301,6 +1322,26 @@ export class Collector implements Disposable {
     return this.handleAt(cp);
   }
 }
+
+/**
+ * Gives back the collector state of a worker that died or detached its heap without detaching
+ * its collector handle (run by `Heap.reclaimSlot`): its pending bytes are folded in, its root
+ * registers cleared, its finalizers forgotten, and collections stop waiting for it.
+ */
+function reclaimCollectorSlot(h: HeapView, slot: number): void {
+  const rec = moduleAnchor(h, MOD_GC);
+  if (rec === 0 || rec >= h.mapped || h.i32[(rec + GC_MAGIC) >> 2] !== GC_MAGIC_VALUE) return;
+  if (slot < 0 || slot >= h.i32[(rec + GC_NSLOTS) >> 2]) return;
+  const gs = rec + GC_SLOTS + slot * GS_SIZE;
+  if (Atomics.load(h.i32, (gs + GS_STATE) >> 2) === WS_NONE) return;
+  const pend = h.i32[(gs + GS_PENDING) >> 2];
+  Atomics.add(h.i32, (rec + GC_SINCE) >> 2, pend);
+  Atomics.add(h.i32, (rec + GC_INUSE) >> 2, pend);
+  h.i32.fill(0, (gs + GS_PENDING) >> 2, (gs + GS_SIZE) >> 2);
+  dropSlotFinalizers(h, rec, slot);
+  setSlotState(h, rec, slot, WS_NONE);
+}
+addSlotReclaimer(reclaimCollectorSlot);
 
 /** The error for an address that is not the start of a live collector object. */
 function notLive(fn: string, ptr: number): UmemError {

@@ -202,3 +202,26 @@ export function dropFinalizer(h: Heap, rec: number, obj: number): void {
   if (Atomics.load(h.i32, (rec + GC_FINCOUNT) >> 2) === 0) return;
   setFinalizer(h, rec, obj, 0, 0);
 }
+
+/**
+ * Forgets every entry of worker `slot` (its functions died with it): a dead worker's watched
+ * objects are collected like any other.
+ *
+ * @param h the heap
+ * @param rec the collector record
+ * @param slot the dead worker's slot
+ */
+export function dropSlotFinalizers(h: HeapView, rec: number, slot: number): void {
+  if (Atomics.load(h.i32, (rec + GC_FINCOUNT) >> 2) === 0) return;
+  lock(h, rec + GC_LOCK);
+  try {
+    const t = w(h, rec + GC_FINTAB);
+    for (let i = 0; i < w(h, rec + GC_FINCOUNT);) {
+      if (w(h, t + i * FE_SIZE + FE_SLOT) === slot) removeEntry(h, rec, i);
+      else i++;
+    }
+    Atomics.store(h.i32, (rec + GC_SLOTS + slot * GS_SIZE + GS_NREADY) >> 2, 0);
+  } finally {
+    unlock(h, rec + GC_LOCK);
+  }
+}

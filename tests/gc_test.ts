@@ -165,6 +165,28 @@ describe("gc: reachability", () => {
   });
 });
 
+describe("gc: on a debugging heap", () => {
+  it("guards and audit: the same answers, and the debug checks pass", () => {
+    const heap = mk({ size: 16 << 20, debug: "guards,audit" });
+    const gc = Collector.create(heap, { auto: false });
+    const nodes = list(heap, gc, 1000);
+    using _pin = gc.pin(nodes[0]);
+    heap.i32[(nodes[499] >> 2) + 1] = 0;
+    const spare = gc.malloc(48);
+    const holder = gc.mallocUncollectable(8);
+    heap.i32[holder >> 2] = spare + 40; // interior
+    assert.equal(gc.collect().objects, 500);
+    assert.equal(gc.isLive(spare), true);
+    assert.equal(gc.isLive(nodes[500]), false);
+    assert.equal(gc.isLive(nodes[499]), true);
+    const again = list(heap, gc, 600); // reuses the freed buffers: the debug layer checks them
+    assert.equal(gc.collect().objects, 600);
+    void again;
+    heap.reap();
+    assert.deepEqual(heap.verify(), []);
+  });
+});
+
 describe("gc: mark stack", () => {
   it("a mark stack of one entry overflows, rescans, loses nothing, and then grows", () => {
     const { heap, gc } = setup({ markStack: 1 });
@@ -335,6 +357,7 @@ describe("gc: allocation, free, realloc, limits", () => {
     throwsKind(() => Collector.attach(mk()), "invalid-argument", /no collector/);
     throwsKind(() => Collector.attach(heap), "invalid-argument", /already has a collector handle/);
     throwsKind(() => Collector.create(mk(), { freeSpaceDivisor: 0 }), "invalid-argument");
+    throwsKind(() => Collector.create(mk({ trust: true })), "invalid-argument", /trust/);
     heap.free(plain, 48);
     assert.deepEqual(heap.verify(), []);
   });
@@ -516,6 +539,28 @@ describe("gc: workers", () => {
     });
     gc.enter();
     gc.collect();
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("a worker terminated with its handle attached is forgotten once its slot is reclaimed", async () => {
+    const heap = mk({ size: 8 << 20, slots: 4 });
+    const gc = Collector.create(heap, { stopTimeout: 200, auto: false });
+    const w = new Worker(WORKER, { type: "module" });
+    let slot = -1;
+    try {
+      w.postMessage({ op: "idle", buffer: heap.buffer });
+      slot = (await Promise.race([
+        next(w, "ready"),
+        sleep(TIMEOUT).then(() => Promise.reject(new Error("worker did not start"))),
+      ]))
+        .slot as number;
+    } finally {
+      w.terminate();
+    }
+    throwsKind(() => gc.collect(), "safepoint-timeout");
+    heap.reclaimSlot(slot);
+    gc.malloc(16);
+    assert.equal(gc.collect().objects, 1);
     assert.deepEqual(heap.verify(), []);
   });
 
