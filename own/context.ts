@@ -39,11 +39,20 @@ import {
   OS_PHASE,
   OS_PHASE_SHIFT,
   OT_ORPHANS,
+  PC_PAGE_SHIFT,
   PH_DROPPING,
   PH_TRANSIT,
 } from "./layout.ts";
 import { type OwnershipDetail, OwnershipError } from "./own_error.ts";
-import { lockTable, ownRoot, ownStackTable, tableFind, tableRemove, unlockTable } from "./table.ts";
+import {
+  lockTable,
+  ownRoot,
+  ownStackTable,
+  pageCounts,
+  tableFind,
+  tableRemove,
+  unlockTable,
+} from "./table.ts";
 
 /** The heap handle an `Ownership` works on: a `Heap` of this worker. */
 export type OwnHeap = Heap;
@@ -63,6 +72,8 @@ export class OwnWorker {
   quiet = 0;
   /** Ownerships open on this handle. */
   users = 0;
+  /** The page counts (table.ts): a free in a page with count 0 is not of a tracked buffer. */
+  readonly pages: Int16Array;
   /** Detaches the free hook. */
   private detach: (() => void) | undefined = undefined;
 
@@ -74,6 +85,7 @@ export class OwnWorker {
   private constructor(heap: Heap) {
     this.heap = heap;
     this.root = ownRoot(heap);
+    this.pages = pageCounts(heap, this.root);
   }
 
   /**
@@ -126,7 +138,7 @@ export class OwnWorker {
    *   `bad-free` for a buffer its handle still holds
    */
   private onFree(ptr: number, cache: number): void {
-    if (this.quiet !== 0) return;
+    if (this.quiet !== 0 || this.pages[ptr >>> PC_PAGE_SHIFT] === 0) return;
     const h = this.heap, root = this.root;
     lockTable(h, root);
     let rec: number;
@@ -186,6 +198,7 @@ export class OwnWorker {
           ) break;
         }
         Atomics.add(h.i32, (root + OT_ORPHANS) >> 2, 1);
+        Atomics.sub(this.pages, ptr >>> PC_PAGE_SHIFT, 1);
       }
     } finally {
       unlockTable(h, root);

@@ -18,9 +18,8 @@
  * @module
  */
 
-import type { Heap } from "../core/mod.ts";
 import { hex } from "../core/internal.ts";
-import { OR_STATE, OS_MUT } from "./layout.ts";
+import { OS_MUT } from "./layout.ts";
 import { OwnershipError } from "./own_error.ts";
 
 /** A guard that holds its borrow. */
@@ -62,9 +61,9 @@ function ended(fn: string, addr: number): OwnershipError {
 export class Ref {
   /** The buffer's size in bytes. */
   readonly size: number;
-  /** The heap handle. */
-  private readonly heap: Heap;
-  /** The record's word index. */
+  /** A view over the heap that covers the record. */
+  private readonly i32: Int32Array;
+  /** The state word's index. */
   private readonly word: number;
   /** The buffer. */
   private readonly addr: number;
@@ -74,15 +73,15 @@ export class Ref {
   /**
    * Wraps a borrow already counted in the state word (made by `borrow()`, not by users).
    *
-   * @param heap the heap handle
-   * @param rec the record
+   * @param i32 a view over the heap that covers the record
+   * @param word the index of the record's state word
    * @param addr the buffer
    * @param size its size
    * @param held false for a guard that counts nothing
    */
-  constructor(heap: Heap, rec: number, addr: number, size: number, held: boolean) {
-    this.heap = heap;
-    this.word = (rec + OR_STATE) >> 2;
+  constructor(i32: Int32Array, word: number, addr: number, size: number, held: boolean) {
+    this.i32 = i32;
+    this.word = word;
     this.addr = addr;
     this.size = size;
     this.state = held ? HELD : INERT;
@@ -119,7 +118,7 @@ export class Ref {
    * ```
    */
   release(): void {
-    if (this.state === HELD) Atomics.sub(this.heap.i32, this.word, 1);
+    if (this.state === HELD) Atomics.sub(this.i32, this.word, 1);
     this.state = ENDED;
   }
 
@@ -151,9 +150,9 @@ export class Ref {
 export class RefMut {
   /** The buffer's size in bytes. */
   readonly size: number;
-  /** The heap handle. */
-  private readonly heap: Heap;
-  /** The record's word index. */
+  /** A view over the heap that covers the record. */
+  private readonly i32: Int32Array;
+  /** The state word's index. */
   private readonly word: number;
   /** The buffer. */
   private readonly addr: number;
@@ -163,15 +162,15 @@ export class RefMut {
   /**
    * Wraps a mutable borrow already set in the state word (made by `borrowMut()`, not by users).
    *
-   * @param heap the heap handle
-   * @param rec the record
+   * @param i32 a view over the heap that covers the record
+   * @param word the index of the record's state word
    * @param addr the buffer
    * @param size its size
    * @param held false for a guard that holds nothing
    */
-  constructor(heap: Heap, rec: number, addr: number, size: number, held: boolean) {
-    this.heap = heap;
-    this.word = (rec + OR_STATE) >> 2;
+  constructor(i32: Int32Array, word: number, addr: number, size: number, held: boolean) {
+    this.i32 = i32;
+    this.word = word;
     this.addr = addr;
     this.size = size;
     this.state = held ? HELD : INERT;
@@ -207,7 +206,7 @@ export class RefMut {
    * ```
    */
   release(): void {
-    if (this.state === HELD) Atomics.and(this.heap.i32, this.word, ~OS_MUT);
+    if (this.state === HELD) Atomics.and(this.i32, this.word, ~OS_MUT);
     this.state = ENDED;
   }
 

@@ -25,6 +25,8 @@
  *     phase | owner    | lent     | mut | shared borrows
  *
  * Invariants.
+ * - The page count of page `p` is at least the number of buffers in the table whose address
+ *   is in page `p` (it is raised before the insert and lowered after the removal).
  * - The root record is published once through module anchor `MOD_OWN` and never moves; the
  *   slot array moves when it grows (under the table lock), records never move.
  * - A buffer address is in the table iff its record's phase is `PH_LIVE`, `PH_TRANSIT` or
@@ -62,6 +64,14 @@ export const OT_ORPHANS = 28;
 export const OT_TRACKED = 32;
 /** Buffers dropped through their handles. */
 export const OT_DROPPED = 36;
+/**
+ * Address of the page counts: one `Int16` per page of the heap's largest size, the number of
+ * tracked buffers that start in that page, so that the free hook lets every other free through
+ * after one load.
+ */
+export const OT_PAGES = 40;
+/** log2 of the page the page counts are kept by (the heap's page size). */
+export const PC_PAGE_SHIFT = 12;
 /** Size of the root record. */
 export const OT_SIZE = 48;
 /** "OWN1" as a little-endian word. */

@@ -56,6 +56,7 @@ import {
   OT_DROPPED,
   OT_NEXTGEN,
   OT_TRACKED,
+  PC_PAGE_SHIFT,
   PH_DROPPING,
   PH_LIVE,
   PH_ORPHAN,
@@ -171,6 +172,17 @@ export class Owned {
   private readonly ctx: OwnContext;
   /** The record. */
   private readonly rec: number;
+  /** A view over the heap that covers the record (views never shrink; the record never moves). */
+  private readonly i32: Int32Array;
+  /** The index of the record's state word. */
+  private readonly word: number;
+  /**
+   * The state word of a record owned here, live, with no mutable borrow, while the handle is
+   * alive; -1 (which no state word matches: bit 31 is never set) once it died.
+   */
+  private liveBits: number;
+  /** `full` mode (the context's, kept here for the fast paths). */
+  private readonly full: boolean;
   /** The buffer. */
   private readonly addr: number;
   /** This handle's generation. */
@@ -192,6 +204,10 @@ export class Owned {
   constructor(ctx: OwnContext, rec: number, addr: number, size: number, gen: number) {
     this.ctx = ctx;
     this.rec = rec;
+    this.i32 = ctx.heap.i32;
+    this.word = (rec + OR_STATE) >> 2;
+    this.liveBits = ctx.liveBits;
+    this.full = ctx.full;
     this.addr = addr;
     this.size = size;
     this.gen = gen;
@@ -237,16 +253,17 @@ export class Owned {
    * ```
    */
   borrow(): Ref {
-    const ctx = this.ctx, i32 = ctx.heap.i32, i = this.rec >> 2;
-    if (this.dead === ALIVE && i32[i + W_GEN] === this.gen) {
-      const s = i32[i];
-      if (
-        (s & LIVE_MASK) === ctx.liveBits && (s & OS_COUNT) !== OS_COUNT &&
-        Atomics.compareExchange(i32, i, s, s + 1) === s
-      ) {
-        if (ctx.full) Atomics.store(i32, i + W_BORROW, ctx.capture(Owned.prototype.borrow));
-        return new Ref(ctx.heap, this.rec, this.addr, this.size, true);
+    // The generation needs no check here: only this handle could have changed it (by a move,
+    // a send or a drop, which kill it), and a record given up by a free has phase 0.
+    const i32 = this.i32, i = this.word, s = i32[i];
+    if (
+      (s & LIVE_MASK) === this.liveBits && (s & OS_COUNT) !== OS_COUNT &&
+      Atomics.compareExchange(i32, i, s, s + 1) === s
+    ) {
+      if (this.full) {
+        Atomics.store(i32, i + W_BORROW, this.ctx.capture(Owned.prototype.borrow));
       }
+      return new Ref(i32, i, this.addr, this.size, true);
     }
     return this.borrowSlow(false, false, Owned.prototype.borrow) as Ref;
   }
@@ -271,16 +288,15 @@ export class Owned {
    * ```
    */
   borrowMut(): RefMut {
-    const ctx = this.ctx, i32 = ctx.heap.i32, i = this.rec >> 2;
-    if (this.dead === ALIVE && i32[i + W_GEN] === this.gen) {
-      const s = i32[i];
-      if (
-        (s & (LIVE_MASK | OS_COUNT)) === ctx.liveBits &&
-        Atomics.compareExchange(i32, i, s, s | OS_MUT) === s
-      ) {
-        if (ctx.full) Atomics.store(i32, i + W_BORROW, ctx.capture(Owned.prototype.borrowMut));
-        return new RefMut(ctx.heap, this.rec, this.addr, this.size, true);
+    const i32 = this.i32, i = this.word, s = i32[i];
+    if (
+      (s & (LIVE_MASK | OS_COUNT)) === this.liveBits &&
+      Atomics.compareExchange(i32, i, s, s | OS_MUT) === s
+    ) {
+      if (this.full) {
+        Atomics.store(i32, i + W_BORROW, this.ctx.capture(Owned.prototype.borrowMut));
       }
+      return new RefMut(i32, i, this.addr, this.size, true);
     }
     return this.borrowSlow(true, false, Owned.prototype.borrowMut) as RefMut;
   }
@@ -367,18 +383,17 @@ export class Owned {
       if (Atomics.compareExchange(i32, i, s, mut ? s | OS_MUT : s + 1) === s) {
         if (ctx.full) Atomics.store(i32, i + W_BORROW, ctx.capture(above));
         return mut
-          ? new RefMut(ctx.heap, this.rec, this.addr, this.size, true)
-          : new Ref(ctx.heap, this.rec, this.addr, this.size, true);
+          ? new RefMut(this.i32, this.word, this.addr, this.size, true)
+          : new Ref(this.i32, this.word, this.addr, this.size, true);
       }
     }
   }
 
   /** A guard that holds nothing, for an error handler that let a conflict go on. */
   private inert(mut: boolean): Ref | RefMut {
-    const h = this.ctx.heap;
     return mut
-      ? new RefMut(h, this.rec, this.addr, this.size, false)
-      : new Ref(h, this.rec, this.addr, this.size, false);
+      ? new RefMut(this.i32, this.word, this.addr, this.size, false)
+      : new Ref(this.i32, this.word, this.addr, this.size, false);
   }
 
   /**
@@ -484,11 +499,9 @@ export class Owned {
    * ```
    */
   deref(): number {
-    const ctx = this.ctx, i32 = ctx.heap.i32, i = this.rec >> 2;
-    if (
-      this.dead === ALIVE && i32[i + W_GEN] === this.gen &&
-      (i32[i] & (OS_PHASE | OS_OWNER)) === ctx.liveBits
-    ) return this.addr;
+    if ((this.i32[this.word] & (OS_PHASE | OS_OWNER)) === this.liveBits) {
+      return this.addr;
+    }
     this.check("Owned.deref", false);
     return this.addr;
   }
@@ -652,6 +665,7 @@ export class Owned {
     } finally {
       unlockTable(h, ctx.root);
     }
+    Atomics.sub(w.pages, this.addr >>> PC_PAGE_SHIFT, 1);
     Atomics.store(h.i32, i, 0);
     w.quiet++;
     try {
@@ -738,6 +752,7 @@ export class Owned {
   private die(how: number, above: unknown): void {
     const ctx = this.ctx;
     this.dead = how;
+    this.liveBits = -1;
     if (!ctx.full) return;
     this.deathStack = ctx.capture(above);
     if (how !== DROPPED) {
@@ -928,14 +943,14 @@ export class Shared {
       if (e !== undefined) {
         ctx.worker.fail(e);
         return mut
-          ? new RefMut(h, this.rec, this.addr, this.size, false)
-          : new Ref(h, this.rec, this.addr, this.size, false);
+          ? new RefMut(h.i32, i, this.addr, this.size, false)
+          : new Ref(h.i32, i, this.addr, this.size, false);
       }
       if (Atomics.compareExchange(h.i32, i, s, mut ? s | OS_MUT : s + 1) === s) {
         if (ctx.full) Atomics.store(h.i32, i + W_BORROW, ctx.capture(Shared.prototype.take));
         return mut
-          ? new RefMut(h, this.rec, this.addr, this.size, true)
-          : new Ref(h, this.rec, this.addr, this.size, true);
+          ? new RefMut(h.i32, i, this.addr, this.size, true)
+          : new Ref(h.i32, i, this.addr, this.size, true);
       }
     }
   }
@@ -1013,6 +1028,7 @@ export function track(
   i32[r + W_GEN] = gen;
   Atomics.store(i32, r + (OR_STATE >> 2), ctx.liveBits);
   let old: [number, number] | undefined, there = -1, err: unknown;
+  Atomics.add(w.pages, ptr >>> PC_PAGE_SHIFT, 1); // before the insert: the hook may skip on 0
   lockTable(h, ctx.root);
   try {
     const e = tableFind(h, ctx.root, ptr);
@@ -1024,6 +1040,7 @@ export function track(
     unlockTable(h, ctx.root);
   }
   if (there !== -1 || err !== undefined) {
+    Atomics.sub(w.pages, ptr >>> PC_PAGE_SHIFT, 1);
     w.quiet++;
     try {
       h.free(rec, OR_BYTES);
@@ -1128,6 +1145,7 @@ export function receive(ctx: OwnContext, token: OwnedToken): Owned {
     ctx.worker.handler?.(e);
     throw e;
   }
+  h.sync(); // the handle keeps the current view: it must cover the record
   if (ctx.full) {
     Atomics.store(h.i32, (rec + OR_MOVE_STACK) >> 2, ctx.capture(receiveAbove));
   }
@@ -1207,6 +1225,7 @@ export function access(ctx: OwnContext, token: ShareToken): Shared {
     ctx.worker.handler?.(e);
     throw e;
   }
+  h.sync();
   return new Shared(ctx, rec, token.ptr, h.i32[(rec + OR_SIZE) >> 2]);
 }
 

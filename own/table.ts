@@ -39,9 +39,11 @@ import {
   OT_LOCK,
   OT_MAGIC,
   OT_MAGIC_VALUE,
+  OT_PAGES,
   OT_SIZE,
   OT_STACKS,
   OT_TABLE,
+  PC_PAGE_SHIFT,
   TABLE_LOAD_256,
   TABLE_MIN_CAP,
   TS_KEY,
@@ -63,18 +65,44 @@ export function ownRoot(heap: Heap): number {
   if (found !== 0) return found;
   const root = heap.alloc(OT_SIZE);
   const table = heap.alloc(TABLE_MIN_CAP * TS_SIZE);
+  const pb = pageCountBytes(heap);
+  const pages = heap.alloc(pb);
   const i32 = heap.i32;
   i32.fill(0, root >> 2, (root + OT_SIZE) >> 2);
   i32.fill(0, table >> 2, (table + TABLE_MIN_CAP * TS_SIZE) >> 2);
+  i32.fill(0, pages >> 2, (pages + pb) >> 2);
   i32[(root + OT_TABLE) >> 2] = table;
   i32[(root + OT_CAP) >> 2] = TABLE_MIN_CAP;
+  i32[(root + OT_PAGES) >> 2] = pages;
   i32[(root + OT_MAGIC) >> 2] = OT_MAGIC_VALUE;
   const won = claimModuleAnchor(heap, MOD_OWN, root);
   if (won !== root) {
+    heap.free(pages, pb);
     heap.free(table, TABLE_MIN_CAP * TS_SIZE);
     heap.free(root, OT_SIZE);
   }
   return won;
+}
+
+/** Bytes of the page counts: one `Int16` per page of the heap's largest size, whole words. */
+function pageCountBytes(heap: Heap): number {
+  const max = heap.buffer.maxByteLength || heap.buffer.byteLength;
+  return Math.ceil((max >>> PC_PAGE_SHIFT) / 2) * 4;
+}
+
+/**
+ * A view of the page counts.
+ *
+ * @param heap the heap
+ * @param root the root record
+ * @returns one `Int16` per page
+ */
+export function pageCounts(heap: Heap, root: number): Int16Array {
+  return new Int16Array(
+    heap.buffer,
+    heap.i32[(root + OT_PAGES) >> 2],
+    pageCountBytes(heap) >> 1,
+  );
 }
 
 /**
