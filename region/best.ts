@@ -104,7 +104,7 @@ export function resizeBlock(
     if (old - need >= MIN_BLOCK && old - need > old - (old >> 2)) {
       bk.countFree(b);
       bk.makeBusy(b, need, K_BUSY);
-      bk.makeBusy(b + need, old - need, K_BUSY);
+      bk.u32[(b + need) >> 2] = (old - need) | F_BUSY; // the tail, a busy block for a moment
       bk.release(b + need);
       bk.countBusy(b);
     }

@@ -168,10 +168,13 @@ export class Blocks {
     u32[(b + size) >> 2] |= F_PFREE;
   }
 
-  /** Marks `b` busy with `size` bytes and check key `key`; clears F_PFREE on the next block. */
+  /**
+   * Marks block `b` busy with `size` bytes and check key `key`, keeping its own F_PFREE (its
+   * header must be a block header already); clears F_PFREE on the next block.
+   */
   makeBusy(b: number, size: number, key: number): void {
     const u32 = this.u32;
-    u32[b >> 2] = size | F_BUSY;
+    u32[b >> 2] = size | F_BUSY | (u32[b >> 2] & F_PFREE);
     u32[(b + BK_CHECK) >> 2] = (b ^ key) >>> 0;
     u32[(b + size) >> 2] &= ~F_PFREE;
   }

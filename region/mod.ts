@@ -43,3 +43,14 @@ export {
 } from "./discipline.ts";
 export { RegionError, type Site } from "./errors.ts";
 export { formatTraceLine, parseTraceLine, type TraceRecord } from "./trace.ts";
+export {
+  calloc,
+  defaultMalloc,
+  free,
+  malloc,
+  Malloc,
+  type MallocConfig,
+  mallocConfig,
+  mallocFromEnv,
+  realloc,
+} from "./malloc.ts";

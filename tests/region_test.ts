@@ -1,0 +1,556 @@
+/**
+ * Tests of `region` (issue 7): Vmalloc's regions, disciplines and methods, and its malloc
+ * interface. The paper's Figure 8 program (Vmdebug's reports) and Figure 4 fragment pattern
+ * (moves and bytes copied beside Table 2), a fast-check model per method, bad input, and a
+ * region saved to a file and reopened.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import fc from "fast-check";
+import { mk, throwsKind } from "./helpers.ts";
+import { UmemError } from "../mod.ts";
+import {
+  bufferDiscipline,
+  type Discipline,
+  growableDiscipline,
+  heapDiscipline,
+  Malloc,
+  mallocConfig,
+  mallocFromEnv,
+  type MethodName,
+  parseTraceLine,
+  Region,
+  RegionError,
+} from "../region/mod.ts";
+
+/** The line of the caller (so a test can name the line of a call made on the same line). */
+function here(): number {
+  const frame = (new Error().stack ?? "").split("\n")[2] ?? "";
+  return Number(/:(\d+):\d+\)?\s*$/.exec(frame)?.[1] ?? 0);
+}
+
+/** This file's base name, as call sites name it. */
+const FILE = "region_test.ts";
+
+/** A byte view of a region's buffer. */
+function bytes(r: Region): Uint8Array {
+  return new Uint8Array(r.buffer);
+}
+
+describe("region: the paper's Figure 8 under Vmdebug", () => {
+  /**
+   * The Figure 8 program, translated: a block written one byte past its end and freed, a free
+   * of an address that was never allocated, a block freed twice. Returns the call lines.
+   */
+  function figure8(m: Malloc): Record<string, number> {
+    const u8 = () => new Uint8Array(m.region.buffer);
+    const a = m.malloc(4), allocA = here();
+    u8().set([0x61, 0x62, 0x63, 0x64, 0], a); // strcpy(a, "abcd"): 5 bytes into 4
+    m.free(a), freeA = here(); // corrupted data, refused
+    m.free(a + 4000), freeBad = here(); // unallocated block
+    const b = m.malloc(5), allocB = here();
+    m.free(b), freeB = here();
+    m.free(b), freeB2 = here(); // already freed
+    return { a, b, allocA, freeA, freeBad, allocB, freeB, freeB2 };
+    // (the comma expressions keep each call and its line on one line)
+    // deno-lint-ignore no-unused-vars
+    var freeA: number, freeBad: number, freeB: number, freeB2: number;
+  }
+
+  it("finds the three errors with their categories and call sites", () => {
+    const reports: RegionError[] = [];
+    const m = mallocFromEnv((k) => ({ VMDEBUG: "1" } as Record<string, string>)[k], {
+      onError: (e) => reports.push(e as RegionError),
+    });
+    assert.equal(m.region.method, "debug");
+    const L = figure8(m);
+    const lines = reports.map((e) => e.message);
+    console.log(lines.join("\n"));
+    assert.equal(reports.length, 3, lines.join("\n"));
+    const rg = "0x" + m.region.address.toString(16);
+    assert.equal(
+      lines[0],
+      `corrupted data:region=${rg}:block=0x${L.a.toString(16)}:bad byte at=4:` +
+        `allocated at=${FILE},${L.allocA}:detected at=${FILE},${L.freeA}:`,
+    );
+    assert.equal(reports[0].kind, "redzone-violation");
+    assert.equal(
+      lines[1],
+      `free error:region=${rg}:block=0x${(L.a + 4000).toString(16)}:unallocated block:` +
+        `detected at=${FILE},${L.freeBad}:`,
+    );
+    assert.equal(reports[1].kind, "bad-free");
+    assert.equal(
+      lines[2],
+      `free error:region=${rg}:block=0x${L.b.toString(16)}:already freed:` +
+        `detected at=${FILE},${L.freeB2}:`,
+    );
+    assert.equal(reports[2].kind, "duplicate-free");
+    // the refused free left the damaged block allocated; the region is sound
+    assert.equal(m.region.stat().busyCount, 1);
+    assert.deepEqual(m.region.verify(), []);
+  });
+
+  it("without onError the first report is thrown as a UmemError", () => {
+    const m = mallocFromEnv((k) => ({ VMETHOD: "Vmdebug" } as Record<string, string>)[k]);
+    const a = m.malloc(4);
+    new Uint8Array(m.region.buffer)[a + 4] = 0;
+    const e = throwsKind(() => m.free(a), "redzone-violation", /^corrupted data:.*bad byte at=4:/);
+    assert.ok(e instanceof RegionError && e.category === "corrupted data");
+    assert.equal(m.region.size(a), 4); // still allocated
+  });
+
+  it("VMDEBUG=1,addr watches the block: its allocation and its frees are reported", () => {
+    const first = new Malloc({ method: "debug", watch: [] }, { onError: () => {} });
+    const { b } = figure8(first);
+    const alerts: string[] = [];
+    const m = mallocFromEnv(
+      (k) => ({ VMDEBUG: `1,0x${b.toString(16)}` } as Record<string, string>)[k],
+      { onError: () => {}, onAlert: (l) => alerts.push(l) },
+    );
+    const L = figure8(m);
+    assert.equal(L.b, b, "the same program allocates the same addresses");
+    console.log(alerts.join("\n"));
+    const rg = "0x" + m.region.address.toString(16), blk = "0x" + b.toString(16);
+    assert.deepEqual(alerts, [
+      `alert:region=${rg}:block=${blk}:size=5:just allocated:at=${FILE},${L.allocB}:`,
+      `alert:region=${rg}:block=${blk}:size=5:being freed:at=${FILE},${L.freeB}:`,
+    ]);
+  });
+
+  it("check() (vmdbcheck) reports every damaged block; check: true does so at every alloc", () => {
+    const r = Region.open(growableDiscipline(), "debug");
+    const ps = [10, 20, 30, 40].map((n) => r.alloc(n));
+    assert.deepEqual(r.check(), []);
+    bytes(r)[ps[1] + 20] ^= 0xff;
+    bytes(r)[ps[3] + 43] ^= 0xff;
+    const found = r.check();
+    assert.equal(found.length, 2);
+    assert.match(found[0].message, /bad byte at=(20|43):/);
+    assert.deepEqual(found.map((e) => e.address).sort(), [ps[1], ps[3]].sort());
+
+    const seen: string[] = [];
+    const c = Region.open(growableDiscipline(), "debug", {
+      check: true,
+      onError: (e) => seen.push(e.message),
+    });
+    const p = c.alloc(8);
+    bytes(c)[p + 8] = 0;
+    c.alloc(8), c.alloc(8);
+    assert.equal(seen.length, 2, "reported at each allocation");
+    assert.match(seen[0], /^corrupted data:.*bad byte at=8:/);
+    // without onError, VM_DBCHECK makes the allocation throw
+    const t = Region.open(growableDiscipline(), "debug", { check: true });
+    const q = t.alloc(8);
+    bytes(t)[q + 9] = 0;
+    throwsKind(() => t.alloc(8), "redzone-violation");
+  });
+});
+
+describe("region: the fragment pattern of Figure 4", () => {
+  /** big grows by 32 while a 24-byte small is allocated each step, 10,000 times. */
+  function fragment(method: MethodName) {
+    const r = Region.open(growableDiscipline({ maxSize: 1 << 26 }), method);
+    let size = 32;
+    let big = r.alloc(size);
+    for (let i = 0; i < 10000; i++) {
+      r.alloc(24);
+      big = r.resize(big, size += 32);
+    }
+    assert.deepEqual(r.verify(), []);
+    return r.stat();
+  }
+
+  it("best moves and copies no more than Vmbest (Table 2: 12 moves, 335K copied)", () => {
+    const rows = (["best", "debug", "profile"] as const).map((m) => ({ m, ...fragment(m) }));
+    console.log("method    moves  copied   max busy  extent   (Vmbest, Table 2: 12 moves, 335K copied, max busy 547K)");
+    for (const r of rows) {
+      console.log(
+        `${r.m.padEnd(9)} ${String(r.moves).padStart(5)}  ${(r.copied / 1024).toFixed(0).padStart(4)}K` +
+          `  ${(r.maxBusy / 1024).toFixed(0).padStart(6)}K  ${(r.extent / 1024).toFixed(0).padStart(5)}K`,
+      );
+    }
+    const best = rows[0];
+    assert.ok(best.moves <= 12, `best moved ${best.moves} times`);
+    assert.ok(best.copied <= 335 * 1024, `best copied ${best.copied} bytes`);
+    assert.ok(best.moves >= 1, "big cannot stay in place: a small follows it at once");
+  });
+});
+
+/** Checks a region against a model of live blocks: sizes, contents, no overlap, counts. */
+function checkModel(r: Region, live: Map<number, { size: number; fill: number }>): void {
+  const u8 = bytes(r);
+  const spans = [...live].map(([p, v]) => [p, p + Math.max(v.size, 1)]).sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < spans.length; i++) assert.ok(spans[i - 1][1] <= spans[i][0], "blocks overlap");
+  for (const [p, v] of live) {
+    assert.ok(r.size(p) >= v.size);
+    for (let i = 0; i < v.size; i += Math.max(1, v.size >> 3)) assert.equal(u8[p + i], v.fill);
+    assert.equal(r.addr(p + (v.size >> 1)), p);
+  }
+  assert.equal(r.stat().busyCount, live.size);
+  assert.deepEqual(r.verify(), []);
+}
+
+describe("region: a model test per method", () => {
+  const op = fc.oneof(
+    fc.record({ k: fc.constant("alloc" as const), n: fc.integer({ min: 0, max: 3000 }) }),
+    fc.record({ k: fc.constant("free" as const), i: fc.nat() }),
+    fc.record({ k: fc.constant("resize" as const), i: fc.nat(), n: fc.integer({ min: 1, max: 5000 }) }),
+    fc.record({ k: fc.constant("compact" as const) }),
+  );
+
+  for (const method of ["best", "debug", "profile"] as const) {
+    it(`${method}: allocations, frees and resizes keep every block's bytes`, () => {
+      fc.assert(
+        fc.property(fc.array(op, { maxLength: 120 }), fc.boolean(), (ops, inHeap) => {
+          const heap = inHeap ? mk({ size: 1 << 20 }) : null;
+          const disc = heap ? heapDiscipline(heap, 4096) : growableDiscipline({ maxSize: 1 << 24 });
+          const r = Region.open(disc, method);
+          const live = new Map<number, { size: number; fill: number }>();
+          let fill = 1;
+          for (const o of ops) {
+            const keys = [...live.keys()];
+            if (o.k === "alloc") {
+              const p = r.alloc(o.n);
+              assert.ok(p > 0 && p % 8 === 0);
+              fill = (fill % 250) + 1;
+              bytes(r).fill(fill, p, p + o.n);
+              live.set(p, { size: o.n, fill });
+            } else if (o.k === "free" && keys.length > 0) {
+              const p = keys[o.i % keys.length];
+              r.free(p);
+              live.delete(p);
+            } else if (o.k === "resize" && keys.length > 0) {
+              const p = keys[o.i % keys.length], v = live.get(p)!;
+              const q = r.resize(p, o.n);
+              assert.ok(q > 0);
+              live.delete(p);
+              const keep = Math.min(v.size, o.n);
+              for (let i = 0; i < keep; i += 97) assert.equal(bytes(r)[q + i], v.fill);
+              bytes(r).fill(v.fill, q, q + o.n);
+              live.set(q, { size: o.n, fill: v.fill });
+            } else if (o.k === "compact") r.compact();
+          }
+          checkModel(r, live);
+          if (method === "debug") assert.deepEqual(r.check(), []);
+          for (const p of live.keys()) r.free(p);
+          r.compact();
+          assert.equal(r.stat().busyCount, 0);
+          assert.deepEqual(r.verify(), []);
+          r.close();
+          if (heap) assert.deepEqual(heap.verify(), []);
+        }),
+        { seed: 0x7e9, numRuns: 60 },
+      );
+    });
+  }
+
+  it("pool: one size, fixed by the first allocation after open or clear", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 200 }),
+        fc.array(fc.oneof(fc.constant(-1), fc.constant(-2), fc.nat()), { maxLength: 150 }),
+        (size, ops) => {
+          const r = Region.open(growableDiscipline({ maxSize: 1 << 22 }), "pool");
+          const live = new Map<number, { size: number; fill: number }>();
+          let n = size;
+          for (const o of ops) {
+            const keys = [...live.keys()];
+            if (o === -1 || keys.length === 0) {
+              const p = r.alloc(n);
+              bytes(r).fill(p & 0xff, p, p + n);
+              live.set(p, { size: n, fill: p & 0xff });
+            } else if (o === -2) {
+              r.clear();
+              live.clear();
+              n = (n % 200) + 1; // a new size after clear
+            } else {
+              const p = keys[o % keys.length];
+              r.free(p);
+              live.delete(p);
+            }
+          }
+          checkModel(r, live);
+          for (const p of live.keys()) assert.equal(r.size(p), n);
+        },
+      ),
+      { seed: 0x9001, numRuns: 60 },
+    );
+  });
+
+  it("last: blocks as a stack, the last freed or resized", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(fc.nat({ max: 3000 }), fc.constant(-1), fc.integer({ min: -6000, max: -2 })), {
+          maxLength: 150,
+        }),
+        (ops) => {
+          const r = Region.open(growableDiscipline({ maxSize: 1 << 24 }), "last");
+          const stack: [number, number, number][] = []; // [ptr, size, fill]
+          const live = () => new Map(stack.map(([p, s, f]) => [p, { size: s, fill: f }]));
+          for (const o of ops) {
+            if (o >= 0 || stack.length === 0) {
+              const n = Math.max(o, 0), p = r.alloc(n);
+              bytes(r).fill(stack.length + 1, p, p + n);
+              stack.push([p, n, stack.length + 1]);
+            } else if (o === -1) {
+              r.free(stack.pop()![0]);
+              stack.length > 0 && (r.stat().busyCount === stack.length || assert.fail("count"));
+              // after a free there is no last block until the next allocation
+              if (stack.length > 0) throwsKind(() => r.free(stack[stack.length - 1][0]), "bad-free");
+              const n = 8, p = r.alloc(n);
+              bytes(r).fill(stack.length + 1, p, p + n);
+              stack.push([p, n, stack.length + 1]);
+            } else {
+              const [p, s, f] = stack.pop()!, n = -o;
+              const q = r.resize(p, n);
+              for (let i = 0; i < Math.min(s, n); i += 61) assert.equal(bytes(r)[q + i], f);
+              bytes(r).fill(f, q, q + n);
+              stack.push([q, n, f]);
+            }
+          }
+          checkModel(r, live());
+        },
+      ),
+      { seed: 0x1a57, numRuns: 60 },
+    );
+  });
+});
+
+describe("region: bad input gives a typed error and leaves the region usable", () => {
+  for (const method of ["best", "pool", "last", "debug", "profile"] as const) {
+    it(`${method}: free outside the region, double free, odd and interior addresses`, () => {
+      const r = Region.open(growableDiscipline({ maxSize: 1 << 22 }), method);
+      const p = r.alloc(40), q = r.alloc(40);
+      throwsKind(() => r.free(r.buffer.byteLength + 64), "bad-free"); // outside
+      throwsKind(() => r.free(p + 8), "bad-free"); // inside a block
+      throwsKind(() => r.free(p + 3), "bad-free"); // misaligned
+      throwsKind(() => r.free(-8), ["invalid-argument", "bad-free"]);
+      throwsKind(() => r.alloc(-1), "invalid-argument");
+      throwsKind(() => r.alloc(1.5), "invalid-argument");
+      throwsKind(() => r.alloc(2 ** 31), "invalid-argument");
+      r.free(q); // the last block, for `last`
+      throwsKind(() => r.free(q), ["duplicate-free", "bad-free"]);
+      assert.deepEqual(r.verify(), []);
+      assert.equal(r.stat().busyCount, 1);
+      const s = r.alloc(40);
+      assert.ok(s > 0);
+      assert.equal(r.addr(p), p);
+      assert.deepEqual(r.verify(), []);
+    });
+  }
+
+  it("last: resize or free of a block that is not the last", () => {
+    const r = Region.open(growableDiscipline(), "last");
+    const a = r.alloc(16), b = r.alloc(16);
+    throwsKind(() => r.resize(a, 64), "invalid-argument", /not the last block/);
+    throwsKind(() => r.free(a), "bad-free", /not the last block/);
+    assert.equal(r.resize(b, 64), b, "the last block grows in place");
+    r.free(b);
+    assert.deepEqual(r.verify(), []);
+    assert.equal(r.stat().busyCount, 1);
+  });
+
+  it("pool: an allocation of another size is refused with wrong-size", () => {
+    const r = Region.open(growableDiscipline(), "pool");
+    const a = r.alloc(24);
+    throwsKind(() => r.alloc(25), "wrong-size", /blocks are 24 bytes/);
+    throwsKind(() => r.resize(a, 48), "wrong-size");
+    r.free(a);
+    assert.equal(r.alloc(24), a, "a freed pool block is reused");
+    r.clear();
+    assert.ok(r.alloc(100) > 0, "clear lets the next allocation fix a new size");
+    assert.deepEqual(r.verify(), []);
+  });
+
+  it("onError: the bad call is refused and returns 0; except's answers change what happens", () => {
+    const seen: UmemError[] = [];
+    const r = Region.open(growableDiscipline(), "best", { onError: (e) => seen.push(e) });
+    assert.equal(r.alloc(-5), 0);
+    r.free(123456);
+    assert.deepEqual(seen.map((e) => e.kind), ["invalid-argument", "bad-free"]);
+
+    // nomem: the handler frees memory and asks for a retry
+    const sab = new SharedArrayBuffer(8192);
+    const base = bufferDiscipline(sab);
+    let hog = 0, asked = 0;
+    const disc: Discipline = {
+      ...base,
+      memory: base.memory,
+      except(region, event) {
+        if (event === "nomem" && hog !== 0) {
+          asked++;
+          (region as Region).free(hog);
+          hog = 0;
+          return "retry";
+        }
+        if (event === "badaddr") return "ignore";
+        return undefined;
+      },
+    };
+    const f = Region.open(disc, "best");
+    hog = f.alloc(5000);
+    const p = f.alloc(5000);
+    assert.ok(p > 0 && asked === 1);
+    throwsKind(() => f.alloc(5000), "out-of-memory");
+    f.free(99999); // ignored by the handler
+    assert.deepEqual(f.verify(), []);
+    // open refused
+    const no: Discipline = { ...growableDiscipline(), except: (_r, e) => (e === "open" ? false : undefined) };
+    throwsKind(() => Region.open(no, "best"), "invalid-argument", /refused/);
+  });
+
+  it("trust: no checks, same results for good calls", () => {
+    const r = Region.open(growableDiscipline(), "best", { trust: true });
+    const a = r.alloc(100);
+    const b = r.resize(a, 1000);
+    r.free(b);
+    assert.deepEqual(r.verify(), []);
+  });
+
+  it("a closed region refuses every call", () => {
+    const heap = mk({ size: 1 << 20 });
+    const r = Region.open(heapDiscipline(heap), "best");
+    const other = Region.attach(heapDiscipline(heap), r.address);
+    const p = r.alloc(100);
+    assert.equal(other.size(p), r.size(p));
+    r.close();
+    assert.deepEqual(heap.verify(), []);
+    throwsKind(() => other.alloc(8), "destroyed");
+    throwsKind(() => r.stat(), "destroyed");
+    throwsKind(() => Region.attach(heapDiscipline(heap), 12345), "corrupt-image");
+    throwsKind(() => Region.open(growableDiscipline(), "quick" as MethodName), "invalid-argument");
+  });
+});
+
+describe("region: disciplines", () => {
+  it("heap: segments come from the heap and go back on compact and close", () => {
+    const heap = mk({ size: 4 << 20 });
+    const r = Region.open(heapDiscipline(heap, 4096), "best");
+    const ps = Array.from({ length: 50 }, () => r.alloc(20000));
+    const grown = r.stat().extent;
+    assert.ok(grown >= 50 * 20000);
+    for (const p of ps) r.free(p);
+    const given = r.compact();
+    assert.ok(given > 0 && r.stat().extent === grown - given, `gave back ${given}`);
+    assert.deepEqual(r.verify(), []);
+    r.close();
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("growable: the buffer grows in place; compact shrinks the region's extent", () => {
+    const r = Region.open(growableDiscipline({ maxSize: 1 << 24, round: 4096 }), "best");
+    const p = r.alloc(3 << 20);
+    assert.ok(r.buffer.byteLength >= 3 << 20);
+    assert.equal(r.stat().freeCount, 1, "one wilderness");
+    r.free(p);
+    assert.ok(r.compact() >= 3 << 20);
+    throwsKind(() => r.alloc(1 << 25), "out-of-memory");
+    assert.deepEqual(r.verify(), []);
+  });
+
+  it("a region over a fixed buffer, written to a file and read back, reopens with its blocks", () => {
+    const sab = new SharedArrayBuffer(1 << 16);
+    const r = Region.open(bufferDiscipline(sab), "best");
+    const blocks = [10, 200, 3000, 64].map((n, i) => {
+      const p = r.alloc(n);
+      bytes(r).fill(i + 1, p, p + n);
+      return { p, n, fill: i + 1 };
+    });
+    r.free(blocks[1].p);
+    const dir = mkdtempSync(join(tmpdir(), "region-"));
+    try {
+      const file = join(dir, "region.img");
+      writeFileSync(file, new Uint8Array(sab));
+      const data = readFileSync(file);
+      const copy = new SharedArrayBuffer(data.length);
+      new Uint8Array(copy).set(data);
+      const again = Region.open(bufferDiscipline(copy), "best");
+      assert.equal(again.address, r.address);
+      assert.deepEqual(again.verify(), []);
+      assert.equal(again.stat().busyCount, 3);
+      for (const b of [blocks[0], blocks[2], blocks[3]]) {
+        assert.equal(again.addr(b.p + 1), b.p);
+        assert.ok(again.size(b.p) >= b.n);
+        assert.ok(bytes(again).subarray(b.p, b.p + b.n).every((x) => x === b.fill));
+      }
+      throwsKind(() => again.free(blocks[1].p), "duplicate-free");
+      again.free(blocks[0].p);
+      assert.ok(again.alloc(500) > 0);
+      assert.deepEqual(again.verify(), []);
+      throwsKind(() => Region.open(bufferDiscipline(copy), "pool"), "invalid-argument", /Vmbest/);
+      // damage: another format version, then a bad magic
+      const v = new Uint32Array(copy);
+      v[(again.address + 4) >> 2] = 99;
+      throwsKind(() => Region.open(bufferDiscipline(copy), "best"), "corrupt-image", /version 99/);
+      v[again.address >> 2] = 0x12345678;
+      throwsKind(() => Region.open(bufferDiscipline(copy), "best"), "corrupt-image", /magic/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("region: traces and profiles", () => {
+  it("trace lines in the paper's format read back with parseTraceLine", () => {
+    const lines: string[] = [];
+    const r = Region.open(growableDiscipline(), "best", { trace: (l) => lines.push(l) });
+    const a = r.alloc(24), la = here();
+    const b = r.resize(a, 5000), lb = here();
+    r.free(b), lf = here();
+    // deno-lint-ignore no-unused-vars
+    var lf: number;
+    const t = lines.map(parseTraceLine);
+    assert.deepEqual(t.map((x) => [x.old, x.new, x.size, x.line, x.file, x.method, x.region]), [
+      [0, a, 24, la, FILE, "Vmbest", r.address],
+      [a, b, 5000, lb, FILE, "Vmbest", r.address],
+      [b, 0, r.stat().freeBytes > 0 ? t[2].size : -1, lf, FILE, "Vmbest", r.address],
+    ]);
+    assert.ok(t[2].size >= 5000);
+    throwsKind(() => parseTraceLine("1:2:3"), "invalid-argument");
+    throwsKind(() => parseTraceLine("x:0:1:0x10:Vmbest:t.ts,1:"), "invalid-argument");
+  });
+
+  it("VMTRACE=file writes the trace, VMPROFILE=file the Figure 10 report", () => {
+    const dir = mkdtempSync(join(tmpdir(), "region-"));
+    try {
+      const env: Record<string, string> = {
+        VMTRACE: join(dir, "trace"),
+        VMPROFILE: join(dir, "profile"),
+      };
+      const m = mallocFromEnv((k) => env[k]);
+      assert.equal(m.region.method, "profile");
+      const ps = [m.malloc(100), m.malloc(100)], l1 = here();
+      const q = m.realloc(ps[0], 1000), l2 = here();
+      m.free(q);
+      m.free(ps[1]);
+      m.flush();
+      const t = readFileSync(env.VMTRACE, "utf8").trim().split("\n").map(parseTraceLine);
+      assert.equal(t.length, 5);
+      assert.deepEqual(t.map((x) => x.line), [l1, l1, l2, l2 + 1, l2 + 2]);
+      assert.deepEqual([t[0].old, t[0].new, t[0].size], [0, ps[0], 100]);
+      assert.equal(t[4].new, 0);
+      const report = readFileSync(env.VMPROFILE, "utf8");
+      console.log(report);
+      const rl = report.split("\n");
+      assert.equal(rl[0], "ALLOCATION USAGE SUMMARY: n_alloc=3:n_free=3:s_alloc=1200:s_free=1200:");
+      assert.match(rl[1], /^region=0x[0-9a-f]+:method=Vmprofile:n_alloc=3:n_free=3:.*max_busy=\d+:extent=\d+:$/);
+      assert.equal(rl[2], `\tfile=${FILE}:`);
+      assert.equal(rl[3], `\t\tline=${l1}:n_alloc=2:n_free=2:s_alloc=200:s_free=200:max_busy=200:`);
+      assert.equal(rl[4], `\t\tline=${l2}:n_alloc=1:n_free=1:s_alloc=1000:s_free=1000:max_busy=1000:`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("VMETHOD picks the method; a bad value is refused", () => {
+    for (const [v, m] of [["Vmbest", "best"], ["Vmlast", "last"], ["Vmpool", "pool"]] as const) {
+      assert.equal(mallocConfig((k) => (k === "VMETHOD" ? v : undefined)).method, m);
+    }
+    throwsKind(() => mallocConfig((k) => (k === "VMETHOD" ? "Vmquick" : undefined)), "invalid-argument");
+    throwsKind(() => mallocConfig((k) => (k === "VMDEBUG" ? "1,zz" : undefined)), "invalid-argument");
+  });
+});
