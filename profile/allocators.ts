@@ -10,9 +10,13 @@
  * bytes in use in its heap's root vmem arena since the adapter was made, which counts slabs,
  * chunks, blocks and the metadata they cost alike. Each named adapter gets a heap of its own.
  *
+ * The regions (`best`, `pool`, `last`) draw their segments from the heap through
+ * `heapDiscipline` (Vmdcheap).
+ *
  * Invariants. An adapter never sees a free of a block it did not hand out (the simulator maps
- * blocks by record index). The bump arena, which can only free its last block, ignores other
- * frees and counts them (`ignoredFrees`), as Vmalloc's Vmlast does.
+ * blocks by record index). The bump arena and the last region, which can only free their last
+ * block, ignore other frees and count them (`ignoredFrees`); a resize of another block there
+ * takes a new block and copies.
  *
  * Lock order: none beyond the allocators' own.
  *
@@ -21,6 +25,7 @@
 import { type Cache, Heap, UmemError } from "../core/mod.ts";
 import { BumpArena } from "../sbo/mod.ts";
 import { type MemoryContext, topContext } from "../budget/mod.ts";
+import { heapDiscipline, Region } from "../region/mod.ts";
 
 /** An allocator the simulator can drive. */
 export interface ReplayAllocator {
@@ -56,7 +61,16 @@ export interface ReplayAllocator {
 }
 
 /** The names {@linkcode makeAllocator} knows. */
-export const ALLOCATOR_NAMES: readonly string[] = ["heap", "libc", "cache", "bump", "context"];
+export const ALLOCATOR_NAMES: readonly string[] = [
+  "heap",
+  "libc",
+  "cache",
+  "bump",
+  "context",
+  "best",
+  "pool",
+  "last",
+];
 
 /** Options of {@linkcode makeAllocator}. */
 export interface AllocatorOptions {
@@ -200,6 +214,81 @@ function contextAllocator(heap: Heap): ReplayAllocator {
   };
 }
 
+/** A Vmbest region over the heap (Vmdcheap): best fit, resize in place when it can. */
+function bestAllocator(heap: Heap): ReplayAllocator {
+  const extent = extentOf(heap);
+  const r = Region.open(heapDiscipline(heap), "best");
+  return {
+    name: "best",
+    alloc: (n) => r.alloc(n),
+    free: (p) => r.free(p),
+    resize: (p, _old, n) => r.resize(p, n),
+    extent,
+  };
+}
+
+/** The largest size that gets a pool region of its own; larger ones go to one best region. */
+const MAX_POOL_SIZE = 4096;
+
+/**
+ * Vmpool regions, one per size (rounded up to 8) up to 4 KiB, as a Vmalloc program opens a
+ * pool per kind of object (a pool holds blocks of one size); larger sizes share a best region.
+ */
+function poolAllocator(heap: Heap): ReplayAllocator {
+  const extent = extentOf(heap);
+  const pools = new Map<number, Region>();
+  let big: Region | undefined;
+  const regionFor = (n: number): Region => {
+    const size = Math.max(8, (n + 7) & ~7);
+    if (size > MAX_POOL_SIZE) return big ??= Region.open(heapDiscipline(heap), "best");
+    let r = pools.get(size);
+    if (r === undefined) {
+      r = Region.open(heapDiscipline(heap, 8192), "pool");
+      pools.set(size, r);
+    }
+    return r;
+  };
+  const alloc = (n: number) => regionFor(n).alloc(Math.max(8, (n + 7) & ~7));
+  return {
+    name: "pool",
+    alloc,
+    free: (p, n) => regionFor(n).free(p),
+    resize: (p, old, n) => {
+      const from = regionFor(old), to = regionFor(n);
+      if (from === to) return from === big ? from.resize(p, n) : p;
+      return moveBlock(heap, alloc, () => from.free(p), p, old, n);
+    },
+    extent,
+  };
+}
+
+/** A Vmlast region: only the last block frees or resizes; other frees are ignored. */
+function lastAllocator(heap: Heap): ReplayAllocator {
+  const extent = extentOf(heap);
+  const r = Region.open(heapDiscipline(heap), "last");
+  let last = 0;
+  const a: ReplayAllocator & { ignoredFrees: number } = {
+    name: "last",
+    alloc: (n) => (last = r.alloc(n)),
+    free: (p) => {
+      if (p === last) {
+        r.free(p);
+        last = 0;
+      } else a.ignoredFrees++;
+    },
+    resize: (p, old, n) => {
+      if (p === last) return (last = r.resize(p, n));
+      a.ignoredFrees++;
+      const q = r.alloc(n);
+      heap.u8.copyWithin(q, p, p + Math.min(old, n));
+      return (last = q);
+    },
+    extent,
+    ignoredFrees: 0,
+  };
+  return a;
+}
+
 /** The adapters by name. */
 const MAKERS: Record<string, (heap: Heap) => ReplayAllocator> = {
   heap: heapAllocator,
@@ -207,6 +296,9 @@ const MAKERS: Record<string, (heap: Heap) => ReplayAllocator> = {
   cache: cacheAllocator,
   bump: bumpAllocator,
   context: contextAllocator,
+  best: bestAllocator,
+  pool: poolAllocator,
+  last: lastAllocator,
 };
 
 /** Adapters other modules add (a region per method, once `region` provides it). */
@@ -261,8 +353,9 @@ export function allocatorNames(): string[] {
 
 /**
  * Makes a named adapter over a fresh heap of its own: `heap` (the sized interface), `libc`,
- * `cache` (an object cache per size up to 4 KiB), `bump` (an sbo arena), `context` (a budget memory
- * context), or one registered with {@linkcode registerAllocator}.
+ * `cache` (an object cache per size up to 4 KiB), `bump` (an sbo arena), `context` (a budget
+ * memory context), `best`, `pool` (a pool region per size up to 4 KiB) and `last` (Vmalloc
+ * regions over the heap), or one registered with {@linkcode registerAllocator}.
  *
  * @param name the adapter's name
  * @param options the heap's size

@@ -67,7 +67,7 @@ export interface ReplayResult {
   bytesCopied: number;
   /** The busy bytes after each record, when `curve` was asked for. */
   busyCurve?: Float64Array;
-  /** Set when the allocator ran out of memory: what failed, at which record. */
+  /** Set when the allocator threw (ran out of memory, refused a call): what, at which record. */
   failed?: string;
 }
 
@@ -127,8 +127,10 @@ function run(
       if (busy > peakBusy) peakBusy = busy;
     }
   } catch (e) {
-    if (!(e instanceof UmemError) || e.kind !== "out-of-memory") throw e;
-    failed = `out of memory at record ${i} of ${n}`;
+    if (!(e instanceof UmemError)) throw e;
+    failed = e.kind === "out-of-memory"
+      ? `out of memory at record ${i} of ${n}`
+      : `${e.kind} at record ${i} of ${n}: ${e.message.split("\n")[0]}`;
   }
   const ms = performance.now() - t0;
   if (sample > 0) peakExtent = Math.max(peakExtent, a.extent());
@@ -144,9 +146,9 @@ function run(
  *   registered), an adapter, or a function that makes a fresh adapter
  * @param options what to measure, the extent sampling, the busy curve, the heap's size
  * @returns the measurements
- * @throws {UmemError} `invalid-argument` for an unknown allocator or bad options; whatever
- *   the allocator throws but running out of memory (a refused free) stops the replay; out of
- *   memory ends it early with `failed` set
+ * @throws {UmemError} `invalid-argument` for an unknown allocator or bad options (a
+ *   `UmemError` the allocator throws, out of memory or a refusal, ends the replay early with
+ *   `failed` set instead)
  *
  * @example
  * ```ts

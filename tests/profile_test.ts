@@ -211,7 +211,7 @@ describe("the busy-bytes curve", () => {
         const wl = runWorkload(heap, steps);
         const trace = rec.stop();
         assert.deepEqual(Array.from(trace.busyCurve()), wl.curve);
-        for (const name of ["heap", "libc", "cache", "bump", "context"]) {
+        for (const name of ["heap", "libc", "cache", "bump", "context", "best", "pool", "last"]) {
           const r = replay(trace, name, { curve: true, time: false });
           assert.deepEqual(Array.from(r.busyCurve!), wl.curve, name);
           assert.equal(r.peakBusy, wl.maxBusy, name);
@@ -350,7 +350,7 @@ describe("replay", () => {
     b.free(0x100, 100);
     b.free(0x999, 8); // made before the trace: skipped
     const t = b.finish();
-    for (const name of ["heap", "libc", "cache", "bump", "context"]) {
+    for (const name of ["heap", "libc", "cache", "bump", "context", "best", "pool", "last"]) {
       const r = replay(t, name);
       assert.equal(r.operations, 5, name);
       assert.equal(r.skipped, 1, name);
@@ -367,6 +367,12 @@ describe("replay", () => {
     assert.ok(libc.moves > 0 && libc.moves < 200, `libc moved ${libc.moves} times`);
     assert.ok(libc.bytesCopied < heap.bytesCopied);
     assert.equal(heap.peakBusy, 32 + 2000 * 56);
+  });
+
+  it("Figure 4 on a Vmbest region: few moves, as the paper's 12", () => {
+    const r = replay(fragmentTrace(), "best", { time: false });
+    assert.equal(r.peakBusy, 560032); // the paper's "maximum busy 547K"
+    assert.ok(r.moves > 0 && r.moves <= 46, `best moved ${r.moves} times`);
   });
 
   it("an allocator that runs out of memory ends the replay with failed set", () => {
