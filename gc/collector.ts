@@ -1211,7 +1211,7 @@ export class Collector implements Disposable {
     this.updateFold();
     const max = Atomics.load(h.i32, (rec + GC_MAXHEAP) >> 2);
     if (max !== 0 && Atomics.load(h.i32, (rec + GC_INUSE) >> 2) > max) {
-      this.collectOrWait(fn);
+      this.collectOrUndo(fn, extra);
       const inUse = Atomics.load(h.i32, (rec + GC_INUSE) >> 2);
       if (inUse > max) {
         Atomics.sub(h.i32, (rec + GC_INUSE) >> 2, extra);
@@ -1229,7 +1229,21 @@ export class Collector implements Disposable {
       h.i32[(rec + GC_MIN_TRIGGER) >> 2],
       this.heapSize() / h.i32[(rec + GC_DIVISOR) >> 2],
     );
-    if (since >= trigger) this.collectOrWait(fn);
+    if (since >= trigger) this.collectOrUndo(fn, extra);
+  }
+
+  /**
+   * Collects (or waits for another worker's collection); if that fails, takes the bytes of the
+   * allocation that will not happen back out of the counters before the error goes on.
+   */
+  private collectOrUndo(fn: string, extra: number): void {
+    try {
+      this.collectOrWait(fn);
+    } catch (e) {
+      Atomics.sub(this.heap.i32, (this.record + GC_INUSE) >> 2, extra);
+      Atomics.sub(this.heap.i32, (this.record + GC_SINCE) >> 2, extra);
+      throw e;
+    }
   }
 
   /** Collects, or parks while another worker does. */

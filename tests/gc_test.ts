@@ -542,6 +542,27 @@ describe("gc: workers", () => {
     assert.deepEqual(heap.verify(), []);
   });
 
+  it("a worker that allocates only from the heap stops at the core's slow path", async () => {
+    const heap = mk({ size: 8 << 20, slots: 4 });
+    const gc = Collector.create(heap, { stopTimeout: 5000, auto: false });
+    const stop = heap.zalloc(8);
+    gc.leave();
+    await withWorkers(1, async ([w]) => {
+      const running = next(w, "running");
+      const done = next(w, "done");
+      w.postMessage({ op: "plain", buffer: heap.buffer, stop });
+      await running;
+      for (let i = 0; i < 10; i++) {
+        gc.malloc(8); // garbage: each collection frees it
+        assert.equal(gc.collect().objects, 1);
+      }
+      Atomics.store(heap.i32, stop >> 2, 1);
+      assert.ok(((await done).rounds as number) > 0);
+    });
+    gc.enter();
+    assert.deepEqual(heap.verify(), []);
+  });
+
   it("a worker terminated with its handle attached is forgotten once its slot is reclaimed", async () => {
     const heap = mk({ size: 8 << 20, slots: 4 });
     const gc = Collector.create(heap, { stopTimeout: 200, auto: false });

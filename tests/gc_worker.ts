@@ -3,8 +3,9 @@
  * builds linked lists of collector objects (each kept reachable from an uncollectable root
  * object, dropped whole every `list` nodes to make garbage) until the stop word is set, and
  * after every collection it notices (its own or another worker's) walks its current list and
- * checks that every node is still allocated and holds what it wrote. `idle`: attaches and
- * waits for messages without reaching a safe point, then `leave`s when told.
+ * checks that every node is still allocated and holds what it wrote. `plain`: allocates and
+ * frees with the heap alone, so that only the core's slow path is a safe point. `idle`:
+ * attaches and waits for messages without reaching a safe point, then `leave`s when told.
  *
  * @module
  */
@@ -79,6 +80,22 @@ worker.onmessage = (e: MessageEvent) => {
       gc.detach();
       heap.detach();
       worker.postMessage({ type: "done", slot: heap.slot, ...r });
+    } else if (msg.op === "plain") {
+      // Allocates from the heap only (never from the collector) until the stop word is set:
+      // it answers collections at the core's allocation slow path alone.
+      heap = Heap.attach(msg.buffer);
+      gc = Collector.attach(heap);
+      worker.postMessage({ type: "running" });
+      const held = new Int32Array(200);
+      let rounds = 0;
+      while (Atomics.load(heap.i32, msg.stop >> 2) === 0) {
+        for (let i = 0; i < held.length; i++) held[i] = heap.alloc(64);
+        for (let i = 0; i < held.length; i++) heap.free(held[i], 64);
+        rounds++;
+      }
+      gc.detach();
+      heap.detach();
+      worker.postMessage({ type: "done", rounds });
     } else if (msg.op === "idle") {
       heap = Heap.attach(msg.buffer);
       gc = Collector.attach(heap);
