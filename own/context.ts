@@ -23,11 +23,20 @@
  * @module
  */
 
-import { type Heap, UmemError } from "../core/mod.ts";
-import { attachHeapHook, captureStack, hex, readStack } from "../core/internal.ts";
+import { type Heap, type HeapView, UmemError } from "../core/mod.ts";
+import {
+  addSlotReclaimer,
+  attachHeapHook,
+  captureStack,
+  hex,
+  MOD_OWN,
+  moduleAnchor,
+  readStack,
+} from "../core/internal.ts";
 import {
   OR_ALLOC_STACK,
   OR_BORROW_STACK,
+  OR_PTR,
   OR_STATE,
   OS_BUSY,
   OS_COUNT,
@@ -50,6 +59,7 @@ import {
   ownStackTable,
   pageCounts,
   tableFind,
+  tableRecords,
   tableRemove,
   unlockTable,
 } from "./table.ts";
@@ -208,6 +218,39 @@ export class OwnWorker {
 
 /** Every heap handle's state in this worker. */
 const workers = new WeakMap<Heap, OwnWorker>();
+
+/**
+ * A dead (or detached) worker's buffers: every record it owned, live or half-dropped, leaves
+ * the table as an orphan (its handles died with the worker), so its buffers become plain heap
+ * buffers that any worker may free and `findleaks` reports. Buffers it had sent and that are
+ * still in transit stay: their tokens may be on their way to a live worker. Borrows it held
+ * through `Shared` references on other workers' buffers cannot be told from theirs and stay
+ * counted.
+ *
+ * @param h the heap, from `Heap.reclaimSlot`
+ * @param slot the dead worker's slot
+ */
+function reclaimOwnSlot(h: HeapView, slot: number): void {
+  const root = moduleAnchor(h, MOD_OWN);
+  if (root === 0) return;
+  const heap = h as Heap, pages = pageCounts(heap, root);
+  lockTable(heap, root);
+  try {
+    for (const rec of tableRecords(heap, root)) {
+      const s = Atomics.load(h.i32, (rec + OR_STATE) >> 2);
+      const phase = (s & OS_PHASE) >>> OS_PHASE_SHIFT;
+      if ((s & OS_OWNER) >>> OS_OWNER_SHIFT !== slot || phase === PH_TRANSIT) continue;
+      const ptr = h.i32[(rec + OR_PTR) >> 2];
+      tableRemove(heap, root, ptr);
+      Atomics.and(h.i32, (rec + OR_STATE) >> 2, ~OS_PHASE);
+      Atomics.add(h.i32, (root + OT_ORPHANS) >> 2, 1);
+      Atomics.sub(pages, ptr >>> PC_PAGE_SHIFT, 1);
+    }
+  } finally {
+    unlockTable(heap, root);
+  }
+}
+addSlotReclaimer(reclaimOwnSlot);
 
 /** Options of `Ownership.create`. */
 export interface OwnershipOptions {

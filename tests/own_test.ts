@@ -580,10 +580,28 @@ describe("own: across two real workers", () => {
     assert.deepEqual(heap.verify(), []);
   });
 
+  it("a worker terminated while it owns a buffer: reclaimSlot gives the buffer up", async () => {
+    const heap = mk({ size: 4 << 20 });
+    const own = Ownership.create(heap);
+    const a = own.alloc(40);
+    const p = a.deref();
+    await withWorkers(1, async ([w]) => {
+      const r = await ask(w, { type: "keep", buffer: heap.buffer, token: a.send() });
+      w.terminate();
+      assert.equal(own.stateOf(p)?.owner, r.slot);
+      throwsKind(() => heap.free(p, 40), "not-owner");
+      heap.reclaimSlot(r.slot as number);
+    });
+    assert.equal(own.stateOf(p), undefined);
+    assert.equal(own.stats().orphaned, 1);
+    heap.free(p, 40); // a plain heap buffer now
+    assert.deepEqual(heap.verify(), []);
+  });
+
   it("two workers race for borrowMut, round after round: exactly one winner each time", async () => {
     const heap = mk({ size: 4 << 20 });
     const own = Ownership.create(heap);
-    const rounds = 1500;
+    const rounds = 1000;
     const a = own.alloc(16);
     await withWorkers(2, async ([w1, w2]) => {
       const owning = await ask(w1, { type: "own", buffer: heap.buffer, token: a.send() });

@@ -4,6 +4,7 @@
  * - `receive`: takes ownership of a buffer the main thread sent, checks and rewrites its bytes
  *   under a mutable borrow, tries to free and to adopt a buffer the main thread still owns
  *   (both refused: `not-owner`), then sends the buffer back to the main thread's slot.
+ * - `keep`: receives a buffer and keeps it (the test then terminates the worker).
  * - `own`: receives a buffer and lends a reference to it (`share`) for the other racer.
  * - `access`: turns that share token into a `Shared` reference.
  * - `race`: both racers, the owner and the holder of the reference, try `tryBorrowMut` at the
@@ -46,7 +47,7 @@ function barrier(ctrl: Int32Array, k: number, deadline: number): void {
     if (Date.now() > deadline) throw new Error(`barrier ${k} timed out at ${v}/${target}`);
     // Spin, so that both racers leave the barrier within a few nanoseconds of each other;
     // sleep only if the other is descheduled for long.
-    if (spins > 1_000_000) Atomics.wait(ctrl, 0, v, 1);
+    if (spins > 20_000) Atomics.wait(ctrl, 0, v, 1);
   }
 }
 
@@ -84,6 +85,11 @@ worker.onmessage = (e: MessageEvent) => {
           afterSend,
           back,
         };
+        break;
+      }
+      case "keep": {
+        owned = o.receive(m.token as Parameters<Ownership["receive"]>[0]);
+        reply = { type: "kept", slot: h.slot };
         break;
       }
       case "own": {
