@@ -9,7 +9,9 @@
  *     free error:region=0x10:block=0x1f8:already freed:detected at=t.ts,19:
  *     alert:region=0x10:block=0x1f8:size=5:just allocated:at=t.ts,4:
  *
- * Theory. A debug block is `[header][data: n][redzone: at least 4 bytes of 0xbb][n][site]`.
+ * Theory. A debug block is `[header][data: n][redzone: at least 4 bytes of 0xbb][n][site]`
+ * (the redzone is written and checked for at most `REDZONE_SPAN` bytes, so that a block with
+ * slack costs no more to check than another).
  * A write past the data changes a redzone byte (or the trailer), which `free`, `resize` and
  * `check` (vmdbcheck) find; with the open flag `check` (VM_DBCHECK) every allocation checks
  * the whole region first. An address given to `free` or `resize` is looked up by walking its
@@ -26,7 +28,7 @@
  * @module
  */
 import { hex } from "../core/internal.ts";
-import { type Blocks, blockSize } from "./blocks.ts";
+import { type Blocks, blockSize, Found } from "./blocks.ts";
 import { bestAllocBlock, bestFreeBlock, resizeBlock } from "./best.ts";
 import { RegionError, type Site } from "./errors.ts";
 import {
@@ -40,6 +42,7 @@ import {
   M_DEBUG,
   REDZONE_BYTE,
   REDZONE_MIN,
+  REDZONE_SPAN,
   RF_CHECK,
   RG_FLAGS,
   RG_WATCH,
@@ -63,7 +66,7 @@ function seal(bk: Blocks, b: number, n: number, site: number): void {
   const end = b + bk.bsize(b);
   bk.u32[(end - TR_SIZE) >> 2] = n;
   bk.u32[(end - TR_SITE) >> 2] = site;
-  bk.u8.fill(REDZONE_BYTE, b + BK_HDR + n, end - TR_BYTES);
+  bk.u8.fill(REDZONE_BYTE, b + BK_HDR + n, Math.min(end - TR_BYTES, b + BK_HDR + n + REDZONE_SPAN));
 }
 
 /** The size asked for of debug block `b` (its trailer). */
@@ -83,12 +86,12 @@ export function firstBadByte(bk: Blocks, b: number): number {
   if (n + REDZONE_MIN + TR_BYTES > size - BK_HDR) {
     // the trailer itself was overwritten: look for the first redzone byte that is not 0xbb
     const u8 = bk.u8;
-    for (let i = data; i < b + size - TR_BYTES; i++) {
+    for (let i = data; i < b + size - TR_BYTES - 1; i++) {
       if (u8[i] !== REDZONE_BYTE && u8[i + 1] === REDZONE_BYTE) return i + 1 - data;
     }
     return size - BK_HDR - TR_BYTES;
   }
-  const u8 = bk.u8, end = b + size - TR_BYTES;
+  const u8 = bk.u8, end = Math.min(b + size - TR_BYTES, data + n + REDZONE_SPAN);
   for (let i = data + n; i < end; i++) if (u8[i] !== REDZONE_BYTE) return i - data;
   return -1;
 }
@@ -96,9 +99,14 @@ export function firstBadByte(bk: Blocks, b: number): number {
 /** What an address given to free or resize is, found by walking its segment. */
 type Lookup = "busy" | "freed" | "unallocated";
 
-/** Walks the segment of `ptr` to say what it is. */
+/**
+ * Says what `ptr` is: a busy block when its header and check word say so (constant time),
+ * else by walking its segment, which tells a block already freed (and perhaps merged) from an
+ * address that was never a block.
+ */
 function lookup(bk: Blocks, ptr: number): Lookup {
   if ((ptr & 7) !== 0) return "unallocated";
+  if (bk.classify(ptr) === Found.Busy) return "busy";
   const seg = bk.segmentOf(ptr);
   if (seg === 0) return "unallocated";
   const u32 = bk.u32, a = ptr - BK_HDR, end = bk.segEnd(seg);

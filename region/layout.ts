@@ -181,6 +181,9 @@ export const TR_SITE = 4;
 export const TR_BYTES = 8;
 /** Least bytes of redzone after a debug block's data. */
 export const REDZONE_MIN = 4;
+/** Most redzone bytes written and checked after a debug block's data (the rest of a block
+ * with slack is left alone, so a check costs constant time). */
+export const REDZONE_SPAN = 64;
 /** The redzone's byte. */
 export const REDZONE_BYTE = 0xbb;
 

@@ -46,7 +46,11 @@ const decoder = new TextDecoder();
  * @returns the file's base name and the line, or the unknown site
  */
 export function captureSite(): Site {
+  const E = Error as { stackTraceLimit?: number };
+  const limit = E.stackTraceLimit;
+  E.stackTraceLimit = 12;
   const stack = new Error().stack ?? "";
+  E.stackTraceLimit = limit;
   const lines = stack.split("\n");
   for (let i = 1; i < lines.length; i++) {
     const m = FRAME.exec(lines[i]);
