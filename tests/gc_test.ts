@@ -284,6 +284,50 @@ describe("gc: finalizers", () => {
     assert.equal(gc.stats().finalizers, 0);
   });
 
+  it("random DAGs: each finalizer runs once, every object after all that reach it", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 25 }),
+        fc.array(fc.tuple(fc.nat(), fc.nat(), fc.nat()), { maxLength: 60 }),
+        (n, edges) => {
+          const { heap, gc } = setup();
+          const objs = Array.from({ length: n }, () => gc.malloc(16));
+          const reach = objs.map((_, i) => new Set([i]));
+          for (const [x, y, slot] of edges) {
+            const a = Math.min(x % n, y % n), b = Math.max(x % n, y % n);
+            if (a === b) continue; // edges go forward: no cycles
+            heap.i32[(objs[a] >> 2) + (slot % 4)] = objs[b];
+          }
+          // What each object reaches, read back from the heap (later edges overwrite).
+          for (let i = n - 1; i >= 0; i--) {
+            for (let k = 0; k < 4; k++) {
+              const j = objs.indexOf(heap.i32[(objs[i] >> 2) + k]);
+              if (j >= 0) { for (const r of reach[j]) reach[i].add(r); }
+            }
+          }
+          const when = new Array<number>(n).fill(-1);
+          let round = 0;
+          objs.forEach((p, i) =>
+            gc.registerFinalizer(p, () => {
+              assert.equal(when[i], -1, `object ${i} finalized twice`);
+              when[i] = round;
+            })
+          );
+          for (round = 0; round <= n + 1; round++) gc.collect();
+          for (let i = 0; i < n; i++) {
+            assert.ok(when[i] >= 0, `object ${i} never finalized`);
+            for (const j of reach[i]) {
+              if (j !== i) assert.ok(when[i] < when[j], `${i} reaches ${j}: finalized first`);
+            }
+            assert.equal(gc.isLive(objs[i]), false);
+          }
+          assert.equal(gc.stats().finalizers, 0);
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
   it("phase() is idle between collections and finalize inside a finalizer", () => {
     const { gc } = setup();
     let seen = "";
@@ -534,6 +578,11 @@ describe("gc: workers", () => {
         assert.equal(r.errors, 0, `worker ${r.slot}: ${(r.errorText as string[]).join("; ")}`);
         assert.ok((r.checks as number) >= 10, `worker ${r.slot} checked only ${r.checks} times`);
         assert.ok((r.longest as number) > 1000);
+        assert.ok((r.dropped as number) >= 1, `worker ${r.slot} dropped no list`);
+        assert.ok(
+          (r.finalized as number) >= 1 && (r.finalized as number) <= (r.dropped as number),
+          `worker ${r.slot} ran ${r.finalized} finalizers for ${r.dropped} lists`,
+        );
       }
       assert.ok(gc.stats().collections >= mine);
     });

@@ -28,7 +28,7 @@ function build(stop: number, list: number): Record<string, unknown> {
   const root = c.mallocUncollectable(8); // [head, length]
   const tag = (h.slot << 24) >>> 0;
   let seen = h.f64[(c.record + GC_COLLECTIONS) >> 3];
-  let checks = 0, nodes = 0, errors = 0, longest = 0;
+  let checks = 0, nodes = 0, errors = 0, longest = 0, finalized = 0, dropped = 0;
   worker.postMessage({ type: "running" });
   const errorText: string[] = [];
   while (Atomics.load(h.i32, stop >> 2) === 0) {
@@ -41,8 +41,13 @@ function build(stop: number, list: number): Record<string, unknown> {
     h.i32[(root >> 2) + 1] = n + 1;
     nodes++;
     if (n + 1 === list) {
-      h.i32[root >> 2] = 0; // the whole list becomes garbage
+      // The whole list becomes garbage; its head's finalizer runs here, at a safe point.
+      c.registerFinalizer(node, (p) => {
+        if (p === node) finalized++;
+      });
+      h.i32[root >> 2] = 0;
       h.i32[(root >> 2) + 1] = 0;
+      dropped++;
     }
     const now = h.f64[(c.record + GC_COLLECTIONS) >> 3];
     if (now !== seen) {
@@ -67,7 +72,8 @@ function build(stop: number, list: number): Record<string, unknown> {
     }
   }
   c.free(root);
-  return { checks, nodes, errors, errorText, longest };
+  c.collect(); // the last dropped list's head is found ready, and finalized here
+  return { checks, nodes, errors, errorText, longest, finalized, dropped };
 }
 
 worker.onmessage = (e: MessageEvent) => {
