@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { Heap, UmemError } from "../mod.ts";
+import { Heap, type UmemError } from "../mod.ts";
 import { type OwnedToken, Ownership } from "../own/mod.ts";
 
 const heap = Heap.create({ size: 4 << 20, debug: "", logging: "" });

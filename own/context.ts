@@ -67,6 +67,24 @@ import {
 /** The heap handle an `Ownership` works on: a `Heap` of this worker. */
 export type OwnHeap = Heap;
 
+/**
+ * Where an adopted buffer came from, and goes back at drop: the heap's sized interface, its
+ * malloc-compatible one, or an object cache of the same heap.
+ */
+export type OwnSource = "heap" | "libc" | OwnCache;
+
+/** An object cache as `adopt` sees it: a `Cache` of the same heap (checked when adopting). */
+export interface OwnCache {
+  /** The cache record's address. */
+  readonly addr: number;
+  /**
+   * Frees a buffer of the cache.
+   *
+   * @param ptr the buffer
+   */
+  free(ptr: number): void;
+}
+
 /** A function that takes an ownership error instead of having it thrown. */
 export type OwnershipErrorHandler = (error: OwnershipError) => void;
 

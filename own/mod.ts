@@ -44,6 +44,12 @@ export { Ownership, type OwnershipStats } from "./ownership.ts";
 export { type OwnedInfo, type OwnedToken, type ShareToken } from "./owned.ts";
 export { Owned, Shared } from "./owned.ts";
 export { Ref, RefMut } from "./guard.ts";
-export { type OwnershipErrorHandler, type OwnershipOptions, type OwnHeap } from "./context.ts";
+export {
+  type OwnCache,
+  type OwnershipErrorHandler,
+  type OwnershipOptions,
+  type OwnHeap,
+  type OwnSource,
+} from "./context.ts";
 export { BorrowError, BorrowMutError, type OwnershipDetail, OwnershipError } from "./own_error.ts";
 export { UmemError, type UmemErrorKind } from "../core/mod.ts";

@@ -27,6 +27,7 @@ import {
   type OwnershipErrorHandler,
   type OwnershipOptions,
   type OwnHeap,
+  type OwnSource,
 } from "./context.ts";
 import {
   OT_CAP,
@@ -203,7 +204,7 @@ export class Ownership {
    * a.drop();
    * ```
    */
-  adopt(ptr: number, size: number, source: "heap" | "libc" | Cache = "heap"): Owned {
+  adopt(ptr: number, size: number, source: OwnSource = "heap"): Owned {
     const h = this.ctx.heap;
     h.sync();
     checkSize("Ownership.adopt", "ptr", ptr, 8, h.mapped - 1);
