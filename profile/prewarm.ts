@@ -9,9 +9,10 @@
  * constructor runs on each, as on any fresh buffer) and freeing them all again leaves them
  * constructed in this worker's magazines and in the depot, where the next allocations find
  * them without touching a slab. For the heap's sized allocations the count is kept per size
- * class (the `umem_alloc_N` caches), found from the heap's own caches. From a trace the peaks
- * are exact per class; from a summary, which counts per size, the peaks of the sizes that
- * share a class are added, an upper bound.
+ * class (the `umem_alloc_N` caches), found from the heap's own caches. The hooks do not tell a
+ * sized allocation from a `malloc` (which takes 8 bytes more for its header), so both classes
+ * are counted when they differ. From a trace the peaks are exact per class; from a summary,
+ * which counts per size, the peaks of the sizes that share a class are added, an upper bound.
  *
  * Invariants. Prewarming changes nothing a program can see but the caches' contents and
  * statistics: every buffer it allocates it frees. A cache named in the trace that the heap
@@ -61,6 +62,9 @@ export interface PrewarmReport {
   missing: string[];
 }
 
+/** Bytes `heap.libc` puts before each block (core/libc.ts). */
+const MALLOC_HEADER = 8;
+
 /** The heap's size classes: `umem_alloc_N` caches, by buffer size. */
 function sizeClasses(heap: Heap): Cache[] {
   return heap.caches()
@@ -83,6 +87,7 @@ function classOf(classes: readonly Cache[], size: number): Cache | undefined {
 function peaksOfTrace(trace: Trace, classes: readonly Cache[]): Map<string, number> {
   const w = trace.words, n = trace.count;
   const keyOf = new Array<string | undefined>(n);
+  const keyOf2 = new Map<number, string>();
   const live = new Map<string, number>(), peak = new Map<string, number>();
   const up = (k: string) => {
     const v = (live.get(k) ?? 0) + 1;
@@ -95,14 +100,27 @@ function peaksOfTrace(trace: Trace, classes: readonly Cache[]): Map<string, numb
       const ref = w[b + TR_REF];
       const k = ref === NO_REF ? undefined : keyOf[ref];
       if (k !== undefined) live.set(k, live.get(k)! - 1);
+      const k2 = ref === NO_REF ? undefined : keyOf2.get(ref);
+      if (k2 !== undefined) live.set(k2, live.get(k2)! - 1);
       if (op === OP_FREE) continue;
     }
     const c = w[b + TR_CACHE], api = (w[b + TR_OP] >>> OPF_API_SHIFT) & OPF_MASK;
-    const k = c !== 0 && api === API_CACHE
-      ? trace.caches[c - 1]?.name
-      : classOf(classes, w[b + TR_SIZE])?.name;
+    if (c !== 0 && api === API_CACHE) {
+      const k = trace.caches[c - 1]?.name;
+      keyOf[i] = k;
+      if (k !== undefined) up(k);
+      continue;
+    }
+    // A sized allocation or a malloc (the hooks do not tell them apart, and malloc adds its
+    // 8-byte header): both classes are counted when they differ.
+    const size = w[b + TR_SIZE];
+    const k = classOf(classes, size)?.name, k2 = classOf(classes, size + MALLOC_HEADER)?.name;
     keyOf[i] = k;
     if (k !== undefined) up(k);
+    if (k2 !== undefined && k2 !== k) {
+      keyOf2.set(i, k2);
+      up(k2);
+    }
   }
   return peak;
 }
@@ -111,8 +129,12 @@ function peaksOfTrace(trace: Trace, classes: readonly Cache[]): Map<string, numb
 function peaksOfSummary(s: TraceSummary, classes: readonly Cache[]): Map<string, number> {
   const peak = new Map<string, number>();
   for (const p of s.pools) {
-    const k = p.cache !== "" ? p.cache : classOf(classes, p.size)?.name;
-    if (k !== undefined) peak.set(k, (peak.get(k) ?? 0) + p.peakLive);
+    const keys = p.cache !== ""
+      ? [p.cache]
+      : [classOf(classes, p.size)?.name, classOf(classes, p.size + MALLOC_HEADER)?.name];
+    for (const k of new Set(keys)) {
+      if (k !== undefined) peak.set(k, (peak.get(k) ?? 0) + p.peakLive);
+    }
   }
   return peak;
 }
