@@ -24,7 +24,7 @@
  *
  * @module
  */
-import { type Heap, OutOfMemoryError, UmemError } from "../core/mod.ts";
+import { OutOfMemoryError, UmemError } from "../core/mod.ts";
 import { SG_SIZE } from "./layout.ts";
 
 /**
@@ -107,6 +107,38 @@ export interface Discipline {
 export const HOME = 16;
 
 /**
+ * What {@linkcode heapDiscipline} needs of a heap: a umem `Heap` has it, and so has any sized
+ * allocator over one SharedArrayBuffer.
+ *
+ * @example
+ * ```ts
+ * import { Heap } from "@umem/umem";
+ * import type { SegmentHeap } from "@umem/umem/region";
+ * const h: SegmentHeap = Heap.create({ size: 1 << 20 });
+ * h.free(h.alloc(4096), 4096);
+ * ```
+ */
+export interface SegmentHeap {
+  /** The buffer its allocations lie in. */
+  readonly buffer: SharedArrayBuffer;
+  /**
+   * Allocates `size` bytes, 8-aligned.
+   *
+   * @param size bytes
+   * @returns the address
+   * @throws {OutOfMemoryError} when it has no memory
+   */
+  alloc(size: number): number;
+  /**
+   * Frees an allocation, given its size.
+   *
+   * @param ptr the address
+   * @param size the size given to `alloc`
+   */
+  free(ptr: number, size: number): void;
+}
+
+/**
  * Vmdcheap: segments are allocations from a umem heap (`heap.alloc`), so the region's blocks
  * live in the heap's buffer beside everything else. Segments cannot change size in place;
  * the region takes a new one instead, and `compact` gives wholly free ones back.
@@ -127,7 +159,7 @@ export const HOME = 16;
  * r.close();
  * ```
  */
-export function heapDiscipline(heap: Heap, round = 1 << 16): Discipline {
+export function heapDiscipline(heap: SegmentHeap, round = 1 << 16): Discipline {
   checkRound("heapDiscipline", round);
   return {
     buffer: heap.buffer,
@@ -137,7 +169,11 @@ export function heapDiscipline(heap: Heap, round = 1 << 16): Discipline {
         try {
           return heap.alloc(nsize);
         } catch (e) {
-          if (e instanceof OutOfMemoryError) return 0;
+          if (
+            e instanceof OutOfMemoryError || (e instanceof UmemError && e.kind === "out-of-memory")
+          ) {
+            return 0;
+          }
           throw e;
         }
       }

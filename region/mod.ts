@@ -40,6 +40,7 @@ export {
   type GrowableOptions,
   heapDiscipline,
   type RegionEvent,
+  type SegmentHeap,
 } from "./discipline.ts";
 export { RegionError, type Site } from "./errors.ts";
 export { formatTraceLine, parseTraceLine, type TraceRecord } from "./trace.ts";
@@ -54,3 +55,4 @@ export {
   mallocFromEnv,
   realloc,
 } from "./malloc.ts";
+export { UmemError, type UmemErrorKind } from "../core/mod.ts";

@@ -515,6 +515,45 @@ describe("region: disciplines", () => {
   });
 });
 
+describe("region: a region shared with workers", () => {
+  it("two workers and the main thread allocate and free in one region over one buffer", async () => {
+    const sab = new SharedArrayBuffer(4 << 20);
+    const r = Region.open(bufferDiscipline(sab), "best");
+    const url = new URL("./region_share_worker.ts", import.meta.url).href;
+    const ws = [0, 1].map(() => new Worker(url, { type: "module" }));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const done = ws.map((w) =>
+        new Promise<{ held: number[]; errors: string[] }>((resolve, reject) => {
+          w.onmessage = (e) => resolve(e.data);
+          w.onerror = (e) => reject(e);
+        })
+      );
+      ws.forEach((w, i) => w.postMessage({ buffer: sab, seed: 7 + i, ops: 20000, tag: i + 1 }));
+      // the main thread takes part too
+      const mine: number[] = [];
+      for (let i = 0; i < 5000; i++) {
+        if (mine.length > 0 && i % 3 === 0) r.free(mine.pop()!);
+        else mine.push(r.alloc(16 + (i % 100)));
+      }
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("workers did not finish in 60 s")), 60_000);
+      });
+      const results = await Promise.race([Promise.all(done), timeout]);
+      for (const res of results) assert.deepEqual(res.errors, []);
+      const held = results.flatMap((res) => res.held);
+      assert.equal(r.stat().busyCount, held.length + mine.length);
+      assert.deepEqual(r.verify(), []);
+      for (const p of [...held, ...mine]) r.free(p);
+      assert.equal(r.stat().busyCount, 0);
+      assert.deepEqual(r.verify(), []);
+    } finally {
+      clearTimeout(timer);
+      for (const w of ws) w.terminate();
+    }
+  });
+});
+
 describe("region: traces and profiles", () => {
   it("trace lines in the paper's format read back with parseTraceLine", () => {
     const lines: string[] = [];
