@@ -1223,6 +1223,8 @@ export class Collector implements Disposable {
       }
       return;
     }
+    const ready = rec + GC_SLOTS + this.slot * GS_SIZE + GS_NREADY;
+    if (this.finalizing === 0 && Atomics.load(h.i32, ready >> 2) !== 0) this.runFinalizers();
     if ((h.i32[(rec + GC_FLAGS) >> 2] & GCF_MANUAL) !== 0) return;
     const since = Atomics.load(h.i32, (rec + GC_SINCE) >> 2);
     const trigger = Math.max(

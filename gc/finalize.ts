@@ -12,7 +12,8 @@
  * objects: as in Boehm's collector it is never finalized, and it is reported. Every watched
  * object still unmarked after that is *ready*: it is marked (so it and what it refers to
  * survive this sweep), its entry turns `FS_READY`, and its worker runs the function at its next
- * safe point (the collecting worker right after the collection). The entry is then gone, so the
+ * safe point (the collecting worker right after the collection); until then the ready object is
+ * a root of every collection. The entry is then gone, so the
  * object is freed by the next collection that finds it unreachable: each finalizer runs once.
  *
  * Invariants. Entries `[0, GC_FINCOUNT)` are in use, armed or ready; removal moves the last
@@ -140,6 +141,13 @@ export function findReady(
   try {
     const t = w(h, rec + GC_FINTAB), n = w(h, rec + GC_FINCOUNT);
     if (n === 0) return { ready, cycles };
+    // Objects found ready before whose worker has not run the function yet are roots: the
+    // function must find them, and what they point to, intact.
+    for (let i = 0; i < n; i++) {
+      const e = t + i * FE_SIZE;
+      if (w(h, e + FE_STATE) === FS_READY) m.candidate(w(h, e + FE_OBJ));
+    }
+    m.finish();
     for (let i = 0; i < n; i++) {
       const e = t + i * FE_SIZE, obj = w(h, e + FE_OBJ);
       if (w(h, e + FE_STATE) !== FS_ARMED || m.isMarked(obj)) continue;

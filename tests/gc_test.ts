@@ -7,7 +7,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { type Heap, inspect } from "../mod.ts";
+import { Heap, inspect } from "../mod.ts";
 import { Collector, type CollectorOptions } from "../gc/mod.ts";
 import { mk, throwsKind } from "./helpers.ts";
 
@@ -326,6 +326,28 @@ describe("gc: finalizers", () => {
       ),
       { numRuns: 40 },
     );
+  });
+
+  it("an object whose finalizer another worker has still to run stays intact", () => {
+    const { heap, gc } = setup();
+    const other = Heap.attach(heap.buffer);
+    const gc2 = Collector.attach(other);
+    const ran: number[] = [];
+    const p = gc2.malloc(16), child = gc2.malloc(16);
+    other.i32[p >> 2] = child;
+    other.i32[child >> 2] = 12345;
+    gc2.registerFinalizer(p, (q) => ran.push(other.i32[other.i32[q >> 2] >> 2]));
+    gc2.leave(); // this worker's collections do not wait for it
+    assert.equal(gc.collect().finalizable, 1);
+    assert.equal(gc.collect().objects, 0, "still a root: its worker has not run it");
+    assert.equal(gc.collect().objects, 0);
+    gc2.enter();
+    assert.equal(gc2.runFinalizers(), 1);
+    assert.deepEqual(ran, [12345]);
+    gc2.detach(); // one thread plays both workers: the collections below must not wait for it
+    assert.equal(gc.collect().objects, 2);
+    other.detach();
+    assert.deepEqual(heap.verify(), []);
   });
 
   it("phase() is idle between collections and finalize inside a finalizer", () => {
