@@ -12,6 +12,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { main } from "../cli/umem.ts";
 import { fragmentTrace, record, saveTrace } from "../profile/mod.ts";
+import type { Heap } from "../mod.ts";
 import { mk } from "./helpers.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -41,14 +42,16 @@ saveTrace(fragmentTrace({ iterations: 500 }), FRAG);
 
 /** A recorded workload: 30 allocations of 48 bytes, 10 freed, from one function. */
 const RECORDED = join(DIR, "rec.umt");
+
+/** The recorded function: 30 allocations of 48 bytes, 10 freed. */
+function work(heap: Heap): void {
+  const ps = Array.from({ length: 30 }, () => heap.alloc(48));
+  for (let i = 0; i < 10; i++) heap.free(ps[i], 48);
+}
 {
   const heap = mk({ size: 1 << 20 });
   const rec = record(heap, { sites: true });
-  function work() {
-    const ps = Array.from({ length: 30 }, () => heap.alloc(48));
-    for (let i = 0; i < 10; i++) heap.free(ps[i], 48);
-  }
-  work();
+  work(heap);
   rec.save(RECORDED);
 }
 

@@ -28,6 +28,7 @@ import {
   TraceBuilder,
 } from "../profile/mod.ts";
 import { TR_REF, TR_WORDS, UH_CHECK, UH_COUNT, UH_SIZE } from "../profile/layout.ts";
+import { heapDiscipline, Region } from "../region/mod.ts";
 import { mk, throwsKind } from "./helpers.ts";
 
 /** One step of a workload: what to do, and a number that picks sizes and victims. */
@@ -531,6 +532,26 @@ describe("VMTRACE", () => {
       "corrupt-trace",
       /t\.trace:4: 'garbage'/,
     );
+  });
+});
+
+describe("VMTRACE from a region", () => {
+  it("reads the lines a traced region writes, and replays them", () => {
+    const heap = mk({ size: 4 << 20 });
+    const lines: string[] = [];
+    const r = Region.open(heapDiscipline(heap), "best", { trace: (l) => lines.push(l) });
+    const ps = Array.from({ length: 20 }, (_, i) => r.alloc(16 * (i + 1)));
+    const q = r.resize(ps[0], 1000);
+    for (let i = 1; i < 20; i += 2) r.free(ps[i]);
+    const { trace, skipped } = parseVmtrace(lines.join("\n"));
+    assert.equal(skipped, 0);
+    const s = summary(trace);
+    assert.deepEqual([s.allocs, s.resizes, s.frees, s.unmatchedFrees], [20, 1, 10, 0]);
+    const live = 1000 + Array.from({ length: 10 }, (_, k) => 16 * (2 * k + 1)).slice(1)
+      .reduce((a, b) => a + b, 0);
+    assert.equal(s.busyAtEnd, live);
+    assert.equal(replay(trace, "libc").skipped, 0);
+    r.free(q);
   });
 });
 
