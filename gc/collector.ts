@@ -252,6 +252,8 @@ export class Collector implements Disposable {
   readonly slot: number;
   /** Word index of this slot's unfolded allocation bytes. */
   private readonly pendingWord: number;
+  /** Word index of this slot's state (`WS_*`). */
+  private readonly stateWord: number;
   /** Caches by kind (1..3) and class, filled on first use. */
   private readonly caches: (Cache | undefined)[][] = [[], [], [], []];
   /** Cache handles by record address (for free and the sweep). */
@@ -283,6 +285,7 @@ export class Collector implements Disposable {
     this.slot = heap.slot;
     const gs = record + GC_SLOTS + heap.slot * GS_SIZE;
     this.pendingWord = (gs + GS_PENDING) >> 2;
+    this.stateWord = (gs + GS_STATE) >> 2;
     if (Atomics.load(heap.i32, (gs + GS_STATE) >> 2) !== WS_NONE) {
       throw new UmemError(
         "invalid-argument",
@@ -442,7 +445,7 @@ export class Collector implements Disposable {
    */
   malloc(size: number): number {
     const h = this.heap;
-    if (h.i32[SP_WORD] !== 0) this.safepoint();
+    if (h.i32[SP_WORD] !== 0 || h.i32[this.stateWord] !== WS_RUNNING) this.entry("GC_malloc");
     if (!(size > 0 && size <= GC_MAXSIZE) || (size | 0) !== size) {
       throw badSize("GC_malloc", size);
     }
@@ -510,7 +513,7 @@ export class Collector implements Disposable {
   /** Allocates an object of kind `kind` (the path of the less common kinds). */
   private allocKind(kind: number, size: number, fn: string): number {
     const h = this.heap;
-    if (h.i32[SP_WORD] !== 0) this.safepoint();
+    if (h.i32[SP_WORD] !== 0 || h.i32[this.stateWord] !== WS_RUNNING) this.entry(fn);
     if (!(size > 0 && size <= GC_MAXSIZE) || (size | 0) !== size) throw badSize(fn, size);
     const cls = CLASS_OF[(size + 7) >> 3];
     const c = this.caches[kind][cls] ?? this.cacheFor(kind, cls);
@@ -544,6 +547,7 @@ export class Collector implements Disposable {
     if (ptr === 0) return;
     const h = this.heap;
     h.sync();
+    if (h.i32[this.stateWord] !== WS_RUNNING) this.entry("GC_free");
     const c = this.handleOf(ptr, "GC_free");
     c.free(ptr);
     Atomics.sub(h.i32, (this.record + GC_INUSE) >> 2, h.i32[(c.addr + CA_BUFSIZE) >> 2]);
@@ -696,6 +700,7 @@ export class Collector implements Disposable {
   registerFinalizer(ptr: number, fn: ((ptr: number) => void) | null): void {
     const h = this.heap;
     h.sync();
+    if (h.i32[this.stateWord] !== WS_RUNNING) this.entry("GC_register_finalizer");
     this.handleOf(ptr, "GC_register_finalizer");
     if (!this.isLive(ptr)) throw notLive("GC_register_finalizer", ptr);
     const id = fn === null ? 0 : this.nextFn++;
@@ -953,6 +958,23 @@ export class Collector implements Disposable {
     park(h, this.record, this.slot);
     const nr = this.record + GC_SLOTS + this.slot * GS_SIZE + GS_NREADY;
     if (this.finalizing === 0 && Atomics.load(h.i32, nr >> 2) !== 0) this.runFinalizers();
+  }
+
+  /**
+   * The way into an allocation when a stop is requested or this worker is not running: a
+   * worker that left (or detached) may not allocate, since collections do not wait for it.
+   */
+  private entry(fn: string): void {
+    const state = Atomics.load(this.heap.i32, this.stateWord);
+    if (state !== WS_RUNNING) {
+      throw new UmemError(
+        "invalid-argument",
+        `${fn}: worker ${this.slot} ${
+          state === WS_NONE ? "detached its collector handle" : "left (call enter() first)"
+        }`,
+      );
+    }
+    this.safepoint();
   }
 
   /**

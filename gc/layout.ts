@@ -110,7 +110,7 @@ export const PH_IDLE = 0;
 export const PH_MARK = 1;
 /** Phase: the collector frees what it did not mark. */
 export const PH_SWEEP = 2;
-/** Phase: finalizers of the objects found unreachable run. */
+/** Phase: this worker runs finalizers (`phase()` reports it per worker; never stored). */
 export const PH_FINALIZE = 3;
 
 // ---- Per-slot record (GS_*), one cache line per worker slot ----

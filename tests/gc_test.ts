@@ -419,6 +419,10 @@ describe("gc: allocation, free, realloc, limits", () => {
     gc.free(p);
     throwsKind(() => gc.free(p), "duplicate-free");
     gc.free(0);
+    gc.leave();
+    throwsKind(() => gc.malloc(8), "invalid-argument", /left \(call enter\(\) first\)/);
+    throwsKind(() => gc.free(plain), "invalid-argument", /left/);
+    gc.enter();
     throwsKind(() => Collector.create(heap), "invalid-argument", /already/);
     throwsKind(() => Collector.attach(mk()), "invalid-argument", /no collector/);
     throwsKind(() => Collector.attach(heap), "invalid-argument", /already has a collector handle/);
@@ -617,7 +621,6 @@ describe("gc: workers", () => {
     const heap = mk({ size: 8 << 20, slots: 4 });
     const gc = Collector.create(heap, { stopTimeout: 5000, auto: false });
     const stop = heap.zalloc(8);
-    gc.leave();
     await withWorkers(1, async ([w]) => {
       const running = next(w, "running");
       const done = next(w, "done");
@@ -630,7 +633,6 @@ describe("gc: workers", () => {
       Atomics.store(heap.i32, stop >> 2, 1);
       assert.ok(((await done).rounds as number) > 0);
     });
-    gc.enter();
     assert.deepEqual(heap.verify(), []);
   });
 
