@@ -137,8 +137,9 @@ function head(bk: Blocks, category: string, ptr: number): string {
 
 /** Checks an address given to free or resize; reports and returns false when it is bad. */
 function vet(c: MethodContext, ptr: number, what: "free" | "resize"): boolean {
-  const bk = c.bk, found = lookup(bk, ptr), here = c.site();
+  const bk = c.bk, found = lookup(bk, ptr);
   if (found !== "busy") {
+    const here = c.site();
     const freed = found === "freed";
     c.report(
       new RegionError(
@@ -156,7 +157,7 @@ function vet(c: MethodContext, ptr: number, what: "free" | "resize"): boolean {
   }
   const b = ptr - BK_HDR, bad = firstBadByte(bk, b);
   if (bad >= 0) {
-    c.report(corrupted(c, b, bad, here));
+    c.report(corrupted(c, b, bad, c.site()));
     return false;
   }
   return true;

@@ -902,9 +902,10 @@ export class Region implements RegionAllocator {
     }
   }
 
-  /** Takes the region lock (not in a trusted region). */
+  /** Takes the region lock (not in a trusted region), then catches up with the buffer's growth. */
   private lock(): void {
     if (!this.trusted) regionLock(this.bk.i32, this.address + RG_LOCK, this.me);
+    this.bk.refresh();
   }
 
   /** Releases the region lock. */
