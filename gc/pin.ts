@@ -10,6 +10,8 @@
  * Invariants. A handle unpins once; disposing it again does nothing. The registry entry is in
  * the heap, so a pin made by one worker keeps the object alive for every collector.
  *
+ * Lock order: the root table's lock (core/roots.ts), taken alone.
+ *
  * @module
  */
 import type { Heap } from "../core/mod.ts";

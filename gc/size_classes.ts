@@ -8,7 +8,10 @@
  * which the marker finds from the slab's state bytes without a division.
  *
  * Invariants. {@linkcode GC_SIZE_CLASSES} is increasing and each size is a multiple of 8; the
- * lookup table maps `(size + 7) >> 3` to the smallest class that holds `size`.
+ * lookup table maps `(size + 7) >> 3` to the smallest class that holds `size`. The table is a
+ * constant derived from the list, the same in every worker, not allocator state.
+ *
+ * Lock order: none; nothing here locks.
  *
  * @module
  */
