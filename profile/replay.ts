@@ -14,8 +14,9 @@
  * name, so the extent sampling (after every allocation that sets a new busy peak, and every
  * `sampleEvery` operations) does not weigh on the time.
  *
- * Invariants. Each operation is run once per run; a free or resize whose block was made before
- * the trace began is skipped and counted (`skipped`).
+ * Invariants. Each operation is run once per run; a free whose block was made before the
+ * trace began is skipped and counted (`skipped`), a resize of such a block allocates its new
+ * block (and is counted too).
  *
  * Lock order: none beyond the allocators' own.
  *
@@ -47,7 +48,10 @@ export interface ReplayResult {
   records: number;
   /** Operations run. */
   operations: number;
-  /** Frees and resizes skipped: their block was made before the trace began. */
+  /**
+   * Frees and resizes whose block was made before the trace began: the frees are skipped,
+   * the resizes allocate their new block.
+   */
   skipped: number;
   /** Frees the allocator ignored (a bump arena's frees of blocks but the last). */
   ignoredFrees: number;
@@ -101,8 +105,15 @@ function run(
       } else {
         const ref = w[b + TR_REF];
         if (ref === NO_REF) {
+          // The block was made before the trace began: a free is skipped, a resize makes
+          // the new block.
           skipped++;
+          if (op !== OP_FREE) {
+            addr[i] = a.alloc(size);
+            busy += size;
+          }
           if (curve !== undefined) curve[i] = busy;
+          if (busy > peakBusy) peakBusy = busy;
           continue;
         }
         const old = w[ref * TR_WORDS + TR_SIZE];

@@ -201,10 +201,21 @@ export function summary(trace: Trace, options: SummaryOptions = {}): TraceSummar
       bucket(size);
       pool(i, b);
     } else if (ref === NO_REF) {
+      // The block was made before the trace: a free is only counted; a resize makes a block.
       unmatched++;
-      if (op === OP_FREE) total.frees++;
-      else total.resizes++;
-      continue;
+      if (op === OP_FREE) {
+        total.frees++;
+        continue;
+      }
+      const site = w[b + TR_SITE];
+      total.resizes++;
+      sites[site].resizes++;
+      total.bytesAllocated += size;
+      sites[site].bytesAllocated += size;
+      busy += size;
+      charge(site, size);
+      bucket(size);
+      pool(i, b);
     } else {
       const rb = ref * TR_WORDS, old = w[rb + TR_SIZE], site = w[rb + TR_SITE];
       busy -= old;

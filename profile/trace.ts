@@ -129,9 +129,15 @@ export class Trace {
         `Trace: ${words.length} words do not make ${this.count} records of ${TR_WORDS} words`,
       );
     }
+    if (sites[0] !== "") {
+      throw new UmemError(
+        "invalid-argument",
+        'Trace: the site table must begin with the unknown site ""',
+      );
+    }
     this.words = words;
     this.times = times;
-    this.sites = sites.length > 0 && sites[0] === "" ? sites : ["", ...sites];
+    this.sites = sites;
     this.caches = caches;
     this.start = start;
   }
@@ -192,7 +198,8 @@ export class Trace {
   }
 
   /**
-   * The busy bytes (sizes of the blocks live) after each record, as the trace says.
+   * The busy bytes (sizes of the blocks live) after each record, as the trace says. A free
+   * of a block made before the trace changes nothing; a resize of one adds its new size.
    *
    * @returns one figure per record
    */
@@ -201,11 +208,8 @@ export class Trace {
     let busy = 0;
     for (let i = 0; i < this.count; i++) {
       const b = i * TR_WORDS, op = w[b + TR_OP] & OPF_MASK, ref = w[b + TR_REF];
-      if (op === OP_ALLOC) busy += w[b + TR_SIZE];
-      else if (ref !== NO_REF) {
-        busy -= w[ref * TR_WORDS + TR_SIZE];
-        if (op === OP_RESIZE) busy += w[b + TR_SIZE];
-      }
+      if (op !== OP_FREE) busy += w[b + TR_SIZE];
+      if (op !== OP_ALLOC && ref !== NO_REF) busy -= w[ref * TR_WORDS + TR_SIZE];
       out[i] = busy;
     }
     return out;

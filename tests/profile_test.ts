@@ -361,6 +361,24 @@ describe("replay", () => {
     }
   });
 
+  it("a resize of a block made before the trace makes the new block", () => {
+    const b = new TraceBuilder();
+    b.resize(0x5000, 10, 0x6000, 50); // its block came before the recording
+    b.alloc(0x100, 8);
+    b.free(0x6000, 50);
+    b.free(0x100, 8);
+    const t = b.finish();
+    assert.deepEqual(Array.from(t.busyCurve()), [50, 58, 8, 0]);
+    const s = summary(t);
+    assert.deepEqual([s.unmatchedFrees, s.maxBusy, s.busyAtEnd, s.resizes], [1, 58, 0, 1]);
+    for (const name of ["heap", "libc", "cache", "bump", "context", "best", "pool", "last"]) {
+      const r = replay(t, name, { curve: true });
+      assert.equal(r.failed, undefined, `${name}: ${r.failed}`);
+      assert.deepEqual(Array.from(r.busyCurve!), [50, 58, 8, 0], name);
+      assert.equal(r.skipped, 1);
+    }
+  });
+
   it("Figure 4: the heap moves on every resize, realloc only when its class changes", () => {
     const t = fragmentTrace({ iterations: 2000 });
     const heap = replay(t, "heap"), libc = replay(t, "libc");
