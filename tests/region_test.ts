@@ -424,6 +424,52 @@ describe("region: bad input gives a typed error and leaves the region usable", (
     throwsKind(() => Region.open(no, "best"), "invalid-argument", /refused/);
   });
 
+  it("resize: move, copy and clear mean VM_RSMOVE, VM_RSCOPY and VM_RSCLEAR", () => {
+    const r = Region.open(growableDiscipline(), "best");
+    const a = r.alloc(64), wall = r.alloc(64);
+    bytes(r).fill(9, a, a + 64);
+    assert.equal(r.resize(a, 4000, { move: false }), 0, "cannot grow in place: refused");
+    assert.equal(r.size(a), 64, "and left as it was");
+    const b = r.resize(a, 4000, { copy: false });
+    assert.notEqual(b, a);
+    const c = r.resize(b, 9000, { clear: true });
+    assert.ok(bytes(r).subarray(c + 4000, c + 9000).every((x) => x === 0));
+    const d = r.alloc(100);
+    bytes(r).fill(5, d, d + 100);
+    const e = r.resize(d, 20000);
+    assert.ok(bytes(r).subarray(e, e + 100).every((x) => x === 5), "copied");
+    assert.equal(r.resize(e, 50), e, "shrinks in place");
+    const moved = [b !== a, c !== b, e !== d].filter(Boolean).length;
+    assert.equal(r.stat().moves, moved, "a move is counted when the address changes");
+    assert.equal(
+      r.stat().copied,
+      (c !== b ? 4000 : 0) + (e !== d ? 100 : 0),
+      "copy: false copies 0",
+    );
+    r.free(wall);
+    assert.deepEqual(r.verify(), []);
+  });
+
+  it("close: the discipline hears it and may refuse", () => {
+    const events: string[] = [];
+    let refuse = true;
+    const base = growableDiscipline();
+    const d: Discipline = {
+      ...base,
+      except: (_r, e) => (events.push(e), e === "close" && refuse ? false : undefined),
+    };
+    const r = Region.open(d, "best");
+    assert.equal(r.close(), false);
+    assert.ok(r.alloc(8) > 0, "still open");
+    refuse = false;
+    assert.equal(r.close(), true);
+    assert.deepEqual(events, ["open", "close", "close"]);
+    throwsKind(() => r.alloc(8), "destroyed");
+    // the buffer holds no region now: a new one can be opened in it
+    const again = Region.open(bufferDiscipline(base.buffer), "pool");
+    assert.equal(again.method, "pool");
+  });
+
   it("trust: no checks, same results for good calls", () => {
     const r = Region.open(growableDiscipline(), "best", { trust: true });
     const a = r.alloc(100);
