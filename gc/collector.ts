@@ -69,6 +69,7 @@ import {
 import {
   BUF_MARK,
   FOLD_BYTES,
+  GC_BUSY,
   GC_CLASSES,
   GC_COLLECTIONS,
   GC_CYCLES,
@@ -1364,13 +1365,26 @@ export class Collector implements Disposable {
 /**
  * Gives back the collector state of a worker that died or detached its heap without detaching
  * its collector handle (run by `Heap.reclaimSlot`): its pending bytes are folded in, its root
- * registers cleared, its finalizers forgotten, and collections stop waiting for it.
+ * registers cleared, its finalizers forgotten, and collections stop waiting for it. If it died
+ * in the middle of a collection, the mark bits it set are cleared and the world resumes.
  */
 function reclaimCollectorSlot(h: HeapView, slot: number): void {
   const rec = moduleAnchor(h, MOD_GC);
   if (rec === 0 || rec >= h.mapped || h.i32[(rec + GC_MAGIC) >> 2] !== GC_MAGIC_VALUE) return;
   if (slot < 0 || slot >= h.i32[(rec + GC_NSLOTS) >> 2]) return;
   const gs = rec + GC_SLOTS + slot * GS_SIZE;
+  if (Atomics.load(h.i32, (rec + GC_BUSY) >> 2) === slot + 1) {
+    // The worker died collecting: clear the mark bits it set, and let the world go.
+    const m = new Marker(h, rec, 0, 0, false);
+    m.eachSlab((sb, cp) => {
+      m.eachObject(sb, cp, BUF_ALLOC | BUF_MARK, (_p, _s, at) => {
+        h.u8[at] = BUF_ALLOC;
+      });
+    });
+    Atomics.store(h.i32, (rec + GC_PHASE) >> 2, PH_IDLE);
+    resumeWorld(h);
+    endCollection(h, rec);
+  }
   if (Atomics.load(h.i32, (gs + GS_STATE) >> 2) === WS_NONE) return;
   const pend = h.i32[(gs + GS_PENDING) >> 2];
   Atomics.add(h.i32, (rec + GC_SINCE) >> 2, pend);

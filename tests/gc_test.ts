@@ -9,6 +9,9 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Heap, inspect } from "../mod.ts";
 import { Collector, type CollectorOptions } from "../gc/mod.ts";
+import { BUF_MARK, GC_BUSY } from "../gc/layout.ts";
+import { Marker } from "../gc/mark.ts";
+import { HDR_SAFEPOINT } from "../core/internal.ts";
 import { mk, throwsKind } from "./helpers.ts";
 
 function setup(
@@ -347,6 +350,27 @@ describe("gc: finalizers", () => {
     gc2.detach(); // one thread plays both workers: the collections below must not wait for it
     assert.equal(gc.collect().objects, 2);
     other.detach();
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("a worker that died collecting: reclaimSlot clears its mark bits and lets the world go", () => {
+    const { heap, gc } = setup();
+    const other = Heap.attach(heap.buffer);
+    const gc2 = Collector.attach(other);
+    const kept = gc.malloc(16), child = gc.malloc(16);
+    heap.i32[kept >> 2] = child;
+    using _pin = gc.pin(kept);
+    // What a collection by `other` leaves behind when its worker is killed while marking.
+    heap.i32[(gc.record + GC_BUSY) >> 2] = other.slot + 1;
+    Atomics.store(heap.i32, HDR_SAFEPOINT >> 2, 1);
+    const st = new Marker(heap, gc.record, 0, 0, false).stateAt(kept);
+    void gc2;
+    heap.u8[st] |= BUF_MARK;
+    heap.reclaimSlot(other.slot);
+    assert.equal(heap.u8[st] & BUF_MARK, 0);
+    assert.equal(heap.i32[HDR_SAFEPOINT >> 2], 0);
+    assert.equal(gc.collect().objects, 0, "kept and child are scanned, not taken as marked");
+    assert.equal(gc.isLive(child), true);
     assert.deepEqual(heap.verify(), []);
   });
 
