@@ -25,10 +25,10 @@ describe("heap fuzzer", () => {
 });
 
 describe("sbo fuzzer", () => {
-  it("a fixed seed finds nothing in 800 runs", () => {
-    const r = runTarget(sboTarget, { runs: 800, seed: 7 });
+  it("a fixed seed finds nothing in 500 runs", () => {
+    const r = runTarget(sboTarget, { runs: 500, seed: 7 });
     assert.equal(r.failure, undefined, JSON.stringify(r.failure));
-    assert.equal(r.runs, 800);
+    assert.equal(r.runs, 500);
     assert.ok(r.ops > 300);
   });
 
@@ -45,10 +45,10 @@ describe("sbo fuzzer", () => {
 });
 
 describe("budget fuzzer", () => {
-  it("a fixed seed finds nothing in 800 runs", () => {
-    const r = runTarget(budgetTarget, { runs: 800, seed: 7 });
+  it("a fixed seed finds nothing in 400 runs", () => {
+    const r = runTarget(budgetTarget, { runs: 400, seed: 7 });
     assert.equal(r.failure, undefined, JSON.stringify(r.failure));
-    assert.equal(r.runs, 800);
+    assert.equal(r.runs, 400);
     assert.ok(r.ops > 300);
   });
 });

@@ -44,6 +44,7 @@ import {
 
 /** One command. `ctx` and `pick` index the model's lists modulo their length. */
 export type BudgetCmd =
+  | { op: "heap"; debug: boolean }
   | { op: "create"; ctx: number; budget: number; init: number; shared: boolean }
   | { op: "alloc"; ctx: number; size: number; zero: boolean; palloc: boolean }
   | { op: "free"; pick: number; how: "method" | "pfree" | "other"; other: number }
@@ -132,7 +133,10 @@ interface Model {
 
 /** Runs one command list on a fresh heap; throws on any disagreement with the model. */
 export function runBudget(cmds: BudgetCmd[]): void {
-  const heap = mk({ size: 4 << 20 });
+  // The first command may ask for a heap with guards: redzones after every buffer and freed
+  // buffers filled, which the heap checks on free and verify() checks everywhere.
+  const guarded = cmds[0]?.op === "heap" && cmds[0].debug;
+  const heap = mk({ size: 4 << 20, debug: guarded ? "guards" : "" });
   const top = topContext(heap);
   if (currentContext() !== top && currentContext()?.address !== top.address) {
     fail("topContext did not make the top current");
@@ -199,6 +203,8 @@ export function runBudget(cmds: BudgetCmd[]): void {
 
   for (const c of cmds) {
     switch (c.op) {
+      case "heap":
+        break;
       case "create": {
         const m = pick(c.ctx);
         if (contexts.length >= MAX_CONTEXTS) break;
@@ -389,6 +395,9 @@ export function runBudget(cmds: BudgetCmd[]): void {
 /** The budget fuzzer as a target of tests/fuzz/main.ts. */
 export const budgetTarget: Target<BudgetCmd> = {
   name: "budget",
-  commands: fc.array(cmdArb, { minLength: 1, maxLength: 150, size: "max" }),
+  commands: fc.tuple(
+    fc.record({ op: fc.constant("heap" as const), debug: fc.boolean() }),
+    fc.array(cmdArb, { minLength: 1, maxLength: 150, size: "max" }),
+  ).map(([heap, cmds]): BudgetCmd[] => [heap, ...cmds]),
   run: runBudget,
 };

@@ -40,6 +40,7 @@ type Source = "heap" | "nopool" | "vmem" | "cache" | "nest";
 
 /** One command. `arena` and `pick` index the model's lists modulo their length. */
 export type SboCmd =
+  | { op: "heap"; debug: boolean }
   | { op: "open"; src: Source; arena: number; chunk: number; limit: number; scoped: boolean }
   | { op: "alloc"; arena: number; size: number; align: number; zero: boolean }
   | { op: "free"; arena: number; last: boolean; pick: number }
@@ -179,7 +180,10 @@ function* liveRanges(arenas: Model[], pooled: Block[]): Iterable<[number, number
 
 /** Runs one command list on a fresh heap; throws on any disagreement with the model. */
 export function runSbo(cmds: SboCmd[]): void {
-  const heap = mk({ size: 1 << 20 });
+  // The first command may ask for a heap with guards: redzones after every buffer and freed
+  // buffers filled, which the heap checks on free and verify() checks everywhere.
+  const guarded = cmds[0]?.op === "heap" && cmds[0].debug;
+  const heap = mk({ size: 1 << 20, debug: guarded ? "guards" : "" });
   const pages = Vmem.create(heap, "fuzz_pages", { quantum: 16, source: heap.vmem });
   const cache: Cache = heap.createCache("fuzz_chunks", CACHE_BUF);
   heap.reap();
@@ -236,6 +240,8 @@ export function runSbo(cmds: SboCmd[]): void {
 
   for (const c of cmds) {
     switch (c.op) {
+      case "heap":
+        break;
       case "open": {
         if (opened >= MAX_ARENAS) break;
         const options: { chunkSize?: number; limit?: number; pool?: boolean } = {};
@@ -530,6 +536,9 @@ export function runSbo(cmds: SboCmd[]): void {
 /** The sbo fuzzer as a target of tests/fuzz/main.ts. */
 export const sboTarget: Target<SboCmd> = {
   name: "sbo",
-  commands: fc.array(cmdArb, { minLength: 1, maxLength: 150, size: "max" }),
+  commands: fc.tuple(
+    fc.record({ op: fc.constant("heap" as const), debug: fc.boolean() }),
+    fc.array(cmdArb, { minLength: 1, maxLength: 150, size: "max" }),
+  ).map(([heap, cmds]): SboCmd[] => [heap, ...cmds]),
   run: runSbo,
 };
