@@ -617,8 +617,8 @@ describe("gc: workers", () => {
       for (const w of ws) w.postMessage({ op: "build", buffer: heap.buffer, stop, list: 20_000 });
       await Promise.all(running);
       let mine = 0;
-      for (let i = 0; i < 40; i++) {
-        await sleep(5);
+      for (let i = 0; i < 25; i++) {
+        await sleep(3);
         gc.collect();
         mine++;
       }
