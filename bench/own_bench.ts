@@ -15,19 +15,24 @@
  *
  * Group "alloc+drop": the same baseline against `own.alloc(64)` + `drop()` in `light` and
  * `full` mode (a record from the heap, the address table under its lock, the free through the
- * hooked path), and the plain pair on a heap whose worker has the free hook attached (what
- * every other free of that worker pays once `own` guards frees).
+ * hooked path), and the plain pair on a heap whose worker has own's free hook attached (what
+ * every other free of that worker pays once `own` guards frees), next to the same with a hook
+ * that does nothing (the core's hooked path alone; own's hook adds one load of its page
+ * counts for a buffer it does not track).
  *
  * @module
  */
 import { Heap } from "../mod.ts";
 import { type Owned, Ownership } from "../own/mod.ts";
+import { attachHeapHook } from "../core/internal.ts";
 
 const N = 256;
 const SIZE = 64;
 const opts = { size: 32 << 20, maxSize: 256 << 20, debug: "", logging: "", options: "" };
 
 const plain = Heap.create(opts);
+const hooked = Heap.create(opts);
+attachHeapHook(hooked, { free: () => {} }); // a hook that does nothing: the core's hooked path
 const lightHeap = Heap.create(opts);
 const fullHeap = Heap.create(opts);
 const light = Ownership.create(lightHeap, { mode: "light" });
@@ -98,6 +103,15 @@ Deno.bench("heap.alloc + heap.free (no hook)", {
   baseline: true,
 }, () => {
   const h = plain, u8 = h.u8;
+  for (let i = 0; i < N; i++) {
+    const p = h.alloc(SIZE);
+    u8[p] = i;
+    h.free(p, SIZE);
+  }
+});
+
+Deno.bench("heap.alloc + heap.free (an empty free hook attached)", { group: "alloc+drop" }, () => {
+  const h = hooked, u8 = h.u8;
   for (let i = 0; i < N; i++) {
     const p = h.alloc(SIZE);
     u8[p] = i;

@@ -59,6 +59,7 @@ import {
   ownStackTable,
   pageCounts,
   tableFind,
+  tableMayHold,
   tableRecords,
   tableRemove,
   unlockTable,
@@ -168,6 +169,7 @@ export class OwnWorker {
   private onFree(ptr: number, cache: number): void {
     if (this.quiet !== 0 || this.pages[ptr >>> PC_PAGE_SHIFT] === 0) return;
     const h = this.heap, root = this.root;
+    if (!tableMayHold(h, root, ptr)) return;
     lockTable(h, root);
     let rec: number;
     try {

@@ -72,6 +72,11 @@ export const OT_DROPPED = 36;
 export const OT_PAGES = 40;
 /** log2 of the page the page counts are kept by (the heap's page size). */
 export const PC_PAGE_SHIFT = 12;
+/**
+ * The table's sequence word: odd while a writer (holding the lock) changes the slot array, so
+ * that the free hook can look a buffer up without the lock and retry if it changed meanwhile.
+ */
+export const OT_SEQ = 44;
 /** Size of the root record. */
 export const OT_SIZE = 48;
 /** "OWN1" as a little-endian word. */

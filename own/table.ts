@@ -13,8 +13,11 @@
  * published through module anchor `MOD_OWN` with compare-and-swap; a worker that loses the
  * race frees its copy.
  *
- * Invariants. The slot array is read and written only under the table lock (`OT_LOCK`), which
- * every lookup takes too, so a lookup never sees a half-moved table. `OT_COUNT` is the number
+ * Invariants. The slot array is written only under the table lock (`OT_LOCK`), and read under
+ * it, except by the free hook's first look (`tableMayHold`), a seqlock read: every writer makes
+ * the sequence word `OT_SEQ` odd while it changes the array, so a reader that saw the same even
+ * value before and after its probe saw no change (a freed old array is still readable memory of
+ * the buffer, so a racing read is wrong at worst, and then retried). `OT_COUNT` is the number
  * of non-empty slots. Between any slot and the slot its key hashes to, no slot is empty.
  *
  * Lock order: the table lock is taken before any core lock (growth allocates with it held); no
@@ -40,6 +43,7 @@ import {
   OT_MAGIC,
   OT_MAGIC_VALUE,
   OT_PAGES,
+  OT_SEQ,
   OT_SIZE,
   OT_STACKS,
   OT_TABLE,
@@ -139,6 +143,7 @@ function home(ptr: number, cap: number): number {
  */
 export function lockTable(heap: Heap, root: number): void {
   lock(heap, root + OT_LOCK);
+  heap.sync(); // another worker may have grown the table into memory this view lacks
 }
 
 /**
@@ -202,6 +207,7 @@ export function tableInsert(
     const ncap = cap * 2;
     const nt = heap.alloc(ncap * TS_SIZE);
     const i32 = heap.i32, table = i32[r + (OT_TABLE >> 2)];
+    Atomics.add(i32, r + (OT_SEQ >> 2), 1);
     i32.fill(0, nt >> 2, (nt + ncap * TS_SIZE) >> 2);
     for (let i = 0; i < cap; i++) {
       const k = i32[(table + i * TS_SIZE + TS_KEY) >> 2];
@@ -209,11 +215,14 @@ export function tableInsert(
     }
     i32[r + (OT_TABLE >> 2)] = nt;
     i32[r + (OT_CAP >> 2)] = ncap;
+    Atomics.add(i32, r + (OT_SEQ >> 2), 1);
     old = [table, cap * TS_SIZE];
   }
   const i32 = heap.i32;
+  Atomics.add(i32, r + (OT_SEQ >> 2), 1);
   place(i32, i32[r + (OT_TABLE >> 2)], i32[r + (OT_CAP >> 2)], ptr, rec);
   i32[r + (OT_COUNT >> 2)]++;
+  Atomics.add(i32, r + (OT_SEQ >> 2), 1);
   return old;
 }
 
@@ -235,6 +244,7 @@ export function tableRemove(heap: Heap, root: number, ptr: number): boolean {
     if (k === ptr) break;
     if (k === 0) return false;
   }
+  Atomics.add(i32, (root + OT_SEQ) >> 2, 1);
   // Algorithm R: move back every later entry whose home does not lie cyclically in (i, j].
   for (let j = (i + 1) & mask;; j = (j + 1) & mask) {
     const k = i32[(table + j * TS_SIZE + TS_KEY) >> 2];
@@ -249,6 +259,42 @@ export function tableRemove(heap: Heap, root: number, ptr: number): boolean {
   i32[(table + i * TS_SIZE + TS_KEY) >> 2] = 0;
   i32[(table + i * TS_SIZE + TS_REC) >> 2] = 0;
   i32[(root + OT_COUNT) >> 2]--;
+  Atomics.add(i32, (root + OT_SEQ) >> 2, 1);
+  return true;
+}
+
+/**
+ * Whether a buffer may be in the table, read without the lock (a seqlock read: the sequence
+ * word before and after the probe must be the same even number). False is exact; true means
+ * "found, or could not read quietly": the caller then looks it up under the lock.
+ *
+ * @param heap the heap
+ * @param root the root record
+ * @param ptr the buffer
+ * @returns false when the buffer is certainly not tracked
+ */
+export function tableMayHold(heap: Heap, root: number, ptr: number): boolean {
+  const seq = (root + OT_SEQ) >> 2;
+  for (let tries = 0; tries < 16; tries++) {
+    const i32 = heap.i32, v = Atomics.load(i32, seq);
+    if ((v & 1) !== 0) continue;
+    // Plain reads: the sequence word checked after the probe vouches for them.
+    const table = i32[(root + OT_TABLE) >> 2], cap = i32[(root + OT_CAP) >> 2];
+    if (table + cap * TS_SIZE > heap.mapped) {
+      heap.sync(); // grown by another worker into memory this view lacks
+      continue;
+    }
+    let found = false;
+    for (let i = home(ptr, cap), n = 0; n < cap; i = (i + 1) & (cap - 1), n++) {
+      const k = i32[(table + i * TS_SIZE + TS_KEY) >> 2];
+      if (k === ptr) {
+        found = true;
+        break;
+      }
+      if (k === 0) break;
+    }
+    if (Atomics.load(i32, seq) === v) return found;
+  }
   return true;
 }
 

@@ -298,6 +298,19 @@ describe("own: the free hook", () => {
     assert.deepEqual(heap.verify(), []);
   });
 
+  it("the hook tells tracked from untracked buffers of the same pages exactly", () => {
+    const { heap, own } = setup();
+    const owned: Owned[] = [], plain: number[] = [];
+    for (let i = 0; i < 600; i++) {
+      if (i % 2 === 0) owned.push(own.alloc(24));
+      else plain.push(heap.alloc(24));
+    }
+    for (const o of owned) throwsKind(() => heap.free(o.deref(), 24), "bad-free");
+    for (const p of plain) heap.free(p, 24);
+    for (const o of owned) o.drop();
+    assert.deepEqual(heap.verify(), []);
+  });
+
   it("close detaches the hook with the last Ownership on the heap handle", () => {
     const heap = mk({ size: 1 << 20 });
     const o1 = Ownership.create(heap), o2 = Ownership.create(heap);
