@@ -5,14 +5,14 @@
  * ```sh
  * deno run --allow-read --allow-env profile/study.ts              # gawk's 700,000 allocations
  * deno run --allow-read --allow-env profile/study.ts --scale 0.1  # a tenth of every trace
- * deno run --allow-read --allow-env profile/study.ts --alloc heap,libc -f json
+ * deno run --allow-read --allow-env profile/study.ts --alloc heap,libc --rounds 1 -f json
  * ```
  *
  * Theory. The traces come from the deterministic generators (generators.ts), so two runs
  * replay the same operations; each allocator gets a fresh heap per trace and per measurement
- * (replay.ts), the time run has no sampling in it, and the table is normalised to the heap's
- * sized allocator. Times vary from run to run by a few percent; the space figures, moves and
- * copies do not vary at all.
+ * (replay.ts), the timed runs have no sampling in them and the fastest of three is kept, and
+ * the table is normalised to the heap's sized allocator. Times vary from run to run (more on
+ * a busy machine); the space figures, moves and copies do not vary at all.
  *
  * Invariants. The study changes no state but its own heaps. Lock order: none.
  *
@@ -33,6 +33,8 @@ export interface StudyOptions {
   allocators?: readonly string[];
   /** The traces (default gawk, db, parser, fragment). */
   traces?: readonly string[];
+  /** Timed runs per replay, the fastest kept (default 3). */
+  rounds?: number;
   /** Called as each replay finishes (progress). */
   onResult?: (trace: string, result: ReplayResult) => void;
 }
@@ -73,12 +75,16 @@ export function study(options: StudyOptions = {}): StudyRow[] {
   const scale = options.scale ?? 1;
   const names = options.allocators ?? allocatorNames();
   const rows: StudyRow[] = [];
+  // Warm the JIT on every allocator's code first, so that the first table's first row does
+  // not pay for it.
+  const warm = gawkTrace({ scale: 0.005 });
+  for (const a of names) replay(warm, a, { space: false });
   for (const name of options.traces ?? Object.keys(TRACES)) {
     const make = TRACES[name];
     if (make === undefined) continue;
     const trace = make(scale);
     const results = names.map((a) => {
-      const r = replay(trace, a);
+      const r = replay(trace, a, { rounds: options.rounds ?? 3 });
       options.onResult?.(name, r);
       return r;
     });
@@ -114,9 +120,11 @@ if (import.meta.main) {
   const scale = Number(opt("--scale") ?? "1");
   const allocators = opt("--alloc")?.split(",");
   const json = opt("-f") === "json";
+  const rounds = Number(opt("--rounds") ?? "3");
   const t0 = performance.now();
   const rows = study({
     scale,
+    rounds,
     ...(allocators !== undefined ? { allocators } : {}),
     onResult: json ? undefined : (t, r) => process.stderr.write(`${t}/${r.allocator} `),
   });
