@@ -238,7 +238,9 @@ let dflt: Malloc | null = null;
 
 /**
  * The default allocator the module-level functions use (made on first use from the process
- * environment; its trace and profile are written at exit).
+ * environment; its trace and profile are written at exit). Under `VMDEBUG` (or
+ * `VMETHOD=Vmdebug`) each problem is written to stderr and the bad call refused, as Vmdebug
+ * does without `VM_DBABORT`; under the other methods problems are thrown.
  *
  * @returns the allocator
  * @throws {UmemError} `invalid-argument` for a bad environment
@@ -251,7 +253,12 @@ let dflt: Malloc | null = null;
  */
 export function defaultMalloc(): Malloc {
   if (dflt === null) {
-    const m = mallocFromEnv();
+    const config = mallocConfig();
+    // Vmdebug without VM_DBABORT: report each problem on stderr, refuse the bad call, go on.
+    const m = new Malloc(
+      config,
+      config.method === "debug" ? { onError: (e) => console.error(e.message) } : {},
+    );
     dflt = m;
     if (m.config.traceFile !== undefined || m.config.profileFile !== undefined) {
       process.on("exit", () => m.flush());
