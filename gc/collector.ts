@@ -433,6 +433,8 @@ export class Collector implements Disposable {
    * @returns the object's address
    * @throws {UmemError} `invalid-argument` for a size out of range
    * @throws {OutOfMemoryError} when the heap or the maximum heap size is exhausted
+   * @throws {UmemError} `safepoint-timeout` when a collection this allocation triggered could
+   *   not stop another worker (nothing was allocated); `invalid-argument` after `leave()`
    *
    * @example
    * ```ts
@@ -471,6 +473,8 @@ export class Collector implements Disposable {
    * @returns the object's address
    * @throws {UmemError} `invalid-argument` for a size out of range
    * @throws {OutOfMemoryError} when the heap or the maximum heap size is exhausted
+   * @throws {UmemError} `safepoint-timeout` when a collection this allocation triggered could
+   *   not stop another worker (nothing was allocated); `invalid-argument` after `leave()`
    *
    * @example
    * ```ts
@@ -494,6 +498,8 @@ export class Collector implements Disposable {
    * @returns the object's address (cleared)
    * @throws {UmemError} `invalid-argument` for a size out of range
    * @throws {OutOfMemoryError} when the heap or the maximum heap size is exhausted
+   * @throws {UmemError} `safepoint-timeout` when a collection this allocation triggered could
+   *   not stop another worker (nothing was allocated); `invalid-argument` after `leave()`
    *
    * @example
    * ```ts
