@@ -298,7 +298,9 @@ export class Blocks {
    * the region calls this whenever it takes its lock.
    */
   refresh(): void {
-    const sab = this.disc.buffer, n = sab.byteLength;
+    const sab = this.disc.buffer;
+    if (!sab.growable) return;
+    const n = sab.byteLength;
     if (this.u8.length !== n) {
       this.u8 = new Uint8Array(sab, 0, n);
       this.u32 = new Uint32Array(sab, 0, n >> 2);

@@ -180,6 +180,19 @@ describe("region: the fragment pattern of Figure 4", () => {
           }K`,
       );
     }
+    // the same pattern on the core's malloc (heap.libc), counting address changes
+    const heap = mk({ size: 8 << 20 });
+    let size = 32, big = heap.libc.malloc(size), moves = 0, copied = 0;
+    for (let i = 0; i < 10000; i++) {
+      heap.libc.malloc(24);
+      const nb = heap.libc.realloc(big, size += 32);
+      if (nb !== big) moves++, copied += size - 32;
+      big = nb;
+    }
+    console.log(
+      `heap.libc ${String(moves).padStart(5)}  ${(copied / 1024).toFixed(0).padStart(4)}K` +
+        "   (the core's size classes: a move at every class boundary)",
+    );
     const best = rows[0];
     assert.ok(best.moves <= 12, `best moved ${best.moves} times`);
     assert.ok(best.copied <= 335 * 1024, `best copied ${best.copied} bytes`);
@@ -549,6 +562,10 @@ describe("region: disciplines", () => {
       assert.ok(again.alloc(500) > 0);
       assert.deepEqual(again.verify(), []);
       throwsKind(() => Region.open(bufferDiscipline(copy), "pool"), "invalid-argument", /Vmbest/);
+      // a truncated file: the segment runs past the buffer's end
+      const short = new SharedArrayBuffer(1 << 12);
+      new Uint8Array(short).set(data.subarray(0, 1 << 12));
+      throwsKind(() => Region.open(bufferDiscipline(short), "best"), "corrupt-image", /bounds/);
       // damage: another format version, then a bad magic
       const v = new Uint32Array(copy);
       v[(again.address + 4) >> 2] = 99;
