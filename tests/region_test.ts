@@ -226,6 +226,11 @@ describe("region: a model test per method", () => {
       n: fc.integer({ min: 1, max: 5000 }),
     }),
     fc.record({ k: fc.constant("compact" as const) }),
+    fc.record({
+      k: fc.constant("bad" as const),
+      i: fc.nat(),
+      d: fc.integer({ min: -40, max: 40 }),
+    }),
   );
 
   for (const method of ["best", "debug", "profile"] as const) {
@@ -259,6 +264,14 @@ describe("region: a model test per method", () => {
               bytes(r).fill(v.fill, q, q + o.n);
               live.set(q, { size: o.n, fill: v.fill });
             } else if (o.k === "compact") r.compact();
+            else if (o.k === "bad") {
+              // an address near a block (before it, inside it, on a freed one, past the
+              // end) that is not a live block is refused and changes nothing
+              const a = (keys.length > 0 ? keys[o.i % keys.length] : 4096) + 4 * o.d;
+              if (!live.has(a)) {
+                throwsKind(() => r.free(a), ["bad-free", "duplicate-free", "invalid-argument"]);
+              }
+            }
           }
           checkModel(r, live);
           if (method === "debug") assert.deepEqual(r.check(), []);
