@@ -215,6 +215,12 @@ export class OwnWorker {
         d,
       );
     }
+    if (owner !== h.slot) {
+      // Another worker's buffer is never freed from here, handler or not: its owner may be
+      // using it this very moment.
+      this.handler?.(e);
+      throw e;
+    }
     this.fail(e);
     // The handler let it go on: the free happens, so the record leaves the table (and is kept,
     // so that its handle finds it orphaned rather than reading freed memory).

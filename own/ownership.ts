@@ -282,7 +282,8 @@ export class Ownership {
    * Sets this worker's error handler for this heap handle (every `Ownership` on it): a broken
    * rule is given to it instead of thrown. Then borrows that conflict return a guard that holds
    * nothing (`held` false), `deref` returns the address, `drop` frees nothing, and a refused
-   * `heap.free` goes ahead (the buffer's record is orphaned). `move`, `send`, `clone`, `share`,
+   * `heap.free` goes ahead (the buffer's record is orphaned) unless the buffer is another
+   * worker's, whose free is always refused. `move`, `send`, `clone`, `share`,
    * `receive` and `access` have no handle to give back: they throw after the handler.
    *
    * @param handler the handler, or undefined to throw again

@@ -219,6 +219,11 @@ describe("own: send, receive, references", () => {
     const e = throwsKind(() => other.free(c.deref(), 24), "not-owner", /owned by worker 0/);
     assert.equal(e.address, c.deref());
     throwsKind(() => own2.adopt(c.deref(), 24), "not-owner");
+    // An error handler does not let a foreign free through: it sees the error, the free throws.
+    const seen: string[] = [];
+    own2.onError((err) => seen.push(err.kind));
+    throwsKind(() => other.free(c.deref(), 24), "not-owner");
+    assert.deepEqual(seen, ["not-owner"]);
     assert.equal(own.stateOf(c.deref())?.owner, 0);
     c.drop();
     assert.deepEqual(heap.verify(), []);
