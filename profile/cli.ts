@@ -36,10 +36,24 @@ export interface ProfileOutput {
   error(text: string): void;
 }
 
-/** The commands this file runs. */
+/** The commands this file runs.
+ *
+ * @example
+ * ```ts
+ * import { PROFILE_COMMANDS } from "@umem/umem/profile";
+ * console.log(PROFILE_COMMANDS.includes("replay")); // true
+ * ```
+ */
 export const PROFILE_COMMANDS: readonly string[] = ["profile", "replay"];
 
-/** Usage lines, for `umem --help`. */
+/** Usage lines, for `umem --help`.
+ *
+ * @example
+ * ```ts
+ * import { PROFILE_USAGE } from "@umem/umem/profile";
+ * console.log(PROFILE_USAGE[0].trim().split(" ")[0]); // profile
+ * ```
+ */
 export const PROFILE_USAGE: readonly string[] = [
   "  profile TRACE [--window N] [-f json]",
   "      the Vmprofile summary of a trace (.umt or VMTRACE) per call site, cache and size, and its phases",
@@ -56,6 +70,17 @@ class ProfileUsageError extends Error {}
  * @param path the file
  * @returns the trace
  * @throws {UmemError} `corrupt-trace` for a damaged `.umt` file or text with no trace line
+ *
+ * @example
+ * ```ts
+ * import { writeFileSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { openTrace } from "@umem/umem/profile";
+ * const path = join(tmpdir(), "open.trace");
+ * writeFileSync(path, "0:0x1000:24:r:Vmbest:t.c,4:\n");
+ * console.log(openTrace(path).at(0).size); // 24
+ * ```
  */
 export function openTrace(path: string): Trace {
   let bytes: Uint8Array;

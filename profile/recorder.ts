@@ -117,12 +117,33 @@ export class Recorder {
     });
   }
 
-  /** The records so far. */
+  /** The records so far.
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { record } from "@umem/umem/profile";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const rec = record(heap);
+   * heap.alloc(16);
+   * console.log(rec.count); // 1
+   * ```
+   */
   get count(): number {
     return this.done?.count ?? this.builder.count;
   }
 
-  /** Whether `stop()` was called. */
+  /** Whether `stop()` was called.
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * import { record } from "@umem/umem/profile";
+   * const rec = record(Heap.create({ size: 1 << 20 }));
+   * rec.stop();
+   * console.log(rec.stopped); // true
+   * ```
+   */
   get stopped(): boolean {
     return this.done !== undefined;
   }

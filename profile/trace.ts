@@ -147,6 +147,14 @@ export class Trace {
    *
    * @param i the record's index
    * @returns 1 alloc, 2 free, 3 resize
+   *
+   * @example
+   * ```ts
+   * import { TraceBuilder } from "@umem/umem/profile";
+   * const b = new TraceBuilder();
+   * b.alloc(0x100, 8);
+   * console.log(b.finish().opOf(0)); // 1
+   * ```
    */
   opOf(i: number): number {
     return this.words[i * TR_WORDS + TR_OP] & OPF_MASK;
@@ -158,6 +166,14 @@ export class Trace {
    * @param i the record's index, 0 ≤ i < count
    * @returns the record
    * @throws {UmemError} `invalid-argument` for an index out of range
+   *
+   * @example
+   * ```ts
+   * import { TraceBuilder } from "@umem/umem/profile";
+   * const b = new TraceBuilder();
+   * b.alloc(0x100, 8);
+   * console.log(b.finish().at(0).size); // 8
+   * ```
    */
   at(i: number): TraceRecord {
     if (!Number.isInteger(i) || i < 0 || i >= this.count) {
@@ -188,6 +204,15 @@ export class Trace {
    * The worker slots that appear in the trace, in increasing order.
    *
    * @returns the slots
+   *
+   * @example
+   * ```ts
+   * import { TraceBuilder } from "@umem/umem/profile";
+   * const b = new TraceBuilder();
+   * b.worker = 3;
+   * b.alloc(0x100, 8);
+   * console.log(b.finish().workers()); // [ 3 ]
+   * ```
    */
   workers(): number[] {
     const seen = new Set<number>();
@@ -202,6 +227,16 @@ export class Trace {
    * of a block made before the trace changes nothing; a resize of one adds its new size.
    *
    * @returns one figure per record
+   *
+   * @example
+   * ```ts
+   * import { TraceBuilder } from "@umem/umem/profile";
+   * const b = new TraceBuilder();
+   * b.alloc(0x100, 8);
+   * b.alloc(0x200, 24);
+   * b.free(0x100, 8);
+   * console.log(Array.from(b.finish().busyCurve())); // [ 8, 32, 24 ]
+   * ```
    */
   busyCurve(): Float64Array {
     const out = new Float64Array(this.count), w = this.words;
@@ -268,7 +303,16 @@ export class TraceBuilder {
     this.clock = () => tick++;
   }
 
-  /** Records so far. */
+  /** Records so far.
+   *
+   * @example
+   * ```ts
+   * import { TraceBuilder } from "@umem/umem/profile";
+   * const b = new TraceBuilder();
+   * b.alloc(0x100, 8);
+   * console.log(b.count); // 1
+   * ```
+   */
   get count(): number {
     return this.n;
   }
@@ -278,6 +322,15 @@ export class TraceBuilder {
    *
    * @param site the site's text ("" for unknown)
    * @returns its index
+   *
+   * @example
+   * ```ts
+   * import { TraceBuilder } from "@umem/umem/profile";
+   * const b = new TraceBuilder();
+   * b.alloc(0x100, 8);
+   * b.setSite(b.site("parse t.ts,12"));
+   * console.log(b.site("parse t.ts,12"), b.finish().at(0).site); // 1 parse t.ts,12
+   * ```
    */
   site(site: string): number {
     let i = this.siteIndex.get(site);
@@ -296,6 +349,15 @@ export class TraceBuilder {
    * @param name its name
    * @param bufsize its buffer size
    * @returns 1 + its index in the cache table
+   *
+   * @example
+   * ```ts
+   * import { TraceBuilder } from "@umem/umem/profile";
+   * const b = new TraceBuilder();
+   * const c = b.cache(0x4000, "conn", 256);
+   * b.alloc(0x100, 256, 0, c);
+   * console.log(c, b.finish().at(0).cache); // 1 conn
+   * ```
    */
   cache(key: string | number, name: string, bufsize: number): number {
     let c = this.cacheIndex.get(key);
@@ -333,6 +395,13 @@ export class TraceBuilder {
    * @param cache `TR_CACHE`
    * @param site `TR_SITE`
    * @returns the record's index
+   *
+   * @example
+   * ```ts
+   * import { TraceBuilder } from "@umem/umem/profile";
+   * const b = new TraceBuilder();
+   * console.log(b.push(1, 0, 40, 0x100, 0, 0, 0, 0)); // 0 (an allocation of 40 bytes)
+   * ```
    */
   push(
     op: number,
@@ -364,6 +433,13 @@ export class TraceBuilder {
    * @param api the interface (default the heap's)
    * @param cache `TR_CACHE` (default none)
    * @returns the record's index
+   *
+   * @example
+   * ```ts
+   * import { TraceBuilder } from "@umem/umem/profile";
+   * const b = new TraceBuilder();
+   * console.log(b.alloc(0x100, 40), b.alloc(0x200, 40)); // 0 1
+   * ```
    */
   alloc(addr: number, size: number, api = 0, cache = 0): number {
     return this.push(OP_ALLOC, cache !== 0 ? API_CACHE : api, size, addr, 0, 0, cache, 0);
@@ -377,6 +453,15 @@ export class TraceBuilder {
    * @param api the interface
    * @param cache `TR_CACHE`
    * @returns the record's index
+   *
+   * @example
+   * ```ts
+   * import { TraceBuilder } from "@umem/umem/profile";
+   * const b = new TraceBuilder();
+   * b.alloc(0x100, 40);
+   * b.free(0x100, 40);
+   * console.log(b.finish().at(1).ref); // 0
+   * ```
    */
   free(addr: number, size = 0, api = 0, cache = 0): number {
     return this.push(OP_FREE, cache !== 0 ? API_CACHE : api, 0, addr, 0, size, cache, 0);
@@ -391,6 +476,15 @@ export class TraceBuilder {
    * @param size the new size
    * @param api the interface (default libc)
    * @returns the record's index
+   *
+   * @example
+   * ```ts
+   * import { TraceBuilder } from "@umem/umem/profile";
+   * const b = new TraceBuilder();
+   * b.alloc(0x100, 40);
+   * b.resize(0x100, 40, 0x300, 400);
+   * console.log(b.finish().at(1).oldAddress); // 256
+   * ```
    */
   resize(oldAddr: number, oldSize: number, addr: number, size: number, api = 2): number {
     return this.push(OP_RESIZE, api, size, addr, oldAddr, oldSize, 0, 0);
@@ -400,6 +494,15 @@ export class TraceBuilder {
    * Sets the site of the last record.
    *
    * @param site its index in the site table
+   *
+   * @example
+   * ```ts
+   * import { TraceBuilder } from "@umem/umem/profile";
+   * const b = new TraceBuilder();
+   * b.alloc(0x100, 40);
+   * b.setSite(b.site("main.ts,3"));
+   * console.log(b.finish().at(0).site); // main.ts,3
+   * ```
    */
   setSite(site: number): void {
     if (this.n > 0) this.words[(this.n - 1) * TR_WORDS + TR_SITE] = site;
@@ -409,6 +512,14 @@ export class TraceBuilder {
    * The trace: the records so far, linked (every free and resize names its block's maker).
    *
    * @returns the trace
+   *
+   * @example
+   * ```ts
+   * import { TraceBuilder } from "@umem/umem/profile";
+   * const b = new TraceBuilder();
+   * b.alloc(0x100, 40);
+   * console.log(b.finish().count); // 1
+   * ```
    */
   finish(): Trace {
     const t = new Trace(
