@@ -13,7 +13,9 @@
  * one `Ownership`: `light` keeps counts and owner ids, `full` also interns the stack of every
  * allocation, borrow, move and drop.
  *
- * Invariants. The hook never allocates and never frees; it takes the table lock alone. While
+ * Invariants. The hook never allocates and never frees. Its first look costs one load (the
+ * page counts: no tracked buffer starts in this page) or a lock-free seqlock probe of the table;
+ * only for a tracked buffer does it take the table lock, alone. While
  * `quiet` is nonzero the frees are the module's own (a drop, a record, an old slot array) and the
  * hook lets them through without a lookup.
  *

@@ -38,7 +38,8 @@
  *   outlived its buffer's move never matches again.
  *
  * Lock order: the table lock (`OT_LOCK`) is taken before any core lock (the table grows with
- * `heap.alloc` while holding it) and is never held while a heap hook runs.
+ * `heap.alloc` while holding it); no free happens while it is held, since the module's free
+ * hook takes it.
  *
  * @module
  */
