@@ -6,7 +6,7 @@
  *
  *     corrupted data:region=0x10:block=0x1f8:bad byte at=4:allocated at=t.ts,4:detected at=t.ts,6:
  *     free error:region=0x10:block=0x2000:unallocated block:detected at=t.ts,6:
- *     free error:region=0x10:block=0x1f8:already freed:detected at=t.ts,19:
+ *     free error:region=0x10:block=0x1f8:already freed:allocated at=t.ts,8:detected at=t.ts,19:
  *     alert:region=0x10:block=0x1f8:size=5:just allocated:at=t.ts,4:
  *
  * Theory. A debug block is `[header][data: n][redzone: at least 4 bytes of 0xbb][n][site]`
@@ -17,7 +17,8 @@
  * the whole region first. An address given to `free` or `resize` is looked up by walking its
  * segment, so an address inside a block, one outside the region, and a block already freed
  * (its stale check word is a free or junk key) are told apart. A bad call is refused: the
- * region is left as it was. Watched addresses (`RG_WATCH`, vmdbwatch) raise an alert at every
+ * region is left as it was. A block freed twice while it is still cached keeps its trailer,
+ * so that report names its allocation's site too. Watched addresses (`RG_WATCH`, vmdbwatch) raise an alert at every
  * call that allocates, frees or resizes them.
  *
  * Invariants: every busy block's trailer holds its size `n` with `n + 4 + 8 + 8 <= block size`
@@ -141,15 +142,20 @@ function vet(c: MethodContext, ptr: number, what: "free" | "resize"): boolean {
   if (found !== "busy") {
     const here = c.site();
     const freed = found === "freed";
+    // a block freed and still cached keeps its trailer: its allocation's site is known
+    const a = ptr - BK_HDR;
+    const junk = freed && ((bk.u32[(a + BK_CHECK) >> 2] ^ a) >>> 0) === K_JUNK;
+    const born = junk ? c.siteAt(bk.u32[(a + bk.bsize(a) - TR_SITE) >> 2]) : null;
     c.report(
       new RegionError(
         freed ? "duplicate-free" : "bad-free",
         head(bk, `${what} error`, ptr) + (freed ? "already freed" : "unallocated block") +
+          (born !== null ? `:allocated at=${siteText(born)}` : "") +
           `:detected at=${siteText(here)}:`,
         bk.rec,
         ptr,
         `${what} error`,
-        null,
+        born,
         here,
       ),
     );

@@ -87,7 +87,7 @@ describe("region: the paper's Figure 8 under Vmdebug", () => {
     assert.equal(
       lines[2],
       `free error:region=${rg}:block=0x${L.b.toString(16)}:already freed:` +
-        `detected at=${FILE},${L.freeB2}:`,
+        `allocated at=${FILE},${L.allocB}:detected at=${FILE},${L.freeB2}:`,
     );
     assert.equal(reports[2].kind, "duplicate-free");
     // the refused free left the damaged block allocated; the region is sound
