@@ -598,6 +598,31 @@ describe("own: across two real workers", () => {
     assert.deepEqual(heap.verify(), []);
   });
 
+  it("a mutable borrow held in another worker blocks the owner's borrows, move and drop", async () => {
+    const heap = mk({ size: 4 << 20 });
+    const own = Ownership.create(heap, { mode: "full" });
+    const a = own.alloc(32);
+    await withWorkers(1, async ([w]) => {
+      const r = await ask(w, { type: "hold", buffer: heap.buffer, share: a.share() });
+      const st = own.stateOf(a.deref())!;
+      assert.deepEqual([st.mutablyBorrowed, st.lent, st.owner], [true, 1, 0]);
+      const e = throwsKind(() => a.borrow(), "borrow-conflict", /already mutably borrowed/);
+      assert.ok(e instanceof BorrowError);
+      assert.match(e.conflictStack, /own_worker\.ts/, "the stack of the worker's borrow");
+      throwsKind(() => a.borrowMut(), "borrow-conflict");
+      throwsKind(() => a.drop(), "drop-while-borrowed", /1 mutable, 1 lent/);
+      throwsKind(() => a.move(), "borrow-conflict");
+      throwsKind(() => a.send(), "borrow-conflict");
+      throwsKind(() => heap.free(a.deref(), 32), "drop-while-borrowed");
+      assert.equal(r.slot, 1);
+      await ask(w, { type: "letgo" });
+      a.borrowMut().release();
+      a.drop();
+    });
+    assert.deepEqual(own.leaks(), []);
+    assert.deepEqual(heap.verify(), []);
+  });
+
   it("a worker terminated while it owns a buffer: reclaimSlot gives the buffer up", async () => {
     const heap = mk({ size: 4 << 20 });
     const own = Ownership.create(heap);

@@ -4,6 +4,8 @@
  * - `receive`: takes ownership of a buffer the main thread sent, checks and rewrites its bytes
  *   under a mutable borrow, tries to free and to adopt a buffer the main thread still owns
  *   (both refused: `not-owner`), then sends the buffer back to the main thread's slot.
+ * - `hold`: takes a reference the main thread lent (`share`) and holds a mutable borrow through
+ *   it; `letgo` ends both.
  * - `keep`: receives a buffer and keeps it (the test then terminates the worker).
  * - `own`: receives a buffer and lends a reference to it (`share`) for the other racer.
  * - `access`: turns that share token into a `Shared` reference.
@@ -14,7 +16,7 @@
  * @module
  */
 import { Heap, UmemError } from "../mod.ts";
-import { type Owned, Ownership, type Shared } from "../own/mod.ts";
+import { type Owned, Ownership, type RefMut, type Shared } from "../own/mod.ts";
 
 /** The worker's global scope, typed for both Deno and Bun without the worker lib. */
 const worker = self as unknown as {
@@ -26,6 +28,7 @@ let heap: Heap | undefined;
 let own: Ownership | undefined;
 let owned: Owned | undefined;
 let shared: Shared | undefined;
+let held: RefMut | undefined;
 
 /** The kind of the error `fn` throws, or "none". */
 function kindOf(fn: () => unknown): string {
@@ -90,6 +93,20 @@ worker.onmessage = (e: MessageEvent) => {
       case "keep": {
         owned = o.receive(m.token as Parameters<Ownership["receive"]>[0]);
         reply = { type: "kept", slot: h.slot };
+        break;
+      }
+      case "hold": {
+        shared = o.access(m.share as Parameters<Ownership["access"]>[0]);
+        held = shared.borrowMut();
+        reply = { type: "holding", slot: h.slot };
+        break;
+      }
+      case "letgo": {
+        held?.release();
+        shared?.release();
+        held = undefined;
+        shared = undefined;
+        reply = { type: "let go", slot: h.slot };
         break;
       }
       case "own": {
