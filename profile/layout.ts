@@ -91,7 +91,7 @@ export const UH_START = 24;
 export const UH_WORKERS_LO = 32;
 /** Offset of the workers bitmap's high word. */
 export const UH_WORKERS_HI = 36;
-/** Offset of a checksum (FNV-1a, 32 bits) of everything after the header. */
+/** Offset of a checksum (FNV-1a, 32 bits) of the whole file but these four bytes. */
 export const UH_CHECK = 40;
 /** Reserved, 0. */
 export const UH_RESERVED = 44;

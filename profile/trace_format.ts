@@ -6,7 +6,8 @@
  * ```
  * header   48 bytes  UH_MAGIC "UMT1" | UH_VERSION 1 | UH_COUNT records | UH_NSITES | UH_NCACHES
  *                    | UH_TABLES bytes of tables | UH_START f64 ms since the epoch
- *                    | UH_WORKERS_LO/HI bitmap of worker slots | UH_CHECK FNV-1a of the rest
+ *                    | UH_WORKERS_LO/HI bitmap of worker slots | UH_CHECK FNV-1a of the file
+ *                    (every byte but the checksum's own four)
  *                    | UH_RESERVED 0
  * sites    UH_NSITES entries (the unknown site "" is entry 0 and is not stored):
  *                    u32 byte length, UTF-8 bytes, zero padding to 4
@@ -61,10 +62,12 @@ import { Trace, type TraceCache } from "./trace.ts";
 const LITTLE = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 const pad = (n: number, to: number) => Math.ceil(n / to) * to;
 
-/** FNV-1a over bytes, 32 bits. */
-function fnv1a(bytes: Uint8Array): number {
+/** FNV-1a, 32 bits, over a file's bytes but the four of the checksum itself. */
+function checksum(bytes: Uint8Array): number {
   let h = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193);
+  for (let i = 0; i < bytes.length; i++) {
+    if (i < UH_CHECK || i >= UH_CHECK + 4) h = Math.imul(h ^ bytes[i], 0x01000193);
+  }
   return h >>> 0;
 }
 
@@ -133,7 +136,7 @@ export function encodeTrace(trace: Trace): Uint8Array {
   dv.setUint32(UH_WORKERS_LO, lo >>> 0, true);
   dv.setUint32(UH_WORKERS_HI, hi >>> 0, true);
   dv.setUint32(UH_RESERVED, 0, true);
-  dv.setUint32(UH_CHECK, fnv1a(out.subarray(UH_SIZE)), true);
+  dv.setUint32(UH_CHECK, checksum(out), true);
   return out;
 }
 
@@ -196,7 +199,7 @@ export function decodeTrace(bytes: Uint8Array, source = "trace"): Trace {
   if (bytes.length > want) {
     throw corrupt(fn, source, `${bytes.length - want} bytes past the ${want} the header announces`);
   }
-  const check = dv.getUint32(UH_CHECK, true), got = fnv1a(bytes.subarray(UH_SIZE));
+  const check = dv.getUint32(UH_CHECK, true), got = checksum(bytes);
   if (check !== got) {
     throw corrupt(
       fn,

@@ -330,6 +330,43 @@ describe("the .umt format", () => {
     throwsKind(() => decodeTrace(recheck), "corrupt-trace", /checksum/);
   });
 
+  it("refuses any truncation and any flipped byte of any trace (property)", () => {
+    const opArb = fc.record({ kind: fc.nat(2), size: fc.nat(5000), pick: fc.nat(1000) });
+    fc.assert(
+      fc.property(
+        fc.array(opArb, { maxLength: 60 }),
+        fc.nat(),
+        fc.nat(7),
+        (ops, where, bit) => {
+          const b = new TraceBuilder(1234);
+          const live: number[] = [];
+          let next = 0x100;
+          for (const o of ops) {
+            if (o.kind === 0 || live.length === 0) {
+              b.alloc(next += 16, o.size);
+              b.setSite(b.site(`f${o.pick % 3} t.ts,${o.pick}`));
+              live.push(next);
+            } else if (o.kind === 1) {
+              b.free(live.splice(o.pick % live.length, 1)[0], 0);
+            } else {
+              const i = o.pick % live.length;
+              b.resize(live[i], 0, next += 16, o.size);
+              live[i] = next;
+            }
+          }
+          const t = b.finish();
+          const bytes = encodeTrace(t);
+          assertSameTrace(t, decodeTrace(bytes));
+          throwsKind(() => decodeTrace(bytes.subarray(0, where % bytes.length)), "corrupt-trace");
+          const flipped = bytes.slice();
+          flipped[where % bytes.length] ^= 1 << bit;
+          throwsKind(() => decodeTrace(flipped), "corrupt-trace");
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
   it("loadTrace names the file; saveTrace writes what loadTrace reads", () => {
     const path = tmp("b.umt");
     const t = parserTrace({ scale: 0.001 });
