@@ -58,6 +58,7 @@ import {
   type LeakReport,
   OutOfMemoryError,
   UmemError,
+  type Vmem,
 } from "../core/mod.ts";
 import {
   dropFinalizer,
@@ -78,6 +79,7 @@ import {
   GC_FLAGS,
   GC_INUSE,
   GC_KINDS,
+  GC_LARGE_BYTES,
   GC_LAST_LIVE,
   GC_LAST_MARK,
   GC_LAST_PAUSE,
@@ -112,6 +114,7 @@ import {
   KIND_NORMAL,
   KIND_TABLE_BYTES,
   KIND_UNCOLLECTABLE,
+  LARGE_MAX,
   MSTACK_INITIAL,
   PH_IDLE,
   PH_MARK,
@@ -120,6 +123,7 @@ import {
   WS_NONE,
   WS_RUNNING,
 } from "./layout.ts";
+import { largeAlloc, largeBytes, largeFree, largeInfo } from "./large.ts";
 import { Marker } from "./mark.ts";
 import { PinHandle } from "./pin.ts";
 import { CLASS_OF, GC_MAXSIZE, GC_SIZE_CLASSES, NCLASSES } from "./size_classes.ts";
@@ -269,6 +273,8 @@ export class Collector implements Disposable {
   private holding = 0;
   /** Whether this handle is attached. */
   private attached = true;
+  /** The heap's `umem_oversize` arena (found on first use). */
+  private oversizeArena: Vmem | undefined = undefined;
 
   /**
    * Opens the collector record `record` for this worker. Use {@linkcode Collector.create} or
@@ -429,7 +435,7 @@ export class Collector implements Disposable {
    * Allocates a scanned, collected object of `size` bytes, cleared (`GC_MALLOC`). This is a
    * safe point, and may collect first.
    *
-   * @param size bytes, 1..131072
+   * @param size bytes, 1..2^30 (past 128 KiB: whole pages of their own)
    * @returns the object's address
    * @throws {UmemError} `invalid-argument` for a size out of range
    * @throws {OutOfMemoryError} when the heap or the maximum heap size is exhausted
@@ -450,7 +456,7 @@ export class Collector implements Disposable {
     const h = this.heap;
     if (h.i32[SP_WORD] !== 0 || h.i32[this.stateWord] !== WS_RUNNING) this.entry("GC_malloc");
     if (!(size > 0 && size <= GC_MAXSIZE) || (size | 0) !== size) {
-      throw badSize("GC_malloc", size);
+      return this.allocLarge(KIND_NORMAL, size, "GC_malloc");
     }
     const cls = CLASS_OF[(size + 7) >> 3];
     const c = this.caches[1][cls] ?? this.cacheFor(KIND_NORMAL, cls);
@@ -469,7 +475,7 @@ export class Collector implements Disposable {
    * (`GC_MALLOC_ATOMIC`): a word in it that looks like a pointer keeps nothing alive. Its
    * contents are not cleared.
    *
-   * @param size bytes, 1..131072
+   * @param size bytes, 1..2^30 (past 128 KiB: whole pages of their own)
    * @returns the object's address
    * @throws {UmemError} `invalid-argument` for a size out of range
    * @throws {OutOfMemoryError} when the heap or the maximum heap size is exhausted
@@ -494,7 +500,7 @@ export class Collector implements Disposable {
    * Allocates a scanned object that is never collected, only freed (`GC_MALLOC_UNCOLLECTABLE`):
    * it is a root, and what it points to stays alive.
    *
-   * @param size bytes, 1..131072
+   * @param size bytes, 1..2^30 (past 128 KiB: whole pages of their own)
    * @returns the object's address (cleared)
    * @throws {UmemError} `invalid-argument` for a size out of range
    * @throws {OutOfMemoryError} when the heap or the maximum heap size is exhausted
@@ -521,7 +527,9 @@ export class Collector implements Disposable {
   private allocKind(kind: number, size: number, fn: string): number {
     const h = this.heap;
     if (h.i32[SP_WORD] !== 0 || h.i32[this.stateWord] !== WS_RUNNING) this.entry(fn);
-    if (!(size > 0 && size <= GC_MAXSIZE) || (size | 0) !== size) throw badSize(fn, size);
+    if (!(size > 0 && size <= GC_MAXSIZE) || (size | 0) !== size) {
+      return this.allocLarge(kind, size, fn);
+    }
     const cls = CLASS_OF[(size + 7) >> 3];
     const c = this.caches[kind][cls] ?? this.cacheFor(kind, cls);
     const csize = CLASS_SIZE[cls];
@@ -531,6 +539,27 @@ export class Collector implements Disposable {
     const p = c.alloc();
     if (kind !== KIND_ATOMIC) h.i32.fill(0, p >> 2, (p + csize) >> 2);
     return p;
+  }
+
+  /** Allocates a large object (past the largest class): whole pages of `umem_oversize`. */
+  private allocLarge(kind: number, size: number, fn: string): number {
+    if (!(size > 0 && size <= LARGE_MAX) || !Number.isInteger(size)) throw badSize(fn, size);
+    const h = this.heap, bytes = largeBytes(size);
+    this.fold(bytes, fn);
+    let p: number;
+    try {
+      p = largeAlloc(h, this.record, this.oversize(), bytes, kind);
+    } catch (e) {
+      Atomics.sub(h.i32, (this.record + GC_INUSE) >> 2, bytes);
+      throw e;
+    }
+    if (kind !== KIND_ATOMIC) h.i32.fill(0, p >> 2, (p + bytes) >> 2);
+    return p;
+  }
+
+  /** The heap's `umem_oversize` arena, where large objects live. */
+  private oversize(): Vmem {
+    return this.oversizeArena ??= this.heap.arena("umem_oversize");
   }
 
   /**
@@ -555,9 +584,16 @@ export class Collector implements Disposable {
     const h = this.heap;
     h.sync();
     if (h.i32[this.stateWord] !== WS_RUNNING) this.entry("GC_free");
-    const c = this.handleOf(ptr, "GC_free");
-    c.free(ptr);
-    Atomics.sub(h.i32, (this.record + GC_INUSE) >> 2, h.i32[(c.addr + CA_BUFSIZE) >> 2]);
+    let bytes: number;
+    if (cacheOf(h, ptr) === 0 && typeof ptr === "number") {
+      bytes = largeFree(h, this.record, this.oversize(), ptr);
+      if (bytes === 0) throw notObject("GC_free", ptr);
+    } else {
+      const c = this.handleOf(ptr, "GC_free");
+      c.free(ptr);
+      bytes = h.i32[(c.addr + CA_BUFSIZE) >> 2];
+    }
+    Atomics.sub(h.i32, (this.record + GC_INUSE) >> 2, bytes);
     dropFinalizer(h, this.record, ptr);
   }
 
@@ -589,16 +625,17 @@ export class Collector implements Disposable {
     if (ptr === 0) return this.malloc(size);
     const h = this.heap;
     h.sync();
-    const c = this.handleOf(ptr, "GC_realloc");
-    if (!this.isLive(ptr)) throw notLive("GC_realloc", ptr);
+    const { bytes: old, kind } = this.objectInfo(ptr, "GC_realloc");
     if (size === 0) {
       this.free(ptr);
       return 0;
     }
-    if (!(size > 0 && size <= GC_MAXSIZE) || (size | 0) !== size) throw badSize("GC_realloc", size);
-    const old = h.i32[(c.addr + CA_BUFSIZE) >> 2];
-    const kind = this.kindOfCache(c.addr);
-    if (CLASS_OF[(size + 7) >> 3] === CLASS_OF[(old + 7) >> 3]) return ptr;
+    if (!(size > 0 && size <= LARGE_MAX) || !Number.isInteger(size)) {
+      throw badSize("GC_realloc", size);
+    }
+    if (old <= GC_MAXSIZE && size <= GC_MAXSIZE) {
+      if (CLASS_OF[(size + 7) >> 3] === CLASS_OF[(old + 7) >> 3]) return ptr;
+    } else if (size <= old && size * 2 > old) return ptr; // a large object shrinks in place
     // The old object is held in a root register while the new one is allocated (which may
     // collect).
     const reg = (this.record + GC_SLOTS + this.slot * GS_SIZE + GS_REGS) >> 2;
@@ -708,8 +745,7 @@ export class Collector implements Disposable {
     const h = this.heap;
     h.sync();
     if (h.i32[this.stateWord] !== WS_RUNNING) this.entry("GC_register_finalizer");
-    this.handleOf(ptr, "GC_register_finalizer");
-    if (!this.isLive(ptr)) throw notLive("GC_register_finalizer", ptr);
+    this.objectInfo(ptr, "GC_register_finalizer");
     const id = fn === null ? 0 : this.nextFn++;
     if (fn !== null) this.fns.set(id, fn);
     this.holding++;
@@ -865,6 +901,7 @@ export class Collector implements Disposable {
         },
         (cp) => this.handleAt(cp).name,
         findLeaks,
+        (p) => largeFree(h, rec, this.oversize(), p),
       );
       const f64 = h.f64;
       if (!findLeaks) Atomics.sub(h.i32, (rec + GC_INUSE) >> 2, sw.bytes);
@@ -1144,7 +1181,8 @@ export class Collector implements Disposable {
     const h = this.heap;
     h.sync();
     const cp = cacheOf(h, ptr);
-    if (cp === 0 || this.kindOfCache(cp) === KIND_NONE) return false;
+    if (cp === 0) return largeInfo(h, this.record, ptr) !== undefined;
+    if (this.kindOfCache(cp) === KIND_NONE) return false;
     if (bufferOf(h, ptr, false) !== ptr) return false;
     const at = new Marker(h, this.record, 0, 0, true).stateAt(ptr);
     return at >= 0 && (h.u8[at] & ~BUF_MARK) === BUF_ALLOC;
@@ -1300,7 +1338,7 @@ export class Collector implements Disposable {
       const cp = h.i32[((this.record + GC_CLASSES) >> 2) + i];
       if (cp !== 0) bytes += h.f64[(cp + CA_SLABS) >> 3] * h.i32[(cp + CA_SLABSIZE) >> 2];
     }
-    return bytes;
+    return bytes + Atomics.load(h.i32, (this.record + GC_LARGE_BYTES) >> 2);
   }
 
   /** The cache of kind `kind` and class `cls`, created by the first worker that needs it. */
@@ -1352,18 +1390,27 @@ export class Collector implements Disposable {
     return id >= 0 && id < KIND_TABLE_BYTES ? this.heap.u8[this.record + GC_KINDS + id] : 0;
   }
 
+  /**
+   * The size and kind of the live collector object starting at `ptr`.
+   * @throws {UmemError} `bad-free` when `ptr` is not the start of a live collector object
+   */
+  private objectInfo(ptr: number, fn: string): { bytes: number; kind: number } {
+    const h = this.heap;
+    const cp = cacheOf(h, ptr);
+    if (cp === 0) {
+      const large = typeof ptr === "number" ? largeInfo(h, this.record, ptr) : undefined;
+      if (large === undefined) throw notObject(fn, ptr);
+      return large;
+    }
+    const c = this.handleOf(ptr, fn);
+    if (!this.isLive(ptr)) throw notLive(fn, ptr);
+    return { bytes: h.i32[(c.addr + CA_BUFSIZE) >> 2], kind: this.kindOfCache(c.addr) };
+  }
+
   /** The cache handle of the collector object starting at `ptr`; throws `bad-free` if none. */
   private handleOf(ptr: number, fn: string): Cache {
     const cp = cacheOf(this.heap, ptr);
-    if (cp === 0 || this.kindOfCache(cp) === KIND_NONE) {
-      throw new UmemError(
-        "bad-free",
-        `${fn}: ${
-          typeof ptr === "number" ? hex(ptr) : String(ptr)
-        } is not an object of the collector (expected an address from GC_malloc)`,
-        typeof ptr === "number" ? ptr : 0,
-      );
-    }
+    if (cp === 0 || this.kindOfCache(cp) === KIND_NONE) throw notObject(fn, ptr);
     return this.handleAt(cp);
   }
 }
@@ -1401,6 +1448,17 @@ function reclaimCollectorSlot(h: HeapView, slot: number): void {
 }
 addSlotReclaimer(reclaimCollectorSlot);
 
+/** The error for an address that is no collector object at all. */
+function notObject(fn: string, ptr: unknown): UmemError {
+  return new UmemError(
+    "bad-free",
+    `${fn}: ${
+      typeof ptr === "number" ? hex(ptr) : String(ptr)
+    } is not an object of the collector (expected an address from GC_malloc)`,
+    typeof ptr === "number" ? ptr : 0,
+  );
+}
+
 /** The error for an address that is not the start of a live collector object. */
 function notLive(fn: string, ptr: number): UmemError {
   return new UmemError(
@@ -1419,6 +1477,6 @@ function roundPage(n: number): number {
 function badSize(fn: string, size: number): UmemError {
   return new UmemError(
     "invalid-argument",
-    `${fn}: size ${size} (expected a whole number of bytes in 1..${GC_MAXSIZE})`,
+    `${fn}: size ${size} (expected a whole number of bytes in 1..${LARGE_MAX})`,
   );
 }

@@ -8,7 +8,9 @@
  * itself is the core's `HDR_SAFEPOINT` word), the allocation counters that trigger a
  * collection, the statistics, the address of the mark stack, the table of the collector's
  * caches (one per kind and size class) and a byte per cache id saying which kind of object a
- * cache holds. After it come one `GS_*` record per worker slot (a cache line each, so that a
+ * cache holds. Objects larger than the largest class are spans of the core's `umem_oversize`
+ * arena (so that `findleaks` sees and scans them too), listed in the large-object table
+ * (`LO_*` entries, sorted by address, each with its kind and its mark). After it come one `GS_*` record per worker slot (a cache line each, so that a
  * worker's counters do not share a line with another's) and, elsewhere in the heap, the
  * finalizer table (`FE_*` entries).
  *
@@ -85,6 +87,14 @@ export const GC_LAST_LIVE = 112;
 export const GC_LAST_MARK = 120;
 /** How long a parked worker waits for a collection to end before it gives up, ms. */
 export const GC_PARK_TIMEOUT = 128;
+/** Address of the large-object table (`LO_*` entries sorted by address; 0: none yet). */
+export const GC_LARGE = 132;
+/** Entries the large-object table holds. */
+export const GC_LARGE_CAP = 136;
+/** Entries in use. */
+export const GC_LARGE_COUNT = 140;
+/** Bytes of the spans of the large objects. */
+export const GC_LARGE_BYTES = 144;
 /** The cache table: `KIND_COUNT * NCLASSES` words, the cache of kind k and class c at k*NCLASSES+c. */
 export const GC_CLASSES = 256;
 /** The kind table: one byte per cache id (`KIND_*`), {@linkcode KIND_TABLE_BYTES} of them. */
@@ -156,6 +166,22 @@ export const FS_FREE = 0;
 export const FS_ARMED = 1;
 /** Entry state: the object was found unreachable; its worker runs the function next. */
 export const FS_READY = 2;
+
+// ---- Large-object table entry (LO_*): objects past the largest size class ----
+/** First byte of the object: a span of the heap's `umem_oversize` arena. */
+export const LO_START = 0;
+/** Bytes of the span (whole pages): the object's size. */
+export const LO_BYTES = 4;
+/** The object's kind (`KIND_*`). */
+export const LO_KIND = 8;
+/** The mark: 1 while a collection has found the object reachable. */
+export const LO_MARK = 12;
+/** Size of an entry. */
+export const LO_SIZE = 16;
+/** Entries of a new large-object table. */
+export const LO_INITIAL = 256;
+/** The largest object the collector allocates (large objects included). */
+export const LARGE_MAX = 1 << 30;
 
 // ---- Object kinds (the byte of a cache id in GC_KINDS) ----
 /** Not a collector cache. */

@@ -21,7 +21,8 @@
  * A mistake only retains memory: a number that looks like a pointer keeps an object alive, but
  * nothing reachable is ever missed, because every word of every reachable scanned object is
  * looked at. Atomic objects are marked but never scanned; uncollectable objects are never
- * marked: they are scanned once, as roots.
+ * marked: they are scanned once, as roots. A word that falls in no slab may point into a large
+ * object (large.ts): found by binary search in the collector's table, marked in its entry.
  *
  * Invariants. Runs only while the world is stopped (the caller holds `GC_BUSY` and every
  * mutator is parked or outside). The fast paths keep local copies of the core's layout
@@ -51,11 +52,14 @@ import type { HeapView } from "../core/mod.ts";
 import {
   BUF_MARK,
   GC_KINDS,
+  GC_LARGE,
+  GC_LARGE_COUNT,
   KIND_ATOMIC,
   KIND_NORMAL,
   KIND_TABLE_BYTES,
   KIND_UNCOLLECTABLE,
 } from "./layout.ts";
+import { largeIndex, LO_W_BYTES, LO_W_KIND, LO_W_MARK, LO_W_START, LO_WORDS } from "./large.ts";
 
 // Local copies of the layout, for the marker's inner loop (checked in the constructor).
 const L_SB_CACHE = 0, L_SB_BASE = 4, L_SB_STATE = 40, L_CA_ID = 124, L_CA_SHIFT = 128;
@@ -93,6 +97,10 @@ export class Marker {
   bytes = 0;
   /** Rescans after an overflow. */
   rescans = 0;
+  /** Address of the large-object table. */
+  readonly lt: number;
+  /** Large objects listed. */
+  readonly ln: number;
 
   /**
    * Prepares to mark: views, bounds, the mark stack.
@@ -122,6 +130,8 @@ export class Marker {
     this.stack = stack >> 2;
     this.cap = cap;
     this.baseOnly = baseOnly;
+    this.lt = h.i32[(rec + GC_LARGE) >> 2];
+    this.ln = this.lt === 0 ? 0 : h.i32[(rec + GC_LARGE_COUNT) >> 2];
   }
 
   /**
@@ -134,7 +144,10 @@ export class Marker {
     if (v < this.lo || v >= this.hi) return;
     const i32 = this.i32, u8 = this.u8;
     const sb = i32[this.pm + (v >>> L_PAGE_SHIFT)];
-    if (sb === 0) return;
+    if (sb === 0) {
+      if (this.ln !== 0) this.largeCandidate(v);
+      return;
+    }
     const cp = i32[(sb + L_SB_CACHE) >> 2];
     const id = i32[(cp + L_CA_ID) >> 2];
     if (id >= L_KT) return;
@@ -167,6 +180,52 @@ export class Marker {
     i32[e] = start;
     i32[e + 1] = start + size;
     this.sp = sp + 1;
+  }
+
+  /**
+   * The candidate test for a word in no slab: a large object's span, found by binary search.
+   *
+   * @param v a candidate word
+   */
+  largeCandidate(v: number): void {
+    const i = largeIndex(this.i32, this.lt, this.ln, v, !this.baseOnly);
+    if (i < 0) return;
+    const e = (this.lt >> 2) + i * LO_WORDS, i32 = this.i32;
+    const kind = i32[e + LO_W_KIND];
+    if ((kind !== L_NORMAL && kind !== L_ATOMIC) || i32[e + LO_W_MARK] !== 0) return;
+    i32[e + LO_W_MARK] = 1;
+    const start = i32[e + LO_W_START], bytes = i32[e + LO_W_BYTES];
+    this.objects++;
+    this.bytes += bytes;
+    if (kind === L_ATOMIC) return;
+    if (this.sp === this.cap) {
+      this.overflow = true;
+      return;
+    }
+    const at = this.stack + this.sp * 2;
+    i32[at] = start;
+    i32[at + 1] = start + bytes;
+    this.sp++;
+  }
+
+  /**
+   * Calls `f` for each large object with its table entry's word index.
+   *
+   * @param f the visitor, given the object's first byte, bytes, kind and entry
+   */
+  eachLarge(f: (p: number, bytes: number, kind: number, e: number) => void): void {
+    const i32 = this.i32;
+    for (let i = 0; i < this.ln; i++) {
+      const e = (this.lt >> 2) + i * LO_WORDS;
+      f(i32[e + LO_W_START], i32[e + LO_W_BYTES], i32[e + LO_W_KIND], e);
+    }
+  }
+
+  /** The word index of the entry of the large object starting at `p`, or -1. */
+  private largeEntry(p: number): number {
+    if (this.ln === 0) return -1;
+    const i = largeIndex(this.i32, this.lt, this.ln, p, false);
+    return i < 0 ? -1 : (this.lt >> 2) + i * LO_WORDS;
   }
 
   /**
@@ -208,6 +267,11 @@ export class Marker {
           this.drain();
         });
       });
+      this.eachLarge((p, bytes, kind, e) => {
+        if (kind !== KIND_NORMAL || this.i32[e + LO_W_MARK] === 0) return;
+        this.scan(p, p + bytes);
+        this.drain();
+      });
     }
   }
 
@@ -219,7 +283,9 @@ export class Marker {
    */
   isMarked(p: number): boolean {
     const at = this.stateAt(p);
-    return at < 0 || (this.u8[at] & L_MARK) !== 0;
+    if (at >= 0) return (this.u8[at] & L_MARK) !== 0;
+    const e = this.largeEntry(p);
+    return e < 0 || this.i32[e + LO_W_MARK] !== 0;
   }
 
   /**
@@ -230,6 +296,10 @@ export class Marker {
   setMark(p: number): void {
     const at = this.stateAt(p);
     if (at >= 0) this.u8[at] |= L_MARK;
+    else {
+      const e = this.largeEntry(p);
+      if (e >= 0) this.i32[e + LO_W_MARK] = 1;
+    }
   }
 
   /**
@@ -256,7 +326,9 @@ export class Marker {
   sizeOf(p: number): number {
     if (p < this.lo || p >= this.hi) return 0;
     const sb = this.i32[this.pm + (p >>> L_PAGE_SHIFT)];
-    return sb === 0 ? 0 : this.i32[(this.i32[(sb + L_SB_CACHE) >> 2] + L_CA_BUFSIZE) >> 2];
+    if (sb !== 0) return this.i32[(this.i32[(sb + L_SB_CACHE) >> 2] + L_CA_BUFSIZE) >> 2];
+    const e = this.largeEntry(p);
+    return e < 0 ? 0 : this.i32[e + LO_W_BYTES];
   }
 
   /**
@@ -268,7 +340,10 @@ export class Marker {
   kindOf(p: number): number {
     if (p < this.lo || p >= this.hi) return 0;
     const sb = this.i32[this.pm + (p >>> L_PAGE_SHIFT)];
-    if (sb === 0) return 0;
+    if (sb === 0) {
+      const e = this.largeEntry(p);
+      return e < 0 ? 0 : this.i32[e + LO_W_KIND];
+    }
     const id = this.i32[(this.i32[(sb + L_SB_CACHE) >> 2] + L_CA_ID) >> 2];
     return id < L_KT ? this.u8[this.kt + id] : 0;
   }
@@ -323,6 +398,11 @@ export class Marker {
         this.scan(p, p + size);
         this.drain();
       });
+    });
+    this.eachLarge((p, bytes, kind) => {
+      if (kind !== KIND_UNCOLLECTABLE) return;
+      this.scan(p, p + bytes);
+      this.drain();
     });
   }
 }

@@ -7,7 +7,8 @@
  * is garbage: it is freed through its cache (into the collecting worker's magazine, as any
  * `umem_cache_free`), or, in find-leak mode (`GC_find_leak`), left allocated and reported in
  * the inspection API's leak format. Buffers in magazines or on a slab's free list are not
- * looked at: they were never allocated.
+ * looked at: they were never allocated. Large objects (large.ts) are swept the same way from
+ * their table, their marks cleared there, the dead ones' spans given back to the arena.
  *
  * Invariants. Runs while the world is stopped, after marking; when it returns no state byte of
  * a collector cache has its mark bit set. Uncollectable caches are not swept (their objects are
@@ -29,6 +30,10 @@ import {
 } from "../core/internal.ts";
 import { BUF_MARK, KIND_ATOMIC, KIND_NORMAL } from "./layout.ts";
 import type { Marker } from "./mark.ts";
+import { LO_W_MARK } from "./large.ts";
+
+/** The arena large objects come from, as `findleaks` names their class. */
+const LARGE_CACHE = "umem_oversize";
 
 /** The state byte of a marked, allocated object. */
 const LIVE = BUF_ALLOC | BUF_MARK;
@@ -50,6 +55,7 @@ export interface SweepResult {
  * @param free the function that frees one object to cache `cp`
  * @param name the name of cache `cp`, for the leak report
  * @param findLeaks report instead of freeing
+ * @param freeLarge frees one large object
  * @returns the objects and bytes freed or found
  */
 export function sweep(
@@ -57,6 +63,7 @@ export function sweep(
   free: (cp: number) => (p: number) => void,
   name: (cp: number) => string,
   findLeaks: boolean,
+  freeLarge: (p: number) => void,
 ): SweepResult {
   const u8 = m.u8, i32 = m.i32;
   let objects = 0, bytes = 0;
@@ -98,6 +105,28 @@ export function sweep(
     const f = free(cp);
     for (let k = 0; k < nd; k++) f(dead[k]);
   });
+  // Large objects: the mark is in the table entry.
+  const deadLarge: number[] = [];
+  m.eachLarge((p, size, kind, e) => {
+    if (kind !== KIND_NORMAL && kind !== KIND_ATOMIC) return;
+    if (i32[e + LO_W_MARK] !== 0) {
+      i32[e + LO_W_MARK] = 0;
+      return;
+    }
+    objects++;
+    bytes += size;
+    deadLarge.push(p);
+    if (!findLeaks) return;
+    const c = classes.get(0);
+    if (c === undefined) {
+      classes.set(0, { count: 1, bytes: size, size, cache: LARGE_CACHE, sample: p, stack: "" });
+    } else {
+      c.count++;
+      c.bytes += size;
+      c.sample = Math.min(c.sample, p);
+    }
+  });
+  if (!findLeaks) { for (const p of deadLarge) freeLarge(p); }
   if (!findLeaks) return { objects, bytes };
   const list = [...classes.values()].sort((a, b) => b.bytes - a.bytes || b.count - a.count);
   return {

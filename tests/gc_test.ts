@@ -190,6 +190,78 @@ describe("gc: on a debugging heap", () => {
   });
 });
 
+describe("gc: large objects", () => {
+  it("past 128 KiB: whole pages, marked in their table, interior pointers, kinds, free, realloc", () => {
+    const { heap, gc } = setup({}, 16 << 20);
+    const big = gc.malloc(200_000); // a scanned array of pointers
+    const small = gc.malloc(16);
+    const lost = gc.malloc(300_000);
+    const numbers = gc.mallocAtomic(150_000);
+    const target = gc.malloc(16);
+    heap.i32[(big >> 2) + 40_000] = small; // deep inside the array
+    heap.i32[(big >> 2) + 40_001] = numbers;
+    heap.i32[(numbers >> 2) + 30_000] = target; // atomic: keeps nothing
+    heap.i32[(lost >> 2) + 5] = small;
+    const holder = gc.mallocUncollectable(8);
+    heap.i32[holder >> 2] = big + 123_456; // an interior pointer into the big object
+    const before = gc.stats().heapSize;
+    assert.ok(before >= 200_704 + 303_104 + 151_552, `heapSize ${before} counts the spans`);
+    const r = gc.collect();
+    assert.equal(r.objects, 2, "lost and target");
+    assert.equal(r.bytesReclaimed, 303_104 + 16);
+    for (const p of [big, small, numbers]) assert.equal(gc.isLive(p), true);
+    for (const p of [lost, target]) assert.equal(gc.isLive(p), false);
+    assert.equal(gc.stats().heapSize, before - 303_104);
+    // realloc: small to large and back keep the contents
+    heap.i32[small >> 2] = 99;
+    const grown = gc.realloc(small, 500_000);
+    heap.i32[(big >> 2) + 40_000] = grown;
+    assert.equal(heap.i32[grown >> 2], 99);
+    assert.equal(gc.realloc(grown, 499_000), grown, "the same pages");
+    const shrunk = gc.realloc(grown, 8);
+    heap.i32[(big >> 2) + 40_000] = shrunk;
+    assert.equal(heap.i32[shrunk >> 2], 99);
+    assert.equal(gc.collect().objects, 0);
+    gc.free(numbers);
+    throwsKind(() => gc.free(numbers), "bad-free");
+    throwsKind(() => gc.free(big + 8), "bad-free");
+    heap.i32[holder >> 2] = 0;
+    assert.equal(gc.collect().objects, 2, "big and shrunk");
+    assert.equal(gc.stats().heapSize - (gc.stats().heapSize % 4096), gc.stats().heapSize);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("base pointers only: an interior pointer does not keep a large object", () => {
+    const { heap, gc } = setup({ interior: false }, 16 << 20);
+    const big = gc.malloc(140_000), big2 = gc.malloc(140_000);
+    const holder = gc.mallocUncollectable(8);
+    heap.i32[holder >> 2] = big + 4;
+    heap.i32[(holder >> 2) + 1] = big2;
+    gc.collect();
+    assert.equal(gc.isLive(big), false);
+    assert.equal(gc.isLive(big2), true);
+  });
+
+  it("finalizers and find-leak mode see large objects as findleaks does", () => {
+    const { heap, gc } = setup({}, 16 << 20);
+    const ran: number[] = [];
+    const big = gc.malloc(140_000);
+    gc.registerFinalizer(big, (p) => ran.push(p));
+    assert.equal(gc.collect().finalizable, 1);
+    assert.deepEqual(ran, [big]);
+    assert.equal(gc.collect().objects, 1);
+    gc.setFindLeaks(true);
+    const lost = gc.malloc(140_000);
+    const r = gc.collect();
+    assert.deepEqual(r.leaks?.classes.map((c) => [c.cache, c.count, c.bytes]), [
+      ["umem_oversize", 1, 143_360],
+    ]);
+    const core = inspect(heap).findleaks();
+    assert.equal(core.total_bytes, r.leaks?.total_bytes);
+    assert.equal(gc.isLive(lost), true);
+  });
+});
+
 describe("gc: mark stack", () => {
   it("a mark stack of one entry overflows, rescans, loses nothing, and then grows", () => {
     const { heap, gc } = setup({ markStack: 1 });
@@ -433,7 +505,7 @@ describe("gc: allocation, free, realloc, limits", () => {
     throwsKind(() => gc.free(p + 16), "bad-free");
     throwsKind(() => gc.free(12345), "bad-free");
     throwsKind(() => gc.registerFinalizer(p + 8, () => {}), "bad-free");
-    for (const size of [0, -1, 1.5, NaN, 131073, Infinity]) {
+    for (const size of [0, -1, 1.5, NaN, 2 ** 30 + 1, Infinity]) {
       throwsKind(() => gc.malloc(size), "invalid-argument", /GC_malloc: size/);
     }
     throwsKind(() => gc.mallocAtomic(0), "invalid-argument");
@@ -510,7 +582,10 @@ describe("gc: model", () => {
         fc.array(
           fc.record({
             kind: fc.constantFrom("normal", "atomic", "uncollectable"),
-            size: fc.integer({ min: 1, max: 300 }),
+            size: fc.oneof(
+              { arbitrary: fc.integer({ min: 1, max: 300 }), weight: 9 },
+              { arbitrary: fc.integer({ min: 131_073, max: 200_000 }), weight: 1 },
+            ),
           }),
           { minLength: 1, maxLength: 60 },
         ),
