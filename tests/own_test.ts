@@ -20,6 +20,16 @@ import {
   type RefMut,
   type ShareToken,
 } from "../own/mod.ts";
+import {
+  lockTable,
+  ownRoot,
+  tableFind,
+  tableInsert,
+  tableMayHold,
+  tableRecords,
+  tableRemove,
+  unlockTable,
+} from "../own/table.ts";
 import { mk, throwsKind } from "./helpers.ts";
 
 function setup(mode: "light" | "full" = "light") {
@@ -417,6 +427,16 @@ describe("own: the error handler", () => {
   });
 });
 
+/** 701 distinct 8-aligned addresses spread like real ones (a linear congruential sequence). */
+const POOL = (() => {
+  const out = new Set<number>();
+  for (let x = 12345; out.size < 701;) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    out.add(8 + ((x >>> 3) & 0x7fffff) * 8);
+  }
+  return [...out];
+})();
+
 describe("own: bad input and growth", () => {
   it("bad arguments throw invalid-argument and leave the heap sound", () => {
     const { heap, own } = setup();
@@ -456,6 +476,50 @@ describe("own: bad input and growth", () => {
     assert.deepEqual(heap.verify(), []);
   });
 
+  it("model: the address table (probing, backward-shift removal, growth) agrees with a Map", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ add: fc.boolean(), k: fc.nat(700) }), {
+          minLength: 100,
+          maxLength: 600,
+        }),
+        (ops) => {
+          const heap = mk({ size: 2 << 20 });
+          const root = ownRoot(heap);
+          const model = new Map<number, number>();
+          for (const [n, { add, k }] of ops.entries()) {
+            const ptr = POOL[k]; // scattered keys: they collide, and clusters wrap around
+            lockTable(heap, root);
+            try {
+              if (add && !model.has(ptr)) {
+                const old = tableInsert(heap, root, ptr, n + 1);
+                if (old !== undefined) heap.free(old[0], old[1]);
+                model.set(ptr, n + 1);
+              } else if (!add) {
+                assert.equal(tableRemove(heap, root, ptr), model.delete(ptr));
+              }
+              assert.equal(tableFind(heap, root, ptr), model.get(ptr) ?? 0);
+              assert.equal(tableMayHold(heap, root, ptr), model.has(ptr));
+            } finally {
+              unlockTable(heap, root);
+            }
+          }
+          lockTable(heap, root);
+          try {
+            for (const ptr of POOL) assert.equal(tableFind(heap, root, ptr), model.get(ptr) ?? 0);
+            assert.deepEqual(
+              tableRecords(heap, root).sort((a, b) => a - b),
+              [...model.values()].sort((a, b) => a - b),
+            );
+          } finally {
+            unlockTable(heap, root);
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
   it("model: random borrows, releases, moves and drops agree with Rust's rules", () => {
     fc.assert(
       fc.property(
@@ -464,7 +528,7 @@ describe("own: bad input and growth", () => {
             op: fc.constantFrom("borrow", "borrowMut", "release", "move", "drop", "deref"),
             h: fc.nat(9),
           }),
-          { maxLength: 60 },
+          { minLength: 20, maxLength: 60 },
         ),
         (ops) => {
           const { heap, own } = setup();
