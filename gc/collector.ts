@@ -745,6 +745,14 @@ export class Collector implements Disposable {
     const h = this.heap;
     h.sync();
     if (h.i32[this.stateWord] !== WS_RUNNING) this.entry("GC_register_finalizer");
+    if (fn !== null && typeof fn !== "function") {
+      throw new UmemError(
+        "invalid-argument",
+        `GC_register_finalizer: finalizer for ${hex(ptr)} is a ${typeof fn} (expected a function ` +
+          `or null)`,
+        ptr,
+      );
+    }
     this.objectInfo(ptr, "GC_register_finalizer");
     const id = fn === null ? 0 : this.nextFn++;
     if (fn !== null) this.fns.set(id, fn);

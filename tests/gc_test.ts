@@ -509,6 +509,15 @@ describe("gc: allocation, free, realloc, limits", () => {
       throwsKind(() => gc.malloc(size), "invalid-argument", /GC_malloc: size/);
     }
     throwsKind(() => gc.mallocAtomic(0), "invalid-argument");
+    throwsKind(() => gc.malloc("8" as unknown as number), "invalid-argument");
+    throwsKind(() => gc.free("x" as unknown as number), "bad-free");
+    throwsKind(
+      () => gc.registerFinalizer(p, 5 as unknown as () => void),
+      "invalid-argument",
+      /expected a function/,
+    );
+    throwsKind(() => gc.pin(-4), "invalid-argument");
+    throwsKind(() => gc.addRoots(64, 32), "invalid-argument");
     throwsKind(() => gc.realloc(p, -3), "invalid-argument");
     throwsKind(() => gc.setMaxHeapSize(-1), "invalid-argument");
     throwsKind(() => gc.setFreeSpaceDivisor(0), "invalid-argument");
