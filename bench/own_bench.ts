@@ -8,6 +8,7 @@
  *
  * Group "borrow+release": the baseline is one `heap.alloc(64)` + `heap.free(p, 64)` pair on a
  * heap with no hook attached (the allocator's fast path: a magazine pop and push). Against it,
+ * the floor of any borrow counted in a shared word (one compare-and-swap and one subtract),
  * a `borrow()` then `release()` of an owned buffer in `light` mode (a generation check, one
  * compare-and-swap, a guard object, one `Atomics.sub`), the same with `borrowMut()`, with
  * `using` instead of `release()`, a `deref()` alone, and a borrow in `full` mode (which also
@@ -55,6 +56,20 @@ Deno.bench("heap.alloc + heap.free (no hook)", {
     const p = h.alloc(SIZE);
     u8[p] = i;
     h.free(p, SIZE);
+  }
+});
+
+// The floor of a borrow and its release: a compare-and-swap and a subtract on a word of the
+// heap's buffer, nothing else (the words 64 bytes apart, as records are spread).
+const floorWords = plain.alloc(N * 64);
+Deno.bench("floor: Atomics.compareExchange + Atomics.sub", { group: "borrow+release" }, () => {
+  const i32 = plain.i32, u8 = plain.u8;
+  for (let i = 0; i < N; i++) {
+    const w = (floorWords + i * 64) >> 2, s = i32[w];
+    if (Atomics.compareExchange(i32, w, s, s + 1) === s) {
+      u8[floorWords + i * 64 + 4] = i;
+      Atomics.sub(i32, w, 1);
+    }
   }
 });
 
