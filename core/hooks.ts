@@ -21,6 +21,9 @@
  */
 import type { HeapView } from "./image.ts";
 
+/** The `cache` argument of a hook for a call through `heap.libc` (0 is the sized interface). */
+export const HOOK_LIBC = -1;
+
 /** Calls a module wants at this worker's allocations and frees. */
 export interface HeapHook {
   /**
@@ -28,7 +31,8 @@ export interface HeapHook {
    *
    * @param ptr the new buffer
    * @param size the size asked for (a cache's buffer size for `Cache.alloc`)
-   * @param cache the cache record's address for `Cache.alloc`, else 0
+   * @param cache the cache record's address for `Cache.alloc`, {@linkcode HOOK_LIBC} for
+   *   `heap.libc`, 0 for the sized interface
    */
   alloc?(ptr: number, size: number, cache: number): void;
   /**
@@ -37,7 +41,8 @@ export interface HeapHook {
    * @param ptr the buffer
    * @param size the size given back (the cache's buffer size for `Cache.free`, the size the
    *   block was asked with for `libc.free`)
-   * @param cache the cache record's address for `Cache.free`, else 0
+   * @param cache the cache record's address for `Cache.free`, {@linkcode HOOK_LIBC} for
+   *   `heap.libc`, 0 for the sized interface
    */
   free?(ptr: number, size: number, cache: number): void;
   /**

@@ -10,7 +10,13 @@ export { lock, unlock } from "./lock.ts";
 export { MAX_IMAGE } from "./image.ts";
 export { claimModuleAnchor, moduleAnchor } from "./anchor.ts";
 export { HDR_SAFEPOINT, MOD_GC, MOD_OWN, MOD_PROFILE, MOD_REGION, MOD_SBO } from "./image.ts";
-export { addSlotReclaimer, attachHeapHook, type HeapHook, type SlotReclaimer } from "./hooks.ts";
+export {
+  addSlotReclaimer,
+  attachHeapHook,
+  type HeapHook,
+  HOOK_LIBC,
+  type SlotReclaimer,
+} from "./hooks.ts";
 export { roots as rootRanges } from "./roots.ts";
 export { captureStack, layStackTable, readStack } from "./stack.ts";
 export { HDR_STACKS } from "./image.ts";

@@ -16,7 +16,14 @@
  */
 
 import { FREE_PATTERN } from "./buftag.ts";
-import { hooksLive, runAllocHooks, runFreedHooks, runFreeHooks, runResizeHooks } from "./hooks.ts";
+import {
+  HOOK_LIBC,
+  hooksLive,
+  runAllocHooks,
+  runFreedHooks,
+  runFreeHooks,
+  runResizeHooks,
+} from "./hooks.ts";
 import { checkSize, hex, UmemError } from "./errors.ts";
 import { type HeapView, MAX_IMAGE, PAGE_SIZE } from "./image.ts";
 import { classSize, UMEM_MAXBUF } from "./size_class.ts";
@@ -150,14 +157,14 @@ export class Libc {
     const h = this.heap;
     if (h.intercepting && hooksLive(h)) {
       const size = base + total - ptr;
-      runFreeHooks(h, ptr, size, 0);
+      runFreeHooks(h, ptr, size, HOOK_LIBC);
       h.hookDepth++;
       try {
         h.free(base, total);
       } finally {
         h.hookDepth--;
       }
-      runFreedHooks(h, ptr, size, 0);
+      runFreedHooks(h, ptr, size, HOOK_LIBC);
       return;
     }
     // The header stays: a second free finds it and the size class's state byte reports the
@@ -254,7 +261,7 @@ export class Libc {
     } finally {
       h.hookDepth--;
     }
-    runAllocHooks(h, p, n, 0);
+    runAllocHooks(h, p, n, HOOK_LIBC);
     return p;
   }
 
@@ -308,7 +315,7 @@ export class Libc {
     } finally {
       h.hookDepth--;
     }
-    runAllocHooks(h, p, n, 0);
+    runAllocHooks(h, p, n, HOOK_LIBC);
     return p;
   }
 

@@ -13,6 +13,7 @@
  */
 export { Heap, type HeapOptions } from "./heap.ts";
 export { type CacheCallbacks, HeapView } from "./image.ts";
+export { type HeapHook } from "./hooks.ts";
 export { Cache, type CacheOptions, type CacheStats } from "./cache.ts";
 export { Libc, type SizedAllocator } from "./libc.ts";
 export { type AuditTransaction, HeapCorruptionError } from "./debug.ts";

@@ -9,9 +9,9 @@
  * constructor runs on each, as on any fresh buffer) and freeing them all again leaves them
  * constructed in this worker's magazines and in the depot, where the next allocations find
  * them without touching a slab. For the heap's sized allocations the count is kept per size
- * class (the `umem_alloc_N` caches), found from the heap's own caches. The hooks do not tell a
- * sized allocation from a `malloc` (which takes 8 bytes more for its header), so both classes
- * are counted when they differ. From a trace the peaks are exact per class; from a summary,
+ * class (the `umem_alloc_N` caches), found from the heap's own caches; a `malloc` takes 8 bytes
+ * more for its header, and where a trace does not say which interface made an allocation (a
+ * VMTRACE, a summary) both classes are counted when they differ. From a trace the peaks are exact per class; from a summary,
  * which counts per size, the peaks of the sizes that share a class are added, an upper bound.
  *
  * Invariants. Prewarming changes nothing a program can see but the caches' contents and
@@ -26,6 +26,8 @@
 import { type Cache, type Heap, UmemError } from "../core/mod.ts";
 import {
   API_CACHE,
+  API_HEAP,
+  API_LIBC,
   NO_REF,
   OP_ALLOC,
   OP_FREE,
@@ -111,10 +113,11 @@ function peaksOfTrace(trace: Trace, classes: readonly Cache[]): Map<string, numb
       if (k !== undefined) up(k);
       continue;
     }
-    // A sized allocation or a malloc (the hooks do not tell them apart, and malloc adds its
-    // 8-byte header): both classes are counted when they differ.
+    // A sized allocation takes its size's class; a malloc adds its 8-byte header. A trace
+    // without the interface (a VMTRACE, say) counts both classes when they differ.
     const size = w[b + TR_SIZE];
-    const k = classOf(classes, size)?.name, k2 = classOf(classes, size + MALLOC_HEADER)?.name;
+    const k = api === API_LIBC ? undefined : classOf(classes, size)?.name;
+    const k2 = api === API_HEAP ? undefined : classOf(classes, size + MALLOC_HEADER)?.name;
     keyOf[i] = k;
     if (k !== undefined) up(k);
     if (k2 !== undefined && k2 !== k) {

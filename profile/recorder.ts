@@ -21,8 +21,8 @@
  * @module
  */
 import { Cache, type Heap, UmemError } from "../core/mod.ts";
-import { attachHeapHook } from "../core/internal.ts";
-import { API_LIBC, OP_ALLOC, OP_FREE, OP_RESIZE } from "./layout.ts";
+import { attachHeapHook, HOOK_LIBC } from "../core/internal.ts";
+import { API_CACHE, API_HEAP, API_LIBC, OP_ALLOC, OP_FREE, OP_RESIZE } from "./layout.ts";
 import { type Trace, TraceBuilder } from "./trace.ts";
 import { saveTrace } from "./trace_format.ts";
 
@@ -32,6 +32,11 @@ export interface RecordOptions {
   sites?: boolean;
   /** Records to make room for at first (the array doubles past it). Default 4096. */
   capacity?: number;
+}
+
+/** The interface (`API_*`) of a hook's `cache` argument. */
+function apiOf(cache: number): number {
+  return cache === HOOK_LIBC ? API_LIBC : cache !== 0 ? API_CACHE : API_HEAP;
 }
 
 /** umem's own directories, as URLs (Deno's frames) and as paths (Bun's). */
@@ -97,17 +102,17 @@ export class Recorder {
     this.builder = b;
     const sites = options.sites === true;
     const cacheOf = (addr: number): number => {
-      if (addr === 0) return 0;
+      if (addr <= 0) return 0; // the sized interface, or HOOK_LIBC
       const c = new Cache(heap, addr);
       return b.cache(addr, c.name, c.bufsize);
     };
     this.detach = attachHeapHook(heap, {
       alloc(ptr, size, cache) {
-        b.push(OP_ALLOC, cache !== 0 ? 1 : 0, size, ptr, 0, 0, cacheOf(cache), 0);
+        b.push(OP_ALLOC, apiOf(cache), size, ptr, 0, 0, cacheOf(cache), 0);
         if (sites) b.setSite(b.site(callSite()));
       },
       freed(ptr, size, cache) {
-        b.push(OP_FREE, cache !== 0 ? 1 : 0, 0, ptr, 0, size, cacheOf(cache), 0);
+        b.push(OP_FREE, apiOf(cache), 0, ptr, 0, size, cacheOf(cache), 0);
         if (sites) b.setSite(b.site(callSite()));
       },
       resize(oldPtr, oldSize, newPtr, newSize) {

@@ -74,12 +74,12 @@ for (const debug of ["", "default"]) {
       libc.free(r);
       libc.free(m);
       assert.deepEqual(lines.slice(0, 4), [
-        `alloc ${p} 10 0`,
+        `alloc ${p} 10 -1`,
         `resize ${p} 10 ${q} 3000`,
-        `alloc ${r} 32 0`,
-        `alloc ${m} 100 0`,
+        `alloc ${r} 32 -1`,
+        `alloc ${m} 100 -1`,
       ]);
-      assert.deepEqual(lines.slice(4, 6), [`free ${q} 3000 0`, `freed ${q} 3000 0`]);
+      assert.deepEqual(lines.slice(4, 6), [`free ${q} 3000 -1`, `freed ${q} 3000 -1`]);
       assert.equal(lines.length, 10);
       assert.deepEqual(heap.verify(), []);
     });
