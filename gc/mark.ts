@@ -142,12 +142,20 @@ export class Marker {
    */
   candidate(v: number): void {
     if (v < this.lo || v >= this.hi) return;
+    if (this.ln !== 0 && this.i32[this.pm + (v >>> L_PAGE_SHIFT)] === 0) this.largeCandidate(v);
+    else this.slabCandidate(v);
+  }
+
+  /**
+   * The candidate test for a word in the heap, as far as slabs go (a word in no slab is
+   * dropped): the marker's inner loop.
+   *
+   * @param v a candidate word, in `[lo, hi)`
+   */
+  slabCandidate(v: number): void {
     const i32 = this.i32, u8 = this.u8;
     const sb = i32[this.pm + (v >>> L_PAGE_SHIFT)];
-    if (sb === 0) {
-      if (this.ln !== 0) this.largeCandidate(v);
-      return;
-    }
+    if (sb === 0) return;
     const cp = i32[(sb + L_SB_CACHE) >> 2];
     const id = i32[(cp + L_CA_ID) >> 2];
     if (id >= L_KT) return;
@@ -237,9 +245,16 @@ export class Marker {
   scan(from: number, to: number): void {
     const i32 = this.i32, lo = this.lo, hi = this.hi;
     const end = Math.min(to, this.hi) >> 2;
-    for (let i = (from + 3) >> 2; i < end; i++) {
-      const v = i32[i];
-      if (v >= lo && v < hi) this.candidate(v);
+    if (this.ln === 0) {
+      for (let i = (from + 3) >> 2; i < end; i++) {
+        const v = i32[i];
+        if (v >= lo && v < hi) this.slabCandidate(v);
+      }
+    } else {
+      for (let i = (from + 3) >> 2; i < end; i++) {
+        const v = i32[i];
+        if (v >= lo && v < hi) this.candidate(v);
+      }
     }
   }
 
