@@ -164,7 +164,7 @@ export class OwnWorker {
    * The free hook: refuses the free of a tracked buffer that is not being dropped here.
    *
    * @param ptr the buffer being freed
-   * @param cache the cache record's address for `Cache.free`, else 0
+   * @param cache the cache record's address for `Cache.free`, negative for `libc.free`, else 0
    * @throws {OwnershipError} `not-owner`, `use-after-move`, `drop-while-borrowed`, or
    *   `bad-free` for a buffer its handle still holds
    */
@@ -183,7 +183,8 @@ export class OwnWorker {
     const s = Atomics.load(h.i32, (rec + OR_STATE) >> 2);
     const phase = (s & OS_PHASE) >>> OS_PHASE_SHIFT, owner = (s & OS_OWNER) >>> OS_OWNER_SHIFT;
     if (phase === PH_DROPPING && owner === h.slot) return;
-    const fn = cache !== 0 ? "umem_cache_free" : "umem_free";
+    // The core passes a cache record for Cache.free, a negative value (HOOK_LIBC) for libc.
+    const fn = cache > 0 ? "umem_cache_free" : cache < 0 ? "free" : "umem_free";
     // Stacks are there only if some worker records them (`full` mode): ids are 0 otherwise.
     const d = detail(h, rec, s, true, OR_BORROW_STACK);
     let e: OwnershipError;

@@ -241,6 +241,30 @@ describe("own: send, receive, references", () => {
     other.detach();
   });
 
+  it("a worker that attached before the heap grew receives a buffer from the grown part", () => {
+    const heap = mk({ size: 1 << 20, maxSize: 64 << 20 });
+    const own = Ownership.create(heap);
+    const other = Heap.attach(heap.buffer);
+    const own2 = Ownership.create(other); // its views cover the heap as it was
+    const before = other.u8.length;
+    const filler = heap.alloc(8 << 20); // the heap grows
+    const hs = Array.from({ length: 400 }, () => own.alloc(16)); // records and table grow too
+    const t = hs[399].send();
+    assert.ok(t.record > before, "the record lies past the other handle's views");
+    const b = own2.receive(t);
+    {
+      using w = b.borrowMut();
+      other.u8[w.ptr] = 9;
+    }
+    throwsKind(() => other.free(hs[0].deref(), 16), "not-owner");
+    b.drop();
+    for (const h of hs.slice(0, 399)) h.drop();
+    heap.free(filler, 8 << 20);
+    assert.deepEqual(heap.verify(), []);
+    own2.close();
+    other.detach();
+  });
+
   it("a shared reference borrows in the same word and pins the owner", () => {
     const { own } = setup();
     const a = own.alloc(8);
@@ -296,7 +320,11 @@ describe("own: the free hook", () => {
     assert.equal(cache.stats().inUse, 0);
     const m = own.adopt(heap.libc.malloc(100), 100, "libc");
     const t = m.send();
-    throwsKind(() => heap.libc.free(t.ptr), "use-after-move", /not received yet/);
+    throwsKind(
+      () => heap.libc.free(t.ptr),
+      "use-after-move",
+      /^free: buffer 0x[0-9a-f]+ was sent .* not received yet/,
+    );
     own.receive(t).drop();
     throwsKind(() => own.adopt(8, 8, "elsewhere" as "heap"), "invalid-argument");
     assert.deepEqual(heap.verify(), []);
