@@ -61,9 +61,9 @@ export const OT_COUNT = 20;
 export const OT_STACKS = 24;
 /** Records given up by a free that the error handler let through (they stay allocated). */
 export const OT_ORPHANS = 28;
-/** Buffers ever tracked (alloc, adopt, clone). */
+/** Buffers ever tracked (alloc, adopt, clone); changed under the table lock. */
 export const OT_TRACKED = 32;
-/** Buffers dropped through their handles. */
+/** Buffers dropped through their handles; changed under the table lock. */
 export const OT_DROPPED = 36;
 /**
  * Address of the page counts: one `Int16` per page of the heap's largest size, the number of

@@ -662,6 +662,7 @@ export class Owned {
     lockTable(h, ctx.root);
     try {
       tableRemove(h, ctx.root, this.addr);
+      h.i32[(ctx.root + OT_DROPPED) >> 2]++; // counters change under the lock
     } finally {
       unlockTable(h, ctx.root);
     }
@@ -673,7 +674,6 @@ export class Owned {
     } finally {
       w.quiet--;
     }
-    Atomics.add(h.i32, (ctx.root + OT_DROPPED) >> 2, 1);
     this.die(DROPPED, Owned.prototype.drop);
   }
 
@@ -1033,7 +1033,10 @@ export function track(
   try {
     const e = tableFind(h, ctx.root, ptr);
     if (e !== 0) there = Atomics.load(h.i32, (e + OR_STATE) >> 2);
-    else old = tableInsert(h, ctx.root, ptr, rec);
+    else {
+      old = tableInsert(h, ctx.root, ptr, rec);
+      h.i32[(ctx.root + OT_TRACKED) >> 2]++; // counters change under the lock
+    }
   } catch (e) {
     err = e;
   } finally {
@@ -1071,7 +1074,6 @@ export function track(
       w.quiet--;
     }
   }
-  Atomics.add(h.i32, (ctx.root + OT_TRACKED) >> 2, 1);
   return new Owned(ctx, rec, ptr, size, gen);
 }
 
