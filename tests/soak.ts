@@ -1,7 +1,10 @@
 /**
  * A soak test: two workers run a mixed random alloc/free load on one heap for `--seconds N`
- * (default 10) while the main thread, every second, pauses them between operations and runs `heap.verify()` and
- * `inspect(...).findleaks()` on a snapshot and samples `heap.vmem` in use. Prints operations,
+ * (default 10) while the main thread, every second, builds a list of collector objects, cuts
+ * it in half and collects while the workers run (the collector must stop them at their safe
+ * points, free exactly the cut-off half and keep the rest intact), then pauses the workers
+ * between operations and runs `heap.verify()` and `inspect(...).findleaks()` on a snapshot and
+ * samples `heap.vmem` in use. Prints operations,
  * peak in-use bytes and errors; exits 1 on any error, or when in-use keeps rising after the
  * warm-up (the last third's maximum above the middle third's by more than 10% + 64 KiB).
  *
@@ -10,6 +13,7 @@
  * @module
  */
 import { Heap, inspect, Snapshot } from "../mod.ts";
+import { Collector } from "../gc/mod.ts";
 
 // deno-lint-ignore no-explicit-any
 const g = globalThis as any;
@@ -25,6 +29,38 @@ const heap = Heap.create({
   logging: "",
   options: "",
 });
+const gc = Collector.create(heap, { auto: false });
+let collections = 0, collected = 0;
+/** Nodes of the list each second's collection cuts in half. */
+const NODES = 20_000;
+
+/** One collection while the workers run: a list of [value, next] nodes, half cut off. */
+function collectOnce(s: number): void {
+  const head = gc.malloc(8);
+  using _pin = gc.pin(head);
+  let prev = head, mid = 0;
+  heap.i32[head >> 2] = 0;
+  for (let i = 1; i < NODES; i++) {
+    const p = gc.malloc(8);
+    heap.i32[p >> 2] = i;
+    heap.i32[(prev >> 2) + 1] = p;
+    prev = p;
+    if (i === NODES / 2 - 1) mid = p;
+  }
+  heap.i32[(mid >> 2) + 1] = 0;
+  const r = gc.collect();
+  collections++;
+  collected += r.objects;
+  if (r.liveObjects !== NODES / 2) {
+    errors.push(`collection at ${s} s: ${r.liveObjects} live objects, expected ${NODES / 2}`);
+  }
+  let k = 0;
+  for (let p = head; p !== 0 && k <= NODES; p = heap.i32[(p >> 2) + 1], k++) {
+    if (heap.i32[p >> 2] !== k) errors.push(`collection at ${s} s: node ${k} changed`);
+  }
+  if (k !== NODES / 2) errors.push(`collection at ${s} s: the list has ${k} nodes left`);
+}
+
 const url = new URL("./fixtures/soak_worker.ts", import.meta.url).href;
 const workers = [0, 1].map(() => new Worker(url, { type: "module" }));
 const errors: string[] = [];
@@ -59,6 +95,11 @@ try {
   workers.forEach((w, i) => w.postMessage({ type: "start", buffer: heap.buffer, seed: 17 + i }));
   for (let s = 1; Date.now() - t0 < seconds * 1000; s++) {
     await sleep(Math.min(1000, t0 + seconds * 1000 - Date.now()));
+    try {
+      collectOnce(s);
+    } catch (e) {
+      errors.push(`collection at ${s} s: ${e}`);
+    }
     // Pause both workers between operations so that verify() sees a quiescent heap.
     paused = 0;
     const quiet = new Promise<void>((r) => onPaused = r);
@@ -104,8 +145,8 @@ if (third >= 1) {
   );
 }
 console.log(
-  `soak: ${seconds} s, ${ops[0] + ops[1]} operations, peak vmem in use ${peak} bytes, ` +
-    `${errors.length} errors`,
+  `soak: ${seconds} s, ${ops[0] + ops[1]} operations, ${collections} collections ` +
+    `(${collected} objects collected), peak vmem in use ${peak} bytes, ${errors.length} errors`,
 );
 for (const e of errors.slice(0, 20)) console.log(`  ${e}`);
 const code = errors.length > 0 || rising ? 1 : 0;
