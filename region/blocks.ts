@@ -453,6 +453,7 @@ export class Blocks {
     this.set(RG_LAST, 0);
     this.set(RG_NBUSY, 0);
     this.set(RG_SBUSY, 0);
+    this.walk((b) => (u32[(b + BK_CHECK) >> 2] = (b ^ K_FREE) >>> 0)); // no stale busy headers
     for (let s = newest; s !== 0; s = u32[(s + SG_NEXT) >> 2]) {
       const first = u32[(s + SG_FIRST) >> 2];
       this.placeFree(first, this.segEnd(s) - first);

@@ -13,6 +13,7 @@
 import { heapTarget } from "./heap_fuzz.ts";
 import { sboTarget } from "./sbo_fuzz.ts";
 import { budgetTarget } from "./budget_fuzz.ts";
+import { regionTarget } from "./region_fuzz.ts";
 import { exit, parseFlags, printResult, programArgs, runTarget, type Target } from "./runner.ts";
 
 /** Every target, by name. */
@@ -21,6 +22,7 @@ export const TARGETS: Record<string, Target<any>> = {
   heap: heapTarget,
   sbo: sboTarget,
   budget: budgetTarget,
+  region: regionTarget,
 };
 
 if ((import.meta as ImportMeta & { main?: boolean }).main) {
