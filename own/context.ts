@@ -173,20 +173,23 @@ export class OwnWorker {
     const h = this.heap, root = this.root;
     if (!tableMayHold(h, root, ptr)) return;
     lockTable(h, root);
-    let rec: number;
+    let rec: number, s = 0, d: OwnershipDetail | undefined;
     try {
       rec = tableFind(h, root, ptr);
+      // Read under the lock: once it is released the owner may drop the buffer and free the
+      // record. Stacks are there only if some worker records them (`full` mode).
+      if (rec !== 0) {
+        s = Atomics.load(h.i32, (rec + OR_STATE) >> 2);
+        d = detail(h, rec, s, true, OR_BORROW_STACK);
+      }
     } finally {
       unlockTable(h, root);
     }
-    if (rec === 0) return;
-    const s = Atomics.load(h.i32, (rec + OR_STATE) >> 2);
+    if (rec === 0 || d === undefined) return;
     const phase = (s & OS_PHASE) >>> OS_PHASE_SHIFT, owner = (s & OS_OWNER) >>> OS_OWNER_SHIFT;
     if (phase === PH_DROPPING && owner === h.slot) return;
     // The core passes a cache record for Cache.free, a negative value (HOOK_LIBC) for libc.
     const fn = cache > 0 ? "umem_cache_free" : cache < 0 ? "free" : "umem_free";
-    // Stacks are there only if some worker records them (`full` mode): ids are 0 otherwise.
-    const d = detail(h, rec, s, true, OR_BORROW_STACK);
     let e: OwnershipError;
     if (owner !== h.slot) {
       e = new OwnershipError(
