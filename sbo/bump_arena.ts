@@ -77,7 +77,7 @@ import {
   SRC_CACHE,
   SRC_HEAP,
 } from "./chunk.ts";
-import { ChunkPool } from "./chunk_pool.ts";
+import { ChunkPool, giveOwn } from "./chunk_pool.ts";
 import { checkAlign, checkWhole, hex, MAX_BYTES } from "./check.ts";
 
 // ---- Arena record (96 bytes), in the first chunk after its header ----
@@ -251,7 +251,7 @@ function giveChunk(
 ): void {
   const i32 = heap.i32, size = rd(i32, chunk + CH_SIZE);
   i32[(chunk + CH_MAGIC) >> 2] = 0;
-  if (pool !== null) pool.give(chunk, size);
+  if (pool !== null) giveOwn(pool, chunk, size);
   else sourceGive(source, chunk, size);
 }
 
@@ -724,7 +724,7 @@ export class BumpArena {
     i32 = this.i32 = this.heap.i32;
     const d = ch + CH_HEADER, q = Math.ceil(d / align) * align, qe = q + size;
     if (used + qe - d > limit) {
-      if (this.pool !== null) this.pool.give(ch, csize);
+      if (this.pool !== null) giveOwn(this.pool, ch, csize);
       else sourceGive(this.source, ch, csize);
       throw this.overLimit(fn, size, used + qe - d, limit);
     }
@@ -1158,7 +1158,7 @@ export class BumpArena {
       r[W_STOP] = 0;
       i32[(ch + CH_MAGIC) >> 2] = 0;
       this.r = DEAD;
-      pool.give(ch, i32[(ch + CH_SIZE) >> 2]);
+      giveOwn(pool, ch, i32[(ch + CH_SIZE) >> 2]);
       return;
     }
     this.end(true);

@@ -29,7 +29,17 @@
  */
 
 import { Heap, type HeapView, UmemError } from "../core/mod.ts";
-import { addSlotReclaimer, rootRanges } from "../core/internal.ts";
+import {
+  addSlotReclaimer,
+  BUF_ALLOC,
+  CA_BUFSIZE,
+  CA_SHIFT,
+  PAGE_SHIFT,
+  rootRanges,
+  SB_BASE,
+  SB_CACHE,
+  SB_STATE,
+} from "../core/internal.ts";
 import { CHUNK_MIN, CHUNK_POOL_MAX, type ChunkSource } from "./chunk.ts";
 import { checkWhole, hex, MAX_BYTES } from "./check.ts";
 
@@ -133,6 +143,12 @@ export interface ChunkPoolStats {
   overflows: number;
 }
 
+/**
+ * Gives back a chunk an arena took from the pool, without the page-map check of
+ * {@linkcode ChunkPool.give} (a chunk given twice is still caught): sbo's arenas only.
+ */
+export let giveOwn: (pool: ChunkPool, chunk: number, size: number) => void;
+
 const pools = new WeakMap<Heap, ChunkPool>();
 // A one-entry cache in front of the WeakMap: a server asks for the same heap's pool on every
 // request.
@@ -165,6 +181,10 @@ export class ChunkPool {
   private readonly rw: number;
   /** False once {@linkcode ChunkPool.release} ran: chunks then go straight to the heap. */
   live = true;
+
+  static {
+    giveOwn = (pool, chunk, size) => pool.put(chunk, size, false);
+  }
 
   private constructor(heap: Heap, address: number) {
     this.heap = heap;
@@ -367,10 +387,28 @@ export class ChunkPool {
   }
 
   /**
+   * Whether `chunk` may be an allocated heap buffer of `size` bytes, as far as the page map
+   * tells in a few loads: when a slab covers it, it must be the start of a buffer of a cache of
+   * that size, in the allocated state. Chunks no slab covers (past the largest size class, or
+   * from a debugging firewall) and the chunks of a heap that trusts its callers are taken on
+   * trust.
+   */
+  private allocated(chunk: number, size: number): boolean {
+    const heap = this.heap, i32 = heap.i32;
+    const sb = i32[(heap.pagemap >> 2) + (chunk >>> PAGE_SHIFT)];
+    if (sb === 0 || heap.trust) return true;
+    const cp = i32[(sb + SB_CACHE) >> 2], off = chunk - i32[(sb + SB_BASE) >> 2];
+    const shift = i32[(cp + CA_SHIFT) >> 2];
+    return i32[(cp + CA_BUFSIZE) >> 2] === size && off >= 0 &&
+      (off & ((1 << shift) - 1)) === 0 && heap.u8[sb + SB_STATE + (off >> shift)] === BUF_ALLOC;
+  }
+
+  /**
    * Throws for a chunk `give` cannot keep: `invalid-argument` for something not an address,
    * `bad-free` outside the heap, in its header page or misaligned, `duplicate-free` when it is
-   * in the pool already. A pooled key left in a chunk that is no longer pooled (freed by a
-   * slot reclaimer) is cleared and the chunk accepted.
+   * in the pool already or free, `wrong-cache` for a buffer of a cache of another size. A
+   * pooled key left in a chunk that is no longer pooled (freed by a slot reclaimer) is cleared
+   * and the chunk accepted.
    */
   private refuse(chunk: number, size: number, k: number): void {
     const fn = "ChunkPool.give";
@@ -388,6 +426,21 @@ export class ChunkPool {
             ? "inside the header page"
             : "misaligned"
         }, the heap maps ${hex(heap.mapped)} bytes)`,
+        chunk,
+      );
+    }
+    if (!this.allocated(chunk, size)) {
+      const sb = i32[(heap.pagemap >> 2) + (chunk >>> PAGE_SHIFT)];
+      const cp = i32[(sb + SB_CACHE) >> 2], bufsize = i32[(cp + CA_BUFSIZE) >> 2];
+      const off = chunk - i32[(sb + SB_BASE) >> 2], shift = i32[(cp + CA_SHIFT) >> 2];
+      const [kind, why] = bufsize !== size
+        ? ["wrong-cache", `it is in a slab of a cache of ${bufsize}-byte buffers`] as const
+        : off < 0 || (off & ((1 << shift) - 1)) !== 0
+        ? ["bad-free", "it points inside a buffer"] as const
+        : ["duplicate-free", "the buffer is free"] as const;
+      throw new UmemError(
+        kind,
+        `${fn}: ${hex(chunk)} is not an allocated heap buffer of ${size} bytes (${why})`,
         chunk,
       );
     }
@@ -456,10 +509,10 @@ export class ChunkPool {
    * @param size the size it was taken with
    * @throws {UmemError} when the pool keeps the chunk: `invalid-argument` for something not
    *   an address, `bad-free` for an address outside the heap, in its header page or
-   *   misaligned, `duplicate-free` for a chunk in the pool already; when the chunk goes to the
-   *   heap, whatever the heap's free reports (`bad-free`, `wrong-size`, ...). A chunk the pool
-   *   keeps is otherwise trusted to be one `take` gave, of that size, as a magazine trusts its
-   *   rounds.
+   *   misaligned, `duplicate-free` for a chunk in the pool already or a free heap buffer,
+   *   `wrong-cache` for a buffer of a cache of another size (what the page map tells; a chunk
+   *   no slab covers, past 128 KiB, is trusted); when the chunk goes to the heap, whatever the
+   *   heap's free reports
    *
    * @example
    * ```ts
@@ -471,6 +524,15 @@ export class ChunkPool {
    * ```
    */
   give(chunk: number, size: number): void {
+    this.put(chunk, size, true);
+  }
+
+  /**
+   * Pools a chunk, or frees it to the heap when the pool is full; with `check`, first makes
+   * the checks `give` documents (sbo's arenas, which give back only chunks they took, skip the
+   * page-map lookup).
+   */
+  private put(chunk: number, size: number, check: boolean): void {
     const heap = this.heap;
     if (this.live) {
       const i32 = heap.i32, rw = this.rw;
@@ -481,8 +543,11 @@ export class ChunkPool {
           // the heap past its header page, and not pooled already (word 1 holds the pooled
           // key, confirmed on the list, while the chunk is in the pool).
           if (
-            (chunk | 0) !== chunk || (chunk & 7) !== 0 || chunk < HEADER_PAGE ||
-            chunk + size > heap.mapped || i32[(chunk >> 2) + 1] === (chunk ^ SP_POOLED)
+            i32[(chunk >> 2) + 1] === (chunk ^ SP_POOLED) ||
+            check && (
+                (chunk | 0) !== chunk || (chunk & 7) !== 0 || chunk < HEADER_PAGE ||
+                chunk + size > heap.mapped || !this.allocated(chunk, size)
+              )
           ) {
             this.refuse(chunk, size, k);
           }

@@ -450,6 +450,22 @@ table("ChunkPool.give(chunk, size)", [
     l === "0" ? "bad-free" : "invalid-argument",
     (f) => ChunkPool.of(f.heap).give(f.heap.alloc(4096), n as number),
   ]),
+  ["a free buffer", "duplicate-free", (f) => ChunkPool.of(f.heap).give(f.freed, 256)],
+  ["another cache's buffer", "wrong-cache", (f) => ChunkPool.of(f.heap).give(f.foreign, 256)],
+  ["inside a live buffer", "bad-free", (f) => {
+    const p = f.heap.alloc(8192);
+    ChunkPool.of(f.heap).give(p + 4096, 8192);
+  }],
+  [
+    "a live buffer given with another size",
+    "wrong-cache",
+    (f) => ChunkPool.of(f.heap).give(f.heap.alloc(4096), 8192),
+  ],
+  [
+    "a live heap buffer of that size",
+    "ok",
+    (f) => ChunkPool.of(f.heap).give(f.heap.alloc(4096), 4096),
+  ],
   ["a free buffer, the pool full (the heap checks)", "duplicate-free", (f) => {
     const pool = ChunkPool.of(f.heap);
     pool.maxBytes = 0;
