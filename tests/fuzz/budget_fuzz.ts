@@ -45,7 +45,7 @@ import {
 /** One command. `ctx` and `pick` index the model's lists modulo their length. */
 export type BudgetCmd =
   | { op: "heap"; debug: boolean }
-  | { op: "create"; ctx: number; budget: number; init: number; shared: boolean }
+  | { op: "create"; ctx: number; budget: number; init: number; shared: boolean; wait: boolean }
   | { op: "alloc"; ctx: number; size: number; zero: boolean; palloc: boolean }
   | { op: "free"; pick: number; how: "method" | "pfree" | "other"; other: number }
   | { op: "realloc"; pick: number; size: number; repalloc: boolean }
@@ -75,6 +75,7 @@ const cmdArb: fc.Arbitrary<BudgetCmd> = fc.oneof(
       budget: fc.constantFrom(-1, -1, 20000, 60000, 300000),
       init: fc.constantFrom(0, 1024, 8192),
       shared: fc.boolean(),
+      wait: fc.boolean(),
     }),
   },
   {
@@ -209,8 +210,20 @@ export function runBudget(cmds: BudgetCmd[]): void {
         const m = pick(c.ctx);
         if (contexts.length >= MAX_CONTEXTS) break;
         const name = `ctx${contexts.length}`;
-        const options: { budget?: number; initBlockSize?: number; shared?: boolean } = {};
+        const options: {
+          budget?: number;
+          initBlockSize?: number;
+          shared?: boolean;
+          onExceed?: "wait";
+          waitTimeout?: number;
+        } = {};
         if (c.budget >= 0) options.budget = c.budget;
+        if (c.budget >= 0 && c.wait) {
+          // The "wait" policy with no time to wait: a refusal goes through the sleeper
+          // bookkeeping and still ends as budget-exceeded.
+          options.onExceed = "wait";
+          options.waitTimeout = 0;
+        }
         if (c.init > 0) options.initBlockSize = c.init;
         if (c.shared) options.shared = true;
         if (m.deleted) {
