@@ -1,5 +1,5 @@
 /**
- * The fuzzers' command line: `--target heap|sbo|budget|all` (default all), `--runs N` (per
+ * The fuzzers' command line: `--target heap|sbo|budget|region|all` (default all), `--runs N` (per
  * target, default 200), `--seed S` (default from the clock). Prints, per target, the runs and
  * operations made, or the seed, path, error and shrunk command list of a failure; exits 1 when
  * any target failed.
