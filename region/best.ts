@@ -127,7 +127,7 @@ export function resizeBlock(
     if (!atTop || !bk.growTop(need - avail)) break;
   }
   if (!move) return 0;
-  let nb = allocate(bk, blockSize(Math.floor((need - BK_HDR) * SLACK)));
+  let nb = allocate(bk, blockSize(Math.min(Math.floor((need - BK_HDR) * SLACK), 2 ** 30)));
   if (nb === 0) nb = allocate(bk, need);
   if (nb === 0) return 0;
   if (copyBytes > 0) {

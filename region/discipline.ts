@@ -160,6 +160,9 @@ export interface SegmentHeap {
  * ```
  */
 export function heapDiscipline(heap: SegmentHeap, round = 1 << 16): Discipline {
+  if (!(heap?.buffer instanceof SharedArrayBuffer)) {
+    throw new UmemError("invalid-argument", "heapDiscipline: expected a heap");
+  }
   checkRound("heapDiscipline", round);
   return {
     buffer: heap.buffer,
@@ -215,6 +218,7 @@ export interface GrowableOptions {
  * ```
  */
 export function growableDiscipline(options: GrowableOptions = {}): Discipline {
+  options ??= {}; // null: the defaults
   const round = options.round ?? 1 << 16;
   checkRound("growableDiscipline", round);
   const maxSize = options.maxSize ?? 256 << 20;

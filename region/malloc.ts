@@ -193,7 +193,7 @@ export class Malloc {
    * @throws {UmemError} as {@linkcode Region.alloc}
    */
   calloc(n: number, size: number): number {
-    const bytes = n * size;
+    const bytes = Number.isInteger(n) && Number.isInteger(size) ? n * size : NaN; // NaN: refused
     const p = this.region.alloc(bytes);
     if (p !== 0) new Uint8Array(this.region.buffer).fill(0, p, p + bytes);
     return p;

@@ -306,6 +306,7 @@ export class Region implements RegionAllocator {
     method: MethodName | `Vm${string}`,
     options: RegionOptions = {},
   ): Region {
+    options ??= {}; // null: the defaults
     const name = methodName(method);
     checkDiscipline(discipline);
     const home = discipline.home;
@@ -381,6 +382,7 @@ export class Region implements RegionAllocator {
    * ```
    */
   static attach(discipline: Discipline, address: number, options: RegionOptions = {}): Region {
+    options ??= {}; // null: the defaults
     checkDiscipline(discipline);
     checkRecord(discipline, address);
     return Region.reopen(discipline, address, options);
@@ -552,6 +554,7 @@ export class Region implements RegionAllocator {
       this.free(ptr);
       return 0;
     }
+    options ??= {}; // null: the defaults
     const move = options.move ?? true, copy = options.copy ?? true;
     const c = this.c;
     c.current = null;
@@ -726,7 +729,10 @@ export class Region implements RegionAllocator {
     this.c.current = null;
     let n = -1;
     try {
-      n = this.guard("vmsize", () => this.m.size(this.c, ptr));
+      n = this.guard(
+        "vmsize",
+        () => this.m.size(this.c, checkSize("vmsize", "address", ptr, 0, 0xffffffff)),
+      );
     } catch (e) {
       return this.fail(e, -1);
     }
@@ -761,7 +767,7 @@ export class Region implements RegionAllocator {
           `vmdbwatch: region ${hex(this.address)} is not a debug region`,
         );
       }
-      if (!watchAddress(this.bk, addr)) {
+      if (!watchAddress(this.bk, checkSize("vmdbwatch", "address", addr, 1, 0xffffffff))) {
         throw new UmemError("invalid-argument", `vmdbwatch: the watch list is full`);
       }
     });

@@ -70,7 +70,7 @@ const NUM = /^(?:0x[0-9a-fA-F]+|[0-9]+)$/;
  * ```
  */
 export function parseTraceLine(line: string): TraceRecord {
-  const s = line.replace(/\r?\n$/, "");
+  const s = String(line).replace(/\r?\n$/, "");
   const f = s.split(":");
   const bad = (why: string) =>
     new UmemError("invalid-argument", `parseTraceLine: ${why} in ${JSON.stringify(s)}`);
