@@ -1,5 +1,5 @@
 /**
- * The fuzzers' command line: `--target heap|sbo|budget|region|all` (default all), `--runs N` (per
+ * The fuzzers' command line: `--target heap|sbo|budget|region|vmem|all` (default all), `--runs N` (per
  * target, default 200), `--seed S` (default from the clock). Prints, per target, the runs and
  * operations made, or the seed, path, error and shrunk command list of a failure; exits 1 when
  * any target failed.
@@ -14,6 +14,7 @@ import { heapTarget } from "./heap_fuzz.ts";
 import { sboTarget } from "./sbo_fuzz.ts";
 import { budgetTarget } from "./budget_fuzz.ts";
 import { regionTarget } from "./region_fuzz.ts";
+import { vmemTarget } from "./vmem_fuzz.ts";
 import { exit, parseFlags, printResult, programArgs, runTarget, type Target } from "./runner.ts";
 
 /** Every target, by name. */
@@ -23,6 +24,7 @@ export const TARGETS: Record<string, Target<any>> = {
   sbo: sboTarget,
   budget: budgetTarget,
   region: regionTarget,
+  vmem: vmemTarget,
 };
 
 if ((import.meta as ImportMeta & { main?: boolean }).main) {
