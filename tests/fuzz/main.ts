@@ -14,6 +14,7 @@ import { heapTarget } from "./heap_fuzz.ts";
 import { sboTarget } from "./sbo_fuzz.ts";
 import { budgetTarget } from "./budget_fuzz.ts";
 import { regionTarget } from "./region_fuzz.ts";
+import { ownTarget } from "./own_fuzz.ts";
 import { vmemTarget } from "./vmem_fuzz.ts";
 import { exit, parseFlags, printResult, programArgs, runTarget, type Target } from "./runner.ts";
 
@@ -24,6 +25,7 @@ export const TARGETS: Record<string, Target<any>> = {
   sbo: sboTarget,
   budget: budgetTarget,
   region: regionTarget,
+  own: ownTarget,
   vmem: vmemTarget,
 };
 
