@@ -3,13 +3,18 @@
  * ends when the guard is released, by `release()` or at the end of a `using` block.
  *
  * Theory. As `std::cell::Ref` and `RefMut`: the borrow is counted in the buffer's state word
- * when the guard is made and uncounted when it ends, with one atomic read-modify-write
- * (`Atomics.sub` of one shared borrow, `Atomics.and` clearing the mutable bit), so the end of a
- * borrow needs no compare-and-swap loop and no lock. `using` ends the borrow when the block is
+ * when the guard is made and uncounted when it ends. While the owner's handle is *solo* (see
+ * {@linkcode Bias}: it never lent a reference, so no other worker can write the word) the end is
+ * a plain subtract or mask on the word; otherwise it is one atomic read-modify-write
+ * (`Atomics.sub` of one shared borrow, `Atomics.and` clearing the mutable bit), which stays
+ * right while other workers change the word's other fields. Either way the end of a borrow needs
+ * no compare-and-swap loop and no lock. `using` ends the borrow when the block is
  * left by any path, exceptions included. A guard made while an error handler let a broken rule
  * go on holds nothing (`held` is false) and its end changes nothing.
  *
- * Invariants. A guard ends its borrow at most once; after it ended, `ptr` throws. While a guard
+ * Invariants. A guard ends its borrow at most once; after it ended, `ptr` throws. A guard reads
+ * its handle's bias when it ends, not when it was made: a handle that lent a reference while
+ * the guard was held is no longer solo, and the end is then atomic. While a guard
  * holds a borrow the record cannot be freed (drop refuses a borrowed buffer), so the guard's
  * record address stays valid until it ends.
  *
@@ -28,6 +33,32 @@ const HELD = 1;
 const ENDED = 0;
 /** A guard that never held a borrow (an error handler let a conflict go on). */
 const INERT = 2;
+
+/**
+ * Whether one owner's handle is the only writer of its record's state word (biased counting,
+ * after Choi, Shull and Torrellas's biased reference counting): true from the handle's making
+ * until it lends a reference (`share()`), false for good after that and for the guards of a
+ * `Shared` reference. While it is true the owner's borrows count with plain loads and stores;
+ * the other workers' writers of a live word are all reached through a lent reference (`access`
+ * and its `Shared`), and `access` checks the handle's generation under the table lock, which
+ * `move` also takes, so a stale token never writes the word of a solo handle.
+ */
+export class Bias {
+  /** Whether the handle is the word's only writer. */
+  solo: boolean;
+
+  /**
+   * Makes a bias (by the module, one per handle).
+   *
+   * @param solo whether the handle starts as the word's only writer
+   */
+  constructor(solo: boolean) {
+    this.solo = solo;
+  }
+}
+
+/** The bias of every guard made through a `Shared` reference: never solo. */
+export const SHARED_BIAS: Bias = new Bias(false);
 
 /** The error of a guard used after its borrow ended. */
 function ended(fn: string, addr: number): OwnershipError {
@@ -69,6 +100,8 @@ export class Ref {
   private readonly addr: number;
   /** `HELD`, `ENDED` or `INERT`. */
   private state: number;
+  /** The handle's bias, read when the borrow ends. */
+  private readonly bias: Bias;
 
   /**
    * Wraps a borrow already counted in the state word (made by `borrow()`, not by users).
@@ -78,13 +111,22 @@ export class Ref {
    * @param addr the buffer
    * @param size its size
    * @param held false for a guard that counts nothing
+   * @param bias the handle's bias
    */
-  constructor(i32: Int32Array, word: number, addr: number, size: number, held: boolean) {
+  constructor(
+    i32: Int32Array,
+    word: number,
+    addr: number,
+    size: number,
+    held: boolean,
+    bias: Bias,
+  ) {
     this.i32 = i32;
     this.word = word;
     this.addr = addr;
     this.size = size;
     this.state = held ? HELD : INERT;
+    this.bias = bias;
   }
 
   /**
@@ -118,7 +160,10 @@ export class Ref {
    * ```
    */
   release(): void {
-    if (this.state === HELD) Atomics.sub(this.i32, this.word, 1);
+    if (this.state === HELD) {
+      if (this.bias.solo) this.i32[this.word] -= 1;
+      else Atomics.sub(this.i32, this.word, 1);
+    }
     this.state = ENDED;
   }
 
@@ -158,6 +203,8 @@ export class RefMut {
   private readonly addr: number;
   /** `HELD`, `ENDED` or `INERT`. */
   private state: number;
+  /** The handle's bias, read when the borrow ends. */
+  private readonly bias: Bias;
 
   /**
    * Wraps a mutable borrow already set in the state word (made by `borrowMut()`, not by users).
@@ -167,13 +214,22 @@ export class RefMut {
    * @param addr the buffer
    * @param size its size
    * @param held false for a guard that holds nothing
+   * @param bias the handle's bias
    */
-  constructor(i32: Int32Array, word: number, addr: number, size: number, held: boolean) {
+  constructor(
+    i32: Int32Array,
+    word: number,
+    addr: number,
+    size: number,
+    held: boolean,
+    bias: Bias,
+  ) {
     this.i32 = i32;
     this.word = word;
     this.addr = addr;
     this.size = size;
     this.state = held ? HELD : INERT;
+    this.bias = bias;
   }
 
   /**
@@ -206,7 +262,10 @@ export class RefMut {
    * ```
    */
   release(): void {
-    if (this.state === HELD) Atomics.and(this.i32, this.word, ~OS_MUT);
+    if (this.state === HELD) {
+      if (this.bias.solo) this.i32[this.word] &= ~OS_MUT;
+      else Atomics.and(this.i32, this.word, ~OS_MUT);
+    }
     this.state = ENDED;
   }
 

@@ -29,10 +29,10 @@
  * @module
  */
 
-import { Cache, UmemError } from "../core/mod.ts";
+import { Cache, UmemError, type UmemErrorKind } from "../core/mod.ts";
 import { hex } from "../core/internal.ts";
 import { describe, detail, type OwnContext } from "./context.ts";
-import { Ref, RefMut } from "./guard.ts";
+import { Bias, Ref, RefMut, SHARED_BIAS } from "./guard.ts";
 import {
   OR_ALLOC_STACK,
   OR_BORROW_STACK,
@@ -76,6 +76,11 @@ const MOVED = 1;
 const SENT = 2;
 /** A handle that was dropped. */
 const DROPPED = 3;
+/**
+ * A handle that never held a buffer: what a refused `move`, `clone` or `receive` returns when
+ * the error handler let the program go on.
+ */
+const VOID = 4;
 
 /** The state-word fields a borrow by the owner compares: phase, owner, mutable bit. */
 const LIVE_MASK = OS_PHASE | OS_OWNER | OS_MUT;
@@ -100,6 +105,12 @@ export interface OwnedToken {
   readonly from: number;
   /** The only worker slot that may receive it, or -1 for any. */
   readonly to: number;
+  /**
+   * Set only on the token a refused `send` returned to a program whose error handler let it go
+   * on (its `record` and `gen` are 0): the kind of the rule that send broke, which `receive`
+   * reports again.
+   */
+  readonly refused?: UmemErrorKind;
 }
 
 /**
@@ -115,6 +126,12 @@ export interface ShareToken {
   readonly record: number;
   /** The generation of the owner's handle when it was shared. */
   readonly gen: number;
+  /**
+   * Set only on the token a refused `share` returned to a program whose error handler let it
+   * go on (its `record` and `gen` are 0): the kind of the rule that share broke, which `access`
+   * reports again.
+   */
+  readonly refused?: UmemErrorKind;
 }
 
 /** What `stateOf` and `leaks` say about a tracked buffer. */
@@ -191,26 +208,45 @@ export class Owned {
   private dead = ALIVE;
   /** `full` mode: the stack of the move, send or drop that killed the handle. */
   private deathStack = 0;
+  /**
+   * Whether this handle is its state word's only writer (guard.ts): true until it lends a
+   * reference with `share()`; its guards read it when they end.
+   */
+  private readonly bias: Bias;
+  /** A `VOID` handle: the error of the refused call that made it, reported again at each use. */
+  private readonly refused: OwnershipError | undefined;
 
   /**
-   * Wraps a record whose `OR_GEN` is `gen` (made by the module, not by users).
+   * Wraps a record whose `OR_GEN` is `gen` (made by the module, not by users), or makes a
+   * `VOID` handle that holds nothing when `refused` is given (`rec` 0).
    *
    * @param ctx the Ownership's context
    * @param rec the record
    * @param addr the buffer
    * @param size its size
    * @param gen the handle's generation
+   * @param refused for a `VOID` handle, the error that refused the call making it
    */
-  constructor(ctx: OwnContext, rec: number, addr: number, size: number, gen: number) {
+  constructor(
+    ctx: OwnContext,
+    rec: number,
+    addr: number,
+    size: number,
+    gen: number,
+    refused?: OwnershipError,
+  ) {
     this.ctx = ctx;
     this.rec = rec;
     this.i32 = ctx.heap.i32;
     this.word = (rec + OR_STATE) >> 2;
-    this.liveBits = ctx.liveBits;
+    this.liveBits = refused === undefined ? ctx.liveBits : -1;
     this.full = ctx.full;
     this.addr = addr;
     this.size = size;
     this.gen = gen;
+    this.bias = new Bias(refused === undefined);
+    this.refused = refused;
+    if (refused !== undefined) this.dead = VOID;
   }
 
   /**
@@ -255,15 +291,17 @@ export class Owned {
   borrow(): Ref {
     // The generation needs no check here: only this handle could have changed it (by a move,
     // a send or a drop, which kill it), and a record given up by a free has phase 0.
-    const i32 = this.i32, i = this.word, s = i32[i];
-    if (
-      (s & LIVE_MASK) === this.liveBits && (s & OS_COUNT) !== OS_COUNT &&
-      Atomics.compareExchange(i32, i, s, s + 1) === s
-    ) {
+    // A solo handle is the word's only writer: a plain store; otherwise one compare-and-swap.
+    const i32 = this.i32, i = this.word, s = i32[i], bias = this.bias;
+    if ((s & LIVE_MASK) === this.liveBits && (s & OS_COUNT) !== OS_COUNT) {
+      if (bias.solo) i32[i] = s + 1;
+      else if (Atomics.compareExchange(i32, i, s, s + 1) !== s) {
+        return this.borrowSlow(false, false, Owned.prototype.borrow) as Ref;
+      }
       if (this.full) {
         Atomics.store(i32, i + W_BORROW, this.ctx.capture(Owned.prototype.borrow));
       }
-      return new Ref(i32, i, this.addr, this.size, true);
+      return new Ref(i32, i, this.addr, this.size, true, bias);
     }
     return this.borrowSlow(false, false, Owned.prototype.borrow) as Ref;
   }
@@ -288,15 +326,16 @@ export class Owned {
    * ```
    */
   borrowMut(): RefMut {
-    const i32 = this.i32, i = this.word, s = i32[i];
-    if (
-      (s & (LIVE_MASK | OS_COUNT)) === this.liveBits &&
-      Atomics.compareExchange(i32, i, s, s | OS_MUT) === s
-    ) {
+    const i32 = this.i32, i = this.word, s = i32[i], bias = this.bias;
+    if ((s & (LIVE_MASK | OS_COUNT)) === this.liveBits) {
+      if (bias.solo) i32[i] = s | OS_MUT;
+      else if (Atomics.compareExchange(i32, i, s, s | OS_MUT) !== s) {
+        return this.borrowSlow(true, false, Owned.prototype.borrowMut) as RefMut;
+      }
       if (this.full) {
         Atomics.store(i32, i + W_BORROW, this.ctx.capture(Owned.prototype.borrowMut));
       }
-      return new RefMut(i32, i, this.addr, this.size, true);
+      return new RefMut(i32, i, this.addr, this.size, true, bias);
     }
     return this.borrowSlow(true, false, Owned.prototype.borrowMut) as RefMut;
   }
@@ -349,7 +388,7 @@ export class Owned {
   private borrowSlow(mut: boolean, tryOnly: boolean, above: unknown): Ref | RefMut | undefined {
     const ctx = this.ctx, fn = mut ? "Owned.borrowMut" : "Owned.borrow";
     for (;;) {
-      const s = this.check(fn, false);
+      const s = this.check(fn);
       const i32 = ctx.heap.i32, i = this.rec >> 2;
       if (s < 0) return this.inert(mut);
       if (mut ? (s & (OS_COUNT | OS_MUT)) !== 0 : (s & OS_MUT) !== 0) {
@@ -373,18 +412,21 @@ export class Owned {
         return this.inert(mut);
       }
       if (!mut && (s & OS_COUNT) === OS_COUNT) {
-        throw new OwnershipError(
-          "borrow-conflict",
-          `${fn}: buffer ${hex(this.addr)} has ${OS_COUNT} shared borrows, the most it can count`,
-          this.addr,
-          detail(ctx.heap, this.rec, s, false, -1),
+        ctx.worker.fail(
+          new OwnershipError(
+            "borrow-conflict",
+            `${fn}: buffer ${hex(this.addr)} has ${OS_COUNT} shared borrows, the most it can count`,
+            this.addr,
+            detail(ctx.heap, this.rec, s, false, -1),
+          ),
         );
+        return this.inert(mut);
       }
       if (Atomics.compareExchange(i32, i, s, mut ? s | OS_MUT : s + 1) === s) {
         if (ctx.full) Atomics.store(i32, i + W_BORROW, ctx.capture(above));
         return mut
-          ? new RefMut(this.i32, this.word, this.addr, this.size, true)
-          : new Ref(this.i32, this.word, this.addr, this.size, true);
+          ? new RefMut(this.i32, this.word, this.addr, this.size, true, this.bias)
+          : new Ref(this.i32, this.word, this.addr, this.size, true, this.bias);
       }
     }
   }
@@ -392,15 +434,33 @@ export class Owned {
   /** A guard that holds nothing, for an error handler that let a conflict go on. */
   private inert(mut: boolean): Ref | RefMut {
     return mut
-      ? new RefMut(this.i32, this.word, this.addr, this.size, false)
-      : new Ref(this.i32, this.word, this.addr, this.size, false);
+      ? new RefMut(this.i32, this.word, this.addr, this.size, false, this.bias)
+      : new Ref(this.i32, this.word, this.addr, this.size, false, this.bias);
   }
 
   /**
    * The state word when the handle is alive and its buffer owned here; otherwise the error
-   * goes to the handler (returns -1) or, when `hard` (no way to go on), is thrown.
+   * goes to the handler (or is thrown when there is none) and the result is -1.
    */
-  private check(fn: string, hard: boolean): number {
+  private check(fn: string): number {
+    const s = this.liveState();
+    if (s >= 0) return s;
+    this.ctx.worker.fail(this.fault(fn));
+    return -1;
+  }
+
+  /** The state word when the handle is alive and its buffer owned here, else -1. */
+  private liveState(): number {
+    if (this.dead !== ALIVE) return -1;
+    const h = this.ctx.heap, i = this.rec >> 2, s = Atomics.load(h.i32, i);
+    if (h.i32[i + W_GEN] === this.gen && (s & (OS_PHASE | OS_OWNER)) === this.ctx.liveBits) {
+      return s;
+    }
+    return -1;
+  }
+
+  /** Why the handle may not be used now (after `liveState` said -1): the error to report. */
+  private fault(fn: string): OwnershipError {
     const ctx = this.ctx, h = ctx.heap;
     let e: OwnershipError;
     if (this.dead !== ALIVE) {
@@ -408,7 +468,6 @@ export class Owned {
     } else {
       const i = this.rec >> 2, s = Atomics.load(h.i32, i);
       const phase = (s & OS_PHASE) >>> OS_PHASE_SHIFT, owner = (s & OS_OWNER) >>> OS_OWNER_SHIFT;
-      if (h.i32[i + W_GEN] === this.gen && phase === PH_LIVE && owner === h.slot) return s;
       const d = detail(h, this.rec, s, ctx.full, OR_MOVE_STACK);
       if (phase === PH_ORPHAN) {
         e = new OwnershipError(
@@ -435,12 +494,17 @@ export class Owned {
         );
       }
     }
-    if (hard) {
-      ctx.worker.handler?.(e);
-      throw e;
-    }
-    ctx.worker.fail(e);
-    return -1;
+    return e;
+  }
+
+  /**
+   * Reports a refused `move`, `clone` (or `receive`) to the handler, or throws it; with a
+   * handler, gives back a `VOID` handle that holds nothing and reports the same rule at every
+   * use.
+   */
+  private refuse(e: OwnershipError): Owned {
+    this.ctx.worker.fail(e);
+    return new Owned(this.ctx, 0, this.addr, this.size, 0, e);
   }
 
   /** The error of a dead handle: how it died and, in `full` mode, where. */
@@ -455,6 +519,16 @@ export class Owned {
       allocStack: "",
     };
     const a = hex(this.addr);
+    if (this.dead === VOID) {
+      const r = this.refused as OwnershipError;
+      return new OwnershipError(
+        r.kind,
+        `${fn}: this handle of buffer ${a} holds nothing: it was returned by a refused call ` +
+          `that the error handler let go on (${r.message.split("\n")[0]})`,
+        this.addr,
+        d,
+      );
+    }
     if (this.dead === DROPPED) {
       return fn === "Owned.drop"
         ? new OwnershipError(
@@ -502,16 +576,22 @@ export class Owned {
     if ((this.i32[this.word] & (OS_PHASE | OS_OWNER)) === this.liveBits) {
       return this.addr;
     }
-    this.check("Owned.deref", false);
+    this.check("Owned.deref");
     return this.addr;
   }
 
   /**
    * Moves the buffer to a new handle; this one is dead from then on (Rust's move).
    *
-   * @returns the new handle
+   * The generation changes under the table lock, which `own.access` holds while it checks a
+   * token's generation and counts the reference, so a token shared before the move never
+   * writes the record's state word afterwards (the new handle starts solo, see guard.ts).
+   *
+   * @returns the new handle; with an error handler, when the move is refused, a handle that
+   *   holds nothing (`alive` false, every use reported again with the same kind) while this
+   *   one stays the owner
    * @throws {OwnershipError} `borrow-conflict` when borrowed or lent; `use-after-move`,
-   *   `use-after-drop`, `not-owner` (thrown even with an error handler, after it saw them)
+   *   `use-after-drop`, `not-owner`
    *
    * @example
    * ```ts
@@ -529,12 +609,26 @@ export class Owned {
    * ```
    */
   move(): Owned {
-    const ctx = this.ctx, s = this.check("Owned.move", true);
-    if ((s & OS_BUSY) !== 0) this.busy("Owned.move", "move out of", s);
-    const gen = nextGen(ctx), i32 = ctx.heap.i32;
-    Atomics.store(i32, (this.rec + OR_GEN) >> 2, gen);
-    this.die(MOVED, Owned.prototype.move);
-    return new Owned(ctx, this.rec, this.addr, this.size, gen);
+    const ctx = this.ctx, h = ctx.heap, i = this.rec >> 2;
+    for (;;) {
+      const s = this.liveState();
+      if (s < 0) return this.refuse(this.fault("Owned.move"));
+      if ((s & OS_BUSY) !== 0) return this.refuse(this.busy("Owned.move", "move out of", s));
+      let gen = 0;
+      lockTable(h, ctx.root);
+      try {
+        // Unchanged under the lock: no reference was counted since the check.
+        if (Atomics.load(h.i32, i) === s) {
+          gen = nextGen(ctx);
+          Atomics.store(h.i32, i + W_GEN, gen);
+        }
+      } finally {
+        unlockTable(h, ctx.root);
+      }
+      if (gen === 0) continue;
+      this.die(MOVED, Owned.prototype.move);
+      return new Owned(ctx, this.rec, this.addr, this.size, gen);
+    }
   }
 
   /**
@@ -543,10 +637,13 @@ export class Owned {
    * token is received no handle can use the buffer.
    *
    * @param to the only worker slot that may receive it (default: any)
-   * @returns the token (plain data, for `postMessage`)
+   * @returns the token (plain data, for `postMessage`); with an error handler, when the send
+   *   is refused, a token whose `refused` names the rule: `receive` reports it again and gives
+   *   a handle that holds nothing, and this handle stays the owner
    * @throws {OwnershipError} `borrow-conflict` when borrowed or lent; `use-after-move`,
    *   `use-after-drop`, `not-owner`
-   * @throws {UmemError} `invalid-argument` for a bad slot
+   * @throws {UmemError} `invalid-argument` for a bad slot (bad input, thrown even with a
+   *   handler)
    *
    * @example
    * ```ts
@@ -569,8 +666,9 @@ export class Owned {
     }
     const ctx = this.ctx, h = ctx.heap, i = this.rec >> 2;
     for (;;) {
-      const s = this.check("Owned.send", true);
-      if ((s & OS_BUSY) !== 0) this.busy("Owned.send", "send", s);
+      const s = this.liveState();
+      if (s < 0) return this.refuseToken(this.fault("Owned.send"), to);
+      if ((s & OS_BUSY) !== 0) return this.refuseToken(this.busy("Owned.send", "send", s), to);
       if (Atomics.compareExchange(h.i32, i, s, stateWord(PH_TRANSIT, h.slot)) === s) break;
     }
     const gen = nextGen(ctx);
@@ -584,7 +682,11 @@ export class Owned {
    * a {@linkcode Shared} that borrows the buffer as this handle does. While a `Shared` is held
    * the buffer cannot be moved, sent or dropped.
    *
-   * @returns the token (plain data, for `postMessage`)
+   * From then on this handle's borrows count with compare-and-swap (it is no longer solo).
+   *
+   * @returns the token (plain data, for `postMessage`); with an error handler, when the share
+   *   is refused, a token whose `refused` names the rule: `access` reports it again and gives
+   *   a reference that holds nothing
    * @throws {OwnershipError} `use-after-move`, `use-after-drop`, `not-owner`
    *
    * @example
@@ -602,8 +704,23 @@ export class Owned {
    * ```
    */
   share(): ShareToken {
-    this.check("Owned.share", true);
+    if (this.liveState() < 0) {
+      const e = this.fault("Owned.share");
+      this.ctx.worker.fail(e);
+      return { ptr: this.addr, size: this.size, record: 0, gen: 0, refused: e.kind };
+    }
+    // No longer the word's only writer: later borrows and the ends of the guards held now are
+    // atomic, and the read-modify-write publishes the counts stored so far to other workers.
+    this.bias.solo = false;
+    Atomics.or(this.i32, this.word, 0);
     return { ptr: this.addr, size: this.size, record: this.rec, gen: this.gen };
+  }
+
+  /** Reports a refused `send` (or throws it); with a handler, returns a token that is void. */
+  private refuseToken(e: OwnershipError, to: number): OwnedToken {
+    this.ctx.worker.fail(e);
+    const from = this.ctx.heap.slot;
+    return { ptr: this.addr, size: this.size, record: 0, gen: 0, from, to, refused: e.kind };
   }
 
   /**
@@ -630,7 +747,7 @@ export class Owned {
     const ctx = this.ctx, h = ctx.heap, w = ctx.worker, i = this.rec >> 2;
     let s: number;
     for (;;) {
-      s = this.check("Owned.drop", false);
+      s = this.check("Owned.drop");
       if (s < 0) return;
       if ((s & OS_BUSY) !== 0) {
         const d = detail(h, this.rec, s, ctx.full, OR_BORROW_STACK);
@@ -681,10 +798,11 @@ export class Owned {
    * Copies the buffer into a new one with its own owner (Rust's `clone`), under a shared
    * borrow.
    *
-   * @returns the new handle
+   * @returns the new handle; with an error handler, when the clone is refused, a handle that
+   *   holds nothing (`alive` false, every use reported again with the same kind)
    * @throws {BorrowError} when the buffer is mutably borrowed
    * @throws {OwnershipError} `use-after-move`, `use-after-drop`, `not-owner`
-   * @throws {OutOfMemoryError} when the heap is full
+   * @throws {OutOfMemoryError} when the heap is full (not a rule: thrown even with a handler)
    *
    * @example
    * ```ts
@@ -701,17 +819,18 @@ export class Owned {
   clone(): Owned {
     const ctx = this.ctx, i = this.rec >> 2;
     for (;;) {
-      const s = this.check("Owned.clone", true);
+      const s = this.liveState();
+      if (s < 0) return this.refuse(this.fault("Owned.clone"));
       if ((s & OS_MUT) !== 0) {
         const d = detail(ctx.heap, this.rec, s, ctx.full, OR_BORROW_STACK);
-        const e = new BorrowError(
-          `Owned.clone: buffer ${hex(this.addr)} already mutably borrowed: BorrowError` +
-            at("mutable borrow", d.conflictStack),
-          this.addr,
-          d,
+        return this.refuse(
+          new BorrowError(
+            `Owned.clone: buffer ${hex(this.addr)} already mutably borrowed: BorrowError` +
+              at("mutable borrow", d.conflictStack),
+            this.addr,
+            d,
+          ),
         );
-        ctx.worker.handler?.(e);
-        throw e;
       }
       if (Atomics.compareExchange(ctx.heap.i32, i, s, s + 1) === s) break;
     }
@@ -734,18 +853,16 @@ export class Owned {
     }
   }
 
-  /** Throws the error of a move, send or drop of a borrowed buffer (after the handler). */
-  private busy(fn: string, what: string, s: number): never {
+  /** The error of a move or send of a borrowed or lent buffer. */
+  private busy(fn: string, what: string, s: number): OwnershipError {
     const ctx = this.ctx, d = detail(ctx.heap, this.rec, s, ctx.full, OR_BORROW_STACK);
-    const e = new OwnershipError(
+    return new OwnershipError(
       "borrow-conflict",
       `${fn}: cannot ${what} buffer ${hex(this.addr)} because it is borrowed (${describe(s)})` +
         at("latest borrow", d.conflictStack),
       this.addr,
       d,
     );
-    ctx.worker.handler?.(e);
-    throw e;
   }
 
   /** Marks the handle dead, remembering where (`full` mode). */
@@ -792,21 +909,33 @@ export class Shared {
   /** The buffer. */
   private readonly addr: number;
   /** Whether the reference is still held. */
-  private open = true;
+  private open: boolean;
+  /** A reference that holds nothing: the error of the refused `access` that made it. */
+  private readonly refused: OwnershipError | undefined;
 
   /**
-   * Wraps a reference already counted in the lent field (made by `own.access`).
+   * Wraps a reference already counted in the lent field (made by `own.access`), or makes one
+   * that holds nothing when `refused` is given (`rec` 0).
    *
    * @param ctx the Ownership's context
    * @param rec the record
    * @param addr the buffer
    * @param size its size
+   * @param refused for a reference that holds nothing, the error that refused its `access`
    */
-  constructor(ctx: OwnContext, rec: number, addr: number, size: number) {
+  constructor(
+    ctx: OwnContext,
+    rec: number,
+    addr: number,
+    size: number,
+    refused?: OwnershipError,
+  ) {
     this.ctx = ctx;
     this.rec = rec;
     this.addr = addr;
     this.size = size;
+    this.open = refused === undefined;
+    this.refused = refused;
   }
 
   /**
@@ -902,7 +1031,17 @@ export class Shared {
     for (;;) {
       const s = Atomics.load(h.i32, i);
       let e: OwnershipError | undefined;
-      if (!this.open) {
+      if (this.refused !== undefined) {
+        e = new OwnershipError(
+          this.refused.kind,
+          `${fn}: this reference to buffer ${hex(this.addr)} holds nothing: it was returned by ` +
+            `a refused Ownership.access that the error handler let go on (${
+              this.refused.message.split("\n")[0]
+            })`,
+          this.addr,
+          detail(h, 0, 0, false, -1),
+        );
+      } else if (!this.open) {
         e = new OwnershipError(
           "use-after-drop",
           `${fn}: the reference to buffer ${hex(this.addr)} was released`,
@@ -933,7 +1072,7 @@ export class Shared {
             d,
           );
       } else if (!mut && (s & OS_COUNT) === OS_COUNT) {
-        throw new OwnershipError(
+        e = new OwnershipError(
           "borrow-conflict",
           `${fn}: buffer ${hex(this.addr)} has ${OS_COUNT} shared borrows, the most it can count`,
           this.addr,
@@ -943,14 +1082,14 @@ export class Shared {
       if (e !== undefined) {
         ctx.worker.fail(e);
         return mut
-          ? new RefMut(h.i32, i, this.addr, this.size, false)
-          : new Ref(h.i32, i, this.addr, this.size, false);
+          ? new RefMut(h.i32, i, this.addr, this.size, false, SHARED_BIAS)
+          : new Ref(h.i32, i, this.addr, this.size, false, SHARED_BIAS);
       }
       if (Atomics.compareExchange(h.i32, i, s, mut ? s | OS_MUT : s + 1) === s) {
         if (ctx.full) Atomics.store(h.i32, i + W_BORROW, ctx.capture(Shared.prototype.take));
         return mut
-          ? new RefMut(h.i32, i, this.addr, this.size, true)
-          : new Ref(h.i32, i, this.addr, this.size, true);
+          ? new RefMut(h.i32, i, this.addr, this.size, true, SHARED_BIAS)
+          : new Ref(h.i32, i, this.addr, this.size, true, SHARED_BIAS);
       }
     }
   }
@@ -1088,18 +1227,45 @@ function checkToken(fn: string, t: unknown, keys: readonly string[]): void {
   }
 }
 
+/** The kinds a refused `send` or `share` may name in its token. */
+const RULE_KINDS: readonly UmemErrorKind[] = [
+  "borrow-conflict",
+  "use-after-move",
+  "use-after-drop",
+  "double-drop",
+  "drop-while-borrowed",
+  "not-owner",
+];
+
+/** The error of a void token (record 0): the rule its refused `send` or `share` broke. */
+function voidToken(fn: string, token: OwnedToken | ShareToken, from: string): OwnershipError {
+  const k = RULE_KINDS.includes(token.refused as UmemErrorKind)
+    ? token.refused as UmemErrorKind
+    : "use-after-drop";
+  return new OwnershipError(
+    k,
+    `${fn}: buffer ${hex(token.ptr)}: the token is void: it was returned by a refused ${from} ` +
+      `that the error handler let go on (${k})`,
+    token.ptr,
+    { owner: -1, borrows: 0, mutablyBorrowed: false, lent: 0, conflictStack: "", allocStack: "" },
+  );
+}
+
 /**
  * Makes this worker the owner of a buffer another worker sent (or this one).
  *
  * @param ctx the Ownership's context
  * @param token what `send` returned
- * @returns the handle
+ * @returns the handle; with an error handler, when the receive is refused, a handle that holds
+ *   nothing (`alive` false, every use reported again with the same kind)
  * @throws {OwnershipError} `use-after-move` for a token received already, `not-owner` for a
- *   token addressed to another worker, `use-after-drop` for a buffer no longer tracked
+ *   token addressed to another worker, `use-after-drop` for a buffer no longer tracked; the
+ *   kind in `refused` for a token a refused `send` returned
  */
 export function receive(ctx: OwnContext, token: OwnedToken): Owned {
   checkToken("Ownership.receive", token, ["ptr", "size", "record", "gen", "from", "to"]);
   const h = ctx.heap, fn = "Ownership.receive", a = hex(token.ptr);
+  if (token.record === 0) return voidHandle(ctx, voidToken(fn, token, "Owned.send"), token);
   h.sync();
   let e: OwnershipError | undefined, rec = 0;
   lockTable(h, ctx.root);
@@ -1143,15 +1309,18 @@ export function receive(ctx: OwnContext, token: OwnedToken): Owned {
   } finally {
     unlockTable(h, ctx.root);
   }
-  if (e !== undefined) {
-    ctx.worker.handler?.(e);
-    throw e;
-  }
+  if (e !== undefined) return voidHandle(ctx, e, token);
   h.sync(); // the handle keeps the current view: it must cover the record
   if (ctx.full) {
     Atomics.store(h.i32, (rec + OR_MOVE_STACK) >> 2, ctx.capture(receiveAbove));
   }
   return new Owned(ctx, rec, token.ptr, h.i32[(rec + OR_SIZE) >> 2], token.gen);
+}
+
+/** Reports a refused `receive` (or throws it); with a handler, returns a handle of nothing. */
+function voidHandle(ctx: OwnContext, e: OwnershipError, token: OwnedToken): Owned {
+  ctx.worker.fail(e);
+  return new Owned(ctx, 0, token.ptr, token.size, 0, e);
 }
 
 /** The function a `full` mode stack of a receive starts above. */
@@ -1171,13 +1340,20 @@ export function setStackTops(recv: unknown): void {
  *
  * @param ctx the Ownership's context
  * @param token what `share` returned
- * @returns the reference
+ * @returns the reference; with an error handler, when the access is refused, a reference that
+ *   holds nothing (`held` false, every borrow reported again with the same kind)
  * @throws {OwnershipError} `use-after-move` when the owner moved or sent the buffer since,
- *   `use-after-drop` when it was dropped
+ *   `use-after-drop` when it was dropped; the kind in `refused` for a token a refused `share`
+ *   returned
  */
 export function access(ctx: OwnContext, token: ShareToken): Shared {
   checkToken("Ownership.access", token, ["ptr", "size", "record", "gen"]);
   const h = ctx.heap, fn = "Ownership.access", a = hex(token.ptr);
+  if (token.record === 0) {
+    const e = voidToken(fn, token, "Owned.share");
+    ctx.worker.fail(e);
+    return new Shared(ctx, 0, token.ptr, token.size, e);
+  }
   h.sync();
   let e: OwnershipError | undefined, rec = 0;
   lockTable(h, ctx.root);
@@ -1224,8 +1400,8 @@ export function access(ctx: OwnContext, token: ShareToken): Shared {
     unlockTable(h, ctx.root);
   }
   if (e !== undefined) {
-    ctx.worker.handler?.(e);
-    throw e;
+    ctx.worker.fail(e);
+    return new Shared(ctx, 0, token.ptr, token.size, e);
   }
   h.sync();
   return new Shared(ctx, rec, token.ptr, h.i32[(rec + OR_SIZE) >> 2]);

@@ -21,8 +21,21 @@ import {
   type ShareToken,
 } from "../own/mod.ts";
 import {
+  OR_PTR,
+  OR_STATE,
+  OS_COUNT,
+  OS_MUT,
+  OS_PHASE,
+  OS_PHASE_SHIFT,
+  OT_COUNT,
+  PC_PAGE_SHIFT,
+  PH_LIVE,
+  PH_TRANSIT,
+} from "../own/layout.ts";
+import {
   lockTable,
   ownRoot,
+  pageCounts,
   tableFind,
   tableInsert,
   tableMayHold,
@@ -431,7 +444,9 @@ describe("own: the error handler", () => {
     r.release();
     a.drop(); // drop while borrowed: reported, nothing freed
     assert.equal(own.stateOf(a.deref())?.mutablyBorrowed, true);
-    assert.throws(() => a.move(), OwnershipError); // no handle to give back: still thrown
+    const v = a.move(); // refused: a handle that holds nothing, and a stays the owner
+    assert.equal(v.alive, false);
+    assert.equal(a.alive, true);
     w.release();
     // A refused free goes ahead: the record is orphaned, and the handle finds out.
     const p = a.deref();
@@ -453,7 +468,277 @@ describe("own: the error handler", () => {
     throwsKind(() => a.borrow(), "use-after-drop", /freed behind its handle's back/);
     assert.deepEqual(heap.verify(), []);
   });
+
+  // Every operation that can break a rule, with a handler installed: it does not throw, the
+  // handler sees one error of the right kind, the operation changes nothing it should not (a
+  // refused move, send or clone leaves the owner alive and the buffer where it was), what it
+  // gives back holds nothing and reports the same kind at every use, and afterwards the heap
+  // and the address table are sound and nothing leaked.
+  type Case = {
+    op: string;
+    kind: string;
+    run: (
+      c: { heap: Heap; own: Ownership; other: Ownership; a: Owned; p: number },
+    ) => (() => void) | void;
+  };
+  const cases: Case[] = [
+    {
+      op: "borrow while mutably borrowed",
+      kind: "borrow-conflict",
+      run: ({ a }) => {
+        const w = a.borrowMut(), r = a.borrow();
+        assert.equal(r.held, false);
+        r.release(); // an inert guard's end changes nothing
+        return () => w.release();
+      },
+    },
+    {
+      op: "borrowMut while borrowed",
+      kind: "borrow-conflict",
+      run: ({ a, own, p }) => {
+        const r = a.borrow(), w = a.borrowMut();
+        assert.equal(w.held, false);
+        w.release();
+        assert.equal(own.stateOf(p)?.borrows, 1);
+        assert.equal(own.stateOf(p)?.mutablyBorrowed, false);
+        return () => r.release();
+      },
+    },
+    {
+      op: "tryBorrow of a moved handle",
+      kind: "use-after-move",
+      run: ({ a }) => {
+        const b = a.move(); // not an error
+        assert.equal(a.tryBorrow()?.held, false);
+        return () => b.drop();
+      },
+    },
+    {
+      op: "tryBorrowMut of a dropped handle",
+      kind: "use-after-drop",
+      run: ({ a }) => {
+        a.drop();
+        assert.equal(a.tryBorrowMut()?.held, false);
+      },
+    },
+    {
+      op: "deref of a dropped handle",
+      kind: "use-after-drop",
+      run: ({ a, p }) => {
+        a.drop();
+        assert.equal(a.deref(), p);
+      },
+    },
+    {
+      op: "move while borrowed",
+      kind: "borrow-conflict",
+      run: ({ a, p, own }) => {
+        const r = a.borrow(), v = a.move();
+        assert.equal(v.alive, false);
+        assert.equal(a.alive, true);
+        assert.equal(own.stateOf(p)?.borrows, 1);
+        return () => r.release();
+      },
+    },
+    {
+      op: "move of a moved handle",
+      kind: "use-after-move",
+      run: ({ a }) => {
+        const b = a.move(), v = a.move();
+        assert.equal(v.alive, false);
+        return () => b.drop();
+      },
+    },
+    {
+      op: "send while lent",
+      kind: "borrow-conflict",
+      run: ({ a, own, p }) => {
+        const ref = own.access(a.share()), t = a.send();
+        assert.equal(t.record, 0);
+        assert.equal(t.refused, "borrow-conflict");
+        assert.equal(own.stateOf(p)?.state, "owned");
+        assert.equal(a.alive, true);
+        return () => ref.release();
+      },
+    },
+    {
+      op: "send of a dropped handle",
+      kind: "use-after-drop",
+      run: ({ a }) => {
+        a.drop();
+        assert.equal(a.send().refused, "use-after-drop");
+      },
+    },
+    {
+      op: "share of a moved handle",
+      kind: "use-after-move",
+      run: ({ a }) => {
+        const b = a.move(), t = a.share();
+        assert.equal(t.refused, "use-after-move");
+        return () => b.drop();
+      },
+    },
+    {
+      op: "clone while mutably borrowed",
+      kind: "borrow-conflict",
+      run: ({ a, own }) => {
+        const w = a.borrowMut(), v = a.clone();
+        assert.equal(v.alive, false);
+        assert.equal(own.stats().tracked, 1);
+        return () => w.release();
+      },
+    },
+    {
+      op: "clone of a sent handle",
+      kind: "use-after-move",
+      run: ({ a, own }) => {
+        const t = a.send(), v = a.clone();
+        assert.equal(v.alive, false);
+        return () => own.receive(t).drop();
+      },
+    },
+    {
+      op: "receive of a token received already",
+      kind: "use-after-move",
+      run: ({ a, own }) => {
+        const t = a.send(), b = own.receive(t), v = own.receive(t);
+        assert.equal(v.alive, false);
+        assert.equal(b.alive, true);
+        return () => b.drop();
+      },
+    },
+    {
+      op: "receive of a token sent to another worker",
+      kind: "not-owner",
+      run: ({ a, own, other, heap }) => {
+        const t = a.send(heap.slot), v = other.receive(t);
+        assert.equal(v.alive, false);
+        assert.equal(own.stateOf(t.ptr)?.state, "in-transit");
+        return () => own.receive(t).drop();
+      },
+    },
+    {
+      op: "access after the owner moved",
+      kind: "use-after-move",
+      run: ({ a, own }) => {
+        const t = a.share(), b = a.move(), ref = own.access(t);
+        assert.equal(ref.held, false);
+        ref.release();
+        return () => b.drop();
+      },
+    },
+    {
+      op: "access after the owner dropped",
+      kind: "use-after-drop",
+      run: ({ a, other }) => {
+        const t = a.share();
+        a.drop();
+        assert.equal(other.access(t).held, false);
+      },
+    },
+    {
+      op: "drop while borrowed",
+      kind: "drop-while-borrowed",
+      run: ({ a, own, p }) => {
+        const r = a.borrow();
+        a.drop(); // nothing freed
+        assert.equal(own.stateOf(p)?.borrows, 1);
+        return () => r.release();
+      },
+    },
+    {
+      op: "double drop",
+      kind: "double-drop",
+      run: ({ a }) => {
+        a.drop();
+        a.drop();
+      },
+    },
+  ];
+  for (const c of cases) {
+    it(`with a handler, ${c.op}: no throw, one ${c.kind}, nothing changed`, () => {
+      const { heap, own } = setup();
+      const other = Ownership.create(Heap.attach(heap.buffer));
+      const a = own.alloc(24), p = a.deref();
+      const seen: OwnershipError[] = [], seen2: OwnershipError[] = [];
+      own.onError((e) => seen.push(e));
+      other.onError((e) => seen2.push(e));
+      const after = c.run({ heap, own, other, a, p });
+      const all = [...seen, ...seen2];
+      assert.deepEqual(all.map((e) => e.kind), [c.kind], all.map((e) => e.message).join("\n"));
+      assert.ok(all[0] instanceof OwnershipError);
+      own.onError(undefined);
+      other.onError(undefined);
+      after?.();
+      if (a.alive) a.drop();
+      assert.deepEqual(own.leaks(), []);
+      assert.deepEqual(tableProblems(heap), []);
+      assert.deepEqual(heap.verify(), []);
+      other.close();
+      other.heap.detach();
+    });
+  }
+
+  it("with a handler, what a refused call gave back reports the same rule at every use", () => {
+    const { heap, own } = setup();
+    const seen: string[] = [];
+    own.onError((e) => seen.push(e.kind));
+    const a = own.alloc(16);
+    const r = a.borrow();
+    const v = a.move(); // borrow-conflict
+    const guards = [v.borrow(), v.borrowMut(), v.tryBorrow(), v.tryBorrowMut()];
+    assert.ok(guards.every((g) => g !== undefined && !g.held));
+    v.deref();
+    const v2 = v.move(), v3 = v.clone();
+    assert.ok(!v2.alive && !v3.alive);
+    const t = v.send(), s = v.share();
+    v.drop();
+    const v4 = own.receive(t), ref = own.access(s);
+    assert.ok(!v4.alive && !ref.held);
+    ref.borrowMut();
+    assert.equal(seen.length, 14);
+    assert.ok(seen.every((k) => k === "borrow-conflict"), seen.join());
+    own.onError(undefined);
+    throwsKind(() => v.borrow(), "borrow-conflict", /holds nothing/);
+    throwsKind(() => v4.drop(), "borrow-conflict", /holds nothing/);
+    throwsKind(() => ref.borrow(), "borrow-conflict", /holds nothing/);
+    throwsKind(() => own.receive(t), "borrow-conflict", /token is void/);
+    r.release();
+    a.drop();
+    assert.deepEqual(own.leaks(), []);
+    assert.deepEqual(tableProblems(heap), []);
+    assert.deepEqual(heap.verify(), []);
+  });
 });
+
+/**
+ * What is wrong with the address table and the records it names (empty when sound): every key
+ * names a record of that buffer, live or in transit, with no mutable borrow next to shared
+ * ones, every record once, as many as the table counts, and page counts that cover them.
+ */
+function tableProblems(heap: Heap): string[] {
+  const root = ownRoot(heap), out: string[] = [];
+  const i32 = heap.i32, recs = new Set<number>();
+  lockTable(heap, root);
+  try {
+    const list = tableRecords(heap, root);
+    for (const rec of list) {
+      const ptr = i32[(rec + OR_PTR) >> 2], s = Atomics.load(i32, (rec + OR_STATE) >> 2);
+      const phase = (s & OS_PHASE) >>> OS_PHASE_SHIFT;
+      if (recs.has(rec)) out.push(`record ${rec} twice`);
+      recs.add(rec);
+      if (tableFind(heap, root, ptr) !== rec) out.push(`record ${rec}: key ${ptr} not found`);
+      if (phase !== PH_LIVE && phase !== PH_TRANSIT) out.push(`record ${rec}: phase ${phase}`);
+      if ((s & OS_MUT) !== 0 && (s & OS_COUNT) !== 0) out.push(`record ${rec}: mut and shared`);
+      const pages = pageCounts(heap, root);
+      if (pages[ptr >>> PC_PAGE_SHIFT] < 1) out.push(`record ${rec}: page count 0`);
+    }
+    if (list.length !== i32[(root + OT_COUNT) >> 2]) out.push(`count ${list.length}`);
+  } finally {
+    unlockTable(heap, root);
+  }
+  return out;
+}
 
 /** 701 distinct 8-aligned addresses spread like real ones (a linear congruential sequence). */
 const POOL = (() => {
