@@ -151,6 +151,12 @@ export function createCacheRecord(
   if (typeof name !== "string" || name.length === 0) {
     throw new UmemError("invalid-argument", `${fn}: name must be a non-empty string`);
   }
+  if (typeof options !== "object" || options === null) {
+    throw new UmemError("invalid-argument", `${fn}(${name}): options must be an object`);
+  }
+  if (options.nomagazines !== undefined && typeof options.nomagazines !== "boolean") {
+    throw new UmemError("invalid-argument", `${fn}(${name}): nomagazines must be a boolean`);
+  }
   checkSize(`${fn}(${name})`, "size", size, 1, 64 * PAGE_SIZE);
   const align = checkSize(
     `${fn}(${name})`,
@@ -220,6 +226,30 @@ export function destroyCacheRecord(h: HeapView, cp: number): number {
   vmemFreeAddr(h, w(h, HDR_META_ARENA), cp, cacheRecordSize(n));
   h.callbacks[id] = undefined;
   return leaked;
+}
+
+/**
+ * Checks the callbacks a worker registers for an existing cache (flags `flags`): an object of
+ * functions, and no constructor or destructor the cache was created without (it would never
+ * run: whether a cache constructs is fixed in its record when it is created).
+ * @throws {UmemError} `invalid-argument` naming the callback
+ */
+export function checkCallbacks(fn: string, callbacks: unknown, flags: number): void {
+  if (typeof callbacks !== "object" || callbacks === null) {
+    throw new UmemError("invalid-argument", `${fn}: callbacks must be an object`);
+  }
+  const cb = callbacks as Record<string, unknown>;
+  for (const k of ["ctor", "dtor", "reclaim"]) {
+    if (cb[k] !== undefined && typeof cb[k] !== "function") {
+      throw new UmemError("invalid-argument", `${fn}: ${k} must be a function`);
+    }
+  }
+  if (cb.ctor !== undefined && (flags & CF_HASCTOR) === 0) {
+    throw new UmemError("invalid-argument", `${fn}: the cache was created without a constructor`);
+  }
+  if (cb.dtor !== undefined && (flags & CF_HASDTOR) === 0) {
+    throw new UmemError("invalid-argument", `${fn}: the cache was created without a destructor`);
+  }
 }
 
 /** The address of the live cache named `name`, or 0. */
@@ -301,13 +331,23 @@ export class Cache {
     this.id = w(heap, addr + CA_ID);
   }
 
-  /** The cache's name. */
+  /**
+   * The cache's name.
+   * @throws {UmemError} `destroyed` when the cache was destroyed
+   */
   get name(): string {
+    this.heap.sync();
+    checkCacheId(this.heap, this.addr, this.id, "umem_cache_name");
     return cacheName(this.heap, this.addr);
   }
 
-  /** The size of its buffers. */
+  /**
+   * The size of its buffers.
+   * @throws {UmemError} `destroyed` when the cache was destroyed
+   */
   get bufsize(): number {
+    this.heap.sync();
+    checkCacheId(this.heap, this.addr, this.id, "umem_cache_bufsize");
     return w(this.heap, this.addr + CA_BUFSIZE);
   }
 

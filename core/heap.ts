@@ -11,7 +11,7 @@
  * @module
  */
 
-import { Cache, type CacheOptions, createCacheRecord, findCache } from "./cache.ts";
+import { Cache, type CacheOptions, checkCallbacks, createCacheRecord, findCache } from "./cache.ts";
 import { checkSize, hex, OutOfMemoryError, UmemError } from "./errors.ts";
 import {
   type CacheCallbacks,
@@ -110,7 +110,15 @@ import {
   reapAll,
   reclaimAll,
 } from "./magazine.ts";
-import { CA_CPU, CA_MAGIC, CA_MAGIC_VALUE, CA_NEXT, CF_INTERNAL, CF_NOMAGAZINE } from "./slab.ts";
+import {
+  CA_CPU,
+  CA_FLAGS,
+  CA_MAGIC,
+  CA_MAGIC_VALUE,
+  CA_NEXT,
+  CF_INTERNAL,
+  CF_NOMAGAZINE,
+} from "./slab.ts";
 import {
   classAlign,
   laySizeTable,
@@ -225,6 +233,41 @@ function layCaches(heap: Heap): void {
   laySizeTable(heap, table, classes);
 }
 
+/** The keys {@linkcode HeapOptions} has. */
+const HEAP_OPTION_KEYS = [
+  "trust",
+  "debug",
+  "logging",
+  "options",
+  "nofail",
+  "size",
+  "maxSize",
+  "slots",
+  "lockTimeout",
+];
+
+/**
+ * Refuses options that are not an object, a key `HeapOptions` does not have (a typo would be
+ * ignored silently), a switch string that is not a string and a flag that is not a boolean.
+ * Undefined and null values stand for "not given".
+ */
+function checkHeapOptions(options: unknown): void {
+  const bad = (why: string) => new UmemError("invalid-argument", `Heap.create: ${why}`);
+  if (typeof options !== "object" || options === null) {
+    throw bad(`options must be an object, got ${options === null ? "null" : typeof options}`);
+  }
+  const o = options as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (!HEAP_OPTION_KEYS.includes(k)) throw bad(`unknown option '${k}'`);
+  }
+  for (const k of ["debug", "logging", "options"]) {
+    if (o[k] != null && typeof o[k] !== "string") throw bad(`${k} must be a string`);
+  }
+  for (const k of ["trust", "nofail"]) {
+    if (o[k] != null && typeof o[k] !== "boolean") throw bad(`${k} must be a boolean`);
+  }
+}
+
 /** Options of {@linkcode Heap.create}. */
 export interface HeapOptions {
   /**
@@ -282,6 +325,8 @@ export class Heap extends HeapView {
   readonly libc: Libc;
   /** Word index of the size-class table. */
   private sizeTab: number;
+  /** The slot's generation when this handle took it: `detach` gives back only that tenure. */
+  private readonly gen: number;
 
   private constructor(sab: SharedArrayBuffer, slot: number) {
     super(sab, slot);
@@ -293,6 +338,7 @@ export class Heap extends HeapView {
     this.libc = new Libc(this);
     this.debugging = this.i32[HDR_DEBUG >> 2] !== 0;
     this.intercepting = this.debugging;
+    this.gen = this.u32[(this.u32[HDR_SLOTS >> 2] + slot * WS_SIZE + WS_GEN) >> 2];
   }
 
   /**
@@ -310,6 +356,7 @@ export class Heap extends HeapView {
    * ```
    */
   static create(options: HeapOptions = {}): Heap {
+    checkHeapOptions(options);
     // The switches: options first, then the environment (silently absent without permission).
     const debug = parseDebug(options.debug ?? readEnv("UMEM_DEBUG") ?? "");
     const logging = parseLogging(options.logging ?? readEnv("UMEM_LOGGING") ?? "");
@@ -425,6 +472,8 @@ export class Heap extends HeapView {
   /**
    * Leaves the heap: gives this worker's slot back. The handle must not be used after.
    *
+   * @throws {UmemError} `invalid-argument` when this handle's slot was given back already
+   *   (a second `detach`, or `reclaimSlot` of it), whoever holds the slot now
    * @example
    * ```ts
    * import { Heap } from "@umem/umem";
@@ -433,6 +482,17 @@ export class Heap extends HeapView {
    * ```
    */
   detach(): void {
+    this.sync();
+    const at = this.u32[HDR_SLOTS >> 2] + this.slot * WS_SIZE;
+    if (
+      this.u32[(at + WS_GEN) >> 2] !== this.gen || this.u32[(at + WS_STATE) >> 2] !== SLOT_LIVE
+    ) {
+      // Given back already; the slot may be another worker's now, which must keep it.
+      throw new UmemError(
+        "invalid-argument",
+        `Heap.detach: this handle's slot ${this.slot} was given back already`,
+      );
+    }
     this.reclaimSlot(this.slot);
   }
 
@@ -442,6 +502,7 @@ export class Heap extends HeapView {
    * process with that status (`UMEM_CALLBACK_RETRY`, `UMEM_CALLBACK_EXIT(n)`).
    *
    * @param callback the callback
+   * @throws {UmemError} `invalid-argument` when `callback` is not a function
    *
    * @example
    * ```ts
@@ -451,6 +512,12 @@ export class Heap extends HeapView {
    * ```
    */
   setNofailCallback(callback: () => "retry" | number): void {
+    if (typeof callback !== "function") {
+      throw new UmemError(
+        "invalid-argument",
+        "Heap.setNofailCallback: callback must be a function",
+      );
+    }
     this.nofail = callback;
   }
 
@@ -750,7 +817,8 @@ export class Heap extends HeapView {
    * @param name the cache's name
    * @param callbacks this worker's `ctor`, `dtor` and `reclaim`
    * @returns the cache
-   * @throws {UmemError} `invalid-argument` when no cache has that name
+   * @throws {UmemError} `invalid-argument` when no cache has that name, for callbacks that are
+   *   not functions, or for a `ctor`/`dtor` the cache was created without (it would never run)
    *
    * @example
    * ```ts
@@ -767,6 +835,7 @@ export class Heap extends HeapView {
     this.sync();
     const cp = findCache(this, name);
     if (cp === 0) throw new UmemError("invalid-argument", `Heap.cache: no cache named '${name}'`);
+    checkCallbacks(`Heap.cache(${name})`, callbacks, this.u32[(cp + CA_FLAGS) >> 2]);
     const c = new Cache(this, cp);
     // Merge: a lookup without callbacks keeps the ones this worker registered before.
     const merged: CacheCallbacks = { ...this.callbacks[c.id] };

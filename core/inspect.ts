@@ -413,8 +413,9 @@ export class Inspector {
    * What an address is: which cache, buffer and offset, and the buffer's state; or which arena
    * segment; or metadata; or nothing. As `::whatis`.
    *
-   * @param addr the address
+   * @param addr the address (a number; one outside the heap, NaN included, is "none")
    * @returns the answer, with its text
+   * @throws {UmemError} `invalid-argument` when `addr` is not a number
    *
    * @example
    * ```ts
@@ -426,6 +427,12 @@ export class Inspector {
    */
   whatis(addr: number): WhatIs {
     const h = this.heap;
+    if (typeof addr !== "number") {
+      throw new UmemError(
+        "invalid-argument",
+        `whatis: address must be a number, got ${typeof addr}`,
+      );
+    }
     const a = Math.floor(addr);
     if (!(a > 0 && a < h.mapped)) {
       return {
@@ -539,6 +546,7 @@ export class Inspector {
    *
    * @param addr an address in the buffer
    * @returns the transactions (empty without audit)
+   * @throws {UmemError} `invalid-argument` when `addr` is not a number
    *
    * @example
    * ```ts
@@ -558,6 +566,8 @@ export class Inspector {
    *
    * @param filter `cache` (name), `buffer` (address), `worker` (slot)
    * @returns the records
+   * @throws {UmemError} `invalid-argument` for a filter that is not an object, an unknown key,
+   *   a cache that is not a string or a buffer or worker that is not a number
    *
    * @example
    * ```ts
@@ -568,6 +578,7 @@ export class Inspector {
    * ```
    */
   log(filter: { cache?: string; buffer?: number; worker?: number } = {}): LogEntry[] {
+    checkLogFilter(filter);
     const h = this.heap, ring = this.w(HDR_TXLOG);
     if (ring <= 0 || ring >= h.mapped) return [];
     const out: LogEntry[] = [];
@@ -924,6 +935,22 @@ export class Inspector {
       lines.push(...(e.stack === "" ? [NO_STACK] : e.stack.split("\n")).map((f) => `\t${f}`));
     }
     return lines.join("\n");
+  }
+}
+
+/** Refuses a log filter that would silently match nothing, or everything, by mistake. */
+function checkLogFilter(filter: unknown): void {
+  const bad = (why: string) => new UmemError("invalid-argument", `log: ${why}`);
+  if (typeof filter !== "object" || filter === null) throw bad("filter must be an object");
+  const f = filter as Record<string, unknown>;
+  for (const k of Object.keys(f)) {
+    if (k !== "cache" && k !== "buffer" && k !== "worker") throw bad(`unknown filter '${k}'`);
+  }
+  if (f.cache !== undefined && typeof f.cache !== "string") throw bad("cache must be a name");
+  for (const k of ["buffer", "worker"]) {
+    if (f[k] !== undefined && (typeof f[k] !== "number" || !Number.isInteger(f[k]))) {
+      throw bad(`${k} must be a whole number`);
+    }
   }
 }
 

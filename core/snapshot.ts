@@ -17,7 +17,7 @@
  */
 
 import { readFileSync, writeFileSync } from "node:fs";
-import { CorruptImageError } from "./errors.ts";
+import { CorruptImageError, UmemError } from "./errors.ts";
 import {
   checkHeader,
   HDR_ARENA_LIST,
@@ -167,6 +167,7 @@ export class Snapshot extends HeapView {
    *
    * @param heap the live heap
    * @returns the file's bytes
+   * @throws {UmemError} `invalid-argument` when `heap` is not a heap or a snapshot
    *
    * @example
    * ```ts
@@ -176,6 +177,11 @@ export class Snapshot extends HeapView {
    * ```
    */
   static encode(heap: HeapView): Uint8Array {
+    if (!(heap instanceof HeapView)) {
+      throw new UmemError("invalid-argument", "Snapshot.encode: not a heap or a snapshot");
+    }
+    // A snapshot is read as it is (its lock words were taken with the copy: not to be waited on).
+    if (heap instanceof Snapshot) return encodeSnapshot(heap.u8.slice(), heap.time);
     return encodeSnapshot(snapshotImage(heap));
   }
 
@@ -186,6 +192,7 @@ export class Snapshot extends HeapView {
    * @returns the snapshot
    * @throws {CorruptImageError} naming what was wrong: truncated, bad magic, version,
    *   checksum, or an image whose own header is unsound
+   * @throws {UmemError} `invalid-argument` when `bytes` is not a Uint8Array
    *
    * @example
    * ```ts
@@ -198,6 +205,15 @@ export class Snapshot extends HeapView {
    * ```
    */
   static decode(bytes: Uint8Array): Snapshot {
+    if (!((bytes as unknown) instanceof Uint8Array)) {
+      const b = bytes as unknown;
+      throw new UmemError(
+        "invalid-argument",
+        `Snapshot.decode: expected a Uint8Array, got ${
+          b === null ? "null" : typeof b === "object" ? b.constructor?.name : typeof b
+        }`,
+      );
+    }
     if (bytes.length < UMS_HEADER) {
       throw new CorruptImageError(
         `snapshot: truncated: ${bytes.length} bytes, the header alone needs ${UMS_HEADER}`,
@@ -242,12 +258,23 @@ export class Snapshot extends HeapView {
   override sync(): void {}
 }
 
+/** Refuses a path that is not a non-empty string (a number would be taken as a descriptor). */
+function checkPath(fn: string, path: unknown): void {
+  if (typeof path !== "string" || path.length === 0) {
+    throw new UmemError("invalid-argument", `${fn}: path must be a non-empty string`);
+  }
+}
+
 /**
  * Writes a heap's snapshot to a `.ums` file.
  *
  * @param heap the live heap
  * @param path the file to write
  * @returns the bytes written
+ * @throws {UmemError} `invalid-argument` for a path that is not a non-empty string or a
+ *   `heap` that is not a heap or a snapshot
+ * @throws {Error} the file system's error (with its `code`, e.g. `EISDIR`, `ENOENT`) when the
+ *   file cannot be written
  *
  * @example
  * ```ts
@@ -260,6 +287,7 @@ export class Snapshot extends HeapView {
  * ```
  */
 export function writeSnapshot(heap: HeapView, path: string): number {
+  checkPath("writeSnapshot", path);
   const bytes = Snapshot.encode(heap);
   writeFileSync(path, bytes);
   return bytes.length;
@@ -271,6 +299,9 @@ export function writeSnapshot(heap: HeapView, path: string): number {
  * @param path the file
  * @returns the snapshot, ready for `inspect()`
  * @throws {CorruptImageError} for a truncated or altered file (see {@linkcode Snapshot.decode})
+ * @throws {UmemError} `invalid-argument` for a path that is not a non-empty string
+ * @throws {Error} the file system's error (with its `code`, e.g. `ENOENT`, `EISDIR`) when the
+ *   file cannot be read
  *
  * @example
  * ```ts
@@ -284,5 +315,6 @@ export function writeSnapshot(heap: HeapView, path: string): number {
  * ```
  */
 export function readSnapshot(path: string): Snapshot {
+  checkPath("readSnapshot", path);
   return Snapshot.decode(new Uint8Array(readFileSync(path)));
 }
