@@ -8,11 +8,14 @@
  *
  * Group "borrow+release": the baseline is one `heap.alloc(64)` + `heap.free(p, 64)` pair on a
  * heap with no hook attached (the allocator's fast path: a magazine pop and push). Against it,
- * the floor of any borrow counted in a shared word (one compare-and-swap and one subtract),
- * a `borrow()` then `release()` of an owned buffer in `light` mode (a generation check, one
- * compare-and-swap, a guard object, one `Atomics.sub`), the same with `borrowMut()`, with
- * `using` instead of `release()`, a `deref()` alone, and a borrow in `full` mode (which also
- * captures and interns the caller's stack).
+ * the floor of any borrow counted atomically in a shared word (one compare-and-swap and one
+ * subtract, each a call of a V8 builtin), a `borrow()` then `release()` of an owned buffer in
+ * `light` mode by a solo handle (one that never lent a reference, so the only writer of its
+ * state word: a plain load, a plain store, a guard object, a plain store), the same with
+ * `borrowMut()`, the same by a handle that lent a reference with `share()` (the word is then
+ * written by other workers too: one compare-and-swap and one `Atomics.sub`), with `using`
+ * instead of `release()`, a `deref()` alone, and a borrow in `full` mode (which also captures
+ * and interns the caller's stack).
  *
  * Group "alloc+drop": the same baseline against `own.alloc(64)` + `drop()` in `light` and
  * `full` mode (a record from the heap, the address table under its lock, the free through the
@@ -40,6 +43,12 @@ const light = Ownership.create(lightHeap, { mode: "light" });
 const full = Ownership.create(fullHeap, { mode: "full" });
 
 const lightBufs: Owned[] = Array.from({ length: N }, () => light.alloc(SIZE));
+// Handles that lent a reference (given back at once): no longer solo, their borrows are atomic.
+const lentBufs: Owned[] = Array.from({ length: N }, () => {
+  const a = light.alloc(SIZE);
+  light.access(a.share()).release();
+  return a;
+});
 const fullBufs: Owned[] = Array.from({ length: N }, () => full.alloc(SIZE));
 const ptrs = new Int32Array(N);
 
@@ -86,6 +95,24 @@ Deno.bench("light: borrowMut() + release()", { group: "borrow+release" }, () => 
   const u8 = lightHeap.u8;
   for (let i = 0; i < N; i++) {
     const g = lightBufs[i].borrowMut();
+    u8[g.ptr] = i;
+    g.release();
+  }
+});
+
+Deno.bench("light, after share(): borrow() + release()", { group: "borrow+release" }, () => {
+  const u8 = lightHeap.u8;
+  for (let i = 0; i < N; i++) {
+    const g = lentBufs[i].borrow();
+    u8[g.ptr] = i;
+    g.release();
+  }
+});
+
+Deno.bench("light, after share(): borrowMut() + release()", { group: "borrow+release" }, () => {
+  const u8 = lightHeap.u8;
+  for (let i = 0; i < N; i++) {
+    const g = lentBufs[i].borrowMut();
     u8[g.ptr] = i;
     g.release();
   }

@@ -7,9 +7,11 @@
  * tracked buffer has an *ownership record* (`OR_*`, 32 bytes from the heap) whose first word,
  * the *state word* (`OS_*` bit fields), says who owns the buffer, whether it is in transit to
  * another worker, and how it is borrowed: a count of shared borrows, a mutable-borrow bit, and a
- * count of references lent to other workers. Every change of a state word is one
- * `Atomics.compareExchange` (or one `Atomics.sub`/`and` to release), so two workers racing for
- * a mutable borrow get exactly one winner. The *address table* (`OT_*` root record, and a slot
+ * count of references lent to other workers. Every change of a state word that another worker
+ * may race is one `Atomics.compareExchange` (or one `Atomics.sub`/`and` to release), so two
+ * workers racing for a mutable borrow get exactly one winner; the owner's borrows through a
+ * handle that never lent a reference (no other worker can write the word then, guard.ts) are
+ * plain loads and stores. The *address table* (`OT_*` root record, and a slot
  * array of `[buffer address, record address]` pairs with open addressing and linear probing)
  * finds a record from a buffer address: for the free hook, for `receive` and `access` to check
  * a token, and for `adopt` to refuse a buffer someone owns already. A handle keeps its record's

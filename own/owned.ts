@@ -8,23 +8,30 @@
  * marks the old one dead; `send()` does the same and puts the record in transit
  * (`PH_TRANSIT`), so that no handle can use it until some worker's `receive(token)` makes it
  * live again with that worker as owner. Borrows are `RefCell`'s: `borrow()` adds one shared
- * borrow to the state word with compare-and-swap if the word says live, owned by this worker,
- * not mutably borrowed; `borrowMut()` sets the mutable bit if no borrow at all is held. Because
- * a compare-and-swap on one word decides, two workers racing for a mutable borrow (the owner,
- * and a worker holding a {@linkcode Shared} reference) get exactly one winner. A `Shared` is a
- * reference lent to another worker (`share()`, then `access(token)` there): it counts in the
- * state word's lent field, and while any is held the owner can neither move, send nor drop the
- * buffer.
+ * borrow to the state word if the word says live, owned by this worker, not mutably borrowed;
+ * `borrowMut()` sets the mutable bit if no borrow at all is held. A `Shared` is a reference lent
+ * to another worker (`share()`, then `access(token)` there): it counts in the state word's lent
+ * field, borrows in the same word, and while any is held the owner can neither move, send nor
+ * drop the buffer. The borrows are biased (guard.ts, {@linkcode Bias}): until a handle lends a
+ * reference, no other worker can write its word (a stale token is checked under the table lock,
+ * which `move` takes to change the generation; `receive` and `access` hold it too), so the
+ * handle counts with a plain load and store; from its first `share()` on it counts with
+ * compare-and-swap, and because a compare-and-swap on one word decides, two workers racing for
+ * a mutable borrow (the owner and a worker holding a {@linkcode Shared}) get exactly one winner.
+ *
+ * Errors go to the worker's handler when one is set (`onError`), and then nothing throws a
+ * broken rule: what a refused call gives back holds nothing (a `VOID` handle, a reference with
+ * `refused` set, a token with `record` 0) and reports the same kind again at every use.
  *
  * Invariants. A dead handle never reads its record (it may have been freed and reused): it
- * knows how it died. The fast paths (`borrow`, `borrowMut`, `deref`) are a few loads, one
- * compare-and-swap and, in `full` mode, a stack capture; every failure takes a slow path that
+ * knows how it died. The fast paths (`borrow`, `borrowMut`, `deref`) are a few loads, a store
+ * (solo) or one compare-and-swap (after a share) and, in `full` mode, a stack capture; every failure takes a slow path that
  * names the rule. Owner, phase and generation change only with no borrow held and nothing
  * lent. Tokens are plain data (structured-clone safe) and are checked against the table under
  * the table lock before anything changes.
  *
- * Lock order: `track`, `receive` and `access` take the table lock alone (growth allocates with
- * it held, which takes core locks after it); borrows take no lock.
+ * Lock order: `track`, `move`, `receive` and `access` take the table lock alone (growth
+ * allocates with it held, which takes core locks after it); borrows take no lock.
  *
  * @module
  */

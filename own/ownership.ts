@@ -279,12 +279,24 @@ export class Ownership {
   }
 
   /**
-   * Sets this worker's error handler for this heap handle (every `Ownership` on it): a broken
-   * rule is given to it instead of thrown. Then borrows that conflict return a guard that holds
-   * nothing (`held` false), `deref` returns the address, `drop` frees nothing, and a refused
-   * `heap.free` goes ahead (the buffer's record is orphaned) unless the buffer is another
-   * worker's, whose free is always refused. `move`, `send`, `clone`, `share`,
-   * `receive` and `access` have no handle to give back: they throw after the handler.
+   * Sets this worker's error handler for this heap handle (every `Ownership` on it), as
+   * libumem's: a broken rule is given to it instead of thrown, for a program that logs and goes
+   * on, and no operation throws a broken rule while it is set. What a refused call gives back
+   * does nothing harmful and reports again at every use:
+   *
+   * - a borrow that conflicts (or of a dead handle) returns a guard that holds nothing (`held`
+   *   false, its release changes nothing); `deref` returns the address after the report;
+   * - `drop` of a borrowed, dropped or moved handle frees nothing;
+   * - a refused `move`, `clone` or `receive` returns a handle that holds nothing (`alive`
+   *   false; the handle it was called on stays the owner), whose every use reports the same
+   *   kind again; a refused `access` returns a reference that holds nothing, likewise;
+   * - a refused `send` or `share` returns a void token (`record` 0, `refused` the kind), which
+   *   `receive` or `access` reports again;
+   * - a refused `heap.free` of this worker's buffer goes ahead (the buffer's record is
+   *   orphaned, and its handle reports `use-after-drop` from then on).
+   *
+   * Still thrown, handler or not: bad input (`invalid-argument`), a full heap, and a free of
+   * another worker's buffer (its owner may be using it).
    *
    * @param handler the handler, or undefined to throw again
    *
@@ -299,6 +311,8 @@ export class Ownership {
    * const w = a.borrowMut();
    * const r = a.borrow(); // reported, not thrown
    * console.log(seen, r.held); // [ "borrow-conflict" ] false
+   * const b = a.move(); // refused while borrowed: b holds nothing, a is still the owner
+   * console.log(seen, b.alive, a.alive); // [ "borrow-conflict", "borrow-conflict" ] false true
    * w.release();
    * own.onError(undefined);
    * ```
