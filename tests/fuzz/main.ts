@@ -15,6 +15,7 @@ import { sboTarget } from "./sbo_fuzz.ts";
 import { budgetTarget } from "./budget_fuzz.ts";
 import { regionTarget } from "./region_fuzz.ts";
 import { ownTarget } from "./own_fuzz.ts";
+import { gcTarget } from "./gc_fuzz.ts";
 import { vmemTarget } from "./vmem_fuzz.ts";
 import { exit, parseFlags, printResult, programArgs, runTarget, type Target } from "./runner.ts";
 
@@ -26,6 +27,7 @@ export const TARGETS: Record<string, Target<any>> = {
   budget: budgetTarget,
   region: regionTarget,
   own: ownTarget,
+  gc: gcTarget,
   vmem: vmemTarget,
 };
 
