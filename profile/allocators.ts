@@ -26,6 +26,7 @@ import { type Cache, Heap, UmemError } from "../core/mod.ts";
 import { BumpArena } from "../sbo/mod.ts";
 import { type MemoryContext, topContext } from "../budget/mod.ts";
 import { heapDiscipline, Region } from "../region/mod.ts";
+import { checkFunction, checkOptions } from "./arguments.ts";
 
 /** An allocator the simulator can drive. */
 export interface ReplayAllocator {
@@ -309,7 +310,8 @@ const extra = new Map<string, (heap: Heap) => ReplayAllocator>();
  *
  * @param name the name
  * @param make builds the adapter on a fresh heap
- * @throws {UmemError} `invalid-argument` for a name already taken
+ * @throws {UmemError} `invalid-argument` for a name already taken, or a `make` that is not a
+ *   function
  *
  * @example
  * ```ts
@@ -333,6 +335,7 @@ export function registerAllocator(name: string, make: (heap: Heap) => ReplayAllo
       `registerAllocator: name '${String(name)}' is empty or taken`,
     );
   }
+  checkFunction("registerAllocator", "make", make);
   extra.set(name, make);
 }
 
@@ -360,7 +363,8 @@ export function allocatorNames(): string[] {
  * @param name the adapter's name
  * @param options the heap's size
  * @returns the adapter
- * @throws {UmemError} `invalid-argument` for an unknown name (the message lists the known ones)
+ * @throws {UmemError} `invalid-argument` for an unknown name (the message lists the known ones),
+ *   options that are not an object or heap sizes `Heap.create` refuses
  *
  * @example
  * ```ts
@@ -373,6 +377,7 @@ export function allocatorNames(): string[] {
  * ```
  */
 export function makeAllocator(name: string, options: AllocatorOptions = {}): ReplayAllocator {
+  checkOptions("makeAllocator", options);
   const make = Object.hasOwn(MAKERS, name) ? MAKERS[name] : extra.get(name);
   if (make === undefined) {
     throw new UmemError(

@@ -25,6 +25,7 @@
 import { checkSize } from "../core/internal.ts";
 import { API_LIBC } from "./layout.ts";
 import { type Trace, TraceBuilder } from "./trace.ts";
+import { checkOptions } from "./arguments.ts";
 
 /** Options of the generators. */
 export interface GeneratorOptions {
@@ -52,6 +53,7 @@ function start(
   o: GeneratorOptions,
   base: number,
 ): { rand: () => number; n: number; b: TraceBuilder; next: () => number } {
+  checkOptions(fn, o);
   const seed = checkSize(fn, "seed", o.seed ?? 1, 0, 0xffffffff);
   const scale = o.scale ?? 1;
   if (typeof scale !== "number" || !(scale > 0) || scale > 100) {
@@ -74,7 +76,7 @@ function start(
  *
  * @param options seed, scale
  * @returns the trace
- * @throws {UmemError} `invalid-argument` for a bad seed or scale
+ * @throws {UmemError} `invalid-argument` for a bad seed or scale, or options not an object
  *
  * @example
  * ```ts
@@ -123,7 +125,7 @@ export function gawkTrace(options: GeneratorOptions = {}): Trace {
  *
  * @param options seed, scale
  * @returns the trace
- * @throws {UmemError} `invalid-argument` for a bad seed or scale
+ * @throws {UmemError} `invalid-argument` for a bad seed or scale, or options not an object
  *
  * @example
  * ```ts
@@ -160,7 +162,7 @@ export function dbTrace(options: GeneratorOptions = {}): Trace {
  *
  * @param options seed, scale
  * @returns the trace
- * @throws {UmemError} `invalid-argument` for a bad seed or scale
+ * @throws {UmemError} `invalid-argument` for a bad seed or scale, or options not an object
  *
  * @example
  * ```ts
@@ -190,7 +192,7 @@ export interface FragmentOptions {
  *
  * @param options iterations
  * @returns the trace
- * @throws {UmemError} `invalid-argument` for a bad count
+ * @throws {UmemError} `invalid-argument` for a bad count, or options not an object
  *
  * @example
  * ```ts
@@ -200,6 +202,7 @@ export interface FragmentOptions {
  * ```
  */
 export function fragmentTrace(options: FragmentOptions = {}): Trace {
+  checkOptions("fragmentTrace", options);
   const iterations = checkSize(
     "fragmentTrace",
     "iterations",

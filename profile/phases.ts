@@ -21,7 +21,8 @@
  */
 import { checkSize } from "../core/internal.ts";
 import { NO_REF, OP_ALLOC, OP_FREE, OPF_MASK, TR_OP, TR_REF, TR_SIZE, TR_WORDS } from "./layout.ts";
-import type { Trace } from "./trace.ts";
+import { checkTrace, type Trace } from "./trace.ts";
+import { checkOptions } from "./arguments.ts";
 
 /** One phase of a trace. */
 export interface Phase {
@@ -84,7 +85,8 @@ function distance(
  * @param trace the trace
  * @param options window and threshold
  * @returns the phases, in order; they tile the trace (none for an empty trace)
- * @throws {UmemError} `invalid-argument` for a bad window or threshold
+ * @throws {UmemError} `invalid-argument` for a bad window or threshold, options that are not an
+ *   object or something that is not a trace
  *
  * @example
  * ```ts
@@ -97,6 +99,8 @@ function distance(
  * ```
  */
 export function phases(trace: Trace, options: PhaseOptions = {}): Phase[] {
+  checkTrace("phases", trace);
+  checkOptions("phases", options);
   const n = trace.count;
   const window = checkSize(
     "phases",

@@ -23,7 +23,8 @@
  *
  * @module
  */
-import { type Cache, type Heap, UmemError } from "../core/mod.ts";
+import { type Cache, Heap, UmemError } from "../core/mod.ts";
+import { checkSize } from "../core/internal.ts";
 import {
   API_CACHE,
   API_HEAP,
@@ -132,6 +133,11 @@ function peaksOfTrace(trace: Trace, classes: readonly Cache[]): Map<string, numb
 function peaksOfSummary(s: TraceSummary, classes: readonly Cache[]): Map<string, number> {
   const peak = new Map<string, number>();
   for (const p of s.pools) {
+    if (typeof p !== "object" || p === null || typeof p.cache !== "string") {
+      throw new UmemError("invalid-argument", "prewarm: a pool of the summary is not a pool");
+    }
+    checkSize("prewarm", "pool size", p.size, 0, 0xffffffff);
+    checkSize("prewarm", "pool peakLive", p.peakLive, 0, 1 << 24);
     const keys = p.cache !== ""
       ? [p.cache]
       : [classOf(classes, p.size)?.name, classOf(classes, p.size + MALLOC_HEADER)?.name];
@@ -150,7 +156,8 @@ function peaksOfSummary(s: TraceSummary, classes: readonly Cache[]): Map<string,
  * @param heap the heap (its caches must exist: create them first, with their constructors)
  * @param from a trace, or its summary
  * @returns the caches filled, the buffers and bytes, the caches missing
- * @throws {UmemError} `invalid-argument` when `from` is neither a trace nor a summary;
+ * @throws {UmemError} `invalid-argument` when `heap` is not a heap, `from` is neither a trace
+ *   nor a summary, or a pool of the summary is not one (a peak past 2^24 buffers included);
  *   `out-of-memory` when the heap cannot hold the peak
  *
  * @example
@@ -174,6 +181,9 @@ function peaksOfSummary(s: TraceSummary, classes: readonly Cache[]): Map<string,
  * ```
  */
 export function prewarm(heap: Heap, from: Trace | TraceSummary): PrewarmReport {
+  if (!(heap instanceof Heap)) {
+    throw new UmemError("invalid-argument", "prewarm: the first argument is not a heap");
+  }
   const classes = sizeClasses(heap);
   let peaks: Map<string, number>;
   if (from instanceof Trace) peaks = peaksOfTrace(from, classes);

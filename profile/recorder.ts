@@ -21,16 +21,17 @@
  * @module
  */
 import { Cache, type Heap, UmemError } from "../core/mod.ts";
-import { attachHeapHook, HOOK_LIBC } from "../core/internal.ts";
+import { attachHeapHook, checkSize, HOOK_LIBC } from "../core/internal.ts";
 import { API_CACHE, API_HEAP, API_LIBC, OP_ALLOC, OP_FREE, OP_RESIZE } from "./layout.ts";
 import { type Trace, TraceBuilder } from "./trace.ts";
 import { saveTrace } from "./trace_format.ts";
+import { checkFlag } from "./arguments.ts";
 
 /** Options of {@linkcode record}. */
 export interface RecordOptions {
   /** Record each event's call site (a stack capture per event: slower). Default false. */
   sites?: boolean;
-  /** Records to make room for at first (the array doubles past it). Default 4096. */
+  /** Records to make room for at first (the array doubles past it), at most 2^24. Default 4096. */
   capacity?: number;
 }
 
@@ -184,6 +185,7 @@ export class Recorder {
    *
    * @param path the file
    * @returns the bytes written
+   * @throws {UmemError} `invalid-argument` for a path that is not a non-empty string
    * @throws {Error} what the file system says when the file cannot be written
    *
    * @example
@@ -212,7 +214,8 @@ export class Recorder {
  * @param heap the heap handle (another worker records on its own handle)
  * @param options `sites: true` records call sites; `capacity` sizes the first array
  * @returns the recorder: `stop()`, `save(path)`
- * @throws {UmemError} `invalid-argument` for a heap that is not a heap handle
+ * @throws {UmemError} `invalid-argument` for a heap that is not a heap handle, options that
+ *   are not an object, a capacity that is not a whole number up to 2^24, `sites` not a boolean
  *
  * @example
  * ```ts
@@ -234,5 +237,7 @@ export function record(heap: Heap, options: RecordOptions = {}): Recorder {
   if (typeof options !== "object" || options === null) {
     throw new UmemError("invalid-argument", "record: options must be an object");
   }
+  if (options.capacity !== undefined) checkSize("record", "capacity", options.capacity, 0, 1 << 24);
+  checkFlag("record", "sites", options.sites);
   return new Recorder(heap, options);
 }

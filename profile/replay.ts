@@ -27,7 +27,8 @@ import { checkSize } from "../core/internal.ts";
 import { UmemError } from "../core/mod.ts";
 import { type AllocatorOptions, makeAllocator, type ReplayAllocator } from "./allocators.ts";
 import { NO_REF, OP_ALLOC, OP_FREE, OPF_MASK, TR_OP, TR_REF, TR_SIZE, TR_WORDS } from "./layout.ts";
-import type { Trace } from "./trace.ts";
+import { checkTrace, type Trace } from "./trace.ts";
+import { checkFlag, checkFunction, checkOptions } from "./arguments.ts";
 
 /** Options of {@linkcode replay}. */
 export interface ReplayOptions extends AllocatorOptions {
@@ -155,6 +156,21 @@ function run(
 }
 
 /**
+ * Refuses an adapter that lacks one of the methods replay calls (a bare `TypeError` halfway
+ * through a replay otherwise).
+ */
+function checkAdapter(a: unknown): ReplayAllocator {
+  if (typeof a !== "object" || a === null) {
+    throw new UmemError("invalid-argument", "replay: the adapter is not an object");
+  }
+  const o = a as Record<string, unknown>;
+  for (const k of ["alloc", "free", "resize", "extent"]) {
+    checkFunction("replay", `adapter.${k}`, o[k]);
+  }
+  return a as ReplayAllocator;
+}
+
+/**
  * Replays a trace against an allocator and measures time and space: peak extent, peak busy,
  * their ratio, resize moves and bytes copied.
  *
@@ -163,7 +179,8 @@ function run(
  *   registered), an adapter, or a function that makes a fresh adapter
  * @param options what to measure, the extent sampling, the busy curve, the heap's size
  * @returns the measurements
- * @throws {UmemError} `invalid-argument` for an unknown allocator or bad options (a
+ * @throws {UmemError} `invalid-argument` for something that is not a trace, an unknown
+ *   allocator, an adapter without `alloc`, `free`, `resize` and `extent`, or bad options (a
  *   `UmemError` the allocator throws, out of memory or a refusal, ends the replay early with
  *   `failed` set instead)
  *
@@ -180,13 +197,16 @@ export function replay(
   allocator: string | ReplayAllocator | (() => ReplayAllocator),
   options: ReplayOptions = {},
 ): ReplayResult {
+  checkTrace("replay", trace);
+  checkOptions("replay", options);
+  for (const k of ["time", "space", "curve"] as const) checkFlag("replay", k, options[k]);
   const time = options.time ?? true, space = options.space ?? true;
   const sample = checkSize("replay", "sampleEvery", options.sampleEvery ?? 8, 1, 1 << 30);
   const rounds = checkSize("replay", "rounds", options.rounds ?? 1, 1, 1000);
   const make = typeof allocator === "string"
-    ? () => makeAllocator(allocator, options)
+    ? () => checkAdapter(makeAllocator(allocator, options))
     : typeof allocator === "function"
-    ? allocator
+    ? () => checkAdapter(allocator())
     : undefined;
   if (make === undefined && (typeof allocator !== "object" || allocator === null)) {
     throw new UmemError("invalid-argument", "replay: the allocator is not a name or an adapter");
@@ -195,7 +215,7 @@ export function replay(
   let timed: ReturnType<typeof run> | undefined, spaced: ReturnType<typeof run> | undefined;
   let name: string, ignored = 0;
   if (make === undefined) {
-    const a = allocator as ReplayAllocator;
+    const a = checkAdapter(allocator);
     name = a.name;
     const r = run(trace, a, space ? sample : 0, curve);
     if (time) timed = r;

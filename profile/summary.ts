@@ -32,7 +32,8 @@ import {
   TR_SIZE,
   TR_WORDS,
 } from "./layout.ts";
-import type { Trace } from "./trace.ts";
+import { checkTrace, type Trace } from "./trace.ts";
+import { checkOptions } from "./arguments.ts";
 
 /** The figures of one call site (or of the whole trace). */
 export interface SiteFigures {
@@ -125,7 +126,8 @@ const figures = (): SiteFigures => ({
  * @param trace the trace
  * @param options `temporaryWindow`
  * @returns the summary
- * @throws {UmemError} `invalid-argument` for a bad window
+ * @throws {UmemError} `invalid-argument` for a bad window, options that are not an object or
+ *   something that is not a trace
  *
  * @example
  * ```ts
@@ -139,6 +141,8 @@ const figures = (): SiteFigures => ({
  * ```
  */
 export function summary(trace: Trace, options: SummaryOptions = {}): TraceSummary {
+  checkTrace("summary", trace);
+  checkOptions("summary", options);
   const window = checkSize(
     "summary",
     "temporaryWindow",

@@ -559,12 +559,28 @@ export function link(words: Uint32Array, count: number): void {
 }
 
 /**
+ * Refuses anything that is not a {@linkcode Trace} (a profile function's `trace` argument).
+ * @throws {UmemError} `invalid-argument` naming the function
+ */
+export function checkTrace(fn: string, trace: unknown): void {
+  if (!(trace instanceof Trace)) {
+    throw new UmemError(
+      "invalid-argument",
+      `${fn}: expected a Trace, got ${
+        trace === null ? "null" : typeof trace === "object" ? trace.constructor?.name : typeof trace
+      }`,
+    );
+  }
+}
+
+/**
  * Merges the traces of several workers into one, ordered by wall-clock time (records of equal
  * times keep their worker's order), with one site table and one cache table, and links it.
  * Each record keeps its worker slot.
  *
  * @param traces the traces (each worker's `stop()`)
  * @returns the merged trace
+ * @throws {UmemError} `invalid-argument` for something that is not an array of traces
  *
  * @example
  * ```ts
@@ -582,6 +598,10 @@ export function link(words: Uint32Array, count: number): void {
  * ```
  */
 export function mergeTraces(traces: readonly Trace[]): Trace {
+  if (!Array.isArray(traces as unknown)) {
+    throw new UmemError("invalid-argument", "mergeTraces: expected an array of traces");
+  }
+  traces.forEach((t) => checkTrace("mergeTraces", t));
   if (traces.length === 0) return new TraceBuilder(Date.now(), 16).finish();
   const start = Math.min(...traces.map((t) => t.start));
   const total = traces.reduce((n, t) => n + t.count, 0);

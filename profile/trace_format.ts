@@ -57,7 +57,8 @@ import {
   UMT_MAGIC,
   UMT_VERSION,
 } from "./layout.ts";
-import { Trace, type TraceCache } from "./trace.ts";
+import { checkTrace, Trace, type TraceCache } from "./trace.ts";
+import { checkPath } from "./arguments.ts";
 
 const LITTLE = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 const pad = (n: number, to: number) => Math.ceil(n / to) * to;
@@ -82,6 +83,7 @@ function corrupt(fn: string, source: string, what: string): UmemError {
  * @param trace the trace
  * @returns the file's bytes
  * @throws {UmemError} `invalid-argument` on a big-endian machine (the format is little-endian)
+ *   or for something that is not a trace
  *
  * @example
  * ```ts
@@ -93,6 +95,7 @@ function corrupt(fn: string, source: string, what: string): UmemError {
  * ```
  */
 export function encodeTrace(trace: Trace): Uint8Array {
+  checkTrace("encodeTrace", trace);
   if (!LITTLE) throw new UmemError("invalid-argument", "encodeTrace: needs a little-endian host");
   const enc = new TextEncoder();
   const sites = trace.sites.slice(1).map((s) => enc.encode(s));
@@ -147,7 +150,8 @@ export function encodeTrace(trace: Trace): Uint8Array {
  * @param source what to call the bytes in an error (a path)
  * @returns the trace
  * @throws {UmemError} `corrupt-trace` for a file that is not a trace, of another version,
- *   truncated or too long, whose checksum fails, or with a record that does not hold together
+ *   truncated or too long, whose checksum fails, or with a record that does not hold together;
+ *   `invalid-argument` when `bytes` is not a Uint8Array
  *
  * @example
  * ```ts
@@ -165,6 +169,9 @@ export function encodeTrace(trace: Trace): Uint8Array {
 export function decodeTrace(bytes: Uint8Array, source = "trace"): Trace {
   const fn = "loadTrace";
   if (!LITTLE) throw new UmemError("invalid-argument", `${fn}: needs a little-endian host`);
+  if (!((bytes as unknown) instanceof Uint8Array)) {
+    throw new UmemError("invalid-argument", `decodeTrace: expected a Uint8Array`);
+  }
   if (bytes.length < UH_SIZE) {
     throw corrupt(
       fn,
@@ -272,6 +279,8 @@ export function decodeTrace(bytes: Uint8Array, source = "trace"): Trace {
  * @param trace the trace
  * @param path the file
  * @returns the bytes written
+ * @throws {UmemError} `invalid-argument` for something that is not a trace, or a path that is
+ *   not a non-empty string
  * @throws {Error} what the file system says when the file cannot be written
  *
  * @example
@@ -285,6 +294,7 @@ export function decodeTrace(bytes: Uint8Array, source = "trace"): Trace {
  * ```
  */
 export function saveTrace(trace: Trace, path: string): number {
+  checkPath("saveTrace", path);
   const bytes = encodeTrace(trace);
   writeFileSync(path, bytes);
   return bytes.length;
@@ -295,7 +305,8 @@ export function saveTrace(trace: Trace, path: string): number {
  *
  * @param path the file
  * @returns the trace
- * @throws {UmemError} `corrupt-trace` as {@linkcode decodeTrace}
+ * @throws {UmemError} `corrupt-trace` as {@linkcode decodeTrace}; `invalid-argument` for a
+ *   path that is not a non-empty string
  * @throws {Error} what the file system says when the file cannot be read
  *
  * @example
@@ -312,6 +323,7 @@ export function saveTrace(trace: Trace, path: string): number {
  * ```
  */
 export function loadTrace(path: string): Trace {
+  checkPath("loadTrace", path);
   const bytes = readFileSync(path);
   return decodeTrace(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
 }

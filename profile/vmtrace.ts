@@ -20,6 +20,7 @@ import { readFileSync } from "node:fs";
 import { UmemError } from "../core/mod.ts";
 import { API_REGION, OP_ALLOC, OP_FREE, OP_RESIZE } from "./layout.ts";
 import { type Trace, TraceBuilder } from "./trace.ts";
+import { checkFlag, checkOptions, checkPath } from "./arguments.ts";
 
 /** One VMTRACE line, parsed. */
 export interface VmtraceLine {
@@ -52,6 +53,7 @@ function num(s: string): number {
  *
  * @param line the line
  * @returns the fields, or null when the line is not a trace line
+ * @throws {UmemError} `invalid-argument` when `line` is not a string
  *
  * @example
  * ```ts
@@ -60,6 +62,12 @@ function num(s: string): number {
  * ```
  */
 export function parseVmtraceLine(line: string): VmtraceLine | null {
+  if (typeof line !== "string") {
+    throw new UmemError(
+      "invalid-argument",
+      `parseVmtraceLine: expected a string, got ${typeof line}`,
+    );
+  }
   const parts = line.trim().split(":");
   if (parts.length < 5) return null;
   const old = num(parts[0]), nw = num(parts[1]), size = num(parts[2]);
@@ -96,7 +104,8 @@ export interface VmtraceResult {
  * @param options `strict`
  * @param source what to call the text in an error
  * @returns the trace and the count of lines skipped
- * @throws {UmemError} `corrupt-trace` in strict mode, naming the first bad line
+ * @throws {UmemError} `corrupt-trace` in strict mode, naming the first bad line;
+ *   `invalid-argument` for text that is not a string or bad options
  *
  * @example
  * ```ts
@@ -114,6 +123,11 @@ export function parseVmtrace(
   options: VmtraceOptions = {},
   source = "VMTRACE",
 ): VmtraceResult {
+  if (typeof text !== "string") {
+    throw new UmemError("invalid-argument", `parseVmtrace: expected text, got ${typeof text}`);
+  }
+  checkOptions("parseVmtrace", options);
+  checkFlag("parseVmtrace", "strict", options.strict);
   const b = new TraceBuilder(0);
   let skipped = 0, lineNo = 0;
   for (const raw of text.split("\n")) {
@@ -147,7 +161,8 @@ export function parseVmtrace(
  * @param path the file
  * @param options `strict`
  * @returns the trace and the count of lines skipped
- * @throws {UmemError} `corrupt-trace` in strict mode
+ * @throws {UmemError} `corrupt-trace` in strict mode; `invalid-argument` for a path that is
+ *   not a non-empty string
  * @throws {Error} what the file system says when the file cannot be read
  *
  * @example
@@ -163,5 +178,6 @@ export function parseVmtrace(
  * ```
  */
 export function readVmtrace(path: string, options: VmtraceOptions = {}): VmtraceResult {
+  checkPath("readVmtrace", path);
   return parseVmtrace(readFileSync(path, "utf8"), options, path);
 }
