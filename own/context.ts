@@ -54,6 +54,7 @@ import {
   PH_DROPPING,
   PH_TRANSIT,
 } from "./layout.ts";
+import { Ledger, reclaimLedger } from "./ledger.ts";
 import { type OwnershipDetail, OwnershipError } from "./own_error.ts";
 import {
   lockTable,
@@ -105,6 +106,8 @@ export class OwnWorker {
   users = 0;
   /** The page counts (table.ts): a free in a page with count 0 is not of a tracked buffer. */
   readonly pages: Int16Array;
+  /** What this worker holds through references (ledger.ts), for `reclaimSlot` if it dies. */
+  readonly ledger: Ledger;
   /** Detaches the free hook. */
   private detach: (() => void) | undefined = undefined;
 
@@ -117,6 +120,14 @@ export class OwnWorker {
     this.heap = heap;
     this.root = ownRoot(heap);
     this.pages = pageCounts(heap, this.root);
+    this.ledger = new Ledger(heap, this.root, (p, n) => {
+      this.quiet++;
+      try {
+        heap.free(p, n);
+      } finally {
+        this.quiet--;
+      }
+    });
   }
 
   /**
@@ -255,9 +266,9 @@ const workers = new WeakMap<Heap, OwnWorker>();
  * A dead (or detached) worker's buffers: every record it owned, live or half-dropped, leaves
  * the table as an orphan (its handles died with the worker), so its buffers become plain heap
  * buffers that any worker may free and `findleaks` reports. Buffers it had sent and that are
- * still in transit stay: their tokens may be on their way to a live worker. Borrows it held
- * through `Shared` references on other workers' buffers cannot be told from theirs and stay
- * counted.
+ * still in transit stay: their tokens may be on their way to a live worker. The references it
+ * held on other workers' buffers, and the borrows it took through them, are given back from
+ * its ledger (ledger.ts), so their owners can move and drop them again.
  *
  * @param h the heap, from `Heap.reclaimSlot`
  * @param slot the dead worker's slot
@@ -268,6 +279,7 @@ function reclaimOwnSlot(h: HeapView, slot: number): void {
   const heap = h as Heap, pages = pageCounts(heap, root);
   lockTable(heap, root);
   try {
+    reclaimLedger(h, root, slot);
     for (const rec of tableRecords(heap, root)) {
       const s = Atomics.load(h.i32, (rec + OR_STATE) >> 2);
       const phase = (s & OS_PHASE) >>> OS_PHASE_SHIFT;

@@ -24,7 +24,8 @@
  */
 
 import { hex } from "../core/internal.ts";
-import { OS_MUT } from "./layout.ts";
+import { LE_MUT, LE_SHARED, OS_MUT } from "./layout.ts";
+import type { Ledger } from "./ledger.ts";
 import { OwnershipError } from "./own_error.ts";
 
 /** A guard that holds its borrow. */
@@ -46,18 +47,26 @@ const INERT = 2;
 export class Bias {
   /** Whether the handle is the word's only writer. */
   solo: boolean;
+  /** For a `Shared` reference: its worker's ledger (ledger.ts), told when a borrow ends. */
+  readonly ledger: Ledger | undefined;
+  /** For a `Shared` reference: the record, as the ledger names it. */
+  readonly rec: number;
 
   /**
-   * Makes a bias (by the module, one per handle).
+   * Makes a bias (by the module, one per handle or reference).
    *
    * @param solo whether the handle starts as the word's only writer
+   * @param ledger for a reference, its worker's ledger
+   * @param rec for a reference, the record
    */
-  constructor(solo: boolean) {
+  constructor(solo: boolean, ledger?: Ledger, rec = 0) {
     this.solo = solo;
+    this.ledger = ledger;
+    this.rec = rec;
   }
 }
 
-/** The bias of every guard made through a `Shared` reference: never solo. */
+/** The bias of the guards that hold nothing (made when an error handler let a rule go). */
 export const SHARED_BIAS: Bias = new Bias(false);
 
 /** The error of a guard used after its borrow ended. */
@@ -161,8 +170,12 @@ export class Ref {
    */
   release(): void {
     if (this.state === HELD) {
-      if (this.bias.solo) this.i32[this.word] -= 1;
-      else Atomics.sub(this.i32, this.word, 1);
+      const b = this.bias;
+      if (b.solo) this.i32[this.word] -= 1;
+      else {
+        b.ledger?.enter(b.rec, LE_SHARED, -1); // out of the ledger first (ledger.ts)
+        Atomics.sub(this.i32, this.word, 1);
+      }
     }
     this.state = ENDED;
   }
@@ -263,8 +276,12 @@ export class RefMut {
    */
   release(): void {
     if (this.state === HELD) {
-      if (this.bias.solo) this.i32[this.word] &= ~OS_MUT;
-      else Atomics.and(this.i32, this.word, ~OS_MUT);
+      const b = this.bias;
+      if (b.solo) this.i32[this.word] &= ~OS_MUT;
+      else {
+        b.ledger?.enter(b.rec, LE_MUT, -1);
+        Atomics.and(this.i32, this.word, ~OS_MUT);
+      }
     }
     this.state = ENDED;
   }

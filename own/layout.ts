@@ -80,8 +80,13 @@ export const PC_PAGE_SHIFT = 12;
  * that the free hook can look a buffer up without the lock and retry if it changed meanwhile.
  */
 export const OT_SEQ = 44;
+/**
+ * Address of the ledger directory: one word per worker slot (`LEDGER_SLOTS`), the address of
+ * that slot's ledger of what it holds through lent references (ledger.ts), 0 for none.
+ */
+export const OT_LEDGERS = 48;
 /** Size of the root record. */
-export const OT_SIZE = 48;
+export const OT_SIZE = 52;
 /** "OWN1" as a little-endian word. */
 export const OT_MAGIC_VALUE = 0x314e574f;
 
@@ -96,6 +101,28 @@ export const TS_SIZE = 8;
 export const TABLE_MIN_CAP = 256;
 /** The table doubles when more than this fraction of 256 of its slots is used. */
 export const TABLE_LOAD_256 = 160;
+
+// ---- Ledger of one worker slot (LG_*), and its entries (LE_*) ----
+/** Worker slots the ledger directory has a word for (the owner field's range). */
+export const LEDGER_SLOTS = 64;
+/** Ledger: entries it has room for. */
+export const LG_CAP = 0;
+/** Ledger: entries in use (the first `LG_COUNT`, in no order). */
+export const LG_COUNT = 4;
+/** Ledger: bytes before the first entry. */
+export const LG_HDR = 8;
+/** Entries of a new ledger. */
+export const LEDGER_MIN_CAP = 8;
+/** Entry: the ownership record the slot holds something of. */
+export const LE_REC = 0;
+/** Entry: references the slot holds (counted in the record's lent field). */
+export const LE_LENT = 4;
+/** Entry: shared borrows the slot took through them (counted in the shared count). */
+export const LE_SHARED = 8;
+/** Entry: 1 when the slot holds the mutable borrow through one of them. */
+export const LE_MUT = 12;
+/** Size of an entry. */
+export const LE_SIZE = 16;
 
 // ---- Ownership record (OR_*) ----
 /** The state word (`OS_*` fields). */

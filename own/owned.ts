@@ -41,6 +41,9 @@ import { hex } from "../core/internal.ts";
 import { describe, detail, type OwnContext } from "./context.ts";
 import { Bias, Ref, RefMut, SHARED_BIAS } from "./guard.ts";
 import {
+  LE_LENT,
+  LE_MUT,
+  LE_SHARED,
   OR_ALLOC_STACK,
   OR_BORROW_STACK,
   OR_BYTES,
@@ -919,6 +922,8 @@ export class Shared {
   private open: boolean;
   /** A reference that holds nothing: the error of the refused `access` that made it. */
   private readonly refused: OwnershipError | undefined;
+  /** Never solo; names the worker's ledger, which its guards tell when they end. */
+  private readonly bias: Bias;
 
   /**
    * Wraps a reference already counted in the lent field (made by `own.access`), or makes one
@@ -943,6 +948,7 @@ export class Shared {
     this.size = size;
     this.open = refused === undefined;
     this.refused = refused;
+    this.bias = refused === undefined ? new Bias(false, ctx.worker.ledger, rec) : SHARED_BIAS;
   }
 
   /**
@@ -1035,6 +1041,7 @@ export class Shared {
   private take(mut: boolean, tryOnly: boolean): Ref | RefMut | undefined {
     const ctx = this.ctx, h = ctx.heap, i = this.rec >> 2;
     const fn = mut ? "Shared.borrowMut" : "Shared.borrow";
+    if (this.open) ctx.worker.ledger.reserve(); // room to enter the borrow once it is taken
     for (;;) {
       const s = Atomics.load(h.i32, i);
       let e: OwnershipError | undefined;
@@ -1093,10 +1100,11 @@ export class Shared {
           : new Ref(h.i32, i, this.addr, this.size, false, SHARED_BIAS);
       }
       if (Atomics.compareExchange(h.i32, i, s, mut ? s | OS_MUT : s + 1) === s) {
+        ctx.worker.ledger.enter(this.rec, mut ? LE_MUT : LE_SHARED, 1);
         if (ctx.full) Atomics.store(h.i32, i + W_BORROW, ctx.capture(Shared.prototype.take));
         return mut
-          ? new RefMut(h.i32, i, this.addr, this.size, true, SHARED_BIAS)
-          : new Ref(h.i32, i, this.addr, this.size, true, SHARED_BIAS);
+          ? new RefMut(h.i32, i, this.addr, this.size, true, this.bias)
+          : new Ref(h.i32, i, this.addr, this.size, true, this.bias);
       }
     }
   }
@@ -1125,6 +1133,7 @@ export class Shared {
   release(): void {
     if (!this.open) return;
     this.open = false;
+    this.ctx.worker.ledger.enter(this.rec, LE_LENT, -1); // out of the ledger first (ledger.ts)
     Atomics.sub(this.ctx.heap.i32, this.rec >> 2, OS_LENT_ONE);
   }
 
@@ -1361,6 +1370,7 @@ export function access(ctx: OwnContext, token: ShareToken): Shared {
     ctx.worker.fail(e);
     return new Shared(ctx, 0, token.ptr, token.size, e);
   }
+  ctx.worker.ledger.reserve(); // room to enter the reference once it is counted
   h.sync();
   let e: OwnershipError | undefined, rec = 0;
   lockTable(h, ctx.root);
@@ -1410,6 +1420,7 @@ export function access(ctx: OwnContext, token: ShareToken): Shared {
     ctx.worker.fail(e);
     return new Shared(ctx, 0, token.ptr, token.size, e);
   }
+  ctx.worker.ledger.enter(rec, LE_LENT, 1);
   h.sync();
   return new Shared(ctx, rec, token.ptr, h.i32[(rec + OR_SIZE) >> 2]);
 }

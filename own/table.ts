@@ -37,8 +37,10 @@ import {
   unlock,
 } from "../core/internal.ts";
 import {
+  LEDGER_SLOTS,
   OT_CAP,
   OT_COUNT,
+  OT_LEDGERS,
   OT_LOCK,
   OT_MAGIC,
   OT_MAGIC_VALUE,
@@ -71,8 +73,11 @@ export function ownRoot(heap: Heap): number {
   const table = heap.alloc(TABLE_MIN_CAP * TS_SIZE);
   const pb = pageCountBytes(heap);
   const pages = heap.alloc(pb);
+  const ledgers = heap.alloc(LEDGER_SLOTS * 4);
   const i32 = heap.i32;
   i32.fill(0, root >> 2, (root + OT_SIZE) >> 2);
+  i32.fill(0, ledgers >> 2, (ledgers >> 2) + LEDGER_SLOTS);
+  i32[(root + OT_LEDGERS) >> 2] = ledgers;
   i32.fill(0, table >> 2, (table + TABLE_MIN_CAP * TS_SIZE) >> 2);
   i32.fill(0, pages >> 2, (pages + pb) >> 2);
   i32[(root + OT_TABLE) >> 2] = table;
@@ -81,6 +86,7 @@ export function ownRoot(heap: Heap): number {
   i32[(root + OT_MAGIC) >> 2] = OT_MAGIC_VALUE;
   const won = claimModuleAnchor(heap, MOD_OWN, root);
   if (won !== root) {
+    heap.free(ledgers, LEDGER_SLOTS * 4);
     heap.free(pages, pb);
     heap.free(table, TABLE_MIN_CAP * TS_SIZE);
     heap.free(root, OT_SIZE);

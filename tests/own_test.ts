@@ -13,6 +13,7 @@ import {
   BorrowError,
   BorrowMutError,
   type Owned,
+  type OwnedInfo,
   type OwnedToken,
   Ownership,
   OwnershipError,
@@ -711,6 +712,11 @@ describe("own: the error handler", () => {
   });
 });
 
+/** Shared borrows, mutable bit and references lent, from `stateOf`. */
+function pick(i: OwnedInfo): [number, boolean, number] {
+  return [i.borrows, i.mutablyBorrowed, i.lent];
+}
+
 /**
  * What is wrong with the address table and the records it names (empty when sound): every key
  * names a record of that buffer, live or in transit, with no mutable borrow next to shared
@@ -1015,6 +1021,59 @@ describe("own: across two real workers", () => {
     assert.equal(own.stateOf(p), undefined);
     assert.equal(own.stats().orphaned, 1);
     heap.free(p, 40); // a plain heap buffer now
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("a borrow taken before share() (counted with plain stores) holds off the other worker", async () => {
+    const heap = mk({ size: 4 << 20 });
+    const own = Ownership.create(heap);
+    const a = own.alloc(16);
+    await withWorkers(1, async ([w]) => {
+      const r = a.borrow(); // a solo handle: counted with a plain store
+      await ask(w, { type: "access", buffer: heap.buffer, share: a.share() });
+      assert.equal((await ask(w, { type: "trymut" })).won, false, "the worker saw the borrow");
+      r.release(); // atomic now: the worker's reference writes the same word
+      assert.equal((await ask(w, { type: "trymut" })).won, true);
+      const g = a.borrowMut(); // through the compare-and-swap path
+      assert.equal((await ask(w, { type: "trymut" })).won, false);
+      g.release();
+      await ask(w, { type: "letgo" });
+      assert.deepEqual(pick(own.stateOf(a.deref())!), [0, false, 0]);
+      a.drop();
+    });
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("a worker terminated while it holds references and borrows: reclaimSlot gives them back", async () => {
+    const heap = mk({ size: 4 << 20 });
+    const own = Ownership.create(heap);
+    const a = own.alloc(32), b = own.alloc(32), c = own.alloc(32);
+    await withWorkers(2, async ([w1, w2]) => {
+      const r1 = await ask(w1, { type: "hold", buffer: heap.buffer, share: a.share() });
+      const r2 = await ask(w2, { type: "holdmany", buffer: heap.buffer, share: b.share() });
+      await ask(w2, { type: "access", share: c.share() }); // w2 holds a reference to c too
+      assert.deepEqual(pick(own.stateOf(a.deref())!), [0, true, 1]);
+      assert.deepEqual(pick(own.stateOf(b.deref())!), [2, false, 2]);
+      assert.deepEqual(pick(own.stateOf(c.deref())!), [0, false, 1]);
+      const keepC = own.access(c.share()); // this worker's own reference must survive
+      w1.terminate();
+      w2.terminate();
+      throwsKind(() => a.drop(), "drop-while-borrowed");
+      throwsKind(() => b.move(), "borrow-conflict");
+      heap.reclaimSlot(r1.slot as number);
+      assert.deepEqual(pick(own.stateOf(a.deref())!), [0, false, 0]);
+      assert.deepEqual(pick(own.stateOf(b.deref())!), [2, false, 2], "another slot's stay");
+      heap.reclaimSlot(r2.slot as number);
+      assert.deepEqual(pick(own.stateOf(b.deref())!), [0, false, 0]);
+      assert.deepEqual(pick(own.stateOf(c.deref())!), [0, false, 1]);
+      keepC.release();
+    });
+    a.borrowMut().release();
+    a.drop();
+    b.move().drop();
+    c.drop();
+    assert.deepEqual(own.leaks(), []);
+    assert.deepEqual(tableProblems(heap), []);
     assert.deepEqual(heap.verify(), []);
   });
 

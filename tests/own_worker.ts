@@ -8,10 +8,14 @@
  *   it; `letgo` ends both.
  * - `keep`: receives a buffer and keeps it (the test then terminates the worker).
  * - `own`: receives a buffer and lends a reference to it (`share`) for the other racer.
- * - `access`: turns that share token into a `Shared` reference.
- * - `race`: both racers, the owner and the holder of the reference, try `tryBorrowMut` at the
- *   same moment, round after round, between barriers on a control word; each reports which
- *   rounds it won. The owner then sends the buffer back, the other releases its reference.
+ * - `access`: turns that share token into a `Shared` reference; `trymut` then says whether a
+ *   mutable borrow through it can be taken now (and ends it).
+ * - `holdmany`: takes two references to a buffer and two shared borrows through the first, and
+ *   keeps them all (the test then terminates the worker).
+ * - `race`: both racers, the owner and the holder of the reference, try for the mutable borrow
+ *   at the same moment (`tryBorrowMut` in even rounds, `borrowMut` in odd ones), round after
+ *   round, between barriers on a control word; each reports which rounds it won. The owner
+ *   then sends the buffer back, the other releases its reference.
  *
  * @module
  */
@@ -29,6 +33,19 @@ let own: Ownership | undefined;
 let owned: Owned | undefined;
 let shared: Shared | undefined;
 let held: RefMut | undefined;
+
+/** What this worker keeps alive until it is terminated ("holdmany"). */
+const keep: unknown[] = [];
+
+/** The guard `fn` returns, or undefined when it throws a borrow conflict. */
+function tryMut(fn: () => RefMut): RefMut | undefined {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof UmemError && e.kind === "borrow-conflict") return undefined;
+    throw e;
+  }
+}
 
 /** The kind of the error `fn` throws, or "none". */
 function kindOf(fn: () => unknown): string {
@@ -119,13 +136,31 @@ worker.onmessage = (e: MessageEvent) => {
         reply = { type: "accessing", slot: h.slot };
         break;
       }
+      case "trymut": {
+        // Through the reference taken by "access": can this worker take the mutable borrow now?
+        const g = shared!.tryBorrowMut();
+        reply = { type: "tried", slot: h.slot, won: g !== undefined };
+        g?.release();
+        break;
+      }
+      case "holdmany": {
+        // Two references to the buffer; two shared borrows through the first; all kept.
+        const t = m.share as Parameters<Ownership["access"]>[0];
+        const r1 = o.access(t), r2 = o.access(t);
+        keep.push(r1, r2, r1.borrow(), r1.borrow());
+        reply = { type: "holding", slot: h.slot };
+        break;
+      }
       case "race": {
         const ctrl = new Int32Array(m.ctrl as SharedArrayBuffer);
         const rounds = m.rounds as number, deadline = Date.now() + (m.ms as number);
         const wins = new Uint8Array(rounds);
         for (let r = 0; r < rounds; r++) {
           barrier(ctrl, 3 * r, deadline);
-          const g = owned !== undefined ? owned.tryBorrowMut() : shared!.tryBorrowMut();
+          // Even rounds through tryBorrowMut, odd rounds through borrowMut's fast path.
+          const g = r % 2 === 0
+            ? (owned !== undefined ? owned.tryBorrowMut() : shared!.tryBorrowMut())
+            : tryMut(() => owned !== undefined ? owned.borrowMut() : shared!.borrowMut());
           if (g !== undefined) {
             wins[r] = 1;
             h.u8[g.ptr] = h.slot; // the winner writes alone
