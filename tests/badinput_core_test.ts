@@ -276,7 +276,9 @@ table("heap.detach(), twice", [
 table("heap.reclaimSlot(slot)", [
   ...numbers("slot", (f, n) => f.heap.reclaimSlot(n), "invalid-argument", ["0"]).map((
     [l, e, r],
-  ): Row => l === "slot 0" ? ["slot 0 (a free slot? no: the creator's)", "ok", r] : [l, e, r]),
+  ): Row =>
+    l === "slot 0" ? ["slot 0 (the creator's own, as its detach does)", "ok", r] : [l, e, r]
+  ),
   ["slot 16 (past the table)", "invalid-argument", (f) => f.heap.reclaimSlot(16)],
   ["a free slot", "invalid-argument", (f) => f.heap.reclaimSlot(5)],
   ["a slot reclaimed already", "invalid-argument", (f) => {
@@ -475,7 +477,7 @@ table("the methods of a destroyed cache", [
   ["destroy of a heap's own cache", "invalid-argument", (f) => {
     f.heap.cache("umem_alloc_64").destroy();
   }],
-  ["isDestroyed-like: a live cache's name", "ok", (f) => assert.equal(f.cache.name, "node")],
+  ["a live cache's name", "ok", (f) => assert.equal(f.cache.name, "node")],
 ]);
 
 table("cache.free(ptr)", [
