@@ -53,7 +53,7 @@ import {
 } from "../core/internal.ts";
 import {
   Cache,
-  type Heap,
+  Heap,
   type HeapView,
   type LeakReport,
   OutOfMemoryError,
@@ -217,6 +217,20 @@ export interface CollectResult {
   leaks?: LeakReport;
 }
 
+/** Refuses what is not a heap handle. */
+function checkHeap(fn: string, heap: unknown): void {
+  if (!(heap instanceof Heap)) {
+    throw new UmemError("invalid-argument", `${fn}: expected a Heap, got ${String(heap)}`);
+  }
+}
+
+/** Refuses a switch that is not a boolean. */
+function checkFlag(fn: string, on: unknown): void {
+  if (typeof on !== "boolean") {
+    throw new UmemError("invalid-argument", `${fn}: expected true or false, got ${String(on)}`);
+  }
+}
+
 /** The phase of the collector, as `phase()` reports it. */
 export type GcPhase = "idle" | "mark" | "sweep" | "finalize";
 
@@ -327,8 +341,17 @@ export class Collector implements Disposable {
    * ```
    */
   static create(heap: Heap, options: CollectorOptions = {}): Collector {
-    heap.sync();
     const fn = "Collector.create";
+    checkHeap(fn, heap);
+    if (typeof options !== "object" || options === null) {
+      throw new UmemError("invalid-argument", `${fn}: options must be an object`);
+    }
+    for (const k of ["interior", "findLeaks", "auto"] as const) {
+      if (options[k] !== undefined && typeof options[k] !== "boolean") {
+        throw new UmemError("invalid-argument", `${fn}: ${k} must be true or false`);
+      }
+    }
+    heap.sync();
     if (heap.trusted) {
       throw new UmemError(
         "invalid-argument",
@@ -418,6 +441,7 @@ export class Collector implements Disposable {
    * ```
    */
   static attach(heap: Heap): Collector {
+    checkHeap("Collector.attach", heap);
     heap.sync();
     const rec = moduleAnchor(heap, MOD_GC);
     if (rec === 0 || heap.i32[(rec + GC_MAGIC) >> 2] !== GC_MAGIC_VALUE) {
@@ -838,6 +862,12 @@ export class Collector implements Disposable {
   collect(): CollectResult {
     const h = this.heap;
     h.sync();
+    if (Atomics.load(h.i32, this.stateWord) === WS_NONE) {
+      throw new UmemError(
+        "invalid-argument",
+        `GC_gcollect: worker ${this.slot} detached its collector handle`,
+      );
+    }
     const deadline = Date.now() + h.i32[(this.record + GC_PARK_TIMEOUT) >> 2];
     while (!tryBeginCollection(h, this.record, this.slot)) {
       if (!park(h, this.record, this.slot)) {
@@ -1143,6 +1173,7 @@ export class Collector implements Disposable {
    * ```
    */
   setFindLeaks(on: boolean): void {
+    checkFlag("GC_find_leak", on);
     const at = (this.record + GC_FLAGS) >> 2;
     if (on) Atomics.or(this.heap.i32, at, GCF_FINDLEAKS);
     else Atomics.and(this.heap.i32, at, ~GCF_FINDLEAKS);
@@ -1163,6 +1194,7 @@ export class Collector implements Disposable {
    * ```
    */
   setAutoCollect(on: boolean): void {
+    checkFlag("GC_enable", on);
     const at = (this.record + GC_FLAGS) >> 2;
     if (on) Atomics.and(this.heap.i32, at, ~GCF_MANUAL);
     else Atomics.or(this.heap.i32, at, GCF_MANUAL);
