@@ -20,8 +20,8 @@
  * @module
  */
 
-import { Cache, UmemError } from "../core/mod.ts";
-import { checkSize, lock, MAX_IMAGE, unlock } from "../core/internal.ts";
+import { Cache, Heap, UmemError } from "../core/mod.ts";
+import { checkSize, hex, lock, MAX_IMAGE, unlock } from "../core/internal.ts";
 import {
   OwnContext,
   type OwnershipErrorHandler,
@@ -111,7 +111,8 @@ export class Ownership {
    * @param options `mode` (`light` or `full`), `frames` (per stack in `full` mode),
    *   `guardFrees` (refuse `heap.free` of tracked buffers, default true)
    * @returns the ownership checker
-   * @throws {UmemError} `invalid-argument` for a bad option
+   * @throws {UmemError} `invalid-argument` for a heap that is not a `Heap`, options that are
+   *   not an object, or a bad option
    * @throws {OutOfMemoryError} when the heap has no room for the table
    *
    * @example
@@ -124,6 +125,18 @@ export class Ownership {
    * ```
    */
   static create(heap: OwnHeap, options: OwnershipOptions = {}): Ownership {
+    if (!(heap instanceof Heap)) {
+      throw new UmemError(
+        "invalid-argument",
+        `Ownership.create: heap ${String(heap)} (expected a Heap of this worker)`,
+      );
+    }
+    if (typeof options !== "object" || options === null) {
+      throw new UmemError(
+        "invalid-argument",
+        `Ownership.create: options ${String(options)} (expected an object or nothing)`,
+      );
+    }
     const ctx = new OwnContext(heap, options);
     if (options.guardFrees !== false) ctx.worker.guardFrees();
     ctx.worker.users++;
@@ -185,8 +198,8 @@ export class Ownership {
    * @param source where it came from: `"heap"` (the default), `"libc"`, or the `Cache`
    * @returns the owning handle
    * @throws {OwnershipError} `not-owner` when another worker owns the buffer
-   * @throws {UmemError} `invalid-argument` for a bad address or size, or a buffer this worker
-   *   owns already
+   * @throws {UmemError} `invalid-argument` for a bad address (out of the heap, not 8-byte
+   *   aligned) or size, or a buffer this worker owns already
    *
    * @example
    * ```ts
@@ -209,6 +222,13 @@ export class Ownership {
     h.sync();
     checkSize("Ownership.adopt", "ptr", ptr, 8, h.mapped - 1);
     checkSize("Ownership.adopt", "size", size, 1, h.mapped - ptr);
+    if ((ptr & 7) !== 0) {
+      throw new UmemError(
+        "invalid-argument",
+        `Ownership.adopt: buffer ${hex(ptr)} is not 8-byte aligned (no allocator returns it)`,
+        ptr,
+      );
+    }
     let src: number;
     if (source === "heap") src = SRC_HEAP;
     else if (source === "libc") src = SRC_LIBC;
@@ -299,6 +319,7 @@ export class Ownership {
    * another worker's buffer (its owner may be using it).
    *
    * @param handler the handler, or undefined to throw again
+   * @throws {UmemError} `invalid-argument` when `handler` is neither a function nor undefined
    *
    * @example
    * ```ts
@@ -319,7 +340,10 @@ export class Ownership {
    */
   onError(handler: OwnershipErrorHandler | undefined): void {
     if (handler !== undefined && typeof handler !== "function") {
-      throw new TypeError("Ownership.onError: expected a function or undefined");
+      throw new UmemError(
+        "invalid-argument",
+        `Ownership.onError: handler ${String(handler)} (expected a function or undefined)`,
+      );
     }
     this.ctx.worker.handler = handler;
   }

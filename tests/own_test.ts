@@ -759,6 +759,13 @@ const POOL = (() => {
 describe("own: bad input and growth", () => {
   it("bad arguments throw invalid-argument and leave the heap sound", () => {
     const { heap, own } = setup();
+    throwsKind(() => Ownership.create(null as never), "invalid-argument", /expected a Heap/);
+    throwsKind(() => Ownership.create({} as never), "invalid-argument", /expected a Heap/);
+    throwsKind(() => Ownership.create(heap, null as never), "invalid-argument", /options null/);
+    throwsKind(() => own.onError("x" as never), "invalid-argument", /expected a function/);
+    const p = heap.alloc(64);
+    throwsKind(() => own.adopt(p + 1, 8), "invalid-argument", /not 8-byte aligned/);
+    heap.free(p, 64);
     throwsKind(() => own.alloc(0), "invalid-argument");
     throwsKind(() => own.alloc(-1), "invalid-argument");
     throwsKind(() => own.alloc(1.5), "invalid-argument");
