@@ -17,8 +17,9 @@ import {
   type OwnedToken,
   Ownership,
   OwnershipError,
-  type Ref,
-  type RefMut,
+  Ref,
+  RefMut,
+  type Shared,
   type ShareToken,
 } from "../own/mod.ts";
 import {
@@ -299,6 +300,66 @@ describe("own: send, receive, references", () => {
     b.drop();
     throwsKind(() => own.access(tok2), "use-after-drop");
     throwsKind(() => own.access({ ptr: 1 } as ShareToken), "invalid-argument");
+  });
+});
+
+describe("own: references and reclaimSlot", () => {
+  it("model: reclaimSlot gives back exactly what a slot held through references", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            op: fc.constantFrom("access", "borrow", "borrowMut", "end", "unref", "own"),
+            k: fc.nat(7),
+          }),
+          { minLength: 10, maxLength: 50 },
+        ),
+        (ops) => {
+          const { heap, own } = setup();
+          const other = Heap.attach(heap.buffer), own2 = Ownership.create(other);
+          const bufs = [own.alloc(16), own.alloc(16)];
+          const toks = bufs.map((b) => b.share());
+          // What the owner holds itself (it stays), and what the other slot holds (it goes).
+          const mine: (Ref | RefMut)[] = [];
+          const refs: { s: Shared; b: number }[] = [];
+          const guards: { g: Ref | RefMut; b: number }[] = [];
+          for (const { op, k } of ops) {
+            const b = k % 2;
+            if (op === "access") refs.push({ s: own2.access(toks[b]), b });
+            else if (op === "borrow" || op === "borrowMut") {
+              const r = refs[k % Math.max(1, refs.length)];
+              if (r === undefined) continue;
+              const g = op === "borrow" ? r.s.tryBorrow() : r.s.tryBorrowMut();
+              if (g !== undefined) guards.push({ g, b: r.b });
+            } else if (op === "end") {
+              guards.splice(k % Math.max(1, guards.length), 1)[0]?.g.release();
+            } else if (op === "unref") refs.splice(k % Math.max(1, refs.length), 1)[0]?.s.release();
+            else {
+              const g = bufs[b].tryBorrow();
+              if (g !== undefined) mine.push(g);
+            }
+          }
+          const expect = (b: number, withOther: boolean) => [
+            mine.filter((g) => g.ptr === bufs[b].deref()).length +
+            (withOther ? guards.filter((x) => x.b === b && x.g instanceof Ref).length : 0),
+            withOther && guards.some((x) => x.b === b && x.g instanceof RefMut),
+            withOther ? refs.filter((r) => r.b === b).length : 0,
+          ];
+          for (const b of [0, 1]) {
+            assert.deepEqual(pick(own.stateOf(bufs[b].deref())!), expect(b, true));
+          }
+          heap.reclaimSlot(other.slot);
+          for (const b of [0, 1]) {
+            assert.deepEqual(pick(own.stateOf(bufs[b].deref())!), expect(b, false));
+          }
+          for (const g of mine) g.release();
+          for (const o of bufs) o.move().drop();
+          assert.deepEqual(tableProblems(heap), []);
+          assert.deepEqual(heap.verify(), []);
+        },
+      ),
+      { numRuns: 150 },
+    );
   });
 });
 
