@@ -42,7 +42,9 @@ const INERT = 2;
  * `Shared` reference. While it is true the owner's borrows count with plain loads and stores;
  * the other workers' writers of a live word are all reached through a lent reference (`access`
  * and its `Shared`), and `access` checks the handle's generation under the table lock, which
- * `move` also takes, so a stale token never writes the word of a solo handle.
+ * `move` also takes, so a stale token never writes the word of a solo handle; `receive` writes
+ * only a word in transit, and `Heap.reclaimSlot` only the words of a dead owner's buffers and
+ * of buffers lent to the dead worker (whose handles are not solo).
  */
 export class Bias {
   /** Whether the handle is the word's only writer. */
@@ -67,7 +69,7 @@ export class Bias {
 }
 
 /** The bias of the guards that hold nothing (made when an error handler let a rule go). */
-export const SHARED_BIAS: Bias = new Bias(false);
+export const INERT_BIAS: Bias = new Bias(false);
 
 /** The error of a guard used after its borrow ended. */
 function ended(fn: string, addr: number): OwnershipError {

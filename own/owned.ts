@@ -39,7 +39,7 @@
 import { Cache, UmemError, type UmemErrorKind } from "../core/mod.ts";
 import { hex } from "../core/internal.ts";
 import { describe, detail, type OwnContext } from "./context.ts";
-import { Bias, Ref, RefMut, SHARED_BIAS } from "./guard.ts";
+import { Bias, INERT_BIAS, Ref, RefMut } from "./guard.ts";
 import {
   LE_LENT,
   LE_MUT,
@@ -948,7 +948,7 @@ export class Shared {
     this.size = size;
     this.open = refused === undefined;
     this.refused = refused;
-    this.bias = refused === undefined ? new Bias(false, ctx.worker.ledger, rec) : SHARED_BIAS;
+    this.bias = refused === undefined ? new Bias(false, ctx.worker.ledger, rec) : INERT_BIAS;
   }
 
   /**
@@ -1096,8 +1096,8 @@ export class Shared {
       if (e !== undefined) {
         ctx.worker.fail(e);
         return mut
-          ? new RefMut(h.i32, i, this.addr, this.size, false, SHARED_BIAS)
-          : new Ref(h.i32, i, this.addr, this.size, false, SHARED_BIAS);
+          ? new RefMut(h.i32, i, this.addr, this.size, false, INERT_BIAS)
+          : new Ref(h.i32, i, this.addr, this.size, false, INERT_BIAS);
       }
       if (Atomics.compareExchange(h.i32, i, s, mut ? s | OS_MUT : s + 1) === s) {
         ctx.worker.ledger.enter(this.rec, mut ? LE_MUT : LE_SHARED, 1);
