@@ -41,6 +41,7 @@ type Src = "alloc" | "heap" | "libc" | "cache";
 
 /** One command; `pick` indexes the model's lists modulo their length, `w` is a worker (0, 1). */
 export type OwnCmd =
+  | { op: "setup"; mode: "light" | "full" }
   | { op: "alloc"; w: number; size: number; src: Src }
   | { op: "borrow"; pick: number; mut: boolean; tryIt: boolean }
   | { op: "release"; pick: number }
@@ -181,7 +182,8 @@ export function runOwn(cmds: OwnCmd[]): void {
   const other = Heap.attach(heap.buffer);
   const heaps = [heap, other];
   const cache: Cache = heap.createCache("own_fuzz", CACHE_BUF);
-  const owns = [Ownership.create(heap), Ownership.create(other)];
+  const mode = cmds[0]?.op === "setup" ? cmds[0].mode : "light";
+  const owns = [Ownership.create(heap, { mode }), Ownership.create(other, { mode })];
   // Each worker's slot, as the table names it; this also lays the table before `start`.
   const slots = owns.map((o) => {
     const h = o.alloc(8);
@@ -293,6 +295,8 @@ export function runOwn(cmds: OwnCmd[]): void {
 
   for (const c of cmds) {
     switch (c.op) {
+      case "setup":
+        break;
       case "alloc": {
         if (live().length >= 24) break;
         const own = owns[c.w], h = heaps[c.w];
@@ -551,6 +555,12 @@ export function runOwn(cmds: OwnCmd[]): void {
 /** The own fuzzer as a target of tests/fuzz/main.ts. */
 export const ownTarget: Target<OwnCmd> = {
   name: "own",
-  commands: fc.array(cmdArb, { minLength: 1, maxLength: 120, size: "max" }),
+  commands: fc.tuple(
+    fc.record({
+      op: fc.constant("setup" as const),
+      mode: fc.constantFrom("light" as const, "light" as const, "full" as const),
+    }),
+    fc.array(cmdArb, { minLength: 1, maxLength: 120, size: "max" }),
+  ).map(([setup, cmds]): OwnCmd[] => [setup, ...cmds]),
   run: runOwn,
 };
