@@ -419,7 +419,8 @@ export function detail(
     owner: rec === 0 ? -1 : (s & OS_OWNER) >>> OS_OWNER_SHIFT,
     borrows: s & OS_COUNT,
     mutablyBorrowed: (s & OS_MUT) !== 0,
-    lent: (s & OS_LENT) >>> OS_LENT_SHIFT,
+    // In transit the lent field holds the destination (layout.ts): nothing is lent then.
+    lent: (s & OS_PHASE) >>> OS_PHASE_SHIFT === PH_TRANSIT ? 0 : (s & OS_LENT) >>> OS_LENT_SHIFT,
     conflictStack: full ? readStack(heap, id) : "",
     allocStack: full && rec !== 0 ? readStack(heap, heap.i32[(rec + OR_ALLOC_STACK) >> 2]) : "",
   };

@@ -171,6 +171,14 @@ export const OS_OWNER = 0x3f << OS_OWNER_SHIFT;
 export const OS_PHASE_SHIFT = 29;
 /** Mask of the phase. */
 export const OS_PHASE = 3 << OS_PHASE_SHIFT;
+/**
+ * Shift of the destination of a buffer in transit: while the phase is `PH_TRANSIT` no reference
+ * is lent, and the lent field holds the one worker slot that may receive it, plus 1 (0: any),
+ * so that a token edited on its way cannot redirect it.
+ */
+export const OS_DEST_SHIFT = OS_LENT_SHIFT;
+/** Mask of the destination (the lent field, in transit). */
+export const OS_DEST = OS_LENT;
 /** Any borrow or lent reference: the buffer may not move or be dropped. */
 export const OS_BUSY = OS_COUNT | OS_MUT | OS_LENT;
 

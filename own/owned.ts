@@ -55,6 +55,8 @@ import {
   OR_STATE,
   OS_BUSY,
   OS_COUNT,
+  OS_DEST,
+  OS_DEST_SHIFT,
   OS_LENT,
   OS_LENT_ONE,
   OS_LENT_SHIFT,
@@ -113,7 +115,10 @@ export interface OwnedToken {
   readonly gen: number;
   /** The sending worker's slot. */
   readonly from: number;
-  /** The only worker slot that may receive it, or -1 for any. */
+  /**
+   * The only worker slot that may receive it, or -1 for any (for the reader: `receive` checks
+   * the destination the record keeps, so editing this changes nothing).
+   */
   readonly to: number;
   /**
    * Set only on the token a refused `send` returned to a program whose error handler let it go
@@ -679,7 +684,8 @@ export class Owned {
       const s = this.liveState();
       if (s < 0) return this.refuseToken(this.fault("Owned.send"), to);
       if ((s & OS_BUSY) !== 0) return this.refuseToken(this.busy("Owned.send", "send", s), to);
-      if (Atomics.compareExchange(h.i32, i, s, stateWord(PH_TRANSIT, h.slot)) === s) break;
+      const transit = stateWord(PH_TRANSIT, h.slot) | ((to + 1) << OS_DEST_SHIFT);
+      if (Atomics.compareExchange(h.i32, i, s, transit) === s) break;
     }
     const gen = nextGen(ctx);
     Atomics.store(h.i32, i + W_GEN, gen);
@@ -1288,7 +1294,7 @@ export function receive(ctx: OwnContext, token: OwnedToken): Owned {
   try {
     rec = tableFind(h, ctx.root, token.ptr);
     const s = rec === 0 ? 0 : Atomics.load(h.i32, (rec + OR_STATE) >> 2);
-    const phase = (s & OS_PHASE) >>> OS_PHASE_SHIFT;
+    const phase = (s & OS_PHASE) >>> OS_PHASE_SHIFT, dest = ((s & OS_DEST) >>> OS_DEST_SHIFT) - 1;
     if (rec === 0 || rec !== token.record) {
       e = new OwnershipError(
         "use-after-drop",
@@ -1305,10 +1311,11 @@ export function receive(ctx: OwnContext, token: OwnedToken): Owned {
         token.ptr,
         detail(h, rec, s, ctx.full, OR_MOVE_STACK),
       );
-    } else if (token.to !== -1 && token.to !== h.slot) {
+    } else if (dest !== -1 && dest !== h.slot) {
+      // The destination is the record's, not the token's: a token is plain data.
       e = new OwnershipError(
         "not-owner",
-        `${fn}: buffer ${a} was sent to worker ${token.to}, not to worker ${h.slot}`,
+        `${fn}: buffer ${a} was sent to worker ${dest}, not to worker ${h.slot}`,
         token.ptr,
         detail(h, rec, s, ctx.full, OR_MOVE_STACK),
       );

@@ -240,6 +240,10 @@ describe("own: send, receive, references", () => {
     const a = own.alloc(8);
     const token = a.send(5);
     throwsKind(() => own2.receive(token), "not-owner", /sent to worker 5, not to worker 1/);
+    // The destination is kept in the record: a token edited on its way is refused too.
+    throwsKind(() => own2.receive({ ...token, to: -1 }), "not-owner", /sent to worker 5/);
+    throwsKind(() => own2.receive({ ...token, to: other.slot }), "not-owner", /sent to worker 5/);
+    assert.equal(own.stateOf(token.ptr)?.lent, 0, "nothing is lent while in transit");
     const c = own.alloc(24);
     const e = throwsKind(() => other.free(c.deref(), 24), "not-owner", /owned by worker 0/);
     assert.equal(e.address, c.deref());
