@@ -20,7 +20,8 @@ export {
 export { roots as rootRanges } from "./roots.ts";
 export { captureStack, layStackTable, readStack } from "./stack.ts";
 export { HDR_STACKS } from "./image.ts";
-export { bufferOf, cacheOf, freeBuffer } from "./pagemap.ts";
+export { bufferOf, bufferState, cacheOf, freeBuffer } from "./pagemap.ts";
+export { sizeCache, UMEM_MAXBUF } from "./size_class.ts";
 export { HDR_META, HDR_NSLOTS, HDR_SLOTS, PAGE_SHIFT, PAGE_SIZE, SLOT_LIVE } from "./image.ts";
 export { WS_SIZE, WS_STATE } from "./image.ts";
 export {

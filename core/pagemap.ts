@@ -86,3 +86,18 @@ export function freeBuffer(h: HeapView, ptr: number, fn: string): void {
   }
   new Cache(h, cp).free(ptr);
 }
+
+/**
+ * The state (`BUF_FREE`, `BUF_ALLOC`, `BUF_CACHED`) of the slab buffer that starts at `ptr`, or
+ * -1 when `ptr` is not the first byte of a slab buffer.
+ *
+ * @param h the heap
+ * @param ptr an address
+ * @returns the buffer's state byte, or -1
+ */
+export function bufferState(h: HeapView, ptr: number): number {
+  if (bufferOf(h, ptr, false) !== ptr) return -1;
+  const sb = h.i32[(h.pagemap >> 2) + (ptr >>> PAGE_SHIFT)];
+  const cp = h.i32[(sb + SB_CACHE) >> 2];
+  return h.u8[sb + SB_STATE + ((ptr - h.i32[(sb + SB_BASE) >> 2]) >> h.i32[(cp + CA_SHIFT) >> 2])];
+}

@@ -21,7 +21,19 @@
  */
 
 import { Cache, Heap, UmemError } from "../core/mod.ts";
-import { checkSize, hex, lock, MAX_IMAGE, unlock } from "../core/internal.ts";
+import {
+  BUF_ALLOC,
+  bufferState,
+  CA_BUFSIZE,
+  cacheOf,
+  checkSize,
+  hex,
+  lock,
+  MAX_IMAGE,
+  sizeCache,
+  UMEM_MAXBUF,
+  unlock,
+} from "../core/internal.ts";
 import {
   OwnContext,
   type OwnershipErrorHandler,
@@ -52,6 +64,44 @@ import {
   track,
 } from "./owned.ts";
 import { tableFind, tableRecords } from "./table.ts";
+
+/**
+ * Refuses to adopt what drop could not give back: an address that is not a live buffer of its
+ * source and size (the start of an allocated buffer of the size class, of the cache, or a live
+ * `malloc` block). Oversize allocations (whole pages past the largest class) are checked at
+ * drop, by the heap.
+ */
+function checkAdoptable(h: Heap, ptr: number, size: number, src: number): void {
+  const bad = (what: string) =>
+    new UmemError("invalid-argument", `Ownership.adopt: ${hex(ptr)} ${what}`, ptr);
+  if (src === SRC_LIBC) {
+    let usable: number;
+    try {
+      usable = h.libc.usableSize(ptr);
+    } catch {
+      throw bad("is not a block from malloc");
+    }
+    const st = bufferState(h, ptr - 8); // a plain block's header starts its buffer
+    if (st !== -1 && st !== BUF_ALLOC) throw bad("is a freed block from malloc");
+    if (usable < size) throw bad(`holds ${usable} bytes, fewer than ${size}`);
+    return;
+  }
+  if (src === SRC_HEAP && size > UMEM_MAXBUF) return;
+  const cp = src === SRC_HEAP ? sizeCache(h, size) : src;
+  if (cacheOf(h, ptr) !== cp) {
+    throw bad(
+      src === SRC_HEAP
+        ? `is not in a buffer of the size class of ${size} bytes`
+        : "is not in a buffer of that cache",
+    );
+  }
+  const st = bufferState(h, ptr);
+  if (st === -1) throw bad("is not the start of a buffer");
+  if (st !== BUF_ALLOC) throw bad("is a free buffer");
+  if (src !== SRC_HEAP && size > h.i32[(cp + CA_BUFSIZE) >> 2]) {
+    throw bad(`is a ${h.i32[(cp + CA_BUFSIZE) >> 2]}-byte buffer, smaller than ${size}`);
+  }
+}
 
 /** Counters of the module in a heap (all workers). */
 export interface OwnershipStats {
@@ -242,6 +292,7 @@ export class Ownership {
         ptr,
       );
     }
+    checkAdoptable(h, ptr, size, src);
     return track(this.ctx, ptr, size, "Ownership.adopt", Ownership.prototype.adopt, src);
   }
 

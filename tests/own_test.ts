@@ -410,13 +410,19 @@ describe("own: the free hook", () => {
     assert.equal(own.stats().tracked, 0);
   });
 
-  it("a wrong size given to adopt is found at drop, and the handle stays alive", () => {
+  it("adopt refuses a wrong size, a free buffer and an interior address; nothing is tracked", () => {
     const { heap, own } = setup();
-    const p = heap.alloc(40);
-    const a = own.adopt(p, 400);
-    throwsKind(() => a.drop(), "wrong-size");
-    assert.equal(a.alive, true);
-    assert.equal(own.stateOf(p)?.state, "owned");
+    const p = heap.alloc(40), q = heap.alloc(40);
+    heap.free(q, 40);
+    throwsKind(() => own.adopt(p, 400), "invalid-argument", /size class of 400 bytes/);
+    throwsKind(() => own.adopt(q, 40), "invalid-argument", /free buffer/);
+    throwsKind(() => own.adopt(p + 8, 40), "invalid-argument", /not the start of a buffer/);
+    const m = heap.libc.malloc(30);
+    throwsKind(() => own.adopt(m, 300, "libc"), "invalid-argument", /fewer than 300/);
+    assert.equal(own.stateOf(p), undefined);
+    const a = own.adopt(p, 40);
+    a.drop();
+    own.adopt(m, 30, "libc").drop();
     assert.deepEqual(heap.verify(), []);
   });
 
