@@ -132,6 +132,9 @@ export function maxMagType(bufsize: number): number {
 // So the fast path keeps local copies of the slab layout it reads, checked here at load time.
 const FP_PAGE_SHIFT = 12, FP_SB_STATE = 40, FP_SB_BASE = 4, FP_SB_CACHE = 0;
 const FP_CA_SHIFT = 128, FP_BUF_ALLOC = 1, FP_BUF_CACHED = 2;
+// The slot record's words, as word indices from the record's first word (`CC_* >> 2`).
+const FP_CC_LOADED_W = 0, FP_CC_ROUNDS_W = 1, FP_CC_MAGSIZE_W = 4, FP_CC_NALLOC_W = 6;
+const FP_CC_NFREE_W = 7;
 /** The word index of HDR_SIZE and the offset of CA_ID, for heap.ts and cache.ts. */
 export const FP_HDR_SIZE_WORD = 3, FP_CA_ID = 124;
 /**
@@ -143,7 +146,10 @@ export function checkFastPathLayout(): void {
   if (
     FP_PAGE_SHIFT !== PAGE_SHIFT || FP_SB_STATE !== SB_STATE || FP_SB_BASE !== SB_BASE ||
     FP_SB_CACHE !== SB_CACHE || FP_CA_SHIFT !== CA_SHIFT || FP_BUF_ALLOC !== BUF_ALLOC ||
-    FP_BUF_CACHED !== BUF_CACHED || FP_CA_ID !== CA_ID || FP_HDR_SIZE_WORD !== HDR_SIZE >> 2
+    FP_BUF_CACHED !== BUF_CACHED || FP_CA_ID !== CA_ID || FP_HDR_SIZE_WORD !== HDR_SIZE >> 2 ||
+    FP_CC_LOADED_W !== CC_LOADED >> 2 || FP_CC_ROUNDS_W !== CC_ROUNDS >> 2 ||
+    FP_CC_MAGSIZE_W !== CC_MAGSIZE >> 2 || FP_CC_NALLOC_W !== CC_NALLOC >> 2 ||
+    FP_CC_NFREE_W !== CC_NFREE >> 2 || MG_ROUNDS !== 4
   ) {
     throw new Error("core: the fast path's copies of the layout are out of date");
   }
@@ -156,12 +162,13 @@ export function checkFastPathLayout(): void {
  */
 export function cacheAlloc(h: HeapView, cp: number): number {
   const i32 = h.i32;
-  const cc = cp + h.ccOff;
-  const r = i32[(cc + CC_ROUNDS) >> 2];
+  const cc = (cp + h.ccOff) >> 2;
+  const r = i32[cc + FP_CC_ROUNDS_W];
   if (r > 0) {
-    const buf = i32[(i32[(cc + CC_LOADED) >> 2] >> 2) + r];
-    i32[(cc + CC_ROUNDS) >> 2] = r - 1;
-    i32[(cc + CC_NALLOC) >> 2]++;
+    // Round r - 1 is the word after the magazine's MG_NEXT word plus r - 1 (MG_ROUNDS is 4).
+    const buf = i32[(i32[cc + FP_CC_LOADED_W] >> 2) + r];
+    i32[cc + FP_CC_ROUNDS_W] = r - 1;
+    i32[cc + FP_CC_NALLOC_W]++;
     if (!h.trust) {
       const sb = i32[(h.pagemap >> 2) + (buf >>> FP_PAGE_SHIFT)];
       h.u8[
@@ -177,38 +184,54 @@ export function cacheAlloc(h: HeapView, cp: number): number {
  * Frees buffer `buf` to cache `cp`: the fast path. Unless the heap trusts its callers, checks
  * that `buf` is a live buffer of this cache (page map, slab, index, state byte), then pushes it
  * on the slot's loaded magazine.
+ *
+ * The body is kept small, because V8 inlines a call only while the caller's cumulative budget
+ * of inlined bytecode lasts, and `heap.alloc` + `heap.free` with everything they call must fit
+ * it: the push is written out here (not a call to {@linkcode magazinePush}), every failed check
+ * reaches the one `throw` (the cold `badFree` says which check failed), and every other case
+ * is in `cacheFreeSlow`.
  * @throws {UmemError} `bad-free`, `duplicate-free`, `wrong-cache` or `wrong-size`
  */
 export function cacheFree(h: HeapView, cp: number, buf: number, fn: string): void {
   const i32 = h.i32;
   if (!h.trust) {
-    if ((buf | 0) !== buf || buf <= 0 || buf >= h.mapped) throw badFree(h, cp, buf, fn);
-    const sb = i32[(h.pagemap >> 2) + (buf >>> FP_PAGE_SHIFT)];
-    if (sb === 0 || i32[(sb + FP_SB_CACHE) >> 2] !== cp) throw badFree(h, cp, buf, fn);
-    const shift = i32[(cp + FP_CA_SHIFT) >> 2];
-    const off = buf - i32[(sb + FP_SB_BASE) >> 2];
-    const at = sb + FP_SB_STATE + (off >> shift);
-    // Interior granules hold BUF_INTERIOR, so an aligned interior pointer fails here too.
-    if (off < 0 || (off & ((1 << shift) - 1)) !== 0 || h.u8[at] !== FP_BUF_ALLOC) {
-      throw badFree(h, cp, buf, fn);
+    // The state byte's address when buf is the start of a buffer in a slab of this cache, else
+    // 0. Interior granules hold BUF_INTERIOR, so an aligned interior pointer fails below too.
+    let at = 0;
+    if ((buf | 0) === buf && buf > 0 && buf < h.mapped) {
+      const sb = i32[(h.pagemap >> 2) + (buf >>> FP_PAGE_SHIFT)];
+      if (sb !== 0 && i32[(sb + FP_SB_CACHE) >> 2] === cp) {
+        const shift = i32[(cp + FP_CA_SHIFT) >> 2], off = buf - i32[(sb + FP_SB_BASE) >> 2];
+        if (off >= 0 && (off & ((1 << shift) - 1)) === 0) at = sb + FP_SB_STATE + (off >> shift);
+      }
     }
+    if (at === 0 || h.u8[at] !== FP_BUF_ALLOC) throw badFree(h, cp, buf, fn);
     h.u8[at] = FP_BUF_CACHED;
   }
-  magazinePush(h, cp, buf);
+  const cc = (cp + h.ccOff) >> 2;
+  const r = i32[cc + FP_CC_ROUNDS_W];
+  if (r < i32[cc + FP_CC_MAGSIZE_W]) {
+    i32[(i32[cc + FP_CC_LOADED_W] >> 2) + 1 + r] = buf;
+    i32[cc + FP_CC_ROUNDS_W] = r + 1;
+    i32[cc + FP_CC_NFREE_W]++;
+    return;
+  }
+  cacheFreeSlow(h, cp, buf);
 }
 
 /**
  * Pushes a buffer already checked (and marked cached) onto this slot's loaded magazine, or
- * takes the slow path. The debug layer, which has checked more, frees through it.
+ * takes the slow path. The debug layer, which has checked more, frees through it; the same
+ * push is written out in {@linkcode cacheFree}.
  */
 export function magazinePush(h: HeapView, cp: number, buf: number): void {
   const i32 = h.i32;
-  const cc = cp + h.ccOff;
-  const r = i32[(cc + CC_ROUNDS) >> 2];
-  if (r < i32[(cc + CC_MAGSIZE) >> 2]) {
-    i32[(i32[(cc + CC_LOADED) >> 2] >> 2) + 1 + r] = buf;
-    i32[(cc + CC_ROUNDS) >> 2] = r + 1;
-    i32[(cc + CC_NFREE) >> 2]++;
+  const cc = (cp + h.ccOff) >> 2;
+  const r = i32[cc + FP_CC_ROUNDS_W];
+  if (r < i32[cc + FP_CC_MAGSIZE_W]) {
+    i32[(i32[cc + FP_CC_LOADED_W] >> 2) + 1 + r] = buf;
+    i32[cc + FP_CC_ROUNDS_W] = r + 1;
+    i32[cc + FP_CC_NFREE_W]++;
     return;
   }
   cacheFreeSlow(h, cp, buf);
