@@ -124,6 +124,7 @@ import {
   laySizeTable,
   oversizeBytes,
   SIZE_TABLE_BYTES,
+  SIZE_TABLE_LARGE_OFF,
   sizeCache,
   UMEM_MAXBUF,
   UMEM_SIZE_CLASSES,
@@ -141,8 +142,9 @@ import {
 } from "./vmem.ts";
 
 // The word index of HDR_SIZE, module-local so that V8 folds it into alloc and free (see
-// magazine.ts), checked with the rest of the fast path's copies when a handle is made.
-const FP_HDR_SIZE_WORD = 3;
+// magazine.ts), checked with the rest of the fast path's copies when a handle is made; and,
+// for sizes past the first table, UMEM_MAXBUF and the word offset of the second table.
+const FP_HDR_SIZE_WORD = 3, FP_MAXBUF = 131072, FP_LARGE_TABLE_W = 129;
 
 /** Writes the debugging and logging settings into a new image and lays the logs. */
 function layDebug(
@@ -331,7 +333,10 @@ export class Heap extends HeapView {
   private constructor(sab: SharedArrayBuffer, slot: number) {
     super(sab, slot);
     checkFastPathLayout();
-    if (FP_HDR_SIZE_WORD !== HDR_SIZE >> 2) throw new Error("core/heap.ts: HDR_SIZE moved");
+    if (
+      FP_HDR_SIZE_WORD !== HDR_SIZE >> 2 || FP_MAXBUF !== UMEM_MAXBUF ||
+      FP_LARGE_TABLE_W !== SIZE_TABLE_LARGE_OFF >> 2
+    ) throw new Error("core/heap.ts: the fast path's copies of the layout are out of date");
     this.ccOff = CA_CPU + slot * CC_SIZE;
     this.vmem = new Vmem(this, this.u32[HDR_ROOT_ARENA >> 2]);
     this.sizeTab = this.i32[HDR_SIZE_TABLE >> 2] >> 2;
@@ -660,6 +665,15 @@ export class Heap extends HeapView {
 
   /** Sizes past the first table, bad sizes and the oversize arena; then the hooks. */
   private allocSlow(size: number): number {
+    // The second table's sizes (above 1 KiB, to 128 KiB) go straight to their cache.
+    if (size > 1024 && size <= FP_MAXBUF && (size | 0) === size && !this.intercepting) {
+      return cacheAlloc(this, this.i32[this.sizeTab + FP_LARGE_TABLE_W + ((size + 255) >> 8)]);
+    }
+    return this.allocOther(size);
+  }
+
+  /** Bad sizes, the oversize arena and heaps that debug or have hooks; then the hooks. */
+  private allocOther(size: number): number {
     const p = this.allocSlowPath(size);
     if (p !== 0 && hooksLive(this)) runAllocHooks(this, p, size, 0);
     return p;
@@ -750,6 +764,18 @@ export class Heap extends HeapView {
 
   /** Every free off the fast path: the hooks around the slow path. */
   private freeSlow(ptr: number, size: number): void {
+    // The second table's sizes (above 1 KiB, to 128 KiB) go straight to their cache.
+    if (
+      size > 1024 && size <= FP_MAXBUF && (size | 0) === size && ptr !== 0 && !this.intercepting
+    ) {
+      const cp = this.i32[this.sizeTab + FP_LARGE_TABLE_W + ((size + 255) >> 8)];
+      return cacheFree(this, cp, ptr, "umem_free");
+    }
+    this.freeOther(ptr, size);
+  }
+
+  /** Bad sizes, the oversize arena and heaps that debug or have hooks: the hooks around. */
+  private freeOther(ptr: number, size: number): void {
     if (ptr === 0 || !hooksLive(this)) return this.freeSlowPath(ptr, size);
     checkSize("umem_free", "size", size, 0, MAX_IMAGE);
     runFreeHooks(this, ptr, size, 0);
