@@ -38,9 +38,10 @@
  *   generation it was made with, and every slow path refuses to work when they differ
  *   (`destroyed`). Each record has exactly one handle (the one that made it), and every way an
  *   arena ends goes through it (its own `dispose`, or its parent's ending its nested handles),
- *   so the handle switches its record view to a dead record of zeros (a stop of 0) at the end:
- *   the fast path then fails without a test of its own, even once the chunk serves another
- *   arena.
+ *   so at the end the handle gets own methods that shadow its class's and throw `destroyed`
+ *   without reading the record (`endHandle`): the fast path needs no test of its own, even
+ *   once the chunk serves another arena. (The handle's record view is made once and never
+ *   reassigned, so V8 keeps it as a constant field and the fast path reloads nothing.)
  * - An arena is used by one worker at a time (the one that made it, `BA_OWNER`); another worker
  *   may read its record.
  *
@@ -152,8 +153,6 @@ if (
   throw new Error("sbo/bump_arena.ts: fast-path copies of the record layout are out of date");
 }
 const TWO31 = 0x80000000;
-/** The record view of an ended arena's handle: a stop of 0 fails every fast-path allocation. */
-const DEAD = new Int32Array(BA_SIZE >> 2);
 
 /** Options of a {@linkcode BumpArena}. */
 export interface BumpArenaOptions {
@@ -445,10 +444,12 @@ export class BumpArena {
   /** A view over the heap that covers every chunk of the arena (refreshed on each new one). */
   private i32: Int32Array;
   /**
-   * A view over the record alone, for the fast path's constant indices; once the arena has
-   * ended, {@linkcode DEAD}, so that the fast path fails without a generation check.
+   * A view over the record alone, for the fast path's constant indices. Set once in the
+   * constructor and never again (`declare`: no class-field definition, whose `undefined` would
+   * count as a first store), so V8 treats it as a constant field; an ended handle never reads
+   * it (see `endHandle`).
    */
-  private r: Int32Array;
+  declare private readonly r: Int32Array;
   /** The record's word index. */
   private readonly rw: number;
   /** The generation the record had when this handle made it. */
@@ -1126,6 +1127,11 @@ export class BumpArena {
    * ```
    */
   get disposed(): boolean {
+    return this.ended();
+  }
+
+  /** Whether the arena has ended: false for a live handle (an ended one shadows this). */
+  private ended(): boolean {
     return this.r[W_GEN] !== this.gen;
   }
 
@@ -1157,7 +1163,7 @@ export class BumpArena {
       r[W_GEN] = 0;
       r[W_STOP] = 0;
       i32[(ch + CH_MAGIC) >> 2] = 0;
-      this.r = DEAD;
+      endHandle(this);
       giveOwn(pool, ch, i32[(ch + CH_SIZE) >> 2]);
       return;
     }
@@ -1177,7 +1183,7 @@ export class BumpArena {
       if (at >= 0) up.kids.splice(at, 1);
       if (up.kids.length === 0) up.kids = null;
     }
-    this.r = DEAD;
+    endHandle(this);
     endArena(this.heap, this.source, this.pool, this.address, unlink);
   }
 
@@ -1204,12 +1210,62 @@ export class BumpArena {
 
   /** Throws `destroyed` when the arena has ended. */
   private live(fn: string): void {
-    if (this.r[W_GEN] !== this.gen) {
-      throw new UmemError(
-        "destroyed",
-        `${fn}: the arena at ${hex(this.address)} has ended (its scope closed or it was disposed)`,
-        this.address,
-      );
-    }
+    if (this.r[W_GEN] !== this.gen) throw endedError(fn, this.address);
   }
+}
+
+/** The error every method of an ended handle throws. */
+function endedError(fn: string, address: number): UmemError {
+  return new UmemError(
+    "destroyed",
+    `${fn}: the arena at ${hex(address)} has ended (its scope closed or it was disposed)`,
+    address,
+  );
+}
+
+/** What an ended handle gets as its own properties (see {@linkcode endHandle}). */
+interface EndedHandle {
+  address: number;
+  alloc: (size: number, align?: number) => number;
+  rewind: (mark: number) => void;
+  dispose: () => void;
+  live: (fn: string) => void;
+  ended: () => boolean;
+}
+
+/** `alloc` of an ended handle (also what its `zalloc` calls). */
+function endedAlloc(this: EndedHandle): number {
+  throw endedError("BumpArena.alloc", this.address);
+}
+/** `rewind` of an ended handle. */
+function endedRewind(this: EndedHandle): void {
+  throw endedError("BumpArena.rewind", this.address);
+}
+/** `live` of an ended handle, the first step of every other method that reads the record. */
+function endedLive(this: EndedHandle, fn: string): void {
+  throw endedError(fn, this.address);
+}
+/** `dispose` of an ended handle: nothing more to do. */
+function endedDispose(): void {}
+/** `ended` of an ended handle. */
+function endedYes(): boolean {
+  return true;
+}
+
+/**
+ * Ends a handle: own properties shadow every method that would read the record (`alloc`,
+ * `rewind`, `dispose`, and `live`, which every other method calls first) with ones that throw
+ * `destroyed` (or do nothing, for `dispose`) without reading it, since its chunk may serve
+ * another arena by then. The handle's shape changes, so the live fast paths need no test of
+ * their own: V8 and JavaScriptCore already check the shape to find the method. (Adding
+ * properties in a fixed order follows cached shape transitions; `Object.setPrototypeOf` would
+ * cost hundreds of nanoseconds per `dispose` in V8.)
+ */
+function endHandle(a: BumpArena): void {
+  const h = a as unknown as EndedHandle;
+  h.alloc = endedAlloc;
+  h.rewind = endedRewind;
+  h.dispose = endedDispose;
+  h.live = endedLive;
+  h.ended = endedYes;
 }
