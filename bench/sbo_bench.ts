@@ -14,6 +14,9 @@
  * which is the shape of any allocator's API, the arena's included. The arena allocates from
  * one open arena (its first chunk holds 1000 iterations); both the arena and the floors are
  * rewound once every 1000 iterations.
+ * A second arena row reaches its handle through an array, so V8 cannot fold the handle and
+ * its record view into the code as it does for the module-level one: what a handle passed
+ * around costs.
  *
  * Group "request: 32 objects, then drop": one request's lifetime. The arena opens a scope
  * (`using`, or `try`/`finally` around `dispose`), allocates, and drops the scope (its chunk goes
@@ -118,6 +121,27 @@ Deno.bench({
     if (++n3 === 1000) {
       longArena.rewind(longMark);
       n3 = 0;
+    }
+  },
+});
+
+const handles = [new BumpArena(heap, { chunkSize: 4 << 20, maxChunkSize: 4 << 20 })];
+const handlesMark = handles[0].mark();
+let n4 = 0;
+
+Deno.bench({
+  name: "sbo: arena.alloc, handle read from an array",
+  group: "32 allocations",
+  fn() {
+    const i32 = heap.i32, arena = handles[n4 & 0];
+    for (let i = 0; i < N; i++) {
+      const p = arena.alloc(sizes[i]);
+      i32[p >> 2] = i;
+      sink[i] = p;
+    }
+    if (++n4 === 1000) {
+      arena.rewind(handlesMark);
+      n4 = 0;
     }
   },
 });
