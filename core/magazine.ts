@@ -202,11 +202,13 @@ export function cacheFree(h: HeapView, cp: number, buf: number, fn: string): voi
       const sb = i32[(h.pagemap >> 2) + (buf >>> FP_PAGE_SHIFT)];
       if (sb !== 0 && i32[(sb + FP_SB_CACHE) >> 2] === cp) {
         const shift = i32[(cp + FP_CA_SHIFT) >> 2], off = buf - i32[(sb + FP_SB_BASE) >> 2];
-        if (off >= 0 && (off & ((1 << shift) - 1)) === 0) at = sb + FP_SB_STATE + (off >> shift);
+        const index = off >> shift;
+        if (off >= 0 && index << shift === off) at = sb + FP_SB_STATE + index;
       }
     }
-    if (at === 0 || h.u8[at] !== FP_BUF_ALLOC) throw badFree(h, cp, buf, fn);
-    h.u8[at] = FP_BUF_CACHED;
+    const u8 = h.u8;
+    if (at === 0 || u8[at] !== FP_BUF_ALLOC) throw badFree(h, cp, buf, fn);
+    u8[at] = FP_BUF_CACHED;
   }
   const cc = (cp + h.ccOff) >> 2;
   const r = i32[cc + FP_CC_ROUNDS_W];
