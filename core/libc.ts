@@ -153,23 +153,26 @@ export class Libc {
    */
   free(ptr: number): void {
     if (ptr === 0) return;
-    const [base, total] = this.block(ptr, "free");
     const h = this.heap;
-    if (h.intercepting && hooksLive(h)) {
-      const size = base + total - ptr;
-      runFreeHooks(h, ptr, size, HOOK_LIBC);
-      h.hookDepth++;
-      try {
-        h.free(base, total);
-      } finally {
-        h.hookDepth--;
-      }
-      runFreedHooks(h, ptr, size, HOOK_LIBC);
-      return;
-    }
+    if (h.intercepting && hooksLive(h)) return this.freeHooked(ptr);
+    const [base, total] = this.block(ptr, "free");
     // The header stays: a second free finds it and the size class's state byte reports the
     // duplicate; once the buffer is reused or back on its slab the header no longer matches.
-    this.heap.free(base, total);
+    h.free(base, total);
+  }
+
+  /** `free` with hooks: they see the program's pointer and size, not the sized free beneath. */
+  private freeHooked(ptr: number): void {
+    const [base, total] = this.block(ptr, "free");
+    const h = this.heap, size = base + total - ptr;
+    runFreeHooks(h, ptr, size, HOOK_LIBC);
+    h.hookDepth++;
+    try {
+      h.free(base, total);
+    } finally {
+      h.hookDepth--;
+    }
+    runFreedHooks(h, ptr, size, HOOK_LIBC);
   }
 
   /**
