@@ -208,7 +208,17 @@ export interface CacheCallbacks {
 
 /**
  * Typed-array views over one heap image, and the worker slot this handle acts as.
- * The allocator's layers are functions over a `HeapView`; `Heap` is the public handle.
+ * The allocator's layers are functions over a `HeapView`; `Heap` is the public handle, and
+ * every `Heap` is one: its `u8`, `i32`, `u32` and `f64` views read and write the heap's bytes.
+ *
+ * @example
+ * ```ts
+ * import { Heap, HeapView } from "@umem/umem";
+ * const heap = Heap.create({ size: 1 << 20 });
+ * const p = heap.alloc(8);
+ * heap.f64[p >> 3] = 1.5;
+ * console.log(heap instanceof HeapView, heap.f64[p >> 3]); // true 1.5
+ * ```
  */
 export class HeapView {
   /** The shared buffer. */
