@@ -11,9 +11,9 @@
  * Run: `npx deno test --allow-read --allow-env tests/badinput_budget_test.ts` or
  * `npx bun test tests/badinput_budget_test.ts`.
  */
-import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mk, throwsKind } from "./helpers.ts";
+import { badInputTable, NUMBERS, type TableRow } from "./badinput_table.ts";
+import { mk } from "./helpers.ts";
 import type { Heap } from "../mod.ts";
 import {
   currentContext,
@@ -92,44 +92,28 @@ function fixture(): Fixture {
   };
 }
 
-/** A row: what it passes, what must happen, and the call. */
-type Row = [label: string, expect: string, run: (f: Fixture) => unknown];
+type Row = TableRow<Fixture>;
 
 /** The tree's statistics, as a string to compare. */
 function figures(f: Fixture): string {
   return JSON.stringify(f.top.stats());
 }
 
-/** Runs each row as a test of its own. */
-function table(entry: string, rows: Row[]): void {
-  describe(entry, () => {
-    for (const [label, expect, run] of rows) {
-      it(`${label} → ${expect}`, () => {
-        const f = fixture();
-        f.ready();
-        if (expect === "ok") run(f);
-        else {
-          throwsKind(() => run(f), expect);
-          assert.equal(figures(f), f.before, "a refused call changed the tree");
-        }
-        assert.deepEqual(f.top.check(), []);
-        assert.deepEqual(f.heap.verify(), []);
-        switchTo(f.top);
-      });
-    }
-  });
-}
-
-/** The seven numbers of the issue. */
-const NUMBERS: [string, unknown][] = [
-  ["0", 0],
-  ["-1", -1],
-  ["NaN", NaN],
-  ["1.5", 1.5],
-  ["2**32", 2 ** 32],
-  ["Infinity", Infinity],
-  ['"8" (a string)', "8"],
-];
+const table = badInputTable<Fixture>({
+  fixture: () => {
+    const f = fixture();
+    f.ready();
+    return f;
+  },
+  figures,
+  before: (f) => f.before,
+  what: "the tree",
+  check: (f) => {
+    assert.deepEqual(f.top.check(), []);
+    assert.deepEqual(f.heap.verify(), []);
+    switchTo(f.top);
+  },
+});
 
 /** Rows for an entry point that takes a request size (0 is valid, as in PostgreSQL). */
 function sizes(call: (f: Fixture, n: never) => unknown): Row[] {

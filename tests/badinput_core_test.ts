@@ -19,20 +19,12 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { badInputTable, NUMBERS, type TableRow } from "./badinput_table.ts";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mk, throwsKind } from "./helpers.ts";
-import {
-  type Cache,
-  Heap,
-  inspect,
-  readSnapshot,
-  Snapshot,
-  UmemError,
-  Vmem,
-  writeSnapshot,
-} from "../mod.ts";
+import { type Cache, Heap, inspect, readSnapshot, Snapshot, Vmem, writeSnapshot } from "../mod.ts";
 import { FORMAT_VERSION, HDR_PAGESIZE, HDR_ROOT_ARENA, HDR_VERSION } from "../core/image.ts";
 
 /** What a row runs against. */
@@ -84,46 +76,15 @@ function figures(heap: Heap): string {
   });
 }
 
-/** A row: what it passes, what must happen, and the call. */
-type Row = [label: string, expect: string, run: (f: Fixture) => unknown];
+type Row = TableRow<Fixture>;
 
-/** Runs each row as a test of its own. */
-function table(entry: string, rows: Row[]): void {
-  describe(entry, () => {
-    for (const [label, expect, run] of rows) {
-      it(`${label} → ${expect}`, () => {
-        const f = fixture();
-        if (expect === "ok") run(f);
-        else if (expect.startsWith("fs:")) {
-          let caught: unknown;
-          try {
-            run(f);
-          } catch (e) {
-            caught = e;
-          }
-          assert.ok(caught !== undefined, "expected the file system's error");
-          assert.ok(!(caught instanceof UmemError), `got ${String(caught)}`);
-          assert.equal((caught as { code?: string }).code, expect.slice(3));
-        } else {
-          throwsKind(() => run(f), expect);
-          assert.equal(figures(f.heap), f.before, "a refused call changed the heap");
-        }
-        assert.deepEqual(f.heap.verify(), []);
-      });
-    }
-  });
-}
-
-/** The seven numbers of the issue. */
-const NUMBERS: [string, unknown][] = [
-  ["0", 0],
-  ["-1", -1],
-  ["NaN", NaN],
-  ["1.5", 1.5],
-  ["2**32", 2 ** 32],
-  ["Infinity", Infinity],
-  ['"8" (a string)', "8"],
-];
+const table = badInputTable<Fixture>({
+  fixture,
+  figures: (f) => figures(f.heap),
+  before: (f) => f.before,
+  what: "the heap",
+  check: (f) => assert.deepEqual(f.heap.verify(), []),
+});
 
 /** Rows that pass each of the seven numbers; `ok` lists the labels the API accepts. */
 function numbers(

@@ -17,9 +17,9 @@
  * Run: `npx deno test --allow-read --allow-env tests/badinput_gc_test.ts` or
  * `npx bun test tests/badinput_gc_test.ts`.
  */
-import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mk, throwsKind } from "./helpers.ts";
+import { badInputTable, NUMBERS, type TableRow } from "./badinput_table.ts";
+import { mk } from "./helpers.ts";
 import type { Heap } from "../mod.ts";
 import { Collector } from "../gc/mod.ts";
 
@@ -56,17 +56,7 @@ function fixture(): Fixture {
   return { heap, gc, root, obj, atom, freed, foreign, plain, end: heap.buffer.byteLength };
 }
 
-/**
- * A row: what it passes, what must happen ("ok", a kind, or "todo: why"), the call, and what
- * to do first (before the figures a refusal must leave alone are taken).
- */
-type Row = [
-  label: string,
-  expect: string,
-  run: (f: Fixture) => unknown,
-  prep?: (f: Fixture) => void,
-  collects?: boolean,
-];
+type Row = TableRow<Fixture>;
 
 /** The collector's figures but its times. */
 function figures(f: Fixture): string {
@@ -75,41 +65,18 @@ function figures(f: Fixture): string {
   return JSON.stringify([rest, f.gc.isLive(f.obj), f.gc.isLive(f.atom), f.gc.isLive(f.root)]);
 }
 
-/** Runs each row as a test of its own. */
-function table(entry: string, rows: Row[]): void {
-  describe(entry, () => {
-    for (const [label, expect, run, prep, collects] of rows) {
-      const todo = expect.startsWith("todo: ");
-      const name = `${label} → ${todo ? "invalid-argument" : expect}`;
-      it(name, { todo: todo ? expect.slice(6) : undefined }, () => {
-        const f = fixture();
-        prep?.(f);
-        const before = figures(f);
-        if (expect === "ok") run(f);
-        else {
-          throwsKind(() => run(f), todo ? "invalid-argument" : expect);
-          if (!collects) assert.equal(figures(f), before, "a refused call changed the collector");
-          else assert.deepEqual([f.gc.isLive(f.obj), f.gc.isLive(f.atom)], [true, true]);
-        }
-        assert.deepEqual(f.heap.verify(), []);
-        if (f.gc.isLive(f.atom)) {
-          for (let i = 0; i < 16; i++) assert.equal(f.heap.u8[f.atom + i], i + 1, "atom intact");
-        }
-      });
+const table = badInputTable<Fixture>({
+  fixture,
+  figures,
+  what: "the collector",
+  check: (f) => {
+    assert.deepEqual(f.heap.verify(), []);
+    if (f.gc.isLive(f.atom)) {
+      for (let i = 0; i < 16; i++) assert.equal(f.heap.u8[f.atom + i], i + 1, "atom intact");
     }
-  });
-}
-
-/** The seven bad numbers of the issue. */
-const NUMBERS: [string, unknown][] = [
-  ["0", 0],
-  ["-1", -1],
-  ["NaN", NaN],
-  ["1.5", 1.5],
-  ["2**32", 2 ** 32],
-  ["Infinity", Infinity],
-  ['"8" (a string)', "8"],
-];
+  },
+  changed: (f) => assert.deepEqual([f.gc.isLive(f.obj), f.gc.isLive(f.atom)], [true, true]),
+});
 
 /** The addresses of the issue, as a function of the fixture. */
 const ADDRESSES: [string, (f: Fixture) => number][] = [

@@ -15,8 +15,8 @@
  * Run: `npx deno test --allow-read --allow-env tests/badinput_own_test.ts` or
  * `npx bun test tests/badinput_own_test.ts`.
  */
-import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { badInputTable, NUMBERS, type TableRow } from "./badinput_table.ts";
 import { mk, throwsKind } from "./helpers.ts";
 import { type Cache, Heap } from "../mod.ts";
 import { type Owned, type OwnedToken, Ownership, type ShareToken } from "../own/mod.ts";
@@ -91,16 +91,7 @@ function fixture(): Fixture {
   };
 }
 
-/**
- * A row: what it passes, what must happen ("ok", a kind, or "todo: why"), the call, and what
- * to do first (before the figures a refusal must leave alone are taken).
- */
-type Row = [
-  label: string,
-  expect: string,
-  run: (f: Fixture) => unknown,
-  prep?: (f: Fixture) => void,
-];
+type Row = TableRow<Fixture>;
 
 /** The table's counters and the fixture's buffers' states. */
 function figures(f: Fixture): string {
@@ -110,37 +101,12 @@ function figures(f: Fixture): string {
   ]);
 }
 
-/** Runs each row as a test of its own. */
-function table(entry: string, rows: Row[]): void {
-  describe(entry, () => {
-    for (const [label, expect, run, prep] of rows) {
-      const todo = expect.startsWith("todo: ");
-      const name = `${label} → ${todo ? "invalid-argument" : expect}`;
-      it(name, { todo: todo ? expect.slice(6) : undefined }, () => {
-        const f = fixture();
-        prep?.(f);
-        const before = figures(f);
-        if (expect === "ok") run(f);
-        else {
-          throwsKind(() => run(f), todo ? "invalid-argument" : expect);
-          assert.equal(figures(f), before, "a refused call changed the table");
-        }
-        assert.deepEqual(f.heap.verify(), []);
-      });
-    }
-  });
-}
-
-/** The seven bad numbers of the issue. */
-const NUMBERS: [string, unknown][] = [
-  ["0", 0],
-  ["-1", -1],
-  ["NaN", NaN],
-  ["1.5", 1.5],
-  ["2**32", 2 ** 32],
-  ["Infinity", Infinity],
-  ['"8" (a string)', "8"],
-];
+const table = badInputTable<Fixture>({
+  fixture,
+  figures,
+  what: "the table",
+  check: (f) => assert.deepEqual(f.heap.verify(), []),
+});
 
 table("Ownership.create(heap, options)", [
   ["heap null", "invalid-argument", () => {

@@ -17,10 +17,11 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { badInputTable, NUMBERS, type TableRow } from "./badinput_table.ts";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { mk, throwsKind } from "./helpers.ts";
+import { mk } from "./helpers.ts";
 import { type Heap, UmemError } from "../mod.ts";
 import {
   dbTrace,
@@ -80,46 +81,15 @@ function figures(f: Fixture): string {
   return JSON.stringify([f.heap.vmem.stats().inUse, f.trace.count, [...f.trace.words]]);
 }
 
-/** A row: what it passes, what must happen, and the call. */
-type Row = [label: string, expect: string, run: (f: Fixture) => unknown];
+type Row = TableRow<Fixture>;
 
-/** Runs each row as a test of its own. */
-function table(entry: string, rows: Row[]): void {
-  describe(entry, () => {
-    for (const [label, expect, run] of rows) {
-      it(`${label} → ${expect}`, () => {
-        const f = fixture();
-        if (expect === "ok") run(f);
-        else if (expect.startsWith("fs:")) {
-          let caught: unknown;
-          try {
-            run(f);
-          } catch (e) {
-            caught = e;
-          }
-          assert.ok(caught !== undefined, "expected the file system's error");
-          assert.ok(!(caught instanceof UmemError), `got ${String(caught)}`);
-          assert.equal((caught as { code?: string }).code, expect.slice(3));
-        } else {
-          throwsKind(() => run(f), expect);
-          assert.equal(figures(f), f.before, "a refused call changed the heap or the trace");
-        }
-        assert.deepEqual(f.heap.verify(), []);
-      });
-    }
-  });
-}
-
-/** The seven numbers of the issue. */
-const NUMBERS: [string, unknown][] = [
-  ["0", 0],
-  ["-1", -1],
-  ["NaN", NaN],
-  ["1.5", 1.5],
-  ["2**32", 2 ** 32],
-  ["Infinity", Infinity],
-  ['"8" (a string)', "8"],
-];
+const table = badInputTable<Fixture>({
+  fixture,
+  figures,
+  before: (f) => f.before,
+  what: "the heap or the trace",
+  check: (f) => assert.deepEqual(f.heap.verify(), []),
+});
 
 /** Rows that pass each of the seven numbers; `ok` lists the labels the API accepts. */
 function numbers(

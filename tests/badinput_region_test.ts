@@ -12,9 +12,9 @@
  * Run: `npx deno test --allow-read --allow-env tests/badinput_region_test.ts` or
  * `npx bun test tests/badinput_region_test.ts`.
  */
-import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mk, throwsKind } from "./helpers.ts";
+import { badInputTable, NUMBERS, type TableRow } from "./badinput_table.ts";
+import { mk } from "./helpers.ts";
 import type { Heap } from "../mod.ts";
 import {
   bufferDiscipline,
@@ -95,53 +95,23 @@ function fixture(): Fixture {
   };
 }
 
-/**
- * A row: what it passes, what must happen ("ok" or a kind), the call, and what to do first
- * (before the figures a refusal must leave alone are taken).
- */
-type Row = [
-  label: string,
-  expect: string,
-  run: (f: Fixture) => unknown,
-  prep?: (f: Fixture) => void,
-];
+type Row = TableRow<Fixture>;
 
 /** Every region's figures. */
 function figures(f: Fixture): string {
   return JSON.stringify([...METHODS.map((m) => f.regions[m].stat()), f.m.region.stat()]);
 }
 
-/** Runs each row as a test of its own. */
-function table(entry: string, rows: Row[]): void {
-  describe(entry, () => {
-    for (const [label, expect, run, prep] of rows) {
-      it(`${label} → ${expect}`, () => {
-        const f = fixture();
-        prep?.(f);
-        const before = figures(f);
-        if (expect === "ok") run(f);
-        else {
-          throwsKind(() => run(f), expect);
-          assert.equal(figures(f), before, "a refused call changed a region");
-        }
-        for (const m of METHODS) assert.deepEqual(f.regions[m].verify(), [], m);
-        assert.deepEqual(f.m.region.verify(), []);
-        assert.deepEqual(f.heap.verify(), []);
-      });
-    }
-  });
-}
-
-/** The seven bad numbers of the issue. */
-const NUMBERS: [string, unknown][] = [
-  ["0", 0],
-  ["-1", -1],
-  ["NaN", NaN],
-  ["1.5", 1.5],
-  ["2**32", 2 ** 32],
-  ["Infinity", Infinity],
-  ['"8" (a string)', "8"],
-];
+const table = badInputTable<Fixture>({
+  fixture,
+  figures,
+  what: "a region",
+  check: (f) => {
+    for (const m of METHODS) assert.deepEqual(f.regions[m].verify(), [], m);
+    assert.deepEqual(f.m.region.verify(), []);
+    assert.deepEqual(f.heap.verify(), []);
+  },
+});
 
 /** Size rows: each number, "ok" for the labels in `ok`, else invalid-argument. */
 const sized = (call: (f: Fixture, n: never) => unknown, ok: string[] = []): Row[] =>

@@ -12,7 +12,8 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mk, throwsKind } from "./helpers.ts";
+import { badInputTable, NUMBERS, type TableRow } from "./badinput_table.ts";
+import { mk } from "./helpers.ts";
 import { type Cache, type Heap, UmemError, Vmem } from "../mod.ts";
 import { BumpArena, ChunkPool, scope, withArena } from "../sbo/mod.ts";
 
@@ -71,42 +72,19 @@ function fixture(): Fixture {
   };
 }
 
-/** A row: what it passes, what must happen, and the call. */
-type Row = [label: string, expect: string, run: (f: Fixture) => unknown];
+type Row = TableRow<Fixture>;
 
 /** The arena's figures, or "ended". */
 function figures(f: Fixture): string {
   return f.arena.disposed ? "ended" : JSON.stringify(f.arena.stats());
 }
 
-/** Runs each row as a test of its own. */
-function table(entry: string, rows: Row[]): void {
-  describe(entry, () => {
-    for (const [label, expect, run] of rows) {
-      it(`${label} → ${expect}`, () => {
-        const f = fixture();
-        const before = figures(f);
-        if (expect === "ok") run(f);
-        else {
-          throwsKind(() => run(f), expect);
-          assert.equal(figures(f), before, "a refused call changed the arena");
-        }
-        assert.deepEqual(f.heap.verify(), []);
-      });
-    }
-  });
-}
-
-/** The seven bad numbers of the issue, and what an entry that wants a size ≥ 1 says. */
-const NUMBERS: [string, unknown][] = [
-  ["0", 0],
-  ["-1", -1],
-  ["NaN", NaN],
-  ["1.5", 1.5],
-  ["2**32", 2 ** 32],
-  ["Infinity", Infinity],
-  ['"8" (a string)', "8"],
-];
+const table = badInputTable<Fixture>({
+  fixture,
+  figures,
+  what: "the arena",
+  check: (f) => assert.deepEqual(f.heap.verify(), []),
+});
 
 /** The addresses of the issue, as a function of the fixture. */
 const ADDRESSES: [string, (f: Fixture) => number][] = [
