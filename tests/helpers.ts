@@ -38,3 +38,29 @@ export function throwsKind(
   if (re !== undefined) assert.match(caught.message, re);
   return caught;
 }
+
+/**
+ * Runs `body` with `n` Workers of the module at `url`, always terminating them, and fails when
+ * they have not finished in `timeoutMs`.
+ */
+export async function withWorkers<T>(
+  url: string,
+  n: number,
+  timeoutMs: number,
+  body: (ws: Worker[]) => Promise<T>,
+): Promise<T> {
+  const ws = Array.from({ length: n }, () => new Worker(url, { type: "module" }));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`workers did not finish in ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([body(ws), timeout]);
+  } finally {
+    clearTimeout(timer);
+    for (const w of ws) w.terminate();
+  }
+}

@@ -45,7 +45,7 @@ import {
   tableRemove,
   unlockTable,
 } from "../own/table.ts";
-import { mk, throwsKind } from "./helpers.ts";
+import { mk, throwsKind, withWorkers as withWorkersOf } from "./helpers.ts";
 
 function setup(mode: "light" | "full" = "light") {
   const heap = mk({ size: 2 << 20 });
@@ -1000,18 +1000,8 @@ const WORKER = new URL("./own_worker.ts", import.meta.url).href;
 const TIMEOUT = 30_000;
 
 /** Runs `body` with `n` workers, always terminating them, failing after `TIMEOUT` ms. */
-async function withWorkers<T>(n: number, body: (ws: Worker[]) => Promise<T>): Promise<T> {
-  const ws = Array.from({ length: n }, () => new Worker(WORKER, { type: "module" }));
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`workers did not finish in ${TIMEOUT} ms`)), TIMEOUT);
-  });
-  try {
-    return await Promise.race([body(ws), timeout]);
-  } finally {
-    clearTimeout(timer);
-    for (const w of ws) w.terminate();
-  }
+function withWorkers<T>(n: number, body: (ws: Worker[]) => Promise<T>): Promise<T> {
+  return withWorkersOf(WORKER, n, TIMEOUT, body);
 }
 
 /** Posts `msg` to `w` and waits for its answer (an "error" answer fails the test). */

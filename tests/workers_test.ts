@@ -6,23 +6,14 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Heap } from "../mod.ts";
+import { withWorkers as withWorkersOf } from "./helpers.ts";
 
 const WORKER = new URL("./fixtures/stress_worker.ts", import.meta.url).href;
 const TIMEOUT = 120_000;
 
 /** Runs `body` with `n` workers, always terminating them, failing after `TIMEOUT` ms. */
-async function withWorkers<T>(n: number, body: (ws: Worker[]) => Promise<T>): Promise<T> {
-  const ws = Array.from({ length: n }, () => new Worker(WORKER, { type: "module" }));
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`workers did not finish in ${TIMEOUT} ms`)), TIMEOUT);
-  });
-  try {
-    return await Promise.race([body(ws), timeout]);
-  } finally {
-    clearTimeout(timer);
-    for (const w of ws) w.terminate();
-  }
+function withWorkers<T>(n: number, body: (ws: Worker[]) => Promise<T>): Promise<T> {
+  return withWorkersOf(WORKER, n, TIMEOUT, body);
 }
 
 function next(w: Worker, type: string): Promise<Record<string, unknown>> {
