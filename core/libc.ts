@@ -95,16 +95,12 @@ export class Libc {
    * ```
    */
   malloc(n: number): number {
-    if (this.heap.intercepting && hooksLive(this.heap)) return this.hooked(n, this.mallocBlock);
-    return this.mallocBlock(n);
-  }
-
-  /** `malloc` without hooks. */
-  private mallocBlock(n: number): number {
+    const h = this.heap;
+    if (h.intercepting && hooksLive(h)) return this.mallocHooked(n);
     checkSize("malloc", "size", n, 0, MAX_IMAGE - MALLOC_HEADER);
     const total = n + MALLOC_HEADER;
-    const base = this.heap.alloc(total);
-    const i32 = this.heap.i32;
+    const base = h.alloc(total);
+    const i32 = h.i32;
     i32[(base + MH_SIZE) >> 2] = total;
     i32[(base + MH_TAG) >> 2] = total ^ MALLOC_MAGIC;
     return base + MALLOC_HEADER;
@@ -308,13 +304,13 @@ export class Libc {
     return base + (this.heap.debugging ? total : blockBytes(total)) - ptr;
   }
 
-  /** Runs an allocation with the sized hooks hidden, then the `alloc` hooks for it. */
-  private hooked(n: number, fn: (n: number) => number): number {
+  /** `malloc` with hooks: they see the program's size, not the sized allocation beneath. */
+  private mallocHooked(n: number): number {
     const h = this.heap;
     h.hookDepth++;
     let p: number;
     try {
-      p = fn.call(this, n);
+      p = this.malloc(n);
     } finally {
       h.hookDepth--;
     }
