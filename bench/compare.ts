@@ -20,8 +20,9 @@
  *   256-slot ring so that it escapes and the collector frees it; `Uint8Array(n)` has n bytes.
  * - The floor: a bump pointer in an `Int32Array`, 8-aligned, that never frees: the least work
  *   any allocator can do.
- * - Hooks, not measured yet: umem's bump arena (sbo/) and memory contexts (budget/, being
- *   written), deliberately not imported here. See `PENDING` and the `HOOK` comments.
+ * - `umem sbo arena` and `umem budget context` in the rows where everything allocated is dropped
+ *   at once (a request: an arena per request, or a context reset; the batch: one rewind or
+ *   reset), each on a heap of its own; — in the other rows.
  *
  * Workloads (rows): alloc+free pairs of 16, 64, 256 and 4096 bytes; a batch of 100,000 live
  * blocks of random sizes 8..512 freed in random order; a 256-byte object with a constructor
@@ -42,6 +43,8 @@ import process from "node:process";
 import { MemPool } from "@thi.ng/malloc";
 import { type Cache, Heap } from "../core/mod.ts";
 import { growableDiscipline, heapDiscipline, Region } from "../region/mod.ts";
+import { BumpArena, scope } from "../sbo/mod.ts";
+import { type MemoryContext, topContext } from "../budget/mod.ts";
 
 // ---- settings ----
 
@@ -82,7 +85,18 @@ const PAUSE_MS = QUICK ? 10 : 25;
 const WORKER_TIMEOUT_MS = 90_000;
 
 /** Column ids, in table order. */
-const COLS = ["umem", "trust", "libc", "cache", "mempool", "obj", "u8", "floor"] as const;
+const COLS = [
+  "umem",
+  "trust",
+  "libc",
+  "cache",
+  "arena",
+  "context",
+  "mempool",
+  "obj",
+  "u8",
+  "floor",
+] as const;
 type Col = typeof COLS[number];
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
@@ -92,6 +106,8 @@ const LABEL: Record<Col, string> = {
   trust: "umem trust",
   libc: "umem libc",
   cache: "umem cache",
+  arena: "umem sbo arena",
+  context: "umem budget context",
   mempool: "thi.ng MemPool",
   obj: `${ENGINE} {}`,
   u8: `${ENGINE} Uint8Array(n)`,
@@ -99,16 +115,10 @@ const LABEL: Record<Col, string> = {
 };
 
 /**
- * Contenders that belong in the table but are not measured yet, printed as such. HOOK: to add
- * sbo/'s bump arena, put an `arena` id in COLS and LABEL, write `requestArena` (32 arena
- * allocations, then one reset) and `batchArena` (the allocations, then one reset: its frees are
- * no-ops), and give the request and batch rows an `arena` cell; the other rows show — for it.
- * Memory contexts (budget/) fit the same two rows, with a context reset in place of the frees.
+ * sbo/'s bump arena and budget/'s memory contexts answer the rows where everything allocated
+ * is dropped at once (a request, the batch): an arena per request ended with `dispose()` (in a
+ * `try`/`finally`), a context reset; their frees are no-ops. The other rows show — for them.
  */
-const PENDING = [
-  "umem bump arena (sbo/: a hook, not imported here yet)",
-  "umem memory contexts (budget/, being written: a hook, not imported here yet)",
-];
 
 // ---- the machine and the runtime ----
 
@@ -193,6 +203,12 @@ function mk(trust: boolean): Heap {
 
 const heap = mk(false);
 const trusting = mk(true);
+/** The arenas' and contexts' own heaps, so that their chunks do not mix with the others. */
+const arenaHeap = mk(false);
+const contextHeap = mk(false);
+const batchBump = new BumpArena(arenaHeap, { chunkSize: 1 << 20, maxChunkSize: 32 << 20 });
+const requestCtx = topContext(contextHeap).create("request");
+const batchCtx = topContext(contextHeap).create("batch");
 
 /** A MemPool over its own SharedArrayBuffer; `top` reads its state word 2 (the bump top). */
 function pool(bytes: number): { m: MemPool; u8: Uint8Array; i32: Int32Array; top(): number } {
@@ -440,7 +456,31 @@ function requestFloor(b: Int32Array, n: number): number {
   return s;
 }
 
-// HOOK(bump arena): requestArena(arena, n) here: 32 arena allocations, then one reset.
+/** A request in a scoped arena: 32 allocations, then the scope ends (`try`/`finally`). */
+function requestArena(h: Heap, n: number): number {
+  let s = 0;
+  for (let r = 0; r < n; r++) {
+    const a = scope(h);
+    try {
+      for (let k = 0; k < REQUEST; k++) reqPtrs[k] = a.alloc(REQ_SIZES[k]);
+    } finally {
+      a.dispose();
+    }
+    s ^= reqPtrs[r & (REQUEST - 1)];
+  }
+  return s;
+}
+
+/** A request in a memory context: 32 allocations, then the context is reset. */
+function requestContext(c: MemoryContext, n: number): number {
+  let s = 0;
+  for (let r = 0; r < n; r++) {
+    for (let k = 0; k < REQUEST; k++) reqPtrs[k] = c.alloc(REQ_SIZES[k]);
+    c.reset();
+    s ^= reqPtrs[r & (REQUEST - 1)];
+  }
+  return s;
+}
 
 // ---- a batch: 100,000 live blocks of random sizes 8..512, freed in random order ----
 
@@ -470,6 +510,21 @@ function batchLibc(h: Heap): number {
   const libc = h.libc;
   for (let i = 0; i < BATCH; i++) ptrs[i] = libc.malloc(SIZES[i]);
   for (let j = 0; j < BATCH; j++) libc.free(ptrs[ORDER[j]]);
+  return ptrs[BATCH - 1];
+}
+
+/** The batch in one arena: the allocations, then the arena is rewound (its frees are no-ops). */
+function batchArena(a: BumpArena): number {
+  const mark = a.mark();
+  for (let i = 0; i < BATCH; i++) ptrs[i] = a.alloc(SIZES[i]);
+  a.rewind(mark);
+  return ptrs[BATCH - 1];
+}
+
+/** The batch in a memory context: the allocations, then the context is reset. */
+function batchContext(c: MemoryContext): number {
+  for (let i = 0; i < BATCH; i++) ptrs[i] = c.alloc(SIZES[i]);
+  c.reset();
   return ptrs[BATCH - 1];
 }
 
@@ -563,6 +618,8 @@ rows.push({
     umem: { fn: () => batchHeap(heap), ops: 2 * BATCH, fixed: 1 },
     trust: { fn: () => batchHeap(trusting), ops: 2 * BATCH, fixed: 1 },
     libc: { fn: () => batchLibc(heap), ops: 2 * BATCH, fixed: 1 },
+    arena: { fn: () => batchArena(batchBump), ops: 2 * BATCH, fixed: 1 },
+    context: { fn: () => batchContext(batchCtx), ops: 2 * BATCH, fixed: 1 },
     mempool: {
       fn: () => batchPool(mp.m, POOL_ORDER),
       ops: 2 * POOL_BATCH,
@@ -597,11 +654,12 @@ rows.push({
     umem: { fn: (n) => requestHeap(heap, n), ops: 1 },
     trust: { fn: (n) => requestHeap(trusting, n), ops: 1 },
     libc: { fn: (n) => requestLibc(heap, n), ops: 1 },
+    arena: { fn: (n) => requestArena(arenaHeap, n), ops: 1 },
+    context: { fn: (n) => requestContext(requestCtx, n), ops: 1 },
     mempool: { fn: (n) => requestPool(mp.m, n), ops: 1 },
     obj: { fn: (n) => requestObj(n), ops: 1 },
     u8: { fn: (n) => requestU8(n), ops: 1 },
     floor: { fn: (n) => requestFloor(fl, n), ops: 1 },
-    // HOOK(bump arena, memory contexts): the natural contenders for this row.
   },
 });
 
@@ -1010,7 +1068,7 @@ async function main(): Promise<void> {
     `- medians of ${ROUNDS} rounds (batch: ${BATCH_ROUNDS}, workers: ${WORKER_ROUNDS}), ` +
       `contenders in alternating order; cells of about ${CELL_MS} ms`,
   );
-  console.log(`- not measured yet: ${PENDING.join("; ")}\n`);
+  console.log("");
   if (ONLY.includes("single")) { for (const row of rows) await runRow(row); }
   if (ONLY.includes("workers")) await runWorkers();
   console.log(report());
@@ -1046,7 +1104,7 @@ async function main(): Promise<void> {
   console.log(`\nTargets (single worker unless said, ${runtime()}, this run):\n`);
   console.log(targets(frag).join("\n"));
 
-  for (const h of [heap, trusting]) {
+  for (const h of [heap, trusting, arenaHeap, contextHeap]) {
     const bad = h.verify();
     if (bad.length > 0) throw new Error(`bench/compare.ts: heap is corrupt: ${bad[0]}`);
   }
