@@ -151,7 +151,7 @@ export class Libc {
     if (ptr === 0) return;
     const h = this.heap;
     if (h.intercepting && hooksLive(h)) return this.freeHooked(ptr);
-    const [base, total] = this.block(ptr, "free");
+    const base = this.block(ptr, "free"), total = this.total(base);
     // The header stays: a second free finds it and the size class's state byte reports the
     // duplicate; once the buffer is reused or back on its slab the header no longer matches.
     h.free(base, total);
@@ -159,7 +159,7 @@ export class Libc {
 
   /** `free` with hooks: they see the program's pointer and size, not the sized free beneath. */
   private freeHooked(ptr: number): void {
-    const [base, total] = this.block(ptr, "free");
+    const base = this.block(ptr, "free"), total = this.total(base);
     const h = this.heap, size = base + total - ptr;
     runFreeHooks(h, ptr, size, HOOK_LIBC);
     h.hookDepth++;
@@ -192,7 +192,7 @@ export class Libc {
   realloc(ptr: number, n: number): number {
     const h = this.heap;
     if (ptr === 0 || n === 0 || !h.intercepting || !hooksLive(h)) return this.reallocBlock(ptr, n);
-    const [base, total] = this.block(ptr, "realloc");
+    const base = this.block(ptr, "realloc"), total = this.total(base);
     const was = base + total - ptr;
     h.hookDepth++;
     let q: number;
@@ -209,7 +209,7 @@ export class Libc {
   private reallocBlock(ptr: number, n: number): number {
     if (ptr === 0) return this.malloc(n);
     checkSize("realloc", "size", n, 0, MAX_IMAGE - MALLOC_HEADER);
-    const [base, total] = this.block(ptr, "realloc");
+    const base = this.block(ptr, "realloc"), total = this.total(base);
     if (n === 0) {
       this.free(ptr);
       return 0;
@@ -299,7 +299,7 @@ export class Libc {
    * ```
    */
   usableSize(ptr: number): number {
-    const [base, total] = this.block(ptr, "usableSize");
+    const base = this.block(ptr, "usableSize"), total = this.total(base);
     // On a debugged heap the bytes past the request are the redzone.
     return base + (this.heap.debugging ? total : blockBytes(total)) - ptr;
   }
@@ -318,8 +318,8 @@ export class Libc {
     return p;
   }
 
-  /** The block behind `ptr`: its base and total size, or a `bad-free` error. */
-  private block(ptr: number, fn: string): [number, number] {
+  /** The base of the block behind `ptr` (its size is its first word), or a `bad-free` error. */
+  private block(ptr: number, fn: string): number {
     const h = this.heap;
     h.sync();
     if ((ptr | 0) !== ptr || ptr < 2 * MALLOC_HEADER || ptr >= h.mapped || (ptr & 7) !== 0) {
@@ -350,6 +350,11 @@ export class Libc {
         ptr,
       );
     }
-    return [at, w0];
+    return at;
+  }
+
+  /** Bytes of the checked block at `base`, header included (its `MH_SIZE` word). */
+  private total(base: number): number {
+    return this.heap.i32[(base + MH_SIZE) >> 2];
   }
 }
