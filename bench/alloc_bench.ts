@@ -18,6 +18,7 @@
  * @module
  */
 import { Heap, type HeapOptions } from "../mod.ts";
+import { prng } from "../profile/generators.ts"; // mulberry32: every run, the same batch
 
 /** alloc+free pairs per iteration of a pair bench. */
 const PAIRS = 10_000;
@@ -111,18 +112,6 @@ Deno.bench({
 });
 
 // ---- batches of random sizes, freed in random order ----
-
-/** mulberry32: a small seeded PRNG, so that every run measures the same batch. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const rand = prng(0xa110c);
 const sizes = Int32Array.from({ length: BATCH }, () => 8 + Math.floor(rand() * 505));

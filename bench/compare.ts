@@ -45,6 +45,7 @@ import { type Cache, Heap } from "../core/mod.ts";
 import { growableDiscipline, heapDiscipline, Region } from "../region/mod.ts";
 import { BumpArena, scope } from "../sbo/mod.ts";
 import { type MemoryContext, topContext } from "../budget/mod.ts";
+import { prng } from "../profile/generators.ts"; // mulberry32: every run, the same batch
 
 // ---- settings ----
 
@@ -143,18 +144,6 @@ function runtime(): string {
 }
 
 // ---- helpers ----
-
-/** mulberry32: a small seeded PRNG, so that every run measures the same batch. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
