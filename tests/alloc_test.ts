@@ -10,6 +10,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mk, throwsKind } from "./helpers.ts";
+import { checkPattern, fillPattern } from "./fuzz/runner.ts";
 import fc from "fast-check";
 import { type Cache, Heap, type HeapOptions, UmemError } from "../mod.ts";
 import { UMEM_MAXBUF, UMEM_SIZE_CLASSES } from "../core/size_class.ts";
@@ -26,31 +27,10 @@ function sizedAlign(size: number): number {
   return c % 64 === 0 ? 64 : c >= 16 ? 16 : 8;
 }
 
-// ---- byte patterns: block `id` holds byte (id * 151 + i) & 255 at offset i ----
+// ---- byte patterns: block `id` holds byte (id * 151 + i) & 255 at offset i (the fuzzers' own,
+// tests/fuzz/runner.ts; each syncs first: another handle may have grown the heap since) ----
 
-const MAX_PATTERN = 1 << 18;
-const PATTERN = Uint8Array.from({ length: MAX_PATTERN + 256 }, (_, i) => i & 255);
-
-// Each helper syncs first: another handle may have grown the heap since this one looked.
-
-function fill(heap: Heap, id: number, addr: number, size: number): void {
-  heap.sync();
-  const off = (id * 151) & 255;
-  heap.u8.set(PATTERN.subarray(off, off + size), addr);
-}
-
-/** The first offset below `size` where block `id`'s pattern is broken, or -1. */
-function firstBad(heap: Heap, id: number, addr: number, size: number): number {
-  heap.sync();
-  const u8 = heap.u8, off = (id * 151) & 255;
-  for (let i = 0; i < size; i++) if (u8[addr + i] !== ((off + i) & 255)) return i;
-  return -1;
-}
-
-function checkPattern(heap: Heap, id: number, addr: number, size: number, what: string): void {
-  const bad = firstBad(heap, id, addr, size);
-  assert.equal(bad, -1, `${what}: block ${id} at ${addr} (${size} bytes) changed at +${bad}`);
-}
+const fill = fillPattern;
 
 function assertZero(heap: Heap, addr: number, size: number, what: string): void {
   heap.sync();
