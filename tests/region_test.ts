@@ -114,11 +114,31 @@ describe("region: the paper's Figure 8 under Vmdebug", () => {
     );
     const L = figure8(m);
     assert.equal(L.b, b, "the same program allocates the same addresses");
-    console.log(alerts.join("\n"));
     const rg = "0x" + m.region.address.toString(16), blk = "0x" + b.toString(16);
     assert.deepEqual(alerts, [
       `alert:region=${rg}:block=${blk}:size=5:just allocated:at=${FILE},${L.allocB}:`,
       `alert:region=${rg}:block=${blk}:size=5:being freed:at=${FILE},${L.freeB}:`,
+    ]);
+  });
+
+  it("watch(addr) reports every call that meets the address: alloc, resize and free", () => {
+    const alerts: string[] = [];
+    const r = Region.open(growableDiscipline(), "debug", { onAlert: (l) => alerts.push(l) });
+    const p = r.alloc(16), other = r.alloc(16);
+    r.free(p);
+    r.watch(p);
+    const q = r.alloc(16), allocQ = here();
+    assert.equal(q, p, "the freed block is reused for the same size");
+    const q2 = r.resize(q, 12), resizeQ = here();
+    assert.equal(q2, q, "a shrink stays in place");
+    r.free(other); // not watched: no alert
+    const freeQ = (r.free(q2), here());
+    const rg = "0x" + r.address.toString(16), blk = "0x" + p.toString(16);
+    assert.deepEqual(alerts, [
+      `alert:region=${rg}:block=${blk}:size=16:just allocated:at=${FILE},${allocQ}:`,
+      `alert:region=${rg}:block=${blk}:size=16:being resized:at=${FILE},${resizeQ}:`,
+      `alert:region=${rg}:block=${blk}:size=12:just resized:at=${FILE},${resizeQ}:`,
+      `alert:region=${rg}:block=${blk}:size=12:being freed:at=${FILE},${freeQ}:`,
     ]);
   });
 
