@@ -69,7 +69,6 @@ describe("region: the paper's Figure 8 under Vmdebug", () => {
     assert.equal(m.region.method, "debug");
     const L = figure8(m);
     const lines = reports.map((e) => e.message);
-    console.log(lines.join("\n"));
     assert.equal(reports.length, 3, lines.join("\n"));
     const rg = "0x" + m.region.address.toString(16);
     assert.equal(
@@ -688,7 +687,6 @@ describe("region: traces and profiles", () => {
       assert.deepEqual([t[0].old, t[0].new, t[0].size], [0, ps[0], 100]);
       assert.equal(t[4].new, 0);
       const report = readFileSync(env.VMPROFILE, "utf8");
-      console.log(report);
       const rl = report.split("\n");
       assert.equal(rl[0], "ALLOCATION USAGE SUMMARY: n_alloc=3:n_free=3:s_alloc=1200:s_free=1200:");
       assert.match(
