@@ -102,10 +102,18 @@ export class Recorder {
     b.clock = () => (performance.now() - t0) * 1000;
     this.builder = b;
     const sites = options.sites === true;
+    // The trace's cache number of each cache record seen, so that an event of a known cache
+    // makes no Cache handle and reads no name.
+    const known = new Map<number, number>();
     const cacheOf = (addr: number): number => {
       if (addr <= 0) return 0; // the sized interface, or HOOK_LIBC
-      const c = new Cache(heap, addr);
-      return b.cache(addr, c.name, c.bufsize);
+      let id = known.get(addr);
+      if (id === undefined) {
+        const c = new Cache(heap, addr);
+        id = b.cache(addr, c.name, c.bufsize);
+        known.set(addr, id);
+      }
+      return id;
     };
     this.detach = attachHeapHook(heap, {
       alloc(ptr, size, cache) {
