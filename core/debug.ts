@@ -500,9 +500,25 @@ export function debugAlloc(h: HeapView, cp: number, size: number, above: unknown
     logFailure(h, cp, size);
     throw e;
   }
+  return debugHandOut(h, cp, buf, size, above);
+}
+
+/**
+ * Checks the free buffer `buf` that an alloc took from cache `cp`, then hands it out: fills it
+ * with 0xbaddcafe or constructs it, lays the redzone, records. A buffer found modified is made
+ * free and whole again and given back (so the heap stays consistent), then reported. The fast
+ * path (debug_quick.ts) comes here on any doubt, so that the report is made in one place.
+ * @throws {HeapCorruptionError} what was wrong with the buffer
+ */
+export function debugHandOut(
+  h: HeapView,
+  cp: number,
+  buf: number,
+  size: number,
+  above: unknown,
+): number {
   const bad = checkFreeBuffer(h, cp, buf);
   if (bad !== undefined) {
-    // Leave it free and whole again, so the heap stays consistent, then report.
     restoreFree(h, cp, buf);
     cacheFree(h, cp, buf, "umem_alloc");
     throw bad;

@@ -19,7 +19,8 @@
  *
  * @module
  */
-import type { HeapView } from "./image.ts";
+import { debugQuickMax } from "./debug_quick.ts";
+import { HDR_DEBUG, type HeapView } from "./image.ts";
 
 /** The `cache` argument of a hook for a call through `heap.libc` (0 is the sized interface). */
 export const HOOK_LIBC = -1;
@@ -74,11 +75,13 @@ export interface HeapHook {
 export function attachHeapHook(h: HeapView, hook: HeapHook): () => void {
   h.hooks = [...h.hooks, hook];
   h.intercepting = true;
+  h.debugQuick = 0;
   return () => {
     const i = h.hooks.indexOf(hook);
     if (i < 0) return;
     h.hooks = h.hooks.filter((x) => x !== hook);
     h.intercepting = h.debugging || h.hooks.length > 0;
+    if (h.hooks.length === 0) h.debugQuick = debugQuickMax(h, h.i32[HDR_DEBUG >> 2]);
   };
 }
 

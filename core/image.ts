@@ -249,6 +249,11 @@ export class HeapView {
   stackIds: Map<string, number> = new Map();
   /** The heap debugs or logs: sized alloc and free take the debug path. */
   debugging = false;
+  /**
+   * The largest size whose sized alloc and free take the debug fast path (`debug_quick.ts`):
+   * nonzero when the heap's only debugging is guards and contents.
+   */
+  debugQuick = 0;
   /** `debugging`, or a hook is attached: the sized alloc and free take the slow path. */
   intercepting = false;
   /** This worker's heap hooks (`core/hooks.ts`). */

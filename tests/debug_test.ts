@@ -180,6 +180,71 @@ describe("UMEM_DEBUG", () => {
     assert.deepEqual(heap.verify(), []);
   });
 
+  // guards and contents without audit take the debug fast path (core/debug_quick.ts); with
+  // audit, the checked path (core/debug.ts). Both must report each mistake alike.
+  for (
+    const debug of ["guards", "contents", "guards,contents", "contents,maxverify=16", "default"]
+  ) {
+    it(`${debug}: every mistake reported alike on the fast and the checked path`, () => {
+      const heap = debugHeap(debug);
+      const contents = debug !== "guards";
+      const report = (f: () => unknown) => {
+        const e = corruption(f);
+        return { kind: e.kind, address: e.address, category: e.message.split("\n")[0] };
+      };
+      // Sound pairs of sizes with and without slack before the tag.
+      for (const n of [1, 7, 8, 50, 64, 100, 1000, 1024]) {
+        const p = heap.alloc(n);
+        assert.equal(p % 8, 0);
+        heap.u8.fill(0x5a, p, p + n);
+        heap.free(p, n);
+      }
+      // One byte past 50, into the slack that holds 0xbb.
+      const p = heap.alloc(50);
+      heap.u8[p + 50] = 0;
+      assert.deepEqual(report(() => heap.free(p, 50)), {
+        kind: "redzone-violation",
+        address: p,
+        category: "umem allocator: redzone violation: write past end of buffer",
+      });
+      heap.u8[p + 50] = 0xbb;
+      // The wrong size, an interior pointer, a pointer outside every slab.
+      assert.equal(report(() => heap.free(p, 40)).kind, "wrong-size");
+      assert.equal(report(() => heap.free(p, 52)).kind, "wrong-size", "0xbb from 52 on too");
+      assert.equal(report(() => heap.free(p + 8, 50)).kind, "bad-free");
+      assert.equal(report(() => heap.free(64, 50)).kind, "bad-free");
+      // A corrupt check word.
+      const cp = sizeCache(heap, 50), tag = p + heap.i32[(cp + CA_TAGOFF) >> 2];
+      heap.i32[(tag + BT_BXSTAT) >> 2] ^= 1;
+      assert.equal(report(() => heap.free(p, 50)).kind, "boundary-tag-corrupted");
+      heap.i32[(tag + BT_BXSTAT) >> 2] ^= 1;
+      heap.free(p, 50);
+      assert.deepEqual(report(() => heap.free(p, 50)), {
+        kind: "duplicate-free",
+        address: p,
+        category: "umem allocator: duplicate free: buffer freed twice",
+      });
+      // A write after free at offset 40: found when the buffer is handed out, unless
+      // maxverify stops the check at 16 bytes.
+      heap.u8[p + 40] = 1;
+      if (contents && !debug.includes("maxverify")) {
+        const e = corruption(() => heap.alloc(50));
+        assert.equal(e.kind, "modified-after-free");
+        assert.equal(e.address, p);
+        assert.match(e.message, /modification occurred at offset 0x28 \(0xdeadbeef replaced by/);
+        assert.deepEqual(heap.verify(), [], "the buffer was refilled and put back");
+      }
+      const q = heap.alloc(50);
+      assert.equal(q, p, "the same buffer comes back");
+      if (contents) assert.equal(heap.u32[(q + 4) >> 2], 0xbaddcafe);
+      heap.free(q, 50);
+      heap.u8[p + 8] = 1; // within the first 16 bytes: maxverify checks it
+      if (contents) assert.equal(report(() => heap.alloc(50)).kind, "modified-after-free");
+      else heap.free(heap.alloc(50), 50);
+      assert.deepEqual(heap.verify(), []);
+    });
+  }
+
   it("the same mistakes with debugging off do not harm the heap's metadata", () => {
     const heap = Heap.create({ size: 4 << 20, debug: "" });
     const p = heap.alloc(50);
