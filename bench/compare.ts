@@ -41,10 +41,12 @@
 import os from "node:os";
 import process from "node:process";
 import { MemPool } from "@thi.ng/malloc";
+import type * as PairLoopsModule from "./pair_loops.ts";
 import { type Cache, Heap } from "../core/mod.ts";
 import { growableDiscipline, heapDiscipline, Region } from "../region/mod.ts";
 import { BumpArena, scope } from "../sbo/mod.ts";
 import { type MemoryContext, topContext } from "../budget/mod.ts";
+import { FLOOR_BASE, FLOOR_END } from "./pair_loops.ts";
 import { prng } from "../profile/generators.ts"; // mulberry32: every run, the same batch
 
 // ---- settings ----
@@ -210,83 +212,23 @@ function pool(bytes: number): { m: MemPool; u8: Uint8Array; i32: Int32Array; top
 const mp = pool(16 << 20);
 
 /** The floor: word 0 of `fl` is the bump pointer; addresses cycle through [64, FLOOR_END). */
-const FLOOR_BASE = 64, FLOOR_END = 32 << 20;
 const flBuf = new SharedArrayBuffer(FLOOR_END);
 const fl = new Int32Array(flBuf);
 const flU8 = new Uint8Array(flBuf);
 fl[0] = FLOOR_BASE;
 
-// ---- pairs: one loop per contender, so that each call site sees one callee ----
+// ---- pairs: a fresh copy of the loops for every cell (see pair_loops.ts) ----
 
-function pairsHeap(h: Heap, size: number, n: number): number {
-  let s = 0;
-  for (let i = 0; i < n; i++) {
-    const p = h.alloc(size);
-    h.free(p, size);
-    s ^= p;
-  }
-  return s;
+type PairLoops = typeof PairLoopsModule;
+
+/** The pair loops, loaded anew for cell `key`: its own functions, its own type feedback. */
+function pairLoops(key: string): Promise<PairLoops> {
+  return import(`./pair_loops.ts?cell=${key}`) as Promise<PairLoops>;
 }
 
-function pairsLibc(h: Heap, size: number, n: number): number {
-  const libc = h.libc;
-  let s = 0;
-  for (let i = 0; i < n; i++) {
-    const p = libc.malloc(size);
-    libc.free(p);
-    s ^= p;
-  }
-  return s;
-}
-
-function pairsCache(c: Cache, n: number): number {
-  let s = 0;
-  for (let i = 0; i < n; i++) {
-    const p = c.alloc();
-    c.free(p);
-    s ^= p;
-  }
-  return s;
-}
-
-function pairsPool(m: MemPool, size: number, n: number): number {
-  let s = 0;
-  for (let i = 0; i < n; i++) {
-    const p = m.malloc(size);
-    m.free(p);
-    s ^= p;
-  }
-  return s;
-}
-
+/** The last 256 objects and arrays of the construct loops, kept so that they escape. */
 const keepObj: unknown[] = new Array(256).fill(null);
-function pairsObj(n: number): number {
-  for (let i = 0; i < n; i++) keepObj[i & 255] = { a: i, b: 0, c: 0, d: 0 };
-  return keepObj.length;
-}
-
 const keepU8: Uint8Array[] = new Array(256).fill(new Uint8Array(0));
-function pairsU8(size: number, n: number): number {
-  let s = 0;
-  for (let i = 0; i < n; i++) {
-    const a = new Uint8Array(size);
-    keepU8[i & 255] = a;
-    s ^= a.length;
-  }
-  return s;
-}
-
-function pairsFloor(b: Int32Array, size: number, n: number): number {
-  const step = (size + 7) & ~7;
-  let s = 0;
-  for (let i = 0; i < n; i++) {
-    let p = b[0];
-    if (p + step > FLOOR_END) p = FLOOR_BASE;
-    b[0] = p + step;
-    s ^= p; // free: nothing
-  }
-  return s;
-}
 
 // ---- a 256-byte object: constructed once (the cache) or on every allocation ----
 
@@ -583,22 +525,27 @@ const ROW_BATCH = `${BATCH / 1000}k blocks 8..512 B, random free order`;
 const ROW_OBJ = `${OBJ} B object with a constructor`;
 for (const size of [16, 64, 256, 4096]) {
   const [c] = caches.get(size)!;
+  const l = async (col: Col) => await pairLoops(`${size}-${col}`);
+  const [umem, trust, libc, cache, mempool, obj, u8, floor] = await Promise.all(
+    (["umem", "trust", "libc", "cache", "mempool", "obj", "u8", "floor"] as const).map(l),
+  );
   rows.push({
     label: `alloc+free ${size} B`,
     unit: "pairs/s",
     rounds: ROUNDS,
     cells: {
-      umem: { fn: (n) => pairsHeap(heap, size, n), ops: 1 },
-      trust: { fn: (n) => pairsHeap(trusting, size, n), ops: 1 },
-      libc: { fn: (n) => pairsLibc(heap, size, n), ops: 1 },
-      cache: { fn: (n) => pairsCache(c, n), ops: 1 },
-      mempool: { fn: (n) => pairsPool(mp.m, size, n), ops: 1 },
-      obj: { fn: (n) => pairsObj(n), ops: 1 },
-      u8: { fn: (n) => pairsU8(size, n), ops: 1 },
-      floor: { fn: (n) => pairsFloor(fl, size, n), ops: 1 },
+      umem: { fn: (n) => umem.pairsHeap(heap, size, n), ops: 1 },
+      trust: { fn: (n) => trust.pairsHeap(trusting, size, n), ops: 1 },
+      libc: { fn: (n) => libc.pairsLibc(heap, size, n), ops: 1 },
+      cache: { fn: (n) => cache.pairsCache(c, n), ops: 1 },
+      mempool: { fn: (n) => mempool.pairsPool(mp.m, size, n), ops: 1 },
+      obj: { fn: (n) => obj.pairsObj(n), ops: 1 },
+      u8: { fn: (n) => u8.pairsU8(size, n), ops: 1 },
+      floor: { fn: (n) => floor.pairsFloor(fl, size, n), ops: 1 },
     },
   });
 }
+const objLoops = await pairLoops("object-cache");
 rows.push({
   label: ROW_BATCH,
   unit: "ops/s",
@@ -628,7 +575,7 @@ rows.push({
     umem: { fn: (n) => constructHeap(heap, n), ops: 1, note: "construct each time" },
     trust: { fn: (n) => constructHeap(trusting, n), ops: 1, note: "construct each time" },
     libc: { fn: (n) => constructLibc(heap, n), ops: 1, note: "construct each time" },
-    cache: { fn: (n) => pairsCache(objCache, n), ops: 1, note: "constructed once" },
+    cache: { fn: (n) => objLoops.pairsCache(objCache, n), ops: 1, note: "constructed once" },
     mempool: { fn: (n) => constructPool(mp.m, mp.u8, mp.i32, n), ops: 1 },
     obj: { fn: (n) => constructObj(n), ops: 1 },
     u8: { fn: (n) => constructU8(n), ops: 1 },

@@ -14,6 +14,8 @@
  * @module
  */
 import { type Cache, Heap } from "../core/mod.ts";
+import { FLOOR_BASE, FLOOR_END } from "./pair_loops.ts";
+import type * as PairLoopsModule from "./pair_loops.ts";
 
 /** The worker's global scope, typed for both Deno and Bun without the worker lib. */
 const worker = self as unknown as {
@@ -27,8 +29,6 @@ const DEADLINE_MS = 60_000;
 const SIZE = 64;
 /** Ring layout in the heap: head, tail (Int32 words), then RING_CAP entries. */
 const RING_HEAD = 0, RING_TAIL = 4, RING_ENTRIES = 64, RING_CAP = 4096;
-/** The floor's bump region: addresses cycle through [FLOOR_BASE, FLOOR_END). */
-const FLOOR_BASE = 64, FLOOR_END = 1 << 24;
 
 /** heaps[0]: the plain heap; heaps[1]: the heap created with `trust`. */
 let heaps: Heap[] = [];
@@ -53,83 +53,32 @@ function waitGo(gen: number): void {
   }
 }
 
-// ---- pairs: one loop per contender, so that each call site sees one callee ----
+// ---- pairs: each contender's own copy of the loops (see pair_loops.ts) ----
 
-function pairsHeap(h: Heap, n: number): number {
-  let s = 0;
-  for (let i = 0; i < n; i++) {
-    const p = h.alloc(SIZE);
-    h.free(p, SIZE);
-    s ^= p;
-  }
-  return s;
-}
-
-function pairsLibc(h: Heap, n: number): number {
-  const libc = h.libc;
-  let s = 0;
-  for (let i = 0; i < n; i++) {
-    const p = libc.malloc(SIZE);
-    libc.free(p);
-    s ^= p;
-  }
-  return s;
-}
-
-function pairsCache(c: Cache, n: number): number {
-  let s = 0;
-  for (let i = 0; i < n; i++) {
-    const p = c.alloc();
-    c.free(p);
-    s ^= p;
-  }
-  return s;
-}
-
-const keepObj: unknown[] = new Array(256).fill(null);
-function pairsObj(n: number): number {
-  for (let i = 0; i < n; i++) keepObj[i & 255] = { a: i, b: 0, c: 0, d: 0 };
-  return keepObj.length;
-}
-
-const keepU8: Uint8Array[] = new Array(256).fill(new Uint8Array(0));
-function pairsU8(n: number): number {
-  let s = 0;
-  for (let i = 0; i < n; i++) {
-    const a = new Uint8Array(SIZE);
-    keepU8[i & 255] = a;
-    s ^= a.length;
-  }
-  return s;
-}
-
-function pairsFloor(b: Int32Array, n: number): number {
-  let s = 0;
-  for (let i = 0; i < n; i++) {
-    let p = b[0];
-    if (p + SIZE > FLOOR_END) p = FLOOR_BASE;
-    b[0] = p + SIZE;
-    s ^= p; // free: nothing
-  }
-  return s;
+type PairLoops = typeof PairLoopsModule;
+const CONTENDERS = ["umem", "trust", "libc", "cache", "obj", "u8", "floor"] as const;
+const loops = new Map<string, PairLoops>();
+for (const c of CONTENDERS) {
+  loops.set(c, await (import(`./pair_loops.ts?cell=worker-${c}`) as Promise<PairLoops>));
 }
 
 function pairs(contender: string, n: number): number {
+  const l = loops.get(contender);
   switch (contender) {
     case "umem":
-      return pairsHeap(heaps[0], n);
+      return l!.pairsHeap(heaps[0], SIZE, n);
     case "trust":
-      return pairsHeap(heaps[1], n);
+      return l!.pairsHeap(heaps[1], SIZE, n);
     case "libc":
-      return pairsLibc(heaps[0], n);
+      return l!.pairsLibc(heaps[0], SIZE, n);
     case "cache":
-      return pairsCache(caches[0], n);
+      return l!.pairsCache(caches[0], n);
     case "obj":
-      return pairsObj(n);
+      return l!.pairsObj(n);
     case "u8":
-      return pairsU8(n);
+      return l!.pairsU8(SIZE, n);
     case "floor":
-      return pairsFloor(floor, n);
+      return l!.pairsFloor(floor, SIZE, n);
   }
   throw new Error(`compare_worker: no pairs for contender ${contender}`);
 }
