@@ -58,8 +58,15 @@ function waitGo(gen: number): void {
 type PairLoops = typeof PairLoopsModule;
 const CONTENDERS = ["umem", "trust", "libc", "cache", "obj", "u8", "floor"] as const;
 const loops = new Map<string, PairLoops>();
-for (const c of CONTENDERS) {
-  loops.set(c, await (import(`./pair_loops.ts?cell=worker-${c}`) as Promise<PairLoops>));
+/**
+ * Loads each contender's copy, at "attach" (not at the top level: a worker that awaits before
+ * it sets `onmessage` may miss the first message under Bun).
+ */
+async function loadLoops(): Promise<void> {
+  for (const c of CONTENDERS) {
+    if (loops.has(c)) continue;
+    loops.set(c, await (import(`./pair_loops.ts?cell=worker-${c}`) as Promise<PairLoops>));
+  }
 }
 
 function pairs(contender: string, n: number): number {
@@ -173,7 +180,10 @@ worker.onmessage = (e: MessageEvent) => {
       caches = heaps.map((h, i) => h.cache(m.names[i] as string));
       go = new Int32Array(m.go as SharedArrayBuffer);
       floor[0] = FLOOR_BASE;
-      worker.postMessage({ ok: true, ms: 0, ops: 0, sink: 0 });
+      loadLoops().then(
+        () => worker.postMessage({ ok: true, ms: 0, ops: 0, sink: 0 }),
+        (err) => worker.postMessage({ ok: false, error: String(err?.stack ?? err) }),
+      );
       return;
     }
     if (m.type === "detach") {
