@@ -56,6 +56,7 @@ import {
   SB_START,
   SB_STATE,
 } from "../core/slab.ts";
+import { bufferStateAt } from "../core/magazine.ts";
 import {
   arenaName,
   SEG_ALLOC,
@@ -266,7 +267,7 @@ export function mapHeap(h: HeapView): HeapMap {
     for (let i = 0; i < n; i++) {
       const b = base + i * chunk;
       const st = r.inside(sb + SB_STATE + ((i * chunk) >> shift), 1)
-        ? h.u8[sb + SB_STATE + ((i * chunk) >> shift)]
+        ? bufferStateAt(h, cp, sb + SB_STATE + ((i * chunk) >> shift))
         : BUF_FREE;
       add(
         b,

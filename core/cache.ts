@@ -29,13 +29,16 @@ import {
   cacheCounts,
   cachedRounds,
   cacheFree,
+  cacheFreeChecked,
   cacheInUse,
   cacheReap,
+  CC_LAST,
+  CC_SIZE,
   checkCacheId,
   cpuFlush,
   depotPurge,
   FP_CA_ID,
-  FP_HDR_SIZE_WORD,
+  initialLast,
   MAG_INITIAL_TYPE,
   MAG_ROUNDS,
   maxMagType,
@@ -47,6 +50,7 @@ import {
   CA_BUFSIZE,
   CA_CHUNK,
   CA_CONTENTION,
+  CA_CPU,
   CA_DEBUG,
   CA_DEPOT_LOCK,
   CA_DEPOT_NEMPTY,
@@ -191,6 +195,8 @@ export function createCacheRecord(
   if (!plain && (w(h, HDR_UMEM_OPTIONS) & UO_NOMAGAZINES) !== 0) flags |= CF_NOMAGAZINE;
   try {
     layCache(h, cp, name, size, a, source, flags, magtype, MAG_ROUNDS[magtype], debug);
+    const last = initialLast(w(h, cp + CA_FLAGS), debug), n = w(h, HDR_NSLOTS);
+    for (let s = 0; s < n; s++) h.i32[(cp + CA_CPU + s * CC_SIZE + CC_LAST) >> 2] = last;
   } catch (e) {
     vmemFreeAddr(h, w(h, HDR_META_ARENA), cp, bytes);
     throw e;
@@ -370,7 +376,7 @@ export class Cache {
    */
   alloc(): number {
     const h = this.heap;
-    if (h.i32[FP_HDR_SIZE_WORD] !== h.mapped) h.remap();
+    // No sync(): see Heap.alloc.
     if (h.i32[(this.addr + FP_CA_ID) >> 2] !== this.id) {
       checkCacheId(h, this.addr, this.id, "umem_cache_alloc");
     }
@@ -411,16 +417,24 @@ export class Cache {
    */
   free(ptr: number): void {
     const h = this.heap;
-    if (h.i32[FP_HDR_SIZE_WORD] !== h.mapped) h.remap();
+    // No sync() here: a free of an address past this worker's views fails cacheFree's checks,
+    // and cacheFree syncs before it reports (the budget of V8's inliner, magazine.ts).
     if (h.i32[(this.addr + FP_CA_ID) >> 2] !== this.id) {
       checkCacheId(h, this.addr, this.id, "umem_cache_free");
     }
-    if (h.intercepting) return this.freeIntercepted(ptr);
-    cacheFree(h, this.addr, ptr, "umem_cache_free");
+    if (!h.checkedFast) return this.freeOther(ptr);
+    cacheFreeChecked(h, this.addr, ptr, "umem_cache_free");
+  }
+
+  /** A free on a heap that debugs, has hooks, or trusts. */
+  private freeOther(ptr: number): void {
+    if (this.heap.intercepting) this.freeIntercepted(ptr);
+    else cacheFree(this.heap, this.addr, ptr, "umem_cache_free");
   }
 
   /** A free on a heap that debugs or has hooks. */
   private freeIntercepted(ptr: number): void {
+    this.heap.sync();
     const h = this.heap, size = h.i32[(this.addr + CA_BUFSIZE) >> 2];
     const live = hooksLive(h);
     if (live) runFreeHooks(h, ptr, size, this.addr);

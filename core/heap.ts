@@ -108,6 +108,7 @@ import { ATTACHING, lock, unlock } from "./lock.ts";
 import {
   cacheAlloc,
   cacheFree,
+  cacheFreeChecked,
   CC_SIZE,
   checkFastPathLayout,
   flushSlot,
@@ -115,6 +116,7 @@ import {
   nofailOrThrow,
   reapAll,
   reclaimAll,
+  trustFree,
 } from "./magazine.ts";
 import {
   CA_CPU,
@@ -204,6 +206,7 @@ function layDebug(
   heap.debugging = flags !== 0;
   heap.debugQuick = debugQuickMax(heap, flags);
   heap.intercepting = heap.debugging || heap.hooks.length > 0;
+  heap.checkedFast = !heap.intercepting && !heap.trust;
 }
 
 /** Creates the heap's own arenas and caches in a new image (slot 0, nothing else running). */
@@ -352,6 +355,7 @@ export class Heap extends HeapView {
     this.debugging = this.i32[HDR_DEBUG >> 2] !== 0;
     this.debugQuick = debugQuickMax(this, this.i32[HDR_DEBUG >> 2]);
     this.intercepting = this.debugging;
+    this.checkedFast = !this.intercepting && !this.trust;
     this.gen = this.u32[(this.u32[HDR_SLOTS >> 2] + slot * WS_SIZE + WS_GEN) >> 2];
   }
 
@@ -649,7 +653,8 @@ export class Heap extends HeapView {
    * ```
    */
   alloc(size: number): number {
-    if (this.i32[FP_HDR_SIZE_WORD] !== this.mapped) this.remap(); // sync(), inlined
+    // No sync() here: a round from this slot's magazine lies inside its views, and the slow
+    // paths that bring in buffers from elsewhere sync (the budget of V8's inliner, magazine.ts).
     if (size > 0 && size <= 1024 && (size | 0) === size) {
       const cp = this.i32[this.sizeTab + ((size + 7) >> 3)];
       return this.intercepting ? this.allocIntercepted(cp, size) : cacheAlloc(this, cp);
@@ -661,6 +666,7 @@ export class Heap extends HeapView {
   private allocIntercepted(cp: number, size: number): number {
     if (size <= this.debugQuick) return debugAllocQuick(this, cp, size);
     const p = this.debugging ? this.debugAlloc(cp, size) : cacheAlloc(this, cp);
+    this.sync(); // the firewall's own pages may lie past the views
     if (hooksLive(this)) runAllocHooks(this, p, size, 0);
     return p;
   }
@@ -685,6 +691,7 @@ export class Heap extends HeapView {
   /** Bad sizes, the oversize arena and heaps that debug or have hooks; then the hooks. */
   private allocOther(size: number): number {
     const p = this.allocSlowPath(size);
+    this.sync(); // the oversize arena's memory may lie past the views
     if (p !== 0 && hooksLive(this)) runAllocHooks(this, p, size, 0);
     return p;
   }
@@ -762,11 +769,13 @@ export class Heap extends HeapView {
    * ```
    */
   free(ptr: number, size: number): void {
-    if (this.i32[FP_HDR_SIZE_WORD] !== this.mapped) this.remap();
+    // No sync() on the fast path: cacheFree syncs before it refuses an address past this
+    // worker's views (the budget of V8's inliner, magazine.ts); freeSlow syncs first.
     // A heap that debugs or has hooks takes freeSlow for every size: the fast path stays
     // small enough for V8 to inline alloc and free together (see cacheFree).
-    if (size > 0 && size <= 1024 && (size | 0) === size && ptr !== 0 && !this.intercepting) {
-      cacheFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, "umem_free");
+    // (free(0, n) does nothing: cacheFree lets a 0 from umem_free go, off its fast path.)
+    if (size > 0 && size <= 1024 && (size | 0) === size && this.checkedFast) {
+      cacheFreeChecked(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, "umem_free");
       return;
     }
     this.freeSlow(ptr, size);
@@ -774,6 +783,10 @@ export class Heap extends HeapView {
 
   /** Every free off the fast path. Kept small: V8 inlines it into `free`. */
   private freeSlow(ptr: number, size: number): void {
+    if (this.trust && !this.intercepting && size > 0 && size <= 1024 && (size | 0) === size) {
+      return trustFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr);
+    }
+    this.sync();
     return this.intercepting ? this.freeIntercepted(ptr, size) : this.freeLarge(ptr, size);
   }
 

@@ -75,12 +75,14 @@ export interface HeapHook {
 export function attachHeapHook(h: HeapView, hook: HeapHook): () => void {
   h.hooks = [...h.hooks, hook];
   h.intercepting = true;
+  h.checkedFast = false;
   h.debugQuick = 0;
   return () => {
     const i = h.hooks.indexOf(hook);
     if (i < 0) return;
     h.hooks = h.hooks.filter((x) => x !== hook);
     h.intercepting = h.debugging || h.hooks.length > 0;
+    h.checkedFast = !h.intercepting && !h.trust;
     if (h.hooks.length === 0) h.debugQuick = debugQuickMax(h, h.i32[HDR_DEBUG >> 2]);
   };
 }

@@ -28,7 +28,7 @@ import { CorruptImageError, hex, UmemError } from "./errors.ts";
 /** "UMEM" as a little-endian word. */
 export const HDR_MAGIC_VALUE = 0x4d454d55;
 /** The image format version this code reads and writes. */
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
 /** The page size: the quantum of the root arena, the unit of slabs and of the page map. */
 export const PAGE_SIZE = 4096;
 /** log2 of {@linkcode PAGE_SIZE}. */
@@ -256,6 +256,8 @@ export class HeapView {
   debugQuick = 0;
   /** `debugging`, or a hook is attached: the sized alloc and free take the slow path. */
   intercepting = false;
+  /** Neither `intercepting` nor `trust`: `heap.free` and `Cache.free` take the checked fast path. */
+  checkedFast = false;
   /** This worker's heap hooks (`core/hooks.ts`). */
   hooks: HeapHook[] = [];
   /** Nesting of calls whose own hooks stand for the sized calls inside them (libc). */

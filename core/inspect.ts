@@ -89,6 +89,7 @@ import {
   SB_NEXT,
   SB_STATE,
 } from "./slab.ts";
+import { bufferStateAt } from "./magazine.ts";
 import { cacheStats } from "./cache.ts";
 import { readStack } from "./stack.ts";
 import {
@@ -372,7 +373,7 @@ export class Inspector {
       ) {
         const base = this.w(sb + SB_BASE);
         for (let i = 0; i < n && i < 65536; i++) {
-          const st = h.u8[sb + SB_STATE + ((i * chunk) >> shift)];
+          const st = bufferStateAt(h, cp, sb + SB_STATE + ((i * chunk) >> shift));
           const state: BufferState = st === BUF_ALLOC
             ? "allocated"
             : st === BUF_CACHED
@@ -448,7 +449,7 @@ export class Inspector {
       const idx = chunk > 0 ? Math.floor((a - base) / chunk) : -1;
       if (idx >= 0 && idx < this.w(cp + CA_NCHUNKS)) {
         const buf = base + idx * chunk;
-        const st = h.u8[sb + SB_STATE + ((idx * chunk) >> this.w(cp + CA_SHIFT))];
+        const st = bufferStateAt(h, cp, sb + SB_STATE + ((idx * chunk) >> this.w(cp + CA_SHIFT)));
         const state: BufferState = st === BUF_ALLOC
           ? "allocated"
           : st === BUF_CACHED

@@ -26,6 +26,8 @@ export { HDR_META, HDR_NSLOTS, HDR_SLOTS, PAGE_SHIFT, PAGE_SIZE, SLOT_LIVE } fro
 export { WS_SIZE, WS_STATE } from "./image.ts";
 export {
   BUF_ALLOC,
+  BUF_ALLOC_DEFER,
+  BUF_DEFER,
   BUF_INTERIOR,
   CA_BUFSIZE,
   CA_CHUNK,
@@ -41,3 +43,4 @@ export {
   SB_STATE,
 } from "./slab.ts";
 export { roots } from "./roots.ts";
+export { bufferStateAt, settleAllDeferred } from "./magazine.ts";

@@ -21,7 +21,32 @@
  * - `CC_MAGSIZE` is the loaded magazine's capacity, 0 when none is loaded, so the free fast
  *   path needs no other test.
  * - The depot holds only magazines of the cache's current type; full ones hold `CA_MAGROUNDS`.
- * - Buffers in magazines are constructed and in state `BUF_CACHED`.
+ * - Buffers in magazines are constructed and in state `BUF_CACHED`, but for one per slot: the
+ *   deferred free below (`CC_LAST > 0`: the top round, state `BUF_ALLOC_DEFER`, stamped).
+ *
+ * Deferred state. A checked free marks the buffer cached and an alloc marks it allocated again,
+ * in the slab's state bytes, which neighbouring buffers share: two workers whose hot buffers sit
+ * in one slab would write one cache line on every call. So when a slot frees the buffer it
+ * popped last (an alloc+free pair; only in caches without constructors, whose bytes are the
+ * allocator's once free), the state byte stays "allocated" (flagged `BUF_DEFER` the first
+ * time), the buffer's first word gets its stamp (`freeStamp`, the complement of its address),
+ * and the slot's own record remembers the state byte's address (`CC_LAST`). The next alloc
+ * pops that very round and wipes only the stamp and the record; the next free marks it cached
+ * and wipes its stamp before its own buffer takes the top. A pair then writes no shared line.
+ * A second free from the same slot meets `CC_LAST`; from another slot, a flagged state sends it
+ * to the stamp, and a stamp to every slot's `CC_LAST` (a stamp in a live buffer is the caller's
+ * data, and that free goes on). Only flagged buffers have their line read, so a free of a cold
+ * buffer costs what it did. Whatever else moves the loaded magazine (the slow paths, a flush, a
+ * push from the debug layer) settles the deferred free first; the collector settles them all
+ * with the world stopped; other readers of state bytes (verify, inspect, the page map, the
+ * snapshot map) see through it with `bufferStateAt`.
+ *
+ * V8's inlining budget. `heap.alloc`/`free` and `Cache.alloc`/`free` with `cacheAlloc` and
+ * `cacheFree` must fit TurboFan's cumulative budget (920 bytecodes, each candidate counted 1.2
+ * times while it is considered) for an alloc+free loop to compile into one function: the cold
+ * parts are out of line (`markAllocated`, `cacheFreeOther`, `trustFree`), the free paths do not
+ * sync (a free past this worker's views fails the checks, and `cacheFreeOther` syncs and tries
+ * again; the slow paths sync), and `cacheFree` writes the state-byte lookup out.
  *
  * Lock order: depot lock, then slab locks (this cache's and the magazine caches').
  *
@@ -45,6 +70,7 @@ import { lock, unlock } from "./lock.ts";
 import {
   badFree,
   BUF_ALLOC,
+  BUF_ALLOC_DEFER,
   BUF_CACHED,
   CA_BUFSIZE,
   CA_CONT_BASE,
@@ -65,6 +91,7 @@ import {
   CA_RESIZES,
   CA_SHIFT,
   cacheName,
+  CF_HASCTOR,
   CF_NOMAGAZINE,
   construct,
   destructAndFree,
@@ -107,8 +134,23 @@ export const CC_NFREE = 28;
 export const CC_TALLOC = 32;
 /** Frees by this slot folded in from `CC_NFREE` (float64). */
 export const CC_TFREE = 40;
+/**
+ * The deferred free: the state-byte address of the loaded magazine's top round while that
+ * buffer's state byte still says allocated (`BUF_ALLOC_DEFER`) although it is cached (see
+ * "Deferred state" above); 0 when there is none; -1 in a cache that never defers (constructed
+ * objects, debugging, no magazines).
+ */
+export const CC_LAST = 48;
 /** Size of a per-worker cache: one cache line, so that slots do not share lines. */
 export const CC_SIZE = 64;
+/**
+ * What the first word of a deferred buffer holds: the complement of its address. A free that
+ * finds it asks every slot whether the buffer is its deferred one (a duplicate free from
+ * another worker).
+ */
+export function freeStamp(buf: number): number {
+  return ~buf;
+}
 
 /** Contended depot acquisitions per interval that make a cache grow its magazines. */
 export const MAX_CONTENTION = 3;
@@ -131,10 +173,10 @@ export function maxMagType(bufsize: number): number {
 // stays a load from the module's cell, which costs the fast path about a fifth of its speed.
 // So the fast path keeps local copies of the slab layout it reads, checked here at load time.
 const FP_PAGE_SHIFT = 12, FP_SB_STATE = 40, FP_SB_BASE = 4, FP_SB_CACHE = 0;
-const FP_CA_SHIFT = 128, FP_BUF_ALLOC = 1, FP_BUF_CACHED = 2;
+const FP_CA_SHIFT = 128, FP_BUF_ALLOC = 1, FP_BUF_CACHED = 2, FP_BUF_ALLOC_DEFER = 0x41;
 // The slot record's words, as word indices from the record's first word (`CC_* >> 2`).
 const FP_CC_LOADED_W = 0, FP_CC_ROUNDS_W = 1, FP_CC_MAGSIZE_W = 4, FP_CC_NALLOC_W = 6;
-const FP_CC_NFREE_W = 7;
+const FP_CC_NFREE_W = 7, FP_CC_LAST_W = 12;
 /** The word index of HDR_SIZE and the offset of CA_ID, for heap.ts and cache.ts. */
 export const FP_HDR_SIZE_WORD = 3, FP_CA_ID = 124;
 /**
@@ -146,10 +188,12 @@ export function checkFastPathLayout(): void {
   if (
     FP_PAGE_SHIFT !== PAGE_SHIFT || FP_SB_STATE !== SB_STATE || FP_SB_BASE !== SB_BASE ||
     FP_SB_CACHE !== SB_CACHE || FP_CA_SHIFT !== CA_SHIFT || FP_BUF_ALLOC !== BUF_ALLOC ||
-    FP_BUF_CACHED !== BUF_CACHED || FP_CA_ID !== CA_ID || FP_HDR_SIZE_WORD !== HDR_SIZE >> 2 ||
+    FP_BUF_CACHED !== BUF_CACHED || FP_BUF_ALLOC_DEFER !== BUF_ALLOC_DEFER || FP_CA_ID !== CA_ID ||
+    FP_HDR_SIZE_WORD !== HDR_SIZE >> 2 ||
     FP_CC_LOADED_W !== CC_LOADED >> 2 || FP_CC_ROUNDS_W !== CC_ROUNDS >> 2 ||
     FP_CC_MAGSIZE_W !== CC_MAGSIZE >> 2 || FP_CC_NALLOC_W !== CC_NALLOC >> 2 ||
-    FP_CC_NFREE_W !== CC_NFREE >> 2 || MG_ROUNDS !== 4
+    FP_CC_NFREE_W !== CC_NFREE >> 2 || FP_CC_LAST_W !== CC_LAST >> 2 ||
+    MG_ROUNDS !== 4
   ) {
     throw new Error("core: the fast path's copies of the layout are out of date");
   }
@@ -169,15 +213,28 @@ export function cacheAlloc(h: HeapView, cp: number): number {
     const buf = i32[(i32[cc + FP_CC_LOADED_W] >> 2) + r];
     i32[cc + FP_CC_ROUNDS_W] = r - 1;
     i32[cc + FP_CC_NALLOC_W]++;
-    if (!h.trust) {
-      const sb = i32[(h.pagemap >> 2) + (buf >>> FP_PAGE_SHIFT)];
-      h.u8[
-        sb + FP_SB_STATE + ((buf - i32[(sb + FP_SB_BASE) >> 2]) >> i32[(cp + FP_CA_SHIFT) >> 2])
-      ] = FP_BUF_ALLOC;
-    }
+    const last = i32[cc + FP_CC_LAST_W];
+    if (last > 0) {
+      // The slot's deferred free: its state byte still says allocated. Wipe the stamp.
+      i32[cc + FP_CC_LAST_W] = 0;
+      i32[buf >> 2] = 0;
+    } else markAllocated(h, cp, buf);
     return buf;
   }
   return cacheAllocSlow(h, cp);
+}
+
+/**
+ * Sets the state byte of `buf`, a buffer of cache `cp`, to allocated (nothing on a `trust`
+ * heap, which keeps no states). Out of `cacheAlloc`'s body, so that
+ * a loop that never needs it (an alloc+free pair) does not pay for it in V8's inlining budget;
+ * where it is hot, V8 inlines it.
+ */
+function markAllocated(h: HeapView, cp: number, buf: number): void {
+  if (h.trust) return;
+  const i32 = h.i32, sb = i32[(h.pagemap >> 2) + (buf >>> FP_PAGE_SHIFT)];
+  h.u8[sb + FP_SB_STATE + ((buf - i32[(sb + FP_SB_BASE) >> 2]) >> i32[(cp + FP_CA_SHIFT) >> 2])] =
+    FP_BUF_ALLOC;
 }
 
 /**
@@ -193,32 +250,164 @@ export function cacheAlloc(h: HeapView, cp: number): number {
  * @throws {UmemError} `bad-free`, `duplicate-free`, `wrong-cache` or `wrong-size`
  */
 export function cacheFree(h: HeapView, cp: number, buf: number, fn: string): void {
-  const i32 = h.i32;
-  if (!h.trust) {
-    // The state byte's address when buf is the start of a buffer in a slab of this cache, else
-    // 0. Interior granules hold BUF_INTERIOR, so an aligned interior pointer fails below too.
-    let at = 0;
-    if ((buf | 0) === buf && buf > 0 && buf < h.mapped) {
-      const sb = i32[(h.pagemap >> 2) + (buf >>> FP_PAGE_SHIFT)];
-      if (sb !== 0 && i32[(sb + FP_SB_CACHE) >> 2] === cp) {
-        const shift = i32[(cp + FP_CA_SHIFT) >> 2], off = buf - i32[(sb + FP_SB_BASE) >> 2];
-        const index = off >> shift;
-        if (off >= 0 && index << shift === off) at = sb + FP_SB_STATE + index;
-      }
+  if (h.trust) trustFree(h, cp, buf);
+  else cacheFreeChecked(h, cp, buf, fn);
+}
+
+/**
+ * {@linkcode cacheFree} on a heap that checks its frees (not `trust`): the fast path that
+ * `heap.free` and `Cache.free` call directly.
+ * @throws {UmemError} `bad-free`, `duplicate-free`, `wrong-cache` or `wrong-size`
+ */
+export function cacheFreeChecked(h: HeapView, cp: number, buf: number, fn: string): void {
+  const i32 = h.i32, cc = (cp + h.ccOff) >> 2, r = i32[cc + FP_CC_ROUNDS_W];
+  const mag = i32[cc + FP_CC_LOADED_W] >> 2;
+  // The state byte's address when buf is the start of a buffer in a slab of this cache, else
+  // 0. Interior granules hold BUF_INTERIOR, so an aligned interior pointer fails below too.
+  let at = 0;
+  // (A fraction fails the index test, which only a whole offset passes; a negative address
+  // finds no slab of this cache, or a negative offset.)
+  if (buf < h.mapped) {
+    const sb = i32[(h.pagemap >> 2) + (buf >>> FP_PAGE_SHIFT)];
+    if (sb !== 0 && i32[(sb + FP_SB_CACHE) >> 2] === cp) {
+      const shift = i32[(cp + FP_CA_SHIFT) >> 2], off = buf - i32[(sb + FP_SB_BASE) >> 2];
+      const index = off >> shift;
+      if (off >= 0 && index << shift === off) at = sb + FP_SB_STATE + index;
     }
-    const u8 = h.u8;
-    if (at === 0 || u8[at] !== FP_BUF_ALLOC) throw badFree(h, cp, buf, fn);
+  }
+  const last = i32[cc + FP_CC_LAST_W], u8 = h.u8, st = u8[at];
+  // Allocated, or allocated and deferred once (then maybe still deferred by a slot: the stamp
+  // tells, and only such a buffer's line is read, so a free of a cold buffer stays cheap).
+  if (
+    at === 0 ||
+    (st !== FP_BUF_ALLOC &&
+      (st !== FP_BUF_ALLOC_DEFER || i32[buf >> 2] === ~buf)) ||
+    last > 0
+  ) return cacheFreeOther(h, cp, buf, fn);
+  if (r >= i32[cc + FP_CC_MAGSIZE_W]) {
+    // The loaded magazine is full: cached now, and the slow path swaps or trades it.
     u8[at] = FP_BUF_CACHED;
+    return cacheFreeSlow(h, cp, buf);
   }
-  const cc = (cp + h.ccOff) >> 2;
-  const r = i32[cc + FP_CC_ROUNDS_W];
-  if (r < i32[cc + FP_CC_MAGSIZE_W]) {
-    i32[(i32[cc + FP_CC_LOADED_W] >> 2) + 1 + r] = buf;
-    i32[cc + FP_CC_ROUNDS_W] = r + 1;
-    i32[cc + FP_CC_NFREE_W]++;
-    return;
+  if (last === 0 && i32[mag + 1 + r] === buf) {
+    // Defer (see the top): buf is the round this slot popped last, so its line is this
+    // worker's; its state byte stays "allocated" (flagged once) while it is the top round.
+    if (st === FP_BUF_ALLOC) u8[at] = FP_BUF_ALLOC_DEFER;
+    i32[cc + FP_CC_LAST_W] = at;
+    i32[buf >> 2] = ~buf; // freeStamp(buf), written out
+  } else u8[at] = FP_BUF_CACHED;
+  i32[mag + 1 + r] = buf;
+  i32[cc + FP_CC_ROUNDS_W] = r + 1;
+  i32[cc + FP_CC_NFREE_W]++;
+}
+
+/** The free of a heap created with `trust`: no checks, the push or the slow path. */
+export function trustFree(h: HeapView, cp: number, buf: number): void {
+  // umem_free(NULL); the caller checked nothing else. No sync(): only the slot's own record
+  // and magazine are written, and the slow path syncs before it brings in another magazine.
+  if (buf === 0) return;
+  const i32 = h.i32, cc = (cp + h.ccOff) >> 2, r = i32[cc + FP_CC_ROUNDS_W];
+  if (r >= i32[cc + FP_CC_MAGSIZE_W]) return cacheFreeSlow(h, cp, buf);
+  i32[(i32[cc + FP_CC_LOADED_W] >> 2) + 1 + r] = buf;
+  i32[cc + FP_CC_ROUNDS_W] = r + 1;
+  i32[cc + FP_CC_NFREE_W]++;
+}
+
+/**
+ * A checked free the fast path does not finish: not a live buffer of this cache (throws what is
+ * wrong), a buffer some slot deferred (a duplicate free), a live buffer whose first word
+ * happens to be its stamp; or a sound free while the slot has a deferred free to settle, or a
+ * full loaded magazine. These mark the buffer cached and take the push, or the slow path.
+ * @throws {UmemError} `bad-free`, `duplicate-free`, `wrong-cache` or `wrong-size`
+ */
+function cacheFreeOther(h: HeapView, cp: number, buf: number, fn: string): void {
+  if (buf === 0 && fn === "umem_free") return; // umem_free(NULL) does nothing
+  if (w(h, HDR_SIZE) !== h.mapped) {
+    // The heap grew in another worker: the fast path (which does not sync) saw old views.
+    h.remap();
+    return cacheFreeChecked(h, cp, buf, fn);
   }
-  cacheFreeSlow(h, cp, buf);
+  const at = stateAddress(h, cp, buf), st = at === 0 ? -1 : h.u8[at];
+  if (st !== BUF_ALLOC && st !== BUF_ALLOC_DEFER) throw badFree(h, cp, buf, fn);
+  const cc = cp + h.ccOff, last = w(h, cc + CC_LAST);
+  const stamped = st === BUF_ALLOC_DEFER && w(h, buf) === freeStamp(buf);
+  if (at === last || (stamped && deferredSlot(h, cp, at) >= 0)) {
+    throw new UmemError(
+      "duplicate-free",
+      `${fn}(${cacheName(h, cp)}): duplicate free: buffer freed twice: buffer=0x${
+        buf.toString(16)
+      } (already in a magazine)`,
+      buf,
+    );
+  }
+  // Sound. A stamp in a live buffer is the caller's data: wipe it, or it would send the
+  // buffer's next free here again (only a cache that defers stamps, so no constructed object).
+  if (stamped) setw(h, buf, 0);
+  settleDeferred(h, cc);
+  h.u8[at] = BUF_CACHED;
+  magazinePush(h, cp, buf);
+}
+
+/**
+ * The address of the state byte of `buf` when `buf` is the start of a buffer in a slab of cache
+ * `cp`, else 0 (interior granules hold `BUF_INTERIOR`, so an aligned interior pointer is seen
+ * for what it is by the state check that follows). A function of its own, so that V8 weighs it
+ * apart from the free that calls it when it inlines them.
+ */
+export function stateAddress(h: HeapView, cp: number, buf: number): number {
+  const i32 = h.i32,
+    sb = buf > 0 && buf < h.mapped && (buf | 0) === buf
+      ? i32[(h.pagemap >> 2) + (buf >>> FP_PAGE_SHIFT)]
+      : 0;
+  if (sb === 0 || i32[(sb + FP_SB_CACHE) >> 2] !== cp) return 0;
+  const shift = i32[(cp + FP_CA_SHIFT) >> 2], off = buf - i32[(sb + FP_SB_BASE) >> 2];
+  return off >= 0 && (off >> shift) << shift === off ? sb + FP_SB_STATE + (off >> shift) : 0;
+}
+
+/**
+ * The slot that deferred the buffer whose state byte is at `at` in cache `cp`, or -1: such a
+ * buffer is cached although its state byte says allocated.
+ */
+export function deferredSlot(h: HeapView, cp: number, at: number): number {
+  const n = w(h, HDR_NSLOTS);
+  for (let s = 0; s < n; s++) if (w(h, cp + CA_CPU + s * CC_SIZE + CC_LAST) === at) return s;
+  return -1;
+}
+
+/** The state of the buffer whose state byte is at `at` in cache `cp`, deferral seen through. */
+export function bufferStateAt(h: HeapView, cp: number, at: number): number {
+  const st = h.u8[at];
+  if (st !== BUF_ALLOC_DEFER) return st;
+  return deferredSlot(h, cp, at) >= 0 ? BUF_CACHED : BUF_ALLOC;
+}
+
+/**
+ * Settles slot record `cc`'s deferred free, if any: the buffer's state byte says cached and its
+ * stamp is wiped. Every path that changes the loaded magazine other than the fast paths calls
+ * it first; only the slot's own worker may, or anyone while that worker is stopped or dead.
+ */
+function settleDeferred(h: HeapView, cc: number): void {
+  const last = w(h, cc + CC_LAST);
+  if (last <= 0) return;
+  h.u8[last] = BUF_CACHED;
+  setw(h, w(h, w(h, cc + CC_LOADED) + MG_ROUNDS + (w(h, cc + CC_ROUNDS) - 1) * 4), 0);
+  setw(h, cc + CC_LAST, 0);
+}
+
+/**
+ * Settles every slot's deferred free in every cache: the collector calls it with the world
+ * stopped, so that a state byte says exactly what its buffer is.
+ */
+export function settleAllDeferred(h: HeapView): void {
+  const n = w(h, HDR_NSLOTS);
+  for (let cp = w(h, HDR_CACHE_LIST); cp !== 0; cp = w(h, cp + CA_NEXT)) {
+    for (let s = 0; s < n; s++) settleDeferred(h, cp + CA_CPU + s * CC_SIZE);
+  }
+}
+
+/** The first value of a new cache's `CC_LAST`: whether it may defer (cache flags, debugging). */
+export function initialLast(flags: number, debug: number): number {
+  return (flags & (CF_HASCTOR | CF_NOMAGAZINE)) !== 0 || debug !== 0 ? -1 : 0;
 }
 
 /**
@@ -227,6 +416,7 @@ export function cacheFree(h: HeapView, cp: number, buf: number, fn: string): voi
  * push is written out in {@linkcode cacheFree}.
  */
 export function magazinePush(h: HeapView, cp: number, buf: number): void {
+  settleDeferred(h, cp + h.ccOff);
   const i32 = h.i32;
   const cc = (cp + h.ccOff) >> 2;
   const r = i32[cc + FP_CC_ROUNDS_W];
@@ -314,6 +504,7 @@ export function depotPurge(h: HeapView, cp: number): void {
  */
 export function cpuFlush(h: HeapView, cp: number, slot: number): void {
   const cc = cp + CA_CPU + slot * CC_SIZE;
+  settleDeferred(h, cc);
   const mc = magCache(h, w(h, cc + CC_MAGTYPE));
   for (const [mf, rf] of [[CC_LOADED, CC_ROUNDS], [CC_PLOADED, CC_PROUNDS]]) {
     const m = w(h, cc + mf), n = w(h, cc + rf);
@@ -349,13 +540,18 @@ function depotEnter(h: HeapView, cp: number, cc: number): boolean {
 }
 
 function cacheAllocSlow(h: HeapView, cp: number): number {
+  h.sync(); // a magazine from the depot may lie past this worker's views
   // A collector asks every mutator to stop (gc/): this slow path is a safe point.
   if (h.i32[HDR_SAFEPOINT >> 2] !== 0 && h.safepoint !== undefined) h.safepoint();
   const cc = cp + h.ccOff;
   foldCounts(h, cc);
+  settleDeferred(h, cc);
   if ((w(h, cp + CA_FLAGS) & CF_NOMAGAZINE) !== 0) return slabAllocConstructed(h, cp);
   for (;;) {
-    if (w(h, cc + CC_ROUNDS) > 0) return cacheAlloc(h, cp);
+    if (w(h, cc + CC_ROUNDS) > 0) {
+      h.sync(); // the alloc fast path does not: a depot magazine's rounds may lie past the views
+      return cacheAlloc(h, cp);
+    }
     if (w(h, cc + CC_PROUNDS) > 0) {
       swapMagazines(h, cc);
       continue;
@@ -388,12 +584,14 @@ function cacheAllocSlow(h: HeapView, cp: number): number {
 function cacheFreeSlow(h: HeapView, cp: number, buf: number): void {
   const cc = cp + h.ccOff;
   foldCounts(h, cc);
+  settleDeferred(h, cc);
   if ((w(h, cp + CA_FLAGS) & CF_NOMAGAZINE) !== 0) {
     destructAndFree(h, cp, buf);
     h.i32[(cc + CC_NFREE) >> 2]++;
     return;
   }
   for (;;) {
+    h.sync(); // a magazine just taken from the depot may lie past this worker's views
     const loaded = w(h, cc + CC_LOADED), r = w(h, cc + CC_ROUNDS);
     if (loaded !== 0 && r < w(h, cc + CC_MAGSIZE)) {
       setw(h, loaded + MG_ROUNDS + r * 4, buf);
@@ -456,6 +654,7 @@ function slabAllocConstructed(h: HeapView, cp: number): number {
     buf = slabAllocRaw(h, cp, BUF_ALLOC);
     if (buf === 0) nofailOrThrow(h, () => noMemory(h, cp));
   }
+  h.sync(); // another worker may have grown the heap that this slab came from
   if (!construct(h, cp, buf)) {
     h.f64[(cp + CA_FAILS) >> 3]++;
     throw new OutOfMemoryError(
@@ -577,6 +776,7 @@ export function cachedRounds(h: HeapView, cp: number): number {
 
 /** Throws a `destroyed` error if cache `cp` is no longer the cache of id `id`. */
 export function checkCacheId(h: HeapView, cp: number, id: number, fn: string): void {
+  h.sync(); // the record may lie past this worker's views
   if (w(h, cp + CA_ID) !== id || cp === 0) {
     throw new UmemError("destroyed", `${fn}: cache ${id} at 0x${cp.toString(16)} was destroyed`);
   }

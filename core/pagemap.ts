@@ -29,6 +29,7 @@ import {
   SB_CACHE,
   SB_STATE,
 } from "./slab.ts";
+import { bufferStateAt } from "./magazine.ts";
 
 /**
  * The start of the slab buffer that `addr` points into (at its start, or inside it when
@@ -89,7 +90,8 @@ export function freeBuffer(h: HeapView, ptr: number, fn: string): void {
 
 /**
  * The state (`BUF_FREE`, `BUF_ALLOC`, `BUF_CACHED`) of the slab buffer that starts at `ptr`, or
- * -1 when `ptr` is not the first byte of a slab buffer.
+ * -1 when `ptr` is not the first byte of a slab buffer. A slot's deferred free (magazine.ts)
+ * counts as cached.
  *
  * @param h the heap
  * @param ptr an address
@@ -99,5 +101,6 @@ export function bufferState(h: HeapView, ptr: number): number {
   if (bufferOf(h, ptr, false) !== ptr) return -1;
   const sb = h.i32[(h.pagemap >> 2) + (ptr >>> PAGE_SHIFT)];
   const cp = h.i32[(sb + SB_CACHE) >> 2];
-  return h.u8[sb + SB_STATE + ((ptr - h.i32[(sb + SB_BASE) >> 2]) >> h.i32[(cp + CA_SHIFT) >> 2])];
+  const at = sb + SB_STATE + ((ptr - h.i32[(sb + SB_BASE) >> 2]) >> h.i32[(cp + CA_SHIFT) >> 2]);
+  return bufferStateAt(h, cp, at);
 }

@@ -194,6 +194,14 @@ export const BUF_ALLOC = 1;
 export const BUF_CACHED = 2;
 /** State of a granule where no buffer starts. */
 export const BUF_INTERIOR = 3;
+/**
+ * Flag on `BUF_ALLOC`: the buffer's free was deferred once since it left a magazine (see
+ * magazine.ts). Such a buffer is allocated, or cached when it is a slot's `CC_LAST`; a free
+ * of it reads its stamp. Readers see through it with `bufferStateAt`.
+ */
+export const BUF_DEFER = 0x40;
+/** `BUF_ALLOC | BUF_DEFER`. */
+export const BUF_ALLOC_DEFER = 0x41;
 
 /** Smallest and largest alignment a cache may ask for. */
 export const MIN_ALIGN = 8;

@@ -32,16 +32,21 @@ import {
   WS_STATE,
 } from "./image.ts";
 import {
+  bufferStateAt,
+  CC_LAST,
   CC_LOADED,
   CC_PLOADED,
   CC_PROUNDS,
   CC_ROUNDS,
   CC_SIZE,
+  freeStamp,
+  initialLast,
   MG_NEXT,
   MG_ROUNDS,
 } from "./magazine.ts";
 import {
   BUF_ALLOC,
+  BUF_ALLOC_DEFER,
   BUF_CACHED,
   BUF_FREE,
   BUF_INTERIOR,
@@ -296,7 +301,7 @@ function verifyCache(h: HeapView, cp: number, out: string[]): void {
         const start = next < nchunks && ((next * chunk) >> shift) === g;
         if (start) {
           next++;
-          if (st === BUF_ALLOC || st === BUF_CACHED) used++;
+          if (st === BUF_ALLOC || st === BUF_CACHED || st === BUF_ALLOC_DEFER) used++;
           else if (st !== BUF_FREE) bad(`slab ${hex(sb)} buffer ${next - 1} has state ${st}`);
         } else if (st !== BUF_INTERIOR) {
           bad(`slab ${hex(sb)} granule ${g} has state ${st}, no buffer starts there`);
@@ -334,7 +339,7 @@ function verifyCache(h: HeapView, cp: number, out: string[]): void {
     const sb = inBounds(h, buf) ? h.i32[pm + (buf >>> PAGE_SHIFT)] : 0;
     const idx = sb !== 0 && w(h, sb + SB_CACHE) === cp ? bufIndex(h, cp, sb, buf) : -1;
     if (idx < 0) return void bad(`${where} holds ${hex(buf)}, not a buffer of this cache`);
-    if (!h.trust && h.u8[sb + SB_STATE + idx] !== BUF_CACHED) {
+    if (!h.trust && bufferStateAt(h, cp, sb + SB_STATE + idx) !== BUF_CACHED) {
       bad(`${where} holds ${hex(buf)}, not in state cached`);
     }
     if (cachedBufs.has(buf)) bad(`${hex(buf)} is in two magazines`);
@@ -367,6 +372,7 @@ function verifyCache(h: HeapView, cp: number, out: string[]): void {
   const nslots = w(h, HDR_NSLOTS);
   for (let s = 0; s < nslots; s++) {
     const cc = cp + CA_CPU + s * CC_SIZE;
+    verifyDeferred(h, cp, cc, s, bad);
     for (const [mf, rf] of [[CC_LOADED, CC_ROUNDS], [CC_PLOADED, CC_PROUNDS]]) {
       const m = w(h, cc + mf), r = w(h, cc + rf);
       if (m === 0) continue;
@@ -374,5 +380,34 @@ function verifyCache(h: HeapView, cp: number, out: string[]): void {
         checkRound(w(h, m + MG_ROUNDS + i * 4), `slot ${s} magazine ${hex(m)}`);
       }
     }
+  }
+}
+
+/**
+ * Checks slot record `cc`'s deferred free (magazine.ts): none in a cache that may not defer;
+ * else the state byte of the loaded magazine's top round, saying allocated, the buffer stamped.
+ */
+function verifyDeferred(
+  h: HeapView,
+  cp: number,
+  cc: number,
+  slot: number,
+  bad: (msg: string) => void,
+): void {
+  const last = w(h, cc + CC_LAST);
+  const may = initialLast(w(h, cp + CA_FLAGS), w(h, cp + CA_DEBUG)) === 0;
+  if (last === 0 || h.trust) return;
+  if (last < 0) {
+    if (may) bad(`slot ${slot}: deferral off (CC_LAST -1) in a cache that defers`);
+    return;
+  }
+  const m = w(h, cc + CC_LOADED), r = w(h, cc + CC_ROUNDS);
+  const top = m !== 0 && r > 0 && inBounds(h, m) ? w(h, m + MG_ROUNDS + (r - 1) * 4) : 0;
+  const sb = top > 0 && inBounds(h, top) ? h.i32[(h.pagemap >> 2) + (top >>> PAGE_SHIFT)] : 0;
+  const idx = sb !== 0 && w(h, sb + SB_CACHE) === cp ? bufIndex(h, cp, sb, top) : -1;
+  if (!may || idx < 0 || sb + SB_STATE + idx !== last) {
+    bad(`slot ${slot}: deferred free ${hex(last)} is not the state of its top round`);
+  } else if (h.u8[last] !== BUF_ALLOC_DEFER || w(h, top) !== freeStamp(top)) {
+    bad(`slot ${slot}: deferred buffer ${hex(top)} is not allocated and stamped`);
   }
 }

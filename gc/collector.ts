@@ -34,7 +34,9 @@
 import {
   addSlotReclaimer,
   BUF_ALLOC,
+  BUF_ALLOC_DEFER,
   bufferOf,
+  bufferStateAt,
   CA_BUFSIZE,
   CA_ID,
   CA_SLABS,
@@ -49,6 +51,7 @@ import {
   moduleAnchor,
   PAGE_SIZE,
   roots,
+  settleAllDeferred,
   unlock,
 } from "../core/internal.ts";
 import {
@@ -892,6 +895,8 @@ export class Collector implements Disposable {
     this.foldPending();
     try {
       stopWorld(h, rec, this.slot, fn);
+      // The world is stopped: every state byte must say what its buffer is (core/magazine.ts).
+      settleAllDeferred(h);
     } catch (e) {
       endCollection(h, rec);
       throw e;
@@ -1225,7 +1230,10 @@ export class Collector implements Disposable {
     if (this.kindOfCache(cp) === KIND_NONE) return false;
     if (bufferOf(h, ptr, false) !== ptr) return false;
     const at = new Marker(h, this.record, 0, 0, true).stateAt(ptr);
-    return at >= 0 && (h.u8[at] & ~BUF_MARK) === BUF_ALLOC;
+    if (at < 0) return false;
+    const st = h.u8[at] & ~BUF_MARK;
+    // A free deferred by a slot (core/magazine.ts) leaves the state at allocated, flagged.
+    return st === BUF_ALLOC || (st === BUF_ALLOC_DEFER && bufferStateAt(h, cp, at) === BUF_ALLOC);
   }
 
   /**

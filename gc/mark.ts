@@ -35,6 +35,7 @@
  */
 import {
   BUF_ALLOC,
+  BUF_DEFER,
   BUF_INTERIOR,
   CA_BUFSIZE,
   CA_CHUNK,
@@ -64,7 +65,7 @@ import { largeIndex, LO_W_BYTES, LO_W_KIND, LO_W_MARK, LO_W_START, LO_WORDS } fr
 // Local copies of the layout, for the marker's inner loop (checked in the constructor).
 const L_SB_CACHE = 0, L_SB_BASE = 4, L_SB_STATE = 40, L_CA_ID = 124, L_CA_SHIFT = 128;
 const L_CA_CHUNK = 52, L_CA_NCHUNKS = 60, L_CA_BUFSIZE = 44, L_PAGE_SHIFT = 12;
-const L_ALLOC = 1, L_INTERIOR = 3, L_MARK = 0x80, L_NORMAL = 1, L_ATOMIC = 2;
+const L_ALLOC = 1, L_INTERIOR = 3, L_MARK = 0x80, L_NORMAL = 1, L_ATOMIC = 2, L_DEFER = 0x40;
 const L_KT = 4096;
 
 /** The marker of one collection. */
@@ -117,6 +118,7 @@ export class Marker {
       L_CA_ID !== CA_ID || L_CA_SHIFT !== CA_SHIFT || L_CA_CHUNK !== CA_CHUNK ||
       L_CA_NCHUNKS !== CA_NCHUNKS || L_CA_BUFSIZE !== CA_BUFSIZE || L_PAGE_SHIFT !== PAGE_SHIFT ||
       L_ALLOC !== BUF_ALLOC || L_INTERIOR !== BUF_INTERIOR || L_MARK !== BUF_MARK ||
+      L_DEFER !== BUF_DEFER ||
       L_NORMAL !== KIND_NORMAL || L_ATOMIC !== KIND_ATOMIC || L_KT !== KIND_TABLE_BYTES
     ) {
       throw new Error("gc/mark.ts: the marker's copies of the layout are out of date");
@@ -172,7 +174,9 @@ export class Marker {
       do at--; while (u8[at] === L_INTERIOR);
       s = u8[at];
     } else if (this.baseOnly && (off & ((1 << shift) - 1)) !== 0) return;
-    if (s !== L_ALLOC) return;
+    // An object whose free was once deferred (core/magazine.ts) is allocated too: the world is
+    // stopped and every deferred free settled. Marking drops the flag.
+    if ((s & ~L_DEFER) !== L_ALLOC) return;
     u8[at] = L_ALLOC | L_MARK;
     const size = i32[(cp + L_CA_BUFSIZE) >> 2];
     this.objects++;
@@ -386,7 +390,7 @@ export class Marker {
    *
    * @param sb the slab
    * @param cp its cache
-   * @param state the state byte wanted
+   * @param state the state byte wanted (an allocated object's deferral flag is not counted)
    * @param f the visitor, given the object's first byte and its size
    */
   eachObject(
@@ -401,7 +405,7 @@ export class Marker {
     const base = i32[(sb + L_SB_BASE) >> 2];
     for (let k = 0, off = 0; k < n; k++, off += chunk) {
       const at = sb + L_SB_STATE + (off >> shift);
-      if (u8[at] === state) f(base + off, size, at);
+      if ((u8[at] & ~L_DEFER) === state) f(base + off, size, at);
     }
   }
 

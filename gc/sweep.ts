@@ -21,6 +21,7 @@
 import type { LeakClass, LeakReport } from "../core/mod.ts";
 import {
   BUF_ALLOC,
+  BUF_DEFER,
   CA_BUFSIZE,
   CA_CHUNK,
   CA_NCHUNKS,
@@ -79,7 +80,7 @@ export function sweep(
     for (let k = 0, off = 0; k < n; k++, off += chunk) {
       const at = states + (off >> shift), st = u8[at];
       if (st === LIVE) u8[at] = BUF_ALLOC;
-      else if (st === BUF_ALLOC) dead[nd++] = base + off;
+      else if ((st & ~BUF_DEFER) === BUF_ALLOC) dead[nd++] = base + off;
     }
     if (nd === 0) return;
     objects += nd;

@@ -32,6 +32,7 @@ import { Heap, type HeapView, UmemError } from "../core/mod.ts";
 import {
   addSlotReclaimer,
   BUF_ALLOC,
+  bufferStateAt,
   CA_BUFSIZE,
   CA_SHIFT,
   PAGE_SHIFT,
@@ -400,7 +401,8 @@ export class ChunkPool {
     const cp = i32[(sb + SB_CACHE) >> 2], off = chunk - i32[(sb + SB_BASE) >> 2];
     const shift = i32[(cp + CA_SHIFT) >> 2];
     return i32[(cp + CA_BUFSIZE) >> 2] === size && off >= 0 &&
-      (off & ((1 << shift) - 1)) === 0 && heap.u8[sb + SB_STATE + (off >> shift)] === BUF_ALLOC;
+      (off & ((1 << shift) - 1)) === 0 &&
+      bufferStateAt(heap, cp, sb + SB_STATE + (off >> shift)) === BUF_ALLOC;
   }
 
   /**

@@ -1,0 +1,181 @@
+/**
+ * The deferred free (core/magazine.ts): a free of the buffer a slot allocated last leaves its
+ * state byte at "allocated" (flagged) and stamps the buffer; every check, reader and mover of
+ * buffers must still see it for what it is, and every misuse must still be caught.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { Heap, inspect, UmemError } from "../mod.ts";
+import { bufferState } from "../core/pagemap.ts";
+import { BUF_ALLOC, BUF_ALLOC_DEFER, BUF_CACHED, SB_STATE } from "../core/slab.ts";
+import { CC_LAST, CC_SIZE, freeStamp } from "../core/magazine.ts";
+import { CA_CPU } from "../core/slab.ts";
+import { sizeCache } from "../core/size_class.ts";
+import { Collector } from "../gc/mod.ts";
+import { throwsKind } from "./helpers.ts";
+
+/**
+ * Allocates a buffer of `size` bytes the way a pair loop does once warm: popped from the
+ * slot's magazine (a fresh heap's first buffer comes from a slab, and its free is not deferred).
+ */
+function popped(heap: Heap, size: number): number {
+  const p = heap.alloc(size);
+  heap.free(p, size);
+  const q = heap.alloc(size);
+  assert.equal(q, p);
+  return q;
+}
+
+/** The raw state byte of buffer `p` and the slot record word `CC_LAST` of `heap`'s slot. */
+function raw(heap: Heap, size: number, p: number): { state: number; last: number } {
+  const cp = sizeCache(heap, size);
+  const sb = heap.i32[(heap.pagemap >> 2) + (p >>> 12)];
+  const at = sb + SB_STATE + ((p - heap.i32[(sb + 4) >> 2]) >> heap.i32[(cp + 128) >> 2]);
+  return {
+    state: heap.u8[at],
+    last: heap.i32[(cp + CA_CPU + heap.slot * CC_SIZE + CC_LAST) >> 2],
+  };
+}
+
+describe("the deferred free", () => {
+  it("an alloc+free pair writes no state byte after the first, and readers see the truth", () => {
+    const heap = Heap.create({ size: 1 << 20 });
+    const p = popped(heap, 64);
+    heap.free(p, 64);
+    // Deferred: the state byte says allocated (flagged), the slot remembers it, p is stamped.
+    assert.equal(raw(heap, 64, p).state, BUF_ALLOC_DEFER);
+    assert.ok(raw(heap, 64, p).last > 0);
+    assert.equal(heap.i32[p >> 2], freeStamp(p));
+    // Every reader sees a cached buffer.
+    assert.equal(bufferState(heap, p), BUF_CACHED);
+    assert.equal(inspect(heap).whatis(p)?.state, "cached");
+    const leaks = inspect(heap).findleaks();
+    assert.equal(leaks.total_buffers, 0, "a deferred buffer is no leak");
+    assert.ok(leaks.cached_skipped >= 1);
+    assert.deepEqual(heap.verify(), []);
+    // The next alloc pops that very round: the stamp is wiped, the state byte left alone.
+    assert.equal(heap.alloc(64), p);
+    assert.equal(raw(heap, 64, p).last, 0);
+    assert.equal(heap.i32[p >> 2], 0);
+    assert.equal(bufferState(heap, p), BUF_ALLOC);
+    assert.equal(inspect(heap).whatis(p)?.state, "allocated");
+    assert.deepEqual(heap.verify(), []);
+    heap.free(p, 64);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("a second free from the same slot is a duplicate free, stamp or no stamp", () => {
+    const heap = Heap.create({ size: 1 << 20 });
+    const p = popped(heap, 64);
+    heap.free(p, 64);
+    assert.equal(raw(heap, 64, p).state, BUF_ALLOC_DEFER);
+    throwsKind(() => heap.free(p, 64), "duplicate-free");
+    heap.i32[p >> 2] = 12345; // a write after free wipes the stamp: CC_LAST still knows
+    throwsKind(() => heap.free(p, 64), "duplicate-free");
+    heap.i32[p >> 2] = freeStamp(p);
+    assert.deepEqual(heap.verify(), []);
+    assert.equal(heap.alloc(64), p, "the magazine holds p once");
+    assert.notEqual(heap.alloc(64), p);
+  });
+
+  it("a second free from another worker's slot is a duplicate free", () => {
+    const heap = Heap.create({ size: 1 << 20 });
+    const other = Heap.attach(heap.buffer); // another worker slot, in this thread
+    const mine = other.alloc(64);
+    other.free(mine, 64); // the other slot has a loaded magazine with room: its fast path
+    other.alloc(64);
+    const p = popped(heap, 64);
+    heap.free(p, 64);
+    assert.equal(raw(heap, 64, p).state, BUF_ALLOC_DEFER);
+    const e = throwsKind(() => other.free(p, 64), "duplicate-free");
+    assert.match((e as UmemError).message, /duplicate free/);
+    assert.deepEqual(heap.verify(), []);
+    // Settled (the slot freed another buffer), the state byte says cached: still refused.
+    const q = heap.alloc(64);
+    assert.equal(q, p);
+    const r = heap.alloc(64);
+    heap.free(q, 64);
+    heap.free(r, 64);
+    assert.equal(raw(heap, 64, q).state, BUF_CACHED);
+    throwsKind(() => other.free(q, 64), "duplicate-free");
+    other.free(mine, 64);
+    assert.deepEqual(heap.verify(), []);
+    other.detach();
+  });
+
+  it("a live buffer whose first word happens to be its stamp is freed like any other", () => {
+    const heap = Heap.create({ size: 1 << 20 });
+    const other = Heap.attach(heap.buffer);
+    const p = heap.alloc(64);
+    const q = heap.alloc(64); // p is no longer the last allocated: its free is not deferred
+    heap.free(q, 64);
+    heap.i32[p >> 2] = freeStamp(p);
+    other.free(p, 64);
+    assert.equal(bufferState(heap, p), BUF_CACHED);
+    assert.deepEqual(heap.verify(), []);
+    other.detach();
+  });
+
+  it("a cache with a constructor never defers: its objects keep every byte", () => {
+    const heap = Heap.create({ size: 1 << 20 });
+    const c = heap.createCache("node", 32, {
+      ctor: (h, b) => {
+        h.i32[b >> 2] = 0x600d;
+      },
+    });
+    const p = c.alloc();
+    c.free(p);
+    assert.equal(heap.i32[p >> 2], 0x600d, "no stamp in a constructed object");
+    assert.equal(c.alloc(), p);
+    assert.equal(heap.i32[p >> 2], 0x600d);
+    c.free(p);
+    throwsKind(() => c.free(p), "duplicate-free");
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("a free through views older than the heap syncs and is checked as any other", () => {
+    const heap = Heap.create({ size: 1 << 20, maxSize: 64 << 20 });
+    const other = Heap.attach(heap.buffer);
+    const old = heap.mapped;
+    const big = other.alloc(4 << 20); // the heap grows in the other slot
+    const ps: number[] = [];
+    while (ps.length < 20000 && (ps.length === 0 || ps[ps.length - 1] < old)) {
+      ps.push(other.alloc(64));
+    }
+    const p = ps[ps.length - 1];
+    assert.ok(p >= old && heap.mapped === old, "p lies past this handle's views");
+    heap.free(p, 64);
+    assert.ok(heap.mapped > old, "the free synced");
+    throwsKind(() => heap.free(p, 64), "duplicate-free");
+    for (const q of ps.slice(0, -1)) other.free(q, 64);
+    other.free(big, 4 << 20);
+    assert.deepEqual(heap.verify(), []);
+    other.detach();
+  });
+
+  it("the collector settles every deferred free before it marks and sweeps", () => {
+    const heap = Heap.create({ size: 4 << 20 });
+    const gc = Collector.create(heap);
+    const root = heap.zalloc(8);
+    gc.addRoots(root, root + 8);
+    const a = gc.malloc(40);
+    gc.free(a);
+    const a2 = gc.malloc(40); // from the magazine now
+    gc.free(a2); // deferred in this slot
+    const b = gc.malloc(40); // the same buffer, popped back
+    assert.equal(b, a);
+    assert.equal(a2, a);
+    assert.ok(gc.isLive(b));
+    heap.i32[root >> 2] = b;
+    const c = gc.realloc(b, 8); // needs b live, through the flagged state
+    heap.i32[root >> 2] = c;
+    gc.free(gc.malloc(40));
+    const e = gc.malloc(40); // the slot's last popped buffer
+    gc.free(e); // deferred while the collection runs: it must not be swept again as garbage
+    gc.collect();
+    assert.ok(!gc.isLive(e));
+    assert.ok(gc.isLive(c), "reachable from the root: kept");
+    assert.deepEqual(heap.verify(), []);
+    gc.detach();
+  });
+});
