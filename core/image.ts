@@ -16,7 +16,11 @@
  * - A {@linkcode HeapView}'s views cover exactly `mapped` bytes. Views are fixed-length (V8
  *   compiles fixed-length views over a growable buffer several times faster than
  *   length-tracking ones), so every entry point calls `sync()`, one load and one compare, and
- *   every lock acquisition re-syncs.
+ *   every lock acquisition re-syncs; but for the alloc and free fast paths (V8's inlining
+ *   budget, magazine.ts): a round of the slot's own magazine lies inside its views (the slow
+ *   paths that bring buffers in sync), and a free of an address past them fails the checks and
+ *   syncs before it reports. A worker that is handed an address by another calls `sync()`
+ *   before it reads the bytes there.
  * - Addresses are byte offsets below 2 GiB, so they are non-negative int32 values.
  *
  * @module
@@ -301,7 +305,10 @@ export class HeapView {
     this.f64 = new Float64Array(this.sab, 0, size >> 3);
   }
 
-  /** Re-maps if another worker grew the heap. One load and one compare. */
+  /**
+   * Re-maps if another worker grew the heap. One load and one compare. Call it before reading
+   * an address another worker handed over: the alloc and free fast paths do not.
+   */
   sync(): void {
     if (this.u32[HDR_SIZE >> 2] !== this.mapped) this.remap();
   }
