@@ -5,7 +5,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { Heap, inspect, UmemError } from "../mod.ts";
+import { Heap, inspect, type UmemError } from "../mod.ts";
 import { bufferState } from "../core/pagemap.ts";
 import { BUF_ALLOC, BUF_ALLOC_DEFER, BUF_CACHED, SB_STATE } from "../core/slab.ts";
 import { CC_LAST, CC_SIZE, freeStamp } from "../core/magazine.ts";
