@@ -40,22 +40,12 @@ import {
   UNINIT_PATTERN,
 } from "./buftag.ts";
 import { debugFree, debugHandOut } from "./debug.ts";
-import { HDR_FIREWALL, HDR_MAXVERIFY, type HeapView, PAGE_SHIFT } from "./image.ts";
-import { cacheAlloc, magazinePush } from "./magazine.ts";
-import {
-  BUF_ALLOC,
-  BUF_CACHED,
-  CA_DEBUG,
-  CA_SHIFT,
-  CA_TAGOFF,
-  SB_BASE,
-  SB_CACHE,
-  SB_STATE,
-} from "./slab.ts";
+import { HDR_FIREWALL, HDR_MAXVERIFY, type HeapView } from "./image.ts";
+import { cacheAlloc, magazinePush, stateAddress } from "./magazine.ts";
+import { BUF_ALLOC, BUF_CACHED, CA_DEBUG, CA_TAGOFF } from "./slab.ts";
 
 // Module-local copies of the layout (V8 folds these, not imported ones; see magazine.ts),
 // checked by checkDebugQuickLayout() when a heap handle is made.
-const Q_PAGE_SHIFT = 12, Q_SB_STATE = 40, Q_SB_BASE = 4, Q_SB_CACHE = 0, Q_CA_SHIFT = 128;
 const Q_CA_DEBUG = 196, Q_CA_TAGOFF = 200, Q_BUF_ALLOC = 1, Q_BUF_CACHED = 2;
 const Q_BT_REDZONE_W = 0, Q_BT_SIZE_W = 1, Q_BT_BXSTAT_W = 2, Q_HDR_MAXVERIFY_W = 44;
 const Q_DBG_CONTENTS = 2, Q_REDZONE_BYTE = 0xbb;
@@ -80,8 +70,7 @@ const QUICK_FLAGS = DBG_GUARDS | DBG_CONTENTS | DBG_VERBOSE | DBG_FIREWALL;
 /** Checks the module-local copies of the layout against the declarations. */
 export function checkDebugQuickLayout(): void {
   if (
-    Q_PAGE_SHIFT !== PAGE_SHIFT || Q_SB_STATE !== SB_STATE || Q_SB_BASE !== SB_BASE ||
-    Q_SB_CACHE !== SB_CACHE || Q_CA_SHIFT !== CA_SHIFT || Q_CA_DEBUG !== CA_DEBUG ||
+    Q_CA_DEBUG !== CA_DEBUG ||
     Q_CA_TAGOFF !== CA_TAGOFF || Q_BUF_ALLOC !== BUF_ALLOC || Q_BUF_CACHED !== BUF_CACHED ||
     Q_BT_REDZONE_W !== BT_REDZONE >> 2 || Q_BT_SIZE_W !== BT_SIZE >> 2 ||
     Q_BT_BXSTAT_W !== BT_BXSTAT >> 2 || !patternsDoubled() ||
@@ -133,15 +122,7 @@ export function debugAllocQuick(h: HeapView, cp: number, size: number): number {
  * @throws {HeapCorruptionError} naming the kind of misuse or corruption
  */
 export function debugFreeQuick(h: HeapView, cp: number, buf: number, size: number): void {
-  const i32 = h.i32;
-  let at = 0;
-  if ((buf | 0) === buf && buf > 0 && buf < h.mapped) {
-    const sb = i32[(h.pagemap >> 2) + (buf >>> Q_PAGE_SHIFT)];
-    if (sb !== 0 && i32[(sb + Q_SB_CACHE) >> 2] === cp) {
-      const shift = i32[(cp + Q_CA_SHIFT) >> 2], off = buf - i32[(sb + Q_SB_BASE) >> 2];
-      if (off >= 0 && (off >> shift) << shift === off) at = sb + Q_SB_STATE + (off >> shift);
-    }
-  }
+  const i32 = h.i32, at = stateAddress(h, cp, buf);
   const u8 = h.u8, tag = buf + i32[(cp + Q_CA_TAGOFF) >> 2], t = tag >> 2;
   if (
     at === 0 || u8[at] !== Q_BUF_ALLOC || i32[t + Q_BT_BXSTAT_W] !== (buf ^ Q_ALLOC_MAGIC) ||
