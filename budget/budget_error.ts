@@ -17,6 +17,7 @@
  */
 
 import { UmemError } from "../core/mod.ts";
+import { checkSize } from "../core/internal.ts";
 import { MAX_ALLOC } from "./layout.ts";
 
 /**
@@ -109,16 +110,12 @@ export function checkRequest(fn: string, size: unknown): number {
 
 /**
  * Checks that `n` is a whole number in [min, max]; throws `invalid-argument` naming the
- * function and the parameter otherwise.
+ * function and the parameter otherwise (the core's check, as sbo uses it too).
  */
-export function checkWhole(fn: string, what: string, n: unknown, min: number, max: number): number {
-  if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) {
-    throw new UmemError(
-      "invalid-argument",
-      `${fn}: ${what} ${
-        typeof n === "number" ? String(n) : typeof n
-      } is not a whole number in [${min}, ${max}]`,
-    );
-  }
-  return n;
-}
+export const checkWhole: (
+  fn: string,
+  what: string,
+  n: unknown,
+  min: number,
+  max: number,
+) => number = checkSize;

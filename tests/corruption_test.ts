@@ -11,7 +11,8 @@
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { CorruptImageError, Heap, HeapCorruptionError, inspect, UmemError } from "../mod.ts";
+import { corruption } from "./helpers.ts";
+import { CorruptImageError, Heap, inspect, UmemError } from "../mod.ts";
 import { BT_A_SLOT, BT_BXSTAT, BT_REDZONE } from "../core/buftag.ts";
 import {
   CA_LINKOFF,
@@ -32,17 +33,6 @@ import { sizeCache } from "../core/size_class.ts";
 /** A heap that ignores the environment; short lock waits, so a lock left held cannot stall. */
 function mk(debug: string): Heap {
   return Heap.create({ size: 1 << 20, debug, logging: "", options: "", lockTimeout: 50 });
-}
-
-/** Runs `f`, expects a HeapCorruptionError, and returns it. */
-function corruption(f: () => unknown): HeapCorruptionError {
-  try {
-    f();
-  } catch (e) {
-    assert.ok(e instanceof HeapCorruptionError, `expected a HeapCorruptionError, got ${e}`);
-    return e;
-  }
-  assert.fail("no error was raised");
 }
 
 /** The address of the buffer tag of sized buffer `p` of `size` bytes. */

@@ -5,24 +5,14 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { Heap, HeapCorruptionError, UmemError } from "../mod.ts";
+import { corruption } from "./helpers.ts";
+import { Heap, UmemError } from "../mod.ts";
 import { BT_BXSTAT } from "../core/buftag.ts";
 import { CA_TAGOFF } from "../core/slab.ts";
 import { sizeCache } from "../core/size_class.ts";
 import { ringRecords, TX_BUF, TX_OP, TXOP_ALLOC, TXOP_FREE } from "../core/log.ts";
 import { HDR_CTLOG, HDR_FAILLOG, HDR_TXLOG } from "../core/image.ts";
 import { parseDebug, parseLogging, parseOptions } from "../core/options.ts";
-
-/** Runs `f`, expects a HeapCorruptionError, and returns it. */
-function corruption(f: () => unknown): HeapCorruptionError {
-  try {
-    f();
-  } catch (e) {
-    assert.ok(e instanceof HeapCorruptionError, `expected a HeapCorruptionError, got ${e}`);
-    return e;
-  }
-  assert.fail("no error was raised");
-}
 
 const debugHeap = (debug = "default", logging = "") =>
   Heap.create({ size: 4 << 20, debug, logging });

@@ -4,7 +4,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Heap, type HeapOptions, UmemError } from "../mod.ts";
+import { Heap, HeapCorruptionError, type HeapOptions, UmemError } from "../mod.ts";
 
 /**
  * A heap that ignores UMEM_DEBUG, UMEM_LOGGING and UMEM_OPTIONS in the environment, so that a
@@ -63,4 +63,15 @@ export async function withWorkers<T>(
     clearTimeout(timer);
     for (const w of ws) w.terminate();
   }
+}
+
+/** Runs `f`, expects a HeapCorruptionError, and returns it. */
+export function corruption(f: () => unknown): HeapCorruptionError {
+  try {
+    f();
+  } catch (e) {
+    assert.ok(e instanceof HeapCorruptionError, `expected a HeapCorruptionError, got ${e}`);
+    return e;
+  }
+  assert.fail("no error was raised");
 }

@@ -16,27 +16,20 @@ import {
   PAGE,
   parseWalk,
   POLICIES,
-  SLOT,
-  step,
   throwsKind,
+  vmemTarget,
   World,
 } from "./fuzz/vmem_fuzz.ts";
 
 describe("vmem: model test", () => {
   it("random operation sequences over several arenas match the model", () => {
     fc.assert(
-      fc.property(fc.array(opArb, { minLength: 1, maxLength: 80, size: "max" }), (ops) => {
-        const w = new World();
-        // Always at least one arena of each kind besides the heap's.
-        w.create(8, SLOT, 64 * 64);
-        w.createImport(w.root, 64, 0);
-        w.check();
-        for (const op of ops) {
-          step(w, op);
-          w.check();
-        }
-        w.drain();
-      }),
+      // The fuzzer's run: an arena of each kind besides the heap's, the model checked after
+      // every operation, everything drained at the end.
+      fc.property(
+        fc.array(opArb, { minLength: 1, maxLength: 80, size: "max" }),
+        (ops) => vmemTarget.run(ops),
+      ),
       { seed: 42, numRuns: 300 },
     );
   });
