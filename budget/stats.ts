@@ -192,6 +192,19 @@ export function grandTotal(s: MemoryContextStats): MemoryContextCounters {
   return t;
 }
 
+/** The sum of the figures of several subtrees. */
+function totalOf(nodes: MemoryContextStats[]): MemoryContextCounters {
+  const t: MemoryContextCounters = {
+    blocks: 0,
+    totalBytes: 0,
+    freeBytes: 0,
+    freeChunks: 0,
+    usedBytes: 0,
+  };
+  for (const c of nodes) add(t, grandTotal(c));
+  return t;
+}
+
 /** `T total in B blocks; F free (C chunks); U used`, as aset.c's stats line. */
 function figures(c: MemoryContextCounters): string {
   return `${c.totalBytes} total in ${c.blocks} blocks; ` +
@@ -211,14 +224,7 @@ export function formatStats(s: MemoryContextStats, maxChildren: number, maxLevel
     lines.push(`${indent}${n.name}: ${figures(n)}`);
     if (n.children.length === 0) return;
     if (level >= maxLevel) {
-      const rest: MemoryContextCounters = {
-        blocks: 0,
-        totalBytes: 0,
-        freeBytes: 0,
-        freeChunks: 0,
-        usedBytes: 0,
-      };
-      for (const c of n.children) add(rest, grandTotal(c));
+      const rest = totalOf(n.children);
       lines.push(
         `${indent}  ${n.children.length} more child contexts containing ${figures(rest)}`,
       );
@@ -227,14 +233,7 @@ export function formatStats(s: MemoryContextStats, maxChildren: number, maxLevel
     n.children.slice(0, maxChildren).forEach((c) => walk(c, level + 1));
     const more = n.children.slice(maxChildren);
     if (more.length > 0) {
-      const rest: MemoryContextCounters = {
-        blocks: 0,
-        totalBytes: 0,
-        freeBytes: 0,
-        freeChunks: 0,
-        usedBytes: 0,
-      };
-      for (const c of more) add(rest, grandTotal(c));
+      const rest = totalOf(more);
       lines.push(`${indent}  ${more.length} more child contexts containing ${figures(rest)}`);
     }
   };

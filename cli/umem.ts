@@ -28,7 +28,7 @@ import process from "node:process";
 import { formatTransaction } from "../core/debug.ts";
 import { hex } from "../core/errors.ts";
 import { figuresLine, renderMap } from "./map.ts";
-import { PROFILE_COMMANDS, PROFILE_USAGE, profileCommand } from "../profile/cli.ts";
+import { PROFILE_COMMANDS, PROFILE_USAGE, profileCommand, readFailure } from "../profile/cli.ts";
 
 /** Where `main` writes: the console by default. */
 export interface Output {
@@ -232,15 +232,7 @@ function open(path: string): Snapshot {
     return readSnapshot(path);
   } catch (e) {
     if (e instanceof CorruptImageError) throw e;
-    const err = e as { code?: string; message?: string };
-    const why = err.code === "ENOENT"
-      ? "no such file"
-      : err.code === "EISDIR"
-      ? "is a directory"
-      : err.code === "EACCES" || err.code === "EPERM"
-      ? "permission denied"
-      : String(err.message ?? e).split("\n")[0];
-    throw new UsageError(`cannot read ${path}: ${why}`);
+    throw new UsageError(`cannot read ${path}: ${readFailure(e)}`);
   }
 }
 

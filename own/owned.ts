@@ -36,7 +36,7 @@
  * @module
  */
 
-import { Cache, UmemError, type UmemErrorKind } from "../core/mod.ts";
+import { Cache, type Heap, UmemError, type UmemErrorKind } from "../core/mod.ts";
 import { hex } from "../core/internal.ts";
 import { describe, detail, type OwnContext } from "./context.ts";
 import { Bias, INERT_BIAS, Ref, RefMut } from "./guard.ts";
@@ -408,33 +408,11 @@ export class Owned {
       if (s < 0) return this.inert(mut);
       if (mut ? (s & (OS_COUNT | OS_MUT)) !== 0 : (s & OS_MUT) !== 0) {
         if (tryOnly) return undefined;
-        const d = detail(ctx.heap, this.rec, s, ctx.full, OR_BORROW_STACK);
-        ctx.worker.fail(
-          mut
-            ? new BorrowMutError(
-              `${fn}: buffer ${hex(this.addr)} already borrowed (${describe(s)}): BorrowMutError` +
-                at("latest borrow", d.conflictStack),
-              this.addr,
-              d,
-            )
-            : new BorrowError(
-              `${fn}: buffer ${hex(this.addr)} already mutably borrowed: BorrowError` +
-                at("mutable borrow", d.conflictStack),
-              this.addr,
-              d,
-            ),
-        );
+        ctx.worker.fail(conflictError(ctx, this.rec, s, fn, this.addr, mut));
         return this.inert(mut);
       }
       if (!mut && (s & OS_COUNT) === OS_COUNT) {
-        ctx.worker.fail(
-          new OwnershipError(
-            "borrow-conflict",
-            `${fn}: buffer ${hex(this.addr)} has ${OS_COUNT} shared borrows, the most it can count`,
-            this.addr,
-            detail(ctx.heap, this.rec, s, false, -1),
-          ),
-        );
+        ctx.worker.fail(countFullError(ctx.heap, this.rec, s, fn, this.addr));
         return this.inert(mut);
       }
       if (Atomics.compareExchange(i32, i, s, mut ? s | OS_MUT : s + 1) === s) {
@@ -1077,27 +1055,9 @@ export class Shared {
         );
       } else if (mut ? (s & (OS_COUNT | OS_MUT)) !== 0 : (s & OS_MUT) !== 0) {
         if (tryOnly) return undefined;
-        const d = detail(h, this.rec, s, ctx.full, OR_BORROW_STACK);
-        e = mut
-          ? new BorrowMutError(
-            `${fn}: buffer ${hex(this.addr)} already borrowed (${describe(s)}): BorrowMutError` +
-              at("latest borrow", d.conflictStack),
-            this.addr,
-            d,
-          )
-          : new BorrowError(
-            `${fn}: buffer ${hex(this.addr)} already mutably borrowed: BorrowError` +
-              at("mutable borrow", d.conflictStack),
-            this.addr,
-            d,
-          );
+        e = conflictError(ctx, this.rec, s, fn, this.addr, mut);
       } else if (!mut && (s & OS_COUNT) === OS_COUNT) {
-        e = new OwnershipError(
-          "borrow-conflict",
-          `${fn}: buffer ${hex(this.addr)} has ${OS_COUNT} shared borrows, the most it can count`,
-          this.addr,
-          detail(h, this.rec, s, false, -1),
-        );
+        e = countFullError(h, this.rec, s, fn, this.addr);
       }
       if (e !== undefined) {
         ctx.worker.fail(e);
@@ -1147,6 +1107,50 @@ export class Shared {
   [Symbol.dispose](): void {
     this.release();
   }
+}
+
+/**
+ * Rust's error for a borrow of the buffer at `addr` (record `rec`, state word `s`) that
+ * conflicts with the borrows out: `BorrowMutError` for a mutable one, else `BorrowError`.
+ */
+function conflictError(
+  ctx: OwnContext,
+  rec: number,
+  s: number,
+  fn: string,
+  addr: number,
+  mut: boolean,
+): OwnershipError {
+  const d = detail(ctx.heap, rec, s, ctx.full, OR_BORROW_STACK);
+  return mut
+    ? new BorrowMutError(
+      `${fn}: buffer ${hex(addr)} already borrowed (${describe(s)}): BorrowMutError` +
+        at("latest borrow", d.conflictStack),
+      addr,
+      d,
+    )
+    : new BorrowError(
+      `${fn}: buffer ${hex(addr)} already mutably borrowed: BorrowError` +
+        at("mutable borrow", d.conflictStack),
+      addr,
+      d,
+    );
+}
+
+/** The error for a shared borrow past the most the state word can count. */
+function countFullError(
+  heap: Heap,
+  rec: number,
+  s: number,
+  fn: string,
+  addr: number,
+): OwnershipError {
+  return new OwnershipError(
+    "borrow-conflict",
+    `${fn}: buffer ${hex(addr)} has ${OS_COUNT} shared borrows, the most it can count`,
+    addr,
+    detail(heap, rec, s, false, -1),
+  );
 }
 
 /** The stack text of a report, indented, or "" when there is none. */

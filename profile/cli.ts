@@ -88,15 +88,7 @@ export function openTrace(path: string): Trace {
     const b = readFileSync(path);
     bytes = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   } catch (e) {
-    const err = e as { code?: string; message?: string };
-    const why = err.code === "ENOENT"
-      ? "no such file"
-      : err.code === "EISDIR"
-      ? "is a directory"
-      : err.code === "EACCES" || err.code === "EPERM"
-      ? "permission denied"
-      : String(err.message ?? e).split("\n")[0];
-    throw new ProfileUsageError(`cannot read ${path}: ${why}`);
+    throw new ProfileUsageError(`cannot read ${path}: ${readFailure(e)}`);
   }
   const magic = bytes.length >= 4
     ? new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true)
@@ -259,4 +251,22 @@ function replayTrace(args: readonly string[], out: ProfileOutput): number {
     out.log(formatReplayTable(results));
   }
   return 0;
+}
+
+/**
+ * Why reading a file failed, in a few words for a command line's one-line error: the common
+ * `code`s named, else the first line of the message.
+ *
+ * @param e what the read threw
+ * @returns "no such file", "is a directory", "permission denied" or the message's first line
+ */
+export function readFailure(e: unknown): string {
+  const err = e as { code?: string; message?: string };
+  return err.code === "ENOENT"
+    ? "no such file"
+    : err.code === "EISDIR"
+    ? "is a directory"
+    : err.code === "EACCES" || err.code === "EPERM"
+    ? "permission denied"
+    : String(err.message ?? e).split("\n")[0];
 }

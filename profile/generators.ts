@@ -70,6 +70,16 @@ function start(
   };
 }
 
+/** Records the free of a live block chosen at random, and forgets it (the last takes its place). */
+function freeOneAtRandom(b: TraceBuilder, rand: () => number, live: number[], sizes: number[]) {
+  const i = Math.floor(rand() * live.length);
+  b.free(live[i], sizes[i], API_LIBC);
+  live[i] = live[live.length - 1];
+  sizes[i] = sizes[sizes.length - 1];
+  live.pop();
+  sizes.pop();
+}
+
 /**
  * A `gawk`-like trace: `700000 × scale` short-lived small allocations, a third of them grown
  * by resizes, freed in random order while a live set of a few to tens stays.
@@ -107,12 +117,7 @@ export function gawkTrace(options: GeneratorOptions = {}): Trace {
     sizes.push(size);
     if (k % 5000 === 0) target = 4 + Math.floor(rand() * 60);
     while (live.length > target) {
-      const i = Math.floor(rand() * live.length);
-      b.free(live[i], sizes[i], API_LIBC);
-      live[i] = live[live.length - 1];
-      sizes[i] = sizes[sizes.length - 1];
-      live.pop();
-      sizes.pop();
+      freeOneAtRandom(b, rand, live, sizes);
     }
   }
   for (let i = 0; i < live.length; i++) b.free(live[i], sizes[i], API_LIBC);
@@ -139,12 +144,7 @@ export function dbTrace(options: GeneratorOptions = {}): Trace {
   const live: number[] = [], sizes: number[] = [];
   for (let k = 0; k < n; k++) {
     if (live.length > 0 && rand() < 0.1) {
-      const i = Math.floor(rand() * live.length);
-      b.free(live[i], sizes[i], API_LIBC);
-      live[i] = live[live.length - 1];
-      sizes[i] = sizes[sizes.length - 1];
-      live.pop();
-      sizes.pop();
+      freeOneAtRandom(b, rand, live, sizes);
     } else {
       const size = Math.round(16 * Math.pow(128, rand()));
       const p = next();

@@ -61,11 +61,12 @@ function creditSite(bk: Blocks, i: number, n: number): void {
   u32[(e + SE_BUSY) >> 2] -= n;
 }
 
-/** Writes the trailer of profile block `b`. */
+/** Writes the trailer of profile block `b` (`n` bytes for `site`) and charges them to the site. */
 function stamp(bk: Blocks, b: number, n: number, site: number): void {
   const end = b + bk.bsize(b);
   bk.u32[(end - TR_SIZE) >> 2] = n;
   bk.u32[(end - TR_SITE) >> 2] = site;
+  charge(bk, site, n);
 }
 
 /** The Vmprofile method. */
@@ -75,9 +76,7 @@ export const profile: Method = {
   alloc(c, size) {
     const bk = c.bk, b = bestAllocBlock(bk, blockSize(size + TR_BYTES));
     if (b === 0) return 0;
-    const site = c.siteIndex();
-    stamp(bk, b, size, site);
-    charge(bk, site, size);
+    stamp(bk, b, size, c.siteIndex());
     return b + BK_HDR;
   },
   free(c, ptr) {
@@ -101,9 +100,7 @@ export const profile: Method = {
     );
     if (nb === 0) return 0; // the block is as it was
     creditSite(bk, oldSite, n);
-    const site = c.siteIndex();
-    stamp(bk, nb, size, site);
-    charge(bk, site, size);
+    stamp(bk, nb, size, c.siteIndex());
     return nb + BK_HDR;
   },
   size(c, ptr) {
