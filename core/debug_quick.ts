@@ -62,8 +62,8 @@ function patternsDoubled(): boolean {
 }
 
 /**
- * The debugging flags the fast path serves. Any other (audit, the logs, the firewall's own
- * flag is fine since sizes at or above it are never sent here) sends every call to debug.ts.
+ * The debugging flags the fast path serves: guards, contents, verbose, and the firewall (sizes
+ * at or above it never come here). Any other (audit, the logs) sends every call to debug.ts.
  */
 const QUICK_FLAGS = DBG_GUARDS | DBG_CONTENTS | DBG_VERBOSE | DBG_FIREWALL;
 

@@ -16,7 +16,7 @@
  * - A {@linkcode HeapView}'s views cover exactly `mapped` bytes. Views are fixed-length (V8
  *   compiles fixed-length views over a growable buffer several times faster than
  *   length-tracking ones), so every entry point calls `sync()`, one load and one compare, and
- *   every lock acquisition re-syncs; but for the alloc and free fast paths (V8's inlining
+ *   a contended lock acquisition re-syncs; but for the alloc and free fast paths (V8's inlining
  *   budget, magazine.ts): a round of the slot's own magazine lies inside its views (the slow
  *   paths that bring buffers in sync), and a free of an address past them fails the checks and
  *   syncs before it reports. A worker that is handed an address by another calls `sync()`

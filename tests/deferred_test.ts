@@ -7,9 +7,17 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Heap, inspect, type UmemError } from "../mod.ts";
 import { bufferState } from "../core/pagemap.ts";
-import { BUF_ALLOC, BUF_ALLOC_DEFER, BUF_CACHED, SB_STATE } from "../core/slab.ts";
+import {
+  BUF_ALLOC,
+  BUF_ALLOC_DEFER,
+  BUF_CACHED,
+  CA_CPU,
+  CA_SHIFT,
+  SB_BASE,
+  SB_STATE,
+} from "../core/slab.ts";
 import { CC_LAST, CC_SIZE, freeStamp } from "../core/magazine.ts";
-import { CA_CPU } from "../core/slab.ts";
+import { PAGE_SHIFT } from "../core/image.ts";
 import { sizeCache } from "../core/size_class.ts";
 import { Collector } from "../gc/mod.ts";
 import { throwsKind } from "./helpers.ts";
@@ -29,8 +37,9 @@ function popped(heap: Heap, size: number): number {
 /** The raw state byte of buffer `p` and the slot record word `CC_LAST` of `heap`'s slot. */
 function raw(heap: Heap, size: number, p: number): { state: number; last: number } {
   const cp = sizeCache(heap, size);
-  const sb = heap.i32[(heap.pagemap >> 2) + (p >>> 12)];
-  const at = sb + SB_STATE + ((p - heap.i32[(sb + 4) >> 2]) >> heap.i32[(cp + 128) >> 2]);
+  const sb = heap.i32[(heap.pagemap >> 2) + (p >>> PAGE_SHIFT)];
+  const at = sb + SB_STATE +
+    ((p - heap.i32[(sb + SB_BASE) >> 2]) >> heap.i32[(cp + CA_SHIFT) >> 2]);
   return {
     state: heap.u8[at],
     last: heap.i32[(cp + CA_CPU + heap.slot * CC_SIZE + CC_LAST) >> 2],
@@ -148,6 +157,27 @@ describe("the deferred free", () => {
     assert.ok(heap.mapped > old, "the free synced");
     throwsKind(() => heap.free(p, 64), "duplicate-free");
     for (const q of ps.slice(0, -1)) other.free(q, 64);
+    other.free(big, 4 << 20);
+    assert.deepEqual(heap.verify(), []);
+    other.detach();
+  });
+
+  it("an alloc that brings in a buffer past this handle's views syncs before it returns", () => {
+    const heap = Heap.create({ size: 1 << 20, maxSize: 64 << 20 });
+    const other = Heap.attach(heap.buffer);
+    const old = heap.mapped;
+    const big = other.alloc(4 << 20); // the heap grows in the other slot
+    const ps: number[] = [];
+    // The alloc fast path does not sync: each new slab comes through the slow path, which does.
+    while (ps.length < 20000 && (ps.length === 0 || ps[ps.length - 1] < old)) {
+      const p = heap.alloc(96);
+      assert.ok(p + 96 <= heap.mapped, `buffer ${p} lies inside this handle's views`);
+      heap.u8[p + 95] = 7;
+      assert.equal(heap.u8[p + 95], 7);
+      ps.push(p);
+    }
+    assert.ok(ps[ps.length - 1] >= old, "a buffer from the grown part was handed out");
+    for (const p of ps) heap.free(p, 96);
     other.free(big, 4 << 20);
     assert.deepEqual(heap.verify(), []);
     other.detach();
