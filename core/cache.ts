@@ -418,7 +418,7 @@ export class Cache {
   free(ptr: number): void {
     const h = this.heap;
     // No sync() here: a free of an address past this worker's views fails cacheFree's checks,
-    // and cacheFree syncs before it reports (the budget of V8's inliner, magazine.ts).
+    // and cacheFreeSlow syncs before it reports (the budget of V8's inliner, magazine.ts).
     if (h.i32[(this.addr + FP_CA_ID) >> 2] !== this.id) {
       checkCacheId(h, this.addr, this.id, "umem_cache_free");
     }

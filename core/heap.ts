@@ -132,7 +132,6 @@ import {
   laySizeTable,
   oversizeBytes,
   SIZE_TABLE_BYTES,
-  SIZE_TABLE_LARGE_OFF,
   sizeCache,
   UMEM_MAXBUF,
   UMEM_SIZE_CLASSES,
@@ -152,7 +151,7 @@ import {
 // The word index of HDR_SIZE, module-local so that V8 folds it into alloc and free (see
 // magazine.ts), checked with the rest of the fast path's copies when a handle is made; and,
 // for sizes past the first table, UMEM_MAXBUF and the word offset of the second table.
-const FP_HDR_SIZE_WORD = 3, FP_MAXBUF = 131072, FP_LARGE_TABLE_W = 129;
+const FP_HDR_SIZE_WORD = 3, FP_MAXBUF = 131072;
 
 /** Writes the debugging and logging settings into a new image and lays the logs. */
 function layDebug(
@@ -345,8 +344,7 @@ export class Heap extends HeapView {
     checkFastPathLayout();
     checkDebugQuickLayout();
     if (
-      FP_HDR_SIZE_WORD !== HDR_SIZE >> 2 || FP_MAXBUF !== UMEM_MAXBUF ||
-      FP_LARGE_TABLE_W !== SIZE_TABLE_LARGE_OFF >> 2
+      FP_HDR_SIZE_WORD !== HDR_SIZE >> 2 || FP_MAXBUF !== UMEM_MAXBUF
     ) throw new Error("core/heap.ts: the fast path's copies of the layout are out of date");
     this.ccOff = CA_CPU + slot * CC_SIZE;
     this.vmem = new Vmem(this, this.u32[HDR_ROOT_ARENA >> 2]);
@@ -655,9 +653,8 @@ export class Heap extends HeapView {
   alloc(size: number): number {
     // No sync() here: a round from this slot's magazine lies inside its views, and the slow
     // paths that bring in buffers from elsewhere sync (the budget of V8's inliner, magazine.ts).
-    if (size > 0 && size <= 1024 && (size | 0) === size) {
-      const cp = this.i32[this.sizeTab + ((size + 7) >> 3)];
-      return this.intercepting ? this.allocIntercepted(cp, size) : cacheAlloc(this, cp);
+    if (size > 0 && size <= FP_MAXBUF && (size | 0) === size && !this.intercepting) {
+      return cacheAlloc(this, this.i32[this.sizeTab + ((size + 7) >> 3)]);
     }
     return this.allocSlow(size);
   }
@@ -679,11 +676,10 @@ export class Heap extends HeapView {
       : debugAlloc(this, cp, size, Heap.prototype.alloc);
   }
 
-  /** Sizes past the first table, bad sizes and the oversize arena; then the hooks. */
+  /** A heap that debugs or has hooks, bad sizes and the oversize arena. */
   private allocSlow(size: number): number {
-    // The second table's sizes (above 1 KiB, to 128 KiB) go straight to their cache.
-    if (size > 1024 && size <= FP_MAXBUF && (size | 0) === size && !this.intercepting) {
-      return cacheAlloc(this, this.i32[this.sizeTab + FP_LARGE_TABLE_W + ((size + 255) >> 8)]);
+    if (size > 0 && size <= 1024 && (size | 0) === size && this.intercepting) {
+      return this.allocIntercepted(this.i32[this.sizeTab + ((size + 7) >> 3)], size);
     }
     return this.allocOther(size);
   }
@@ -769,19 +765,19 @@ export class Heap extends HeapView {
    * ```
    */
   free(ptr: number, size: number): void {
-    // No sync() on the fast path: cacheFree syncs before it refuses an address past this
+    // No sync() on the fast path: cacheFreeSlow syncs before it refuses an address past this
     // worker's views (the budget of V8's inliner, magazine.ts); freeSlow syncs first.
     // A heap that debugs or has hooks takes freeSlow for every size: the fast path stays
     // small enough for V8 to inline alloc and free together (see cacheFree).
-    // (free(0, n) does nothing: cacheFree lets a 0 from umem_free go, off its fast path.)
-    if (size > 0 && size <= 1024 && (size | 0) === size && this.checkedFast) {
+    // (free(0, n) does nothing: cacheFreeSlow lets a 0 from umem_free go, off the fast path.)
+    if (size > 0 && size <= FP_MAXBUF && (size | 0) === size && this.checkedFast) {
       cacheFreeChecked(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, "umem_free");
       return;
     }
     this.freeSlow(ptr, size);
   }
 
-  /** Every free off the fast path. Kept small: V8 inlines it into `free`. */
+  /** Every free off the fast path: a heap that trusts, debugs or has hooks; bad sizes. */
   private freeSlow(ptr: number, size: number): void {
     if (this.trust && !this.intercepting && size > 0 && size <= 1024 && (size | 0) === size) {
       return trustFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr);
@@ -801,7 +797,7 @@ export class Heap extends HeapView {
   /** The second table's sizes (above 1 KiB, to 128 KiB) go straight to their cache. */
   private freeLarge(ptr: number, size: number): void {
     if (size > 1024 && size <= FP_MAXBUF && (size | 0) === size && ptr !== 0) {
-      const cp = this.i32[this.sizeTab + FP_LARGE_TABLE_W + ((size + 255) >> 8)];
+      const cp = this.i32[this.sizeTab + ((size + 7) >> 3)];
       return cacheFree(this, cp, ptr, "umem_free");
     }
     this.freeOther(ptr, size);

@@ -32,7 +32,7 @@ import { CorruptImageError, hex, UmemError } from "./errors.ts";
 /** "UMEM" as a little-endian word. */
 export const HDR_MAGIC_VALUE = 0x4d454d55;
 /** The image format version this code reads and writes. */
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
 /** The page size: the quantum of the root arena, the unit of slabs and of the page map. */
 export const PAGE_SIZE = 4096;
 /** log2 of {@linkcode PAGE_SIZE}. */

@@ -2,9 +2,9 @@
  * Sized allocation, as `umem_alloc`: a table of size-class caches and an oversize arena.
  *
  * Theory. Sizes up to 131072 bytes map to libumem's 49 size classes (`umem_alloc_8` …
- * `umem_alloc_131072`) through two lookup tables in the image, with no search: sizes up to
- * 1024 by `(size + 7) >> 3`, larger ones by `(size + 255) >> 8` (every class above 1024 is a
- * multiple of 256, so each gets its exact smallest fitting class). Larger sizes go to the
+ * `umem_alloc_131072`) through one lookup table in the image, with no search, indexed by
+ * `(size + 7) >> 3` as libumem's `umem_alloc_table` (16,385 words: 64 KiB of metadata, so that
+ * the fast path takes any cached size with one load and one call). Larger sizes go to the
  * `umem_oversize` arena, which imports pages from the heap's arena.
  *
  * Invariants. Table entry i names the smallest class whose size is at least the largest size
@@ -72,14 +72,14 @@ export const UMEM_SIZE_CLASSES: readonly number[] = [
 
 /** The largest size served by a size-class cache. */
 export const UMEM_MAXBUF = 131072;
-/** Entries of the small table (sizes ≤ 1024, step 8). */
-export const SIZE_TABLE_SMALL = 129;
-/** Entries of the large table (sizes ≤ 131072, step 256). */
-export const SIZE_TABLE_LARGE = 513;
-/** Offset of the large table inside the size table. */
-export const SIZE_TABLE_LARGE_OFF = SIZE_TABLE_SMALL * 4;
+/**
+ * Entries of the size table: one per 8 bytes up to `UMEM_MAXBUF`, indexed by `(size + 7) >> 3`,
+ * as libumem's `umem_alloc_table` (entry 0 unused), so that the fast path finds any cached
+ * size's cache with one load.
+ */
+export const SIZE_TABLE_ENTRIES = (131072 >> 3) + 1;
 /** Bytes of the size table. */
-export const SIZE_TABLE_BYTES = (SIZE_TABLE_SMALL + SIZE_TABLE_LARGE) * 4;
+export const SIZE_TABLE_BYTES = SIZE_TABLE_ENTRIES * 4;
 
 /** The alignment of a size class. */
 export function classAlign(size: number): number {
@@ -95,21 +95,15 @@ export function classSize(size: number): number {
 /** Fills the size table at `table` given each class's cache address. */
 export function laySizeTable(h: HeapView, table: number, caches: readonly number[]): void {
   const byClass = (size: number) => caches[UMEM_SIZE_CLASSES.indexOf(classSize(size))];
-  for (let i = 0; i < SIZE_TABLE_SMALL; i++) {
+  for (let i = 0; i < SIZE_TABLE_ENTRIES; i++) {
     h.i32[(table >> 2) + i] = i === 0 ? 0 : byClass(i * 8);
-  }
-  for (let i = 0; i < SIZE_TABLE_LARGE; i++) {
-    h.i32[((table + SIZE_TABLE_LARGE_OFF) >> 2) + i] = i === 0 ? 0 : byClass(i * 256);
   }
   h.i32[HDR_SIZE_TABLE >> 2] = table;
 }
 
 /** The size-class cache for `size` (1 ≤ size ≤ UMEM_MAXBUF, a whole number). */
 export function sizeCache(h: HeapView, size: number): number {
-  const t = h.i32[HDR_SIZE_TABLE >> 2];
-  return size <= 1024
-    ? h.i32[(t >> 2) + ((size + 7) >> 3)]
-    : h.i32[((t + SIZE_TABLE_LARGE_OFF) >> 2) + ((size + 255) >> 8)];
+  return h.i32[(h.i32[HDR_SIZE_TABLE >> 2] >> 2) + ((size + 7) >> 3)];
 }
 
 /** The oversize arena's record. */
