@@ -17,7 +17,6 @@
  */
 
 import { UmemError } from "../core/mod.ts";
-import { checkSize } from "../core/internal.ts";
 import { MAX_ALLOC } from "./layout.ts";
 
 /**
@@ -107,15 +106,3 @@ export function checkRequest(fn: string, size: unknown): number {
   }
   return size;
 }
-
-/**
- * Checks that `n` is a whole number in [min, max]; throws `invalid-argument` naming the
- * function and the parameter otherwise (the core's check, as sbo uses it too).
- */
-export const checkWhole: (
-  fn: string,
-  what: string,
-  n: unknown,
-  min: number,
-  max: number,
-) => number = checkSize;

@@ -46,7 +46,7 @@ import {
   keeperBytes,
   reallocChunk,
 } from "./alloc_set.ts";
-import { checkWhole } from "./budget_error.ts";
+import { checkSize } from "../core/internal.ts";
 import {
   hex,
   isLiveRecord,
@@ -215,9 +215,9 @@ function settingsOf(
     }
   }
   const f = `${fn}(${name})`;
-  const init = checkWhole(f, "initBlockSize", opts.initBlockSize ?? 8 * 1024, 1024, MAX_BLOCK);
-  const max = checkWhole(f, "maxBlockSize", opts.maxBlockSize ?? 8 * 1024 * 1024, init, MAX_BLOCK);
-  const min = checkWhole(f, "minContextSize", opts.minContextSize ?? 0, 0, max);
+  const init = checkSize(f, "initBlockSize", opts.initBlockSize ?? 8 * 1024, 1024, MAX_BLOCK);
+  const max = checkSize(f, "maxBlockSize", opts.maxBlockSize ?? 8 * 1024 * 1024, init, MAX_BLOCK);
+  const min = checkSize(f, "minContextSize", opts.minContextSize ?? 0, 0, max);
   if (min !== 0 && min < 1024) {
     throw new UmemError("invalid-argument", `${f}: minContextSize ${min} is not 0 or ≥ 1024`);
   }
@@ -232,7 +232,7 @@ function settingsOf(
     flags: 0,
   };
   if (opts.budget !== undefined) {
-    s.budget = checkWhole(f, "budget", opts.budget, 0, MC_NO_BUDGET - 1);
+    s.budget = checkSize(f, "budget", opts.budget, 0, MC_NO_BUDGET - 1);
     const first = keeperBytes(bytes.length, s);
     if (s.budget < first) {
       throw new UmemError(
@@ -242,7 +242,7 @@ function settingsOf(
     }
   }
   if (opts.softBudget !== undefined) {
-    s.softBudget = checkWhole(
+    s.softBudget = checkSize(
       f,
       "softBudget",
       opts.softBudget,
@@ -271,7 +271,7 @@ function settingsOf(
     s.policy = opts.onExceed === "wait" ? POLICY_WAIT : POLICY_ERROR;
   }
   if (opts.waitTimeout !== undefined) {
-    s.waitTimeout = checkWhole(f, "waitTimeout", opts.waitTimeout, 0, 1 << 30);
+    s.waitTimeout = checkSize(f, "waitTimeout", opts.waitTimeout, 0, 1 << 30);
   }
   if (opts.shared !== undefined) {
     if (typeof opts.shared !== "boolean") {

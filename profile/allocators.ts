@@ -174,25 +174,35 @@ function cacheAllocator(heap: Heap): ReplayAllocator {
   };
 }
 
-/** A bump arena (sbo): only the last block frees or resizes in place. */
-function bumpAllocator(heap: Heap): ReplayAllocator {
-  const extent = extentOf(heap);
-  const arena = new BumpArena(heap, { pool: false });
-  let last = 0, ignored = 0;
+/** What {@linkcode lastOnly} allocates from: a bump arena or a Vmlast region. */
+interface LastOnlySource {
+  alloc(n: number): number;
+  free(p: number): void;
+  resize(p: number, n: number): number;
+}
+
+/**
+ * An allocator that frees or resizes in place only its last block (a bump arena, a Vmlast
+ * region): other frees are ignored and counted, and another block's resize allocates anew and
+ * copies (also counted).
+ */
+function lastOnly(heap: Heap, name: string, open: () => LastOnlySource): ReplayAllocator {
+  const extent = extentOf(heap); // before the source takes its first memory
+  const src = open();
+  let last = 0;
   const a: ReplayAllocator & { ignoredFrees: number } = {
-    name: "bump",
-    alloc: (n) => (last = arena.alloc(n)),
+    name,
+    alloc: (n) => (last = src.alloc(n)),
     free: (p) => {
       if (p === last) {
-        arena.free(p);
+        src.free(p);
         last = 0;
-      } else a.ignoredFrees = ++ignored;
+      } else a.ignoredFrees++;
     },
     resize: (p, old, n) => {
-      if (p === last) return (last = arena.resize(p, n));
-      ignored++;
-      a.ignoredFrees = ignored;
-      const q = arena.alloc(n);
+      if (p === last) return (last = src.resize(p, n));
+      a.ignoredFrees++;
+      const q = src.alloc(n);
       heap.u8.copyWithin(q, p, p + Math.min(old, n));
       return (last = q);
     },
@@ -200,6 +210,11 @@ function bumpAllocator(heap: Heap): ReplayAllocator {
     ignoredFrees: 0,
   };
   return a;
+}
+
+/** A bump arena (sbo): only the last block frees or resizes in place. */
+function bumpAllocator(heap: Heap): ReplayAllocator {
+  return lastOnly(heap, "bump", () => new BumpArena(heap, { pool: false }));
 }
 
 /** A memory context (budget): aset.c's blocks and free lists, with realloc. */
@@ -265,29 +280,7 @@ function poolAllocator(heap: Heap): ReplayAllocator {
 
 /** A Vmlast region: only the last block frees or resizes; other frees are ignored. */
 function lastAllocator(heap: Heap): ReplayAllocator {
-  const extent = extentOf(heap);
-  const r = Region.open(heapDiscipline(heap), "last");
-  let last = 0;
-  const a: ReplayAllocator & { ignoredFrees: number } = {
-    name: "last",
-    alloc: (n) => (last = r.alloc(n)),
-    free: (p) => {
-      if (p === last) {
-        r.free(p);
-        last = 0;
-      } else a.ignoredFrees++;
-    },
-    resize: (p, old, n) => {
-      if (p === last) return (last = r.resize(p, n));
-      a.ignoredFrees++;
-      const q = r.alloc(n);
-      heap.u8.copyWithin(q, p, p + Math.min(old, n));
-      return (last = q);
-    },
-    extent,
-    ignoredFrees: 0,
-  };
-  return a;
+  return lastOnly(heap, "last", () => Region.open(heapDiscipline(heap), "last"));
 }
 
 /** The adapters by name. */

@@ -78,8 +78,9 @@ import {
   SRC_CACHE,
   SRC_HEAP,
 } from "./chunk.ts";
+import { checkSize } from "../core/internal.ts";
 import { ChunkPool, giveOwn } from "./chunk_pool.ts";
-import { checkAlign, checkWhole, hex, MAX_BYTES } from "./check.ts";
+import { checkAlign, hex, MAX_BYTES } from "./check.ts";
 
 // ---- Arena record (96 bytes), in the first chunk after its header ----
 /** {@linkcode BA_MAGIC_VALUE} while the arena lives. */
@@ -332,11 +333,11 @@ function opening(parent: unknown, options: BumpArenaOptions | undefined): Openin
       throw new UmemError("invalid-argument", `${fn}: options must be an object`);
     }
     if (options.chunkSize !== undefined) {
-      chunkSize = chunkBytes(checkWhole(fn, "chunkSize", options.chunkSize, CHUNK_MIN, 1 << 30));
+      chunkSize = chunkBytes(checkSize(fn, "chunkSize", options.chunkSize, CHUNK_MIN, 1 << 30));
       if (options.maxChunkSize === undefined) maxChunk = Math.max(maxChunk, chunkSize);
     }
     if (options.maxChunkSize !== undefined) {
-      const m = checkWhole(fn, "maxChunkSize", options.maxChunkSize, CHUNK_MIN, 1 << 30);
+      const m = checkSize(fn, "maxChunkSize", options.maxChunkSize, CHUNK_MIN, 1 << 30);
       if (m < chunkSize) {
         throw new UmemError(
           "invalid-argument",
@@ -346,7 +347,7 @@ function opening(parent: unknown, options: BumpArenaOptions | undefined): Openin
       maxChunk = chunkBytes(m);
     }
     if (options.limit !== undefined) {
-      limit = Math.min(checkWhole(fn, "limit", options.limit, 0, MAX_BYTES), BA_NO_LIMIT);
+      limit = Math.min(checkSize(fn, "limit", options.limit, 0, MAX_BYTES), BA_NO_LIMIT);
     }
     if (options.pool !== undefined) {
       if (typeof options.pool !== "boolean") {
@@ -581,7 +582,7 @@ export class BumpArena {
     if (!(buffer instanceof SharedArrayBuffer)) {
       throw new UmemError("invalid-argument", `${fn}: expected the heap's SharedArrayBuffer`);
     }
-    checkWhole(fn, "address", address, CH_HEADER, buffer.byteLength - BA_SIZE);
+    checkSize(fn, "address", address, CH_HEADER, buffer.byteLength - BA_SIZE);
     const i32 = new Int32Array(buffer, 0, buffer.byteLength >> 2);
     const magic = address % 8 === 0 ? rd(i32, address + BA_MAGIC) : -1;
     if (magic !== BA_MAGIC_VALUE) {
@@ -678,7 +679,7 @@ export class BumpArena {
   private allocSlow(size: number, align: number): number {
     const fn = "BumpArena.alloc";
     this.live(fn);
-    checkWhole(fn, "size", size, 1, MAX_BYTES);
+    checkSize(fn, "size", size, 1, MAX_BYTES);
     checkAlign(fn, align);
     return this.bump(size, align, fn);
   }
@@ -823,7 +824,7 @@ export class BumpArena {
   free(ptr: number): void {
     const fn = "BumpArena.free";
     this.live(fn);
-    checkWhole(fn, "address", ptr, 0, MAX_BYTES);
+    checkSize(fn, "address", ptr, 0, MAX_BYTES);
     if (ptr === 0) return;
     this.checkLast(fn, ptr);
     const i32 = this.i32, rec = this.address;
@@ -872,8 +873,8 @@ export class BumpArena {
   resize(ptr: number, size: number, align = 8): number {
     const fn = "BumpArena.resize";
     this.live(fn);
-    checkWhole(fn, "address", ptr, 0, MAX_BYTES);
-    checkWhole(fn, "size", size, 1, MAX_BYTES);
+    checkSize(fn, "address", ptr, 0, MAX_BYTES);
+    checkSize(fn, "size", size, 1, MAX_BYTES);
     checkAlign(fn, align);
     this.checkLast(fn, ptr);
     const i32 = this.i32, rec = this.address, rw = this.rw;
@@ -1006,7 +1007,7 @@ export class BumpArena {
     }
     const fn = "BumpArena.rewind";
     this.live(fn);
-    checkWhole(fn, "mark", mark, 0, Number.MAX_SAFE_INTEGER);
+    checkSize(fn, "mark", mark, 0, Number.MAX_SAFE_INTEGER);
     const i32 = this.i32, rec = this.address, n = rd(i32, rec + BA_NCHUNKS);
     const depth = Math.floor(mark / TWO31), x = mark % TWO31;
     if (depth < 1 || depth > n) {

@@ -23,21 +23,9 @@ export const MAX_ALIGN = 65536;
 /** Formats an address as libumem does (the core's formatter). */
 export { hex };
 
-/**
- * Checks that `n` is a whole number in [min, max]; throws `invalid-argument` naming the
- * function and the parameter otherwise (the core's check).
- */
-export const checkWhole: (
-  fn: string,
-  what: string,
-  n: unknown,
-  min: number,
-  max: number,
-) => number = checkSize;
-
 /** Checks an alignment: a power of two in [1, {@linkcode MAX_ALIGN}]. */
 export function checkAlign(fn: string, align: unknown): number {
-  const a = checkWhole(fn, "align", align, 1, MAX_ALIGN);
+  const a = checkSize(fn, "align", align, 1, MAX_ALIGN);
   if ((a & (a - 1)) !== 0) {
     throw new UmemError("invalid-argument", `${fn}: align ${a} is not a power of two`);
   }

@@ -35,6 +35,7 @@ import {
   bufferStateAt,
   CA_BUFSIZE,
   CA_SHIFT,
+  checkSize,
   PAGE_SHIFT,
   rootRanges,
   SB_BASE,
@@ -42,7 +43,7 @@ import {
   SB_STATE,
 } from "../core/internal.ts";
 import { CHUNK_MIN, CHUNK_POOL_MAX, type ChunkSource } from "./chunk.ts";
-import { checkWhole, hex, MAX_BYTES } from "./check.ts";
+import { hex, MAX_BYTES } from "./check.ts";
 
 // ---- Pool record (160 bytes) ----
 /** {@linkcode SP_MAGIC_VALUE} while the record is live. */
@@ -263,7 +264,7 @@ export class ChunkPool {
    */
   set maxBytes(bytes: number) {
     this.check("ChunkPool.maxBytes");
-    checkWhole("ChunkPool.maxBytes", "bytes", bytes, 0, MAX_BYTES);
+    checkSize("ChunkPool.maxBytes", "bytes", bytes, 0, MAX_BYTES);
     this.heap.i32[this.rw + FP_MAX] = bytes;
     // Free the largest chunks first until the pool fits.
     for (let k = SP_NCLASSES - 1; k >= 0 && this.heap.i32[this.rw + FP_BYTES] > bytes; k--) {
@@ -415,7 +416,7 @@ export class ChunkPool {
   private refuse(chunk: number, size: number, k: number): void {
     const fn = "ChunkPool.give";
     if (typeof chunk !== "number" || !Number.isInteger(chunk)) {
-      checkWhole(fn, "chunk", chunk, 0, MAX_BYTES);
+      checkSize(fn, "chunk", chunk, 0, MAX_BYTES);
     }
     const heap = this.heap, i32 = heap.i32;
     if ((chunk & 7) !== 0 || chunk < HEADER_PAGE || chunk + size > heap.mapped) {
@@ -494,12 +495,12 @@ export class ChunkPool {
           return c;
         }
       }
-      checkWhole("ChunkPool.take", "size", size, 1, MAX_BYTES);
+      checkSize("ChunkPool.take", "size", size, 1, MAX_BYTES);
       const c = heap.alloc(size);
       heap.f64[(this.address >> 3) + FP_MISSES]++;
       return c;
     }
-    checkWhole("ChunkPool.take", "size", size, 1, MAX_BYTES);
+    checkSize("ChunkPool.take", "size", size, 1, MAX_BYTES);
     return heap.alloc(size);
   }
 

@@ -12,7 +12,7 @@ import { Collector, type CollectorOptions } from "../gc/mod.ts";
 import { BUF_MARK, GC_BUSY } from "../gc/layout.ts";
 import { Marker } from "../gc/mark.ts";
 import { HDR_SAFEPOINT } from "../core/internal.ts";
-import { mk, throwsKind } from "./helpers.ts";
+import { mk, throwsKind, withWorkers as withWorkersOf } from "./helpers.ts";
 
 function setup(
   options: CollectorOptions = {},
@@ -671,21 +671,9 @@ describe("gc: workers", () => {
     });
   }
 
-  async function withWorkers<T>(n: number, body: (ws: Worker[]) => Promise<T>): Promise<T> {
-    const ws = Array.from({ length: n }, () => new Worker(WORKER, { type: "module" }));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`workers did not finish in ${TIMEOUT} ms`)),
-        TIMEOUT,
-      );
-    });
-    try {
-      return await Promise.race([body(ws), timeout]);
-    } finally {
-      clearTimeout(timer);
-      for (const w of ws) w.terminate();
-    }
+  /** Runs `body` with `n` workers, always terminating them, failing after `TIMEOUT` ms. */
+  function withWorkers<T>(n: number, body: (ws: Worker[]) => Promise<T>): Promise<T> {
+    return withWorkersOf(WORKER, n, TIMEOUT, body);
   }
 
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -398,6 +398,25 @@ describe("replay", () => {
     }
   });
 
+  it("a bump arena and a Vmlast region free and resize in place only their last block", () => {
+    const b = new TraceBuilder();
+    b.alloc(0x100, 40);
+    b.alloc(0x200, 40);
+    b.resize(0x100, 40, 0x300, 80); // not the last block: allocated anew and copied
+    b.resize(0x300, 80, 0x300, 120); // now the last block: in place
+    b.free(0x200, 40); // not the last block: ignored
+    b.free(0x300, 120); // the last block: freed
+    const t = b.finish();
+    for (const name of ["bump", "last"]) {
+      const r = replay(t, name);
+      assert.equal(r.failed, undefined, `${name}: ${r.failed}`);
+      assert.equal(r.skipped, 0, name);
+      assert.equal(r.ignoredFrees, 2, name); // the resize that moved, and the free of 0x200
+      assert.equal(r.moves, 1, name);
+    }
+    assert.equal(replay(t, "heap").ignoredFrees, 0);
+  });
+
   it("a resize of a block made before the trace makes the new block", () => {
     const b = new TraceBuilder();
     b.resize(0x5000, 10, 0x6000, 50); // its block came before the recording
