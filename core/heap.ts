@@ -149,8 +149,8 @@ import {
 } from "./vmem.ts";
 
 // The word index of HDR_SIZE, module-local so that V8 folds it into alloc and free (see
-// magazine.ts), checked with the rest of the fast path's copies when a handle is made; and,
-// for sizes past the first table, UMEM_MAXBUF and the word offset of the second table.
+// magazine.ts), checked with the rest of the fast path's copies when a handle is made; and
+// UMEM_MAXBUF, the largest size the size table serves.
 const FP_HDR_SIZE_WORD = 3, FP_MAXBUF = 131072;
 
 /** Writes the debugging and logging settings into a new image and lays the logs. */
@@ -692,7 +692,7 @@ export class Heap extends HeapView {
     return p;
   }
 
-  /** Sizes past the first table, bad sizes and the oversize arena. */
+  /** Bad sizes, debugging and the oversize arena. */
   private allocSlowPath(size: number): number {
     checkSize("umem_alloc", "size", size, 0, MAX_IMAGE);
     if (size === 0) return 0;
@@ -768,7 +768,7 @@ export class Heap extends HeapView {
     // No sync() on the fast path: cacheFreeSlow syncs before it refuses an address past this
     // worker's views (the budget of V8's inliner, magazine.ts); freeSlow syncs first.
     // A heap that debugs or has hooks takes freeSlow for every size: the fast path stays
-    // small enough for V8 to inline alloc and free together (see cacheFree).
+    // small enough for V8 to inline alloc and free together (see magazine.ts).
     // (free(0, n) does nothing: cacheFreeSlow lets a 0 from umem_free go, off the fast path.)
     if (size > 0 && size <= FP_MAXBUF && (size | 0) === size && this.checkedFast) {
       cacheFreeChecked(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, "umem_free");
@@ -779,26 +779,17 @@ export class Heap extends HeapView {
 
   /** Every free off the fast path: a heap that trusts, debugs or has hooks; bad sizes. */
   private freeSlow(ptr: number, size: number): void {
-    if (this.trust && !this.intercepting && size > 0 && size <= 1024 && (size | 0) === size) {
+    if (this.trust && !this.intercepting && size > 0 && size <= FP_MAXBUF && (size | 0) === size) {
       return trustFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr);
     }
     this.sync();
-    return this.intercepting ? this.freeIntercepted(ptr, size) : this.freeLarge(ptr, size);
+    return this.intercepting ? this.freeIntercepted(ptr, size) : this.freeOther(ptr, size);
   }
 
   /** A free on a heap that debugs or has hooks: the debug fast path, else the hooks around. */
   private freeIntercepted(ptr: number, size: number): void {
     if (size <= this.debugQuick && size > 0 && (size | 0) === size) {
       return debugFreeQuick(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
-    }
-    this.freeOther(ptr, size);
-  }
-
-  /** The second table's sizes (above 1 KiB, to 128 KiB) go straight to their cache. */
-  private freeLarge(ptr: number, size: number): void {
-    if (size > 1024 && size <= FP_MAXBUF && (size | 0) === size && ptr !== 0) {
-      const cp = this.i32[this.sizeTab + ((size + 7) >> 3)];
-      return cacheFree(this, cp, ptr, "umem_free");
     }
     this.freeOther(ptr, size);
   }
@@ -812,7 +803,7 @@ export class Heap extends HeapView {
     runFreedHooks(this, ptr, size, 0);
   }
 
-  /** Sizes past the first table, bad sizes, debugging and the oversize arena. */
+  /** Bad sizes, debugging and the oversize arena. */
   private freeSlowPath(ptr: number, size: number): void {
     checkSize("umem_free", "size", size, 0, MAX_IMAGE);
     if (ptr === 0) return;

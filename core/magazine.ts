@@ -590,8 +590,7 @@ function cacheFreeSlow(h: HeapView, cp: number, buf: number, fn: string): void {
     // Sound. A stamp in a live buffer is the caller's data: wipe it, or it would send the
     // buffer's next free here again (only a cache that defers stamps, so no constructed object).
     if (stamped) setw(h, buf, 0);
-    settleDeferred(h, cc);
-    h.u8[at] = BUF_CACHED;
+    h.u8[at] = BUF_CACHED; // (the slot's deferred free, another buffer, is settled below)
   }
   foldCounts(h, cc);
   settleDeferred(h, cc);

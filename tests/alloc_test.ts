@@ -611,7 +611,7 @@ describe("bad input: a clear error, and the heap unharmed", () => {
   });
 
   it("a free above 1 KiB takes the same checks as a small one (the fast path serves both)", () => {
-    const heap = mk({ size: 4 << 20, maxSize: 64 << 20 });
+    const heap = mk();
     const p = heap.alloc(3000), q = heap.alloc(20000);
     throwsKind(() => heap.free(p, 5000), "wrong-size"); // the 5120 class, not p's 3072
     throwsKind(() => heap.free(p + 256, 3000), "bad-free"); // inside the buffer
@@ -622,20 +622,6 @@ describe("bad input: a clear error, and the heap unharmed", () => {
     heap.free(q, 20000);
     throwsKind(() => heap.free(q, 20000), "duplicate-free");
     assert.deepEqual(heap.verify(), []);
-    // A buffer past another handle's views (the heap grew after it attached): its free remaps.
-    const other = Heap.attach(heap.buffer);
-    try {
-      const seen = other.buffer.byteLength, big: number[] = [];
-      while (heap.buffer.byteLength === seen) big.push(heap.alloc(60000));
-      const far = heap.alloc(4096);
-      assert.ok(far >= seen, "the buffer lies past the other handle's views");
-      other.free(far, 4096);
-      throwsKind(() => other.free(far, 4096), "duplicate-free");
-      for (const b of big) heap.free(b, 60000);
-      assert.deepEqual(heap.verify(), []);
-    } finally {
-      other.detach();
-    }
   });
 
   it("free(0, n) does nothing for every size", () => {

@@ -142,25 +142,28 @@ describe("the deferred free", () => {
     assert.deepEqual(heap.verify(), []);
   });
 
-  it("a free through views older than the heap syncs and is checked as any other", () => {
-    const heap = Heap.create({ size: 1 << 20, maxSize: 64 << 20 });
-    const other = Heap.attach(heap.buffer);
-    const old = heap.mapped;
-    const big = other.alloc(4 << 20); // the heap grows in the other slot
-    const ps: number[] = [];
-    while (ps.length < 20000 && (ps.length === 0 || ps[ps.length - 1] < old)) {
-      ps.push(other.alloc(64));
-    }
-    const p = ps[ps.length - 1];
-    assert.ok(p >= old && heap.mapped === old, "p lies past this handle's views");
-    heap.free(p, 64);
-    assert.ok(heap.mapped > old, "the free synced");
-    throwsKind(() => heap.free(p, 64), "duplicate-free");
-    for (const q of ps.slice(0, -1)) other.free(q, 64);
-    other.free(big, 4 << 20);
-    assert.deepEqual(heap.verify(), []);
-    other.detach();
-  });
+  // 64 B and a size above 1 KiB: both take the fast path, which does not sync.
+  for (const size of [64, 4096]) {
+    it(`a free of ${size} B through views older than the heap syncs and is checked as any other`, () => {
+      const heap = Heap.create({ size: 1 << 20, maxSize: 64 << 20 });
+      const other = Heap.attach(heap.buffer);
+      const old = heap.mapped;
+      const big = other.alloc(4 << 20); // the heap grows in the other slot
+      const ps: number[] = [];
+      while (ps.length < 20000 && (ps.length === 0 || ps[ps.length - 1] < old)) {
+        ps.push(other.alloc(size));
+      }
+      const p = ps[ps.length - 1];
+      assert.ok(p >= old && heap.mapped === old, "p lies past this handle's views");
+      heap.free(p, size);
+      assert.ok(heap.mapped > old, "the free synced");
+      throwsKind(() => heap.free(p, size), "duplicate-free");
+      for (const q of ps.slice(0, -1)) other.free(q, size);
+      other.free(big, 4 << 20);
+      assert.deepEqual(heap.verify(), []);
+      other.detach();
+    });
+  }
 
   it("an alloc that brings in a buffer past this handle's views syncs before it returns", () => {
     const heap = Heap.create({ size: 1 << 20, maxSize: 64 << 20 });
