@@ -335,11 +335,18 @@ export class Heap extends HeapView {
   /** The malloc-compatible interface over this heap. */
   readonly libc: Libc;
   /** Word index of the size-class table. */
-  private sizeTab: number;
+  protected sizeTab: number;
   /** The slot's generation when this handle took it: `detach` gives back only that tenure. */
   private readonly gen: number;
 
-  private constructor(sab: SharedArrayBuffer, slot: number) {
+  /**
+   * A handle on the image in `sab` for worker slot `slot`, which the caller has taken: use
+   * {@linkcode Heap.create} or {@linkcode Heap.attach}.
+   *
+   * @param sab the image
+   * @param slot the worker slot
+   */
+  protected constructor(sab: SharedArrayBuffer, slot: number) {
     super(sab, slot);
     checkFastPathLayout();
     checkDebugQuickLayout();
@@ -425,7 +432,7 @@ export class Heap extends HeapView {
     const slotTable = u32[HDR_SLOTS >> 2];
     u32[(slotTable + WS_STATE) >> 2] = SLOT_LIVE;
     u32[(slotTable + WS_GEN) >> 2] = 1;
-    const heap = new Heap(sab, 0);
+    const heap = Heap.handle(sab, 0);
     segCarve(heap, meta - PAGE_SIZE, PAGE_SIZE);
     layRootArena(heap, meta, size);
     layDebug(heap, debug, logging, umemOptions);
@@ -477,7 +484,17 @@ export class Heap extends HeapView {
     if (slot < 0) {
       throw new UmemError("out-of-memory", `Heap.attach: all ${n} worker slots are taken`);
     }
-    return new Heap(sab, slot);
+    return Heap.handle(sab, slot);
+  }
+
+  /**
+   * A handle of the class the image asks for: a heap created with `trust` gets a
+   * `TrustingHeap`, whose `free` is a function of its own (see there).
+   */
+  private static handle(sab: SharedArrayBuffer, slot: number): Heap {
+    const trusting =
+      (new Int32Array(sab, 0, (HDR_FLAGS >> 2) + 1)[HDR_FLAGS >> 2] & HF_TRUST) !== 0;
+    return trusting ? new TrustingHeap(sab, slot) : new Heap(sab, slot);
   }
 
   /** The SharedArrayBuffer: send it to a worker, which calls `Heap.attach` on it. */
@@ -777,11 +794,8 @@ export class Heap extends HeapView {
     this.freeSlow(ptr, size);
   }
 
-  /** Every free off the fast path: a heap that trusts, debugs or has hooks; bad sizes. */
+  /** Every free off the fast paths: debugging, hooks, bad sizes, the oversize arena. */
   private freeSlow(ptr: number, size: number): void {
-    if (this.trust && !this.intercepting && size > 0 && size <= FP_MAXBUF && (size | 0) === size) {
-      return trustFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr);
-    }
     this.sync();
     return this.intercepting ? this.freeIntercepted(ptr, size) : this.freeOther(ptr, size);
   }
@@ -1090,5 +1104,36 @@ export class Heap extends HeapView {
   /** Whether the heap never fails an allocation. */
   get nofailing(): boolean {
     return (this.i32[HDR_FLAGS >> 2] & HF_NOFAIL) !== 0;
+  }
+}
+
+/**
+ * The handle of a heap created with `trust`. Its `free` is a function of its own, not a branch
+ * of {@linkcode Heap.free}: V8 keeps type feedback and optimized code per function, and a
+ * checked heap's free must not carry the trusting one's path in its optimized body, where it
+ * would count against the inlining budget of every alloc+free loop (see magazine.ts). A
+ * program that uses both kinds of heap then pays for neither in the other's loops.
+ */
+class TrustingHeap extends Heap {
+  /**
+   * See {@linkcode Heap.create} and {@linkcode Heap.attach}, which make it.
+   *
+   * @param sab the image
+   * @param slot the worker slot
+   */
+  constructor(sab: SharedArrayBuffer, slot: number) {
+    super(sab, slot);
+  }
+
+  /**
+   * `umem_free` believing its caller (Vmalloc's `VM_TRUST`): the push, nothing checked but the
+   * size; a heap that debugs or has hooks, and a bad size, go to {@linkcode Heap.free}.
+   */
+  override free(ptr: number, size: number): void {
+    if (size > 0 && size <= FP_MAXBUF && (size | 0) === size && !this.intercepting) {
+      return trustFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr);
+    }
+    // Through Heap.free, whose frame the debug layer's stack capture starts from.
+    super.free(ptr, size);
   }
 }

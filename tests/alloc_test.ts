@@ -14,6 +14,7 @@ import { checkPattern, fillPattern } from "./fuzz/runner.ts";
 import fc from "fast-check";
 import { type Cache, Heap, type HeapOptions, UmemError } from "../mod.ts";
 import { UMEM_MAXBUF, UMEM_SIZE_CLASSES } from "../core/size_class.ts";
+import { attachHeapHook } from "../core/internal.ts";
 
 /** The smallest of libumem's size classes that holds `size` bytes. */
 function libumemClass(size: number): number {
@@ -667,6 +668,28 @@ describe("trust mode", () => {
     for (const [what, act] of frees) assert.doesNotThrow(act, what);
     throwsKind(() => heap.free(p, -1), "invalid-argument");
     throwsKind(() => heap.alloc(1.5), "invalid-argument");
+  });
+
+  it("a handle attached to a trusting heap trusts too; with a hook, its frees go by the hook", () => {
+    const heap = mk({ trust: true });
+    const w = Heap.attach(heap.buffer);
+    assert.ok(w.trusted);
+    const q = w.alloc(50);
+    w.free(q, 50);
+    assert.doesNotThrow(() => w.free(q, 50), "second free"); // corrupts: heap thrown away
+
+    const h2 = mk({ trust: true }), lines: string[] = [];
+    const detach = attachHeapHook(h2, {
+      free: (a, n) => lines.push(`free ${a} ${n}`),
+      freed: (a, n) => lines.push(`freed ${a} ${n}`),
+    });
+    for (const n of [24, 5000, 300_000]) {
+      const a = h2.alloc(n);
+      h2.free(a, n);
+      assert.deepEqual(lines.splice(0), [`free ${a} ${n}`, `freed ${a} ${n}`], `size ${n}`);
+    }
+    detach();
+    assert.deepEqual(h2.verify(), []);
   });
 });
 
