@@ -268,7 +268,13 @@ export function report(
   return e;
 }
 
-/** Records one transaction in the audit record and the transaction log. */
+/**
+ * Records one transaction in the audit record and the transaction log. With a sample rate
+ * (`audit=frames/rate`) only one transaction in `rate` is audited, as jemalloc samples its
+ * profile: it gets the stack, the worker and the time. Any other clears its half of the audit
+ * record (time 0: no transaction), so that a report never shows an older alloc or free of the
+ * buffer as its last one; it reads no clock (`performance.now()` costs about 100 ns in Deno).
+ */
 function record(
   h: HeapView,
   cp: number,
@@ -281,19 +287,19 @@ function record(
   if ((flags & (DBG_AUDIT | DBG_TXLOG)) === 0) return;
   const sample = w(h, HDR_AUDIT_SAMPLE);
   const take = sample <= 1 || Atomics.add(h.i32, HDR_AUDIT_TICK >> 2, 1) % sample === 0;
+  const log = w(h, HDR_TXLOG), logging = (flags & DBG_TXLOG) !== 0 && log !== 0;
   const stack = take && w(h, HDR_STACKS) !== 0
     ? captureStack(h, w(h, HDR_STACKS), w(h, HDR_AUDIT_FRAMES), above)
     : 0;
-  const t = now();
+  const t = take || logging ? now() : 0;
   if ((flags & DBG_AUDIT) !== 0) {
     const tag = buf + w(h, cp + CA_TAGOFF);
     const o = op === TXOP_ALLOC ? 0 : BT_F_STACK - BT_A_STACK;
     setw(h, tag + BT_A_STACK + o, stack);
     setw(h, tag + BT_A_SLOT + o, h.slot);
-    h.f64[(tag + BT_A_TIME + o) >> 3] = t;
+    h.f64[(tag + BT_A_TIME + o) >> 3] = take ? t : 0;
   }
-  const log = w(h, HDR_TXLOG);
-  if ((flags & DBG_TXLOG) !== 0 && log !== 0) {
+  if (logging) {
     const r = ringNext(h, log);
     setw(h, r + TX_OP, op | (h.slot << 8));
     setw(h, r + TX_BUF, buf);

@@ -6,12 +6,12 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { corruption } from "./helpers.ts";
-import { Heap, UmemError } from "../mod.ts";
+import { Heap, inspect, UmemError } from "../mod.ts";
 import { BT_BXSTAT } from "../core/buftag.ts";
 import { CA_TAGOFF } from "../core/slab.ts";
 import { sizeCache } from "../core/size_class.ts";
 import { ringRecords, TX_BUF, TX_OP, TXOP_ALLOC, TXOP_FREE } from "../core/log.ts";
-import { HDR_CTLOG, HDR_FAILLOG, HDR_TXLOG } from "../core/image.ts";
+import { HDR_AUDIT_TICK, HDR_CTLOG, HDR_FAILLOG, HDR_TXLOG } from "../core/image.ts";
 import { parseDebug, parseLogging, parseOptions } from "../core/options.ts";
 
 const debugHeap = (debug = "default", logging = "") =>
@@ -234,6 +234,27 @@ describe("UMEM_DEBUG", () => {
       assert.deepEqual(heap.verify(), []);
     });
   }
+
+  it("audit=frames/rate audits one transaction in rate; the others clear their half", () => {
+    const heap = debugHeap("audit=8/1000");
+    const tick = () => heap.i32[HDR_AUDIT_TICK >> 2];
+    while (tick() % 1000 !== 0) heap.free(heap.alloc(24), 24); // the next one is sampled
+    function allocatedWhileSampled(): number {
+      return heap.alloc(40);
+    }
+    const p = allocatedWhileSampled();
+    const ins = () => inspect(heap).bufctl(p);
+    assert.deepEqual(ins().map((t) => t.op), ["alloc"]);
+    // (JavaScriptCore may inline the function: then its caller's line in this file.)
+    assert.match(ins()[0].stack, /allocatedWhileSampled|debug_test\.ts:\d+/);
+    assert.ok(ins()[0].time > 0);
+    heap.free(p, 40); // not sampled: the free is not recorded, the sampled alloc stays
+    assert.deepEqual(ins().map((t) => t.op), ["alloc"]);
+    assert.equal(heap.alloc(40), p); // not sampled: the old alloc is no longer the last
+    assert.deepEqual(ins(), [], "an older transaction is not shown as the last");
+    heap.free(p, 40);
+    assert.deepEqual(heap.verify(), []);
+  });
 
   it("the same mistakes with debugging off do not harm the heap's metadata", () => {
     const heap = Heap.create({ size: 4 << 20, debug: "" });
