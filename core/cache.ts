@@ -37,7 +37,6 @@ import {
   checkCacheId,
   cpuFlush,
   depotPurge,
-  FP_CA_ID,
   initialLast,
   MAG_INITIAL_TYPE,
   MAG_ROUNDS,
@@ -325,6 +324,8 @@ export class Cache {
   readonly addr: number;
   /** The cache's id: a handle on a destroyed cache notices it. */
   readonly id: number;
+  /** The word index of the record's `CA_ID`, which the fast paths compare with `id`. */
+  private readonly idWord: number;
 
   /**
    * Wraps a cache record. Use `heap.createCache` or `heap.cache` instead.
@@ -335,6 +336,7 @@ export class Cache {
     this.heap = heap;
     this.addr = addr;
     this.id = w(heap, addr + CA_ID);
+    this.idWord = (addr + CA_ID) >> 2;
   }
 
   /**
@@ -376,12 +378,18 @@ export class Cache {
    */
   alloc(): number {
     const h = this.heap;
-    // No sync(): see Heap.alloc.
-    if (h.i32[(this.addr + FP_CA_ID) >> 2] !== this.id) {
-      checkCacheId(h, this.addr, this.id, "umem_cache_alloc");
-    }
-    if (h.intercepting) return this.allocIntercepted();
+    // No sync(): see Heap.alloc. One test sends everything but a live cache on a heap that
+    // neither debugs nor has hooks to allocOther: the fewer bytecodes here, the surer V8 is to
+    // inline this with cacheAlloc into the caller's loop (the budget in magazine.ts).
+    if (h.i32[this.idWord] !== this.id || h.intercepting) return this.allocOther();
     return cacheAlloc(h, this.addr);
+  }
+
+  /** An allocation off the fast path: a stale handle or record, debugging, hooks. */
+  private allocOther(): number {
+    const h = this.heap;
+    checkCacheId(h, this.addr, this.id, "umem_cache_alloc");
+    return h.intercepting ? this.allocIntercepted() : cacheAlloc(h, this.addr);
   }
 
   /** An allocation on a heap that debugs or has hooks. */
@@ -418,16 +426,15 @@ export class Cache {
   free(ptr: number): void {
     const h = this.heap;
     // No sync() here: a free of an address past this worker's views fails cacheFree's checks,
-    // and cacheFreeSlow syncs before it reports (the budget of V8's inliner, magazine.ts).
-    if (h.i32[(this.addr + FP_CA_ID) >> 2] !== this.id) {
-      checkCacheId(h, this.addr, this.id, "umem_cache_free");
-    }
-    if (!h.checkedFast) return this.freeOther(ptr);
+    // and cacheFreeSlow syncs before it reports (the budget of V8's inliner, magazine.ts); a
+    // record past them fails the id test, and checkCacheId syncs.
+    if (h.i32[this.idWord] !== this.id || !h.checkedFast) return this.freeOther(ptr);
     cacheFreeChecked(h, this.addr, ptr, "umem_cache_free");
   }
 
-  /** A free on a heap that debugs, has hooks, or trusts. */
+  /** A free off the checked fast path: a stale handle or record, debugging, hooks, trust. */
   private freeOther(ptr: number): void {
+    checkCacheId(this.heap, this.addr, this.id, "umem_cache_free");
     if (this.heap.intercepting) this.freeIntercepted(ptr);
     else cacheFree(this.heap, this.addr, ptr, "umem_cache_free");
   }

@@ -35,7 +35,6 @@ import {
   HDR_OVERSIZE,
   HDR_QUARANTINE,
   HDR_ROOT_ARENA,
-  HDR_SIZE,
   HDR_SIZE_TABLE,
   HDR_SLOT_LOCK,
   HDR_SLOTS,
@@ -148,10 +147,10 @@ import {
   vmemAllocAddr,
 } from "./vmem.ts";
 
-// The word index of HDR_SIZE, module-local so that V8 folds it into alloc and free (see
-// magazine.ts), checked with the rest of the fast path's copies when a handle is made; and
-// UMEM_MAXBUF, the largest size the size table serves.
-const FP_HDR_SIZE_WORD = 3, FP_MAXBUF = 131072;
+// UMEM_MAXBUF, the largest size the size table serves, module-local so that V8 folds it into
+// alloc and free (see magazine.ts), checked with the rest of the fast path's copies when a
+// handle is made.
+const FP_MAXBUF = 131072;
 
 /** Writes the debugging and logging settings into a new image and lays the logs. */
 function layDebug(
@@ -350,9 +349,9 @@ export class Heap extends HeapView {
     super(sab, slot);
     checkFastPathLayout();
     checkDebugQuickLayout();
-    if (
-      FP_HDR_SIZE_WORD !== HDR_SIZE >> 2 || FP_MAXBUF !== UMEM_MAXBUF
-    ) throw new Error("core/heap.ts: the fast path's copies of the layout are out of date");
+    if (FP_MAXBUF !== UMEM_MAXBUF) {
+      throw new Error("core/heap.ts: the fast path's copies of the layout are out of date");
+    }
     this.ccOff = CA_CPU + slot * CC_SIZE;
     this.vmem = new Vmem(this, this.u32[HDR_ROOT_ARENA >> 2]);
     this.sizeTab = this.i32[HDR_SIZE_TABLE >> 2] >> 2;

@@ -50,7 +50,9 @@
  * checks, the deferral, the push), each with one call for everything else, `cacheAllocSlow` and
  * `cacheFreeSlow`, both past V8's size limit for inlining (460 bytecodes), so they never weigh
  * on a caller however often the program takes them. Measured on V8 15: `heap.alloc` 82 +
- * `cacheAlloc` 227, `heap.free` 94 + `cacheFreeChecked` 399: 309 + 1.2 × 493 = 901 of 920. A
+ * `cacheAlloc` 227, `heap.free` 94 + `cacheFreeChecked` 399: 309 + 1.2 × 493 = 901 of 920;
+ * `Cache.alloc` 60 and `Cache.free` 71 (one test each sends all but the common case to a
+ * method of its own): 287 + 1.2 × 470 = 851. A
  * heap created with `trust` has a handle class of its own (`TrustingHeap` in heap.ts), so that
  * its free never enters `heap.free`'s optimized body. The free paths do not sync (a free past
  * this worker's views fails the checks, and `cacheFreeSlow` remaps and tries again; the slow
@@ -185,8 +187,6 @@ const FP_CA_SHIFT = 128, FP_BUF_ALLOC = 1, FP_BUF_CACHED = 2, FP_BUF_ALLOC_DEFER
 // The slot record's words, as word indices from the record's first word (`CC_* >> 2`).
 const FP_CC_LOADED_W = 0, FP_CC_ROUNDS_W = 1, FP_CC_MAGSIZE_W = 4, FP_CC_NALLOC_W = 6;
 const FP_CC_NFREE_W = 7, FP_CC_LAST_W = 12;
-/** The word index of HDR_SIZE and the offset of CA_ID, for heap.ts and cache.ts. */
-export const FP_HDR_SIZE_WORD = 3, FP_CA_ID = 124;
 /**
  * Checks the fast path's local copies of the layout against the declarations. Called when a
  * heap handle is made, not at module load: the core's modules import each other, and an
@@ -196,8 +196,7 @@ export function checkFastPathLayout(): void {
   if (
     FP_PAGE_SHIFT !== PAGE_SHIFT || FP_SB_STATE !== SB_STATE || FP_SB_BASE !== SB_BASE ||
     FP_SB_CACHE !== SB_CACHE || FP_CA_SHIFT !== CA_SHIFT || FP_BUF_ALLOC !== BUF_ALLOC ||
-    FP_BUF_CACHED !== BUF_CACHED || FP_BUF_ALLOC_DEFER !== BUF_ALLOC_DEFER || FP_CA_ID !== CA_ID ||
-    FP_HDR_SIZE_WORD !== HDR_SIZE >> 2 ||
+    FP_BUF_CACHED !== BUF_CACHED || FP_BUF_ALLOC_DEFER !== BUF_ALLOC_DEFER ||
     FP_CC_LOADED_W !== CC_LOADED >> 2 || FP_CC_ROUNDS_W !== CC_ROUNDS >> 2 ||
     FP_CC_MAGSIZE_W !== CC_MAGSIZE >> 2 || FP_CC_NALLOC_W !== CC_NALLOC >> 2 ||
     FP_CC_NFREE_W !== CC_NFREE >> 2 || FP_CC_LAST_W !== CC_LAST >> 2 ||
