@@ -1,8 +1,9 @@
 /**
  * The heap: the public handle on one image, in one worker.
  *
- * `Heap.create` makes a growable SharedArrayBuffer, lays the header, the page map, the first
- * segment records and the root arena; `Heap.attach` opens an existing image in another worker
+ * `Heap.create` makes the SharedArrayBuffer (growable with `backend=sbrk`, of the heap's
+ * largest size with `backend=mmap`), lays the header, the page map, the first segment records
+ * and the root arena; `Heap.attach` opens an existing image in another worker
  * (or a copy from a file) after checking the header, and takes a worker slot. The creator holds
  * slot 0. A slot is what a CPU is to libumem: each slot has its own magazines in every cache.
  *
@@ -28,6 +29,7 @@ import {
   HDR_FLAGS,
   HDR_MAG_CACHES,
   HDR_MAX_CONTENTION,
+  HDR_MAXSIZE,
   HDR_MAXVERIFY,
   HDR_META_ARENA,
   HDR_META_BYTES,
@@ -152,6 +154,25 @@ import {
 // handle is made.
 const FP_MAXBUF = 131072;
 
+/**
+ * A new image's buffer: growable from `size` up to `maxSize` bytes (`sbrk`), or `maxSize` bytes
+ * from the start (`mmap`; the heap grows inside it).
+ * @throws {OutOfMemoryError} when the runtime refuses the memory
+ */
+function newBuffer(backend: "sbrk" | "mmap", size: number, maxSize: number): SharedArrayBuffer {
+  try {
+    return backend === "mmap"
+      ? new SharedArrayBuffer(maxSize)
+      : new SharedArrayBuffer(size, { maxByteLength: maxSize });
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    throw new OutOfMemoryError(
+      `Heap.create: the runtime refused a buffer of ${backend === "mmap" ? maxSize : size} ` +
+        `bytes (backend=${backend}, maxSize ${maxSize})`,
+    );
+  }
+}
+
 /** Writes the debugging and logging settings into a new image and lays the logs. */
 function layDebug(
   heap: Heap,
@@ -246,6 +267,7 @@ function layCaches(heap: Heap): void {
 /** The keys {@linkcode HeapOptions} has. */
 const HEAP_OPTION_KEYS = [
   "trust",
+  "backend",
   "debug",
   "logging",
   "options",
@@ -276,6 +298,19 @@ function checkHeapOptions(options: unknown): void {
   for (const k of ["trust", "nofail"]) {
     if (o[k] != null && typeof o[k] !== "boolean") throw bad(`${k} must be a boolean`);
   }
+  if (o.backend != null && o.backend !== "sbrk" && o.backend !== "mmap") {
+    throw bad(`backend must be "sbrk" or "mmap", got ${JSON.stringify(o.backend)}`);
+  }
+}
+
+/**
+ * The backend when neither `HeapOptions.backend` nor `UMEM_OPTIONS` names one: `mmap` under
+ * Bun, whose engine (JavaScriptCore) compiles an access through a fixed-length view of a
+ * growable SharedArrayBuffer about three times slower than one of a fixed buffer; `sbrk`
+ * elsewhere (V8 compiles both alike, and the buffer's length then says how big the heap is).
+ */
+function defaultBackend(): "sbrk" | "mmap" {
+  return (globalThis as { Bun?: unknown }).Bun !== undefined ? "mmap" : "sbrk";
 }
 
 /** Options of {@linkcode Heap.create}. */
@@ -298,6 +333,16 @@ export interface HeapOptions {
    * `size=`, `maxsize=` (backing size), `allocator=best|next|instant`, `backend=sbrk|mmap`.
    */
   options?: string;
+  /**
+   * Where the buffer's memory comes from, as libumem's `UMEM_OPTIONS=backend=`. `sbrk`: a
+   * growable SharedArrayBuffer that grows with the heap. `mmap`: a SharedArrayBuffer of
+   * `maxSize` bytes from the start, whose pages the system commits only as the heap first
+   * touches them (a growable buffer reserves that much address space too); the heap's size is
+   * then {@linkcode Heap.size}, not the buffer's length. Default: `mmap` under Bun, whose
+   * engine compiles the fast paths over a growable buffer about twice as slow; `sbrk`
+   * elsewhere.
+   */
+  backend?: "sbrk" | "mmap";
   /**
    * Never fail an allocation, as `UMEM_NOFAIL`: reclaim, reap and grow, then call the nofail
    * callback (`heap.setNofailCallback`), which says "retry" or exits the process.
@@ -364,7 +409,8 @@ export class Heap extends HeapView {
   }
 
   /**
-   * Creates a heap in a new growable SharedArrayBuffer. The calling worker takes slot 0.
+   * Creates a heap in a new SharedArrayBuffer (see {@linkcode HeapOptions.backend}). The
+   * calling worker takes slot 0.
    *
    * @param options initial and maximum size, worker slots, lock timeout
    * @returns the heap
@@ -423,7 +469,8 @@ export class Heap extends HeapView {
         `Heap.create: maxSize ${maxSize} leaves no room after ${metaBytes} bytes of metadata`,
       );
     }
-    const sab = new SharedArrayBuffer(size, { maxByteLength: maxSize });
+    const backend = options.backend ?? umemOptions.backend ?? defaultBackend();
+    const sab = newBuffer(backend, size, maxSize);
     const flags = (options.trust === true ? HF_TRUST : 0) |
       (options.nofail === true ? HF_NOFAIL : 0);
     const meta = layHeader(sab, { size, maxSize, slots, lockTimeout, flags });
@@ -499,6 +546,39 @@ export class Heap extends HeapView {
   /** The SharedArrayBuffer: send it to a worker, which calls `Heap.attach` on it. */
   get buffer(): SharedArrayBuffer {
     return this.sab;
+  }
+
+  /**
+   * The heap's size in bytes now: the part of the buffer it uses, which grows up to
+   * {@linkcode Heap.maxSize}. With `backend=sbrk` the buffer's length too; with `mmap` the
+   * buffer is `maxSize` bytes long from the start.
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20, maxSize: 8 << 20, backend: "mmap" });
+   * console.log(heap.size, heap.buffer.byteLength); // 1048576 8388608
+   * heap.vmem.alloc(2 << 20); // the heap grows inside the buffer
+   * console.log(heap.size > 1 << 20, heap.buffer.byteLength); // true 8388608
+   * ```
+   */
+  get size(): number {
+    this.sync();
+    return this.mapped;
+  }
+
+  /**
+   * The largest size the heap may grow to, in bytes (`maxSize`, rounded up to pages).
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20, maxSize: 8 << 20 });
+   * console.log(heap.maxSize); // 8388608
+   * ```
+   */
+  get maxSize(): number {
+    return this.u32[HDR_MAXSIZE >> 2];
   }
 
   /**

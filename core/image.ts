@@ -314,6 +314,17 @@ export class HeapView {
   }
 }
 
+/**
+ * The bytes of `sab` a heap image says it uses (`HDR_SIZE`, at most the buffer's length; with
+ * `backend=mmap` the buffer is longer), or 0 for a buffer too short for a header. For readers
+ * handed a bare buffer, who must not read past the heap.
+ */
+export function imageSize(sab: SharedArrayBuffer): number {
+  if (sab.byteLength < HDR_FIELDS_END) return 0;
+  const size = Atomics.load(new Int32Array(sab, 0, HDR_FIELDS_END >> 2), HDR_SIZE >> 2);
+  return size > 0 && size <= sab.byteLength ? size : 0;
+}
+
 /** Rounds `n` up to a multiple of the power of two `a`. */
 export function roundUp(n: number, a: number): number {
   return Math.ceil(n / a) * a;

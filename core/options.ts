@@ -60,6 +60,8 @@ export interface UmemOptionSettings {
   maxSize?: number;
   /** Fit policy of the oversize arena. */
   allocator?: "instantfit" | "bestfit" | "nextfit";
+  /** Where the buffer's memory comes from (see `HeapOptions.backend`). */
+  backend?: "sbrk" | "mmap";
 }
 
 /** The default ring size of each log, as libumem's: 64 KiB. */
@@ -203,6 +205,7 @@ export function parseOptions(s: string): UmemOptionSettings {
         break;
       case "backend":
         if (v !== "sbrk" && v !== "mmap") throw unknown(V, `backend=${v}`);
+        o.backend = v;
         break;
       case "allocator": {
         const a = { best: "bestfit", next: "nextfit", instant: "instantfit" }[v ?? ""] as

@@ -19,7 +19,7 @@ const heap = Heap.create({
   debug: "audit",
   logging: "transaction",
 });
-console.log(`heap: ${heap.buffer.byteLength} bytes, growable to ${heap.buffer.maxByteLength}`);
+console.log(`heap: ${heap.size} bytes, growable to ${heap.maxSize}`);
 console.log("UMEM_DEBUG=audit UMEM_LOGGING=transaction: every buffer remembers its last stacks");
 
 // A list the program keeps: a root table holds its head; one link is an interior pointer.

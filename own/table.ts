@@ -96,8 +96,7 @@ export function ownRoot(heap: Heap): number {
 
 /** Bytes of the page counts: one `Int16` per page of the heap's largest size, whole words. */
 function pageCountBytes(heap: Heap): number {
-  const max = heap.buffer.maxByteLength || heap.buffer.byteLength;
-  return Math.ceil((max >>> PC_PAGE_SHIFT) / 2) * 4;
+  return Math.ceil((heap.maxSize >>> PC_PAGE_SHIFT) / 2) * 4;
 }
 
 /**

@@ -81,7 +81,11 @@ export interface AllocatorOptions {
   maxHeapSize?: number;
 }
 
-/** A fresh quiet heap for an adapter. */
+/**
+ * A fresh quiet heap for an adapter. Its backend is `sbrk` whatever the runtime: a replay makes
+ * a heap per allocator and drops it, and under Bun an `mmap` heap's buffer of `maxSize` bytes
+ * costs milliseconds to create and collect (see `HeapOptions.backend`).
+ */
 function freshHeap(o: AllocatorOptions): Heap {
   return Heap.create({
     size: o.heapSize ?? 16 << 20,
@@ -89,6 +93,7 @@ function freshHeap(o: AllocatorOptions): Heap {
     debug: "",
     logging: "",
     options: "",
+    backend: "sbrk",
   });
 }
 

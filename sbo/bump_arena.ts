@@ -78,7 +78,7 @@ import {
   SRC_CACHE,
   SRC_HEAP,
 } from "./chunk.ts";
-import { checkSize } from "../core/internal.ts";
+import { checkSize, imageSize } from "../core/internal.ts";
 import { ChunkPool, giveOwn } from "./chunk_pool.ts";
 import { checkAlign, hex, MAX_BYTES } from "./check.ts";
 
@@ -582,8 +582,9 @@ export class BumpArena {
     if (!(buffer instanceof SharedArrayBuffer)) {
       throw new UmemError("invalid-argument", `${fn}: expected the heap's SharedArrayBuffer`);
     }
-    checkSize(fn, "address", address, CH_HEADER, buffer.byteLength - BA_SIZE);
-    const i32 = new Int32Array(buffer, 0, buffer.byteLength >> 2);
+    const size = imageSize(buffer); // not the buffer's length: backend=mmap's is longer
+    checkSize(fn, "address", address, CH_HEADER, size - BA_SIZE);
+    const i32 = new Int32Array(buffer, 0, size >> 2);
     const magic = address % 8 === 0 ? rd(i32, address + BA_MAGIC) : -1;
     if (magic !== BA_MAGIC_VALUE) {
       throw new UmemError(

@@ -494,7 +494,7 @@ describe("bad input: a clear error, and the heap unharmed", () => {
     // Pages taken straight from vmem: in the heap, but never a buffer of any cache.
     const span = heap.vmem.alloc(8192);
     const never = span + 4096;
-    const end = heap.buffer.byteLength;
+    const end = heap.size;
     const freed = (size: number) => {
       const q = heap.alloc(size);
       heap.free(q, size);

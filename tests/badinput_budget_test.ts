@@ -84,7 +84,7 @@ function fixture(): Fixture {
     deadChunk,
     freed,
     foreign,
-    end: heap.buffer.byteLength,
+    end: heap.size,
     before: "",
     ready() {
       this.before = JSON.stringify(top.stats());

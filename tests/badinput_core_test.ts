@@ -61,7 +61,7 @@ function fixture(): Fixture {
   heap.free(freed, 256);
   const live = heap.alloc(100);
   Vmem.create(heap, "ids", { base: 1, size: 100, quantum: 1 });
-  const f = { heap, cache, a, other, foreign, dead, freed, live, end: heap.buffer.byteLength };
+  const f = { heap, cache, a, other, foreign, dead, freed, live, end: heap.size };
   return { ...f, before: figures(heap) };
 }
 
@@ -157,13 +157,15 @@ table("Heap.create(options)", [
   ["options 'nomagazine' (a typo)", "invalid-argument", () => mk({ options: "nomagazine" })],
   ["options 'allocator=worst'", "invalid-argument", () => mk({ options: "allocator=worst" })],
   ["options 'backend=brk'", "invalid-argument", () => mk({ options: "backend=brk" })],
+  ["backend 'brk'", "invalid-argument", () => mk({ backend: any("brk") })],
+  ["backend 1 (not a string)", "invalid-argument", () => mk({ backend: any(1) })],
   ["options 'concurrency=100'", "invalid-argument", () => mk({ options: "concurrency=100" })],
   ["options 'concurrency=0'", "invalid-argument", () => mk({ options: "concurrency=0" })],
   ["options 'size=1x'", "invalid-argument", () => mk({ options: "size=1x" })],
   ["options 'maxsize=4g'", "invalid-argument", () => mk({ options: "maxsize=4g" })],
   ["options 'size=1m,concurrency=4,allocator=best'", "ok", () => {
     const h = mk({ options: "size=1m,concurrency=4,allocator=best" });
-    assert.equal(h.buffer.byteLength, 1 << 20);
+    assert.equal(h.size, 1 << 20);
   }],
   ["options null (the argument)", "invalid-argument", () => Heap.create(any(null))],
   ["options 'big' (the argument)", "invalid-argument", () => Heap.create(any("big"))],
@@ -563,7 +565,7 @@ table("inspect(heap).bufctl(addr)", [
     const p = heap.alloc(10);
     heap.free(p, 10);
     assert.deepEqual(inspect(heap).bufctl(p + 3).map((t) => t.op), ["free", "alloc"]);
-    assert.deepEqual(inspect(heap).bufctl(heap.buffer.byteLength + 8), []);
+    assert.deepEqual(inspect(heap).bufctl(heap.size + 8), []);
   }],
 ]);
 

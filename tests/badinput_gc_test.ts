@@ -53,7 +53,7 @@ function fixture(): Fixture {
   gc.free(freed);
   const foreign = heap.createCache("other", 96).alloc();
   const plain = heap.alloc(64);
-  return { heap, gc, root, obj, atom, freed, foreign, plain, end: heap.buffer.byteLength };
+  return { heap, gc, root, obj, atom, freed, foreign, plain, end: heap.size };
 }
 
 type Row = TableRow<Fixture>;

@@ -87,7 +87,7 @@ function fixture(): Fixture {
     foreign,
     cache,
     plain,
-    end: heap.buffer.byteLength,
+    end: heap.size,
   };
 }
 

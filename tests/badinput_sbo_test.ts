@@ -68,7 +68,7 @@ function fixture(): Fixture {
     other,
     pages,
     chunks,
-    end: heap.buffer.byteLength,
+    end: heap.size,
   };
 }
 

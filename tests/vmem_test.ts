@@ -129,14 +129,14 @@ describe("vmem: the heap's arena grows", () => {
   it("grows the buffer like sbrk, then fails at maxSize and stays usable", () => {
     const w = new World({ size: 1 << 16, maxSize: 1 << 22 });
     const heap = w.heap, r = w.root;
-    const len0 = heap.buffer.byteLength, total0 = heap.vmem.stats().total;
+    const len0 = heap.size, total0 = heap.vmem.stats().total;
     assert.ok(len0 < 1 << 20, `initial ${len0}`);
     const other = Heap.attach(heap.buffer);
     try {
       const big = w.alloc(r, 2 * len0);
-      assert.ok(heap.buffer.byteLength > len0, "the buffer grew");
+      assert.ok(heap.size > len0, "the buffer grew");
       assert.ok(heap.vmem.stats().total > total0, "the arena's total grew");
-      assert.ok(big + 2 * len0 <= heap.buffer.byteLength);
+      assert.ok(big + 2 * len0 <= heap.size);
       heap.u8[big + 2 * len0 - 1] = 7;
       // Another handle on the same buffer sees the growth at its next entry point.
       const o = other.vmem.alloc(PAGE);
@@ -160,8 +160,8 @@ describe("vmem: the heap's arena grows", () => {
           break;
         }
       }
-      assert.ok(heap.buffer.byteLength <= 1 << 22);
-      assert.ok(heap.buffer.byteLength > (1 << 22) - 17 * PAGE, `${heap.buffer.byteLength}`);
+      assert.ok(heap.size <= 1 << 22);
+      assert.ok(heap.size > (1 << 22) - 17 * PAGE, `${heap.size}`);
       w.check();
       // Still usable: free one, allocate again.
       w.free(r, pages.pop()!);
@@ -408,7 +408,7 @@ describe("vmem: bad input", () => {
     },
     {
       name: "free past the heap's end",
-      run: () => root().vm.free(W().heap.buffer.byteLength, PAGE),
+      run: () => root().vm.free(W().heap.size, PAGE),
       kind: "bad-free",
     },
     {

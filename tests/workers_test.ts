@@ -5,7 +5,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { Heap } from "../mod.ts";
+import { Heap, type HeapOptions } from "../mod.ts";
 import { withWorkers as withWorkersOf } from "./helpers.ts";
 
 const WORKER = new URL("./fixtures/stress_worker.ts", import.meta.url).href;
@@ -28,8 +28,8 @@ function next(w: Worker, type: string): Promise<Record<string, unknown>> {
   });
 }
 
-async function stress(nworkers: number, ops: number) {
-  const heap = Heap.create({ size: 16 << 20, maxSize: 512 << 20 });
+async function stress(nworkers: number, ops: number, options: HeapOptions = {}) {
+  const heap = Heap.create({ size: 16 << 20, maxSize: 512 << 20, ...options });
   const names = ["node", "conn", "blob"];
   heap.createCache("node", 48);
   heap.createCache("conn", 200, { align: 64 });
@@ -64,6 +64,7 @@ async function stress(nworkers: number, ops: number) {
   assert.equal(heap.vmem.stats().inUse, heap.metadataBytes);
   const total = heap.caches().reduce((n, c) => n + c.stats().allocs, 0);
   assert.ok(total >= nworkers * ops / 2, `only ${total} allocations recorded`);
+  return heap;
 }
 
 describe("many workers, one heap", () => {
@@ -74,6 +75,14 @@ describe("many workers, one heap", () => {
   it("four workers, 200,000 operations each", async () => {
     await stress(4, 200_000);
   });
+
+  for (const backend of ["sbrk", "mmap"] as const) {
+    it(`two workers on a heap with backend=${backend}, which they grow`, async () => {
+      const heap = await stress(2, 200_000, { size: 1 << 20, backend });
+      assert.ok(heap.size > 1 << 20, `the heap did not grow (${heap.size} bytes)`);
+      assert.equal(heap.buffer.byteLength, backend === "mmap" ? 512 << 20 : heap.size);
+    });
+  }
 
   it("a worker terminated while it holds full magazines loses nothing after reclaimSlot", async () => {
     const heap = Heap.create({ size: 4 << 20 });

@@ -397,7 +397,7 @@ export class World {
           assert.equal(have.get(addr), size, `${what}: allocation ${addr}+${size} missing`);
         }
         assert.equal(p.spans.length, 1, "the heap's arena has one span");
-        assert.equal(st.total, this.heap.buffer.byteLength - p.spans[0].start, "heap total");
+        assert.equal(st.total, this.heap.size - p.spans[0].start, "heap total");
         assert.ok(st.failures >= a.failures);
       } else {
         assert.deepEqual(have, want, `${what}: allocated segments differ from the model`);
@@ -588,7 +588,7 @@ export function step(w: World, op: Op): void {
   const q = a.q;
   const pre = a.parsed;
   const preImports = new Map(a.imports);
-  const preLen = w.heap.buffer.byteLength;
+  const preLen = w.heap.size;
   /** Whether `[addr, addr+size)` is in a span imported (or, for the heap, grown) by this op. */
   const fresh = (addr: number, size: number) => {
     if (a.root) return addr + size > preLen;
@@ -734,7 +734,7 @@ export function step(w: World, op: Op): void {
       const liveList = [...a.live];
       let addr: number, size = q, kind: UmemErrorKind;
       if (op.kind === 0) {
-        addr = a.root ? w.heap.buffer.byteLength + PAGE : a.region + 15 * (1 << 20);
+        addr = a.root ? w.heap.size + PAGE : a.region + 15 * (1 << 20);
         kind = "bad-free";
       } else if (op.kind === 1) {
         if (liveList.length === 0) return;
