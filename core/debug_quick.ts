@@ -4,17 +4,28 @@
  * `umem_cache_free_debug` do it for a cache without audit.
  *
  * Theory. The checks of debug.ts, in the order libumem makes them, on words only and with no
- * call on the sound path: alloc takes a round from the magazine (magazine.ts), checks the tag's
- * check word and redzone word and (with `contents`) that every word of the buffer still holds
- * 0xdeadbeef, then writes 0xbaddcafe, the encoded size, the 0xbb bytes after the requested size
- * and the allocated check word. Free finds the buffer's state byte through the page map as the
- * checked fast path does (so a buffer of another cache, an interior pointer and a duplicate
- * free are told apart), compares the check word, the redzone word, the encoded size and the
- * 0xbb bytes, then fills 0xdeadbeef and pushes the buffer on the magazine.
+ * call on the sound path: alloc looks at the top round of the slot's loaded magazine, checks
+ * the tag's check word and redzone word and (with `contents`) that every word of the buffer
+ * still holds 0xdeadbeef, then takes the round, writes 0xbaddcafe, the encoded size, the 0xbb
+ * bytes after the requested size and the allocated check word. Free finds the buffer's state
+ * byte through the page map as the checked fast path does (so a buffer of another cache, an
+ * interior pointer and a duplicate free are told apart), compares the check word, the redzone
+ * word, the encoded size and the 0xbb bytes, then fills 0xdeadbeef and pushes the buffer.
  *
- * Anything unexpected leaves the fast path before it has changed a thing and goes to
- * debug.ts, which checks again, writes libumem's report and throws, or completes the call: this
- * file never reports, so the two cannot disagree.
+ * The round's pop and push and the state byte's address are written out here, as
+ * `cacheFreeChecked` writes out its push, not called from magazine.ts: each such call re-reads
+ * the handle's views and counts against V8's inlining budget (magazine.ts) with its own
+ * bytecode. A `DebuggingHeap` (heap.ts) calls these two straight from `alloc` and `free`; its
+ * alloc with this one inlined is 90 + 356 bytecodes and fits a loop's budget; the free, 106 +
+ * 464, is past V8's limit for one inlined function (460) and stays one call, to a function that
+ * calls nothing on the sound path. Functions here are constants declared before their callers:
+ * V8 then checks none of their names, nor the layout's, for the temporal dead zone (two
+ * bytecodes a use for a `function` declaration's).
+ *
+ * Anything unexpected (an empty or full magazine too) leaves the fast path before it has
+ * changed a thing and goes to debug.ts, which checks again, writes libumem's report and throws,
+ * or completes the call through the magazine layer: this file never reports, so the two cannot
+ * disagree.
  *
  * Invariants: those of buftag.ts. The buffer a free gives to the magazine is whole: 0xdeadbeef
  * throughout (with `contents`), the free check word, the redzone word.
@@ -39,14 +50,28 @@ import {
   REDZONE_PATTERN,
   UNINIT_PATTERN,
 } from "./buftag.ts";
-import { debugFree, debugHandOut } from "./debug.ts";
-import { HDR_FIREWALL, HDR_MAXVERIFY, type HeapView } from "./image.ts";
-import { cacheAlloc, magazinePush, stateAddress } from "./magazine.ts";
-import { BUF_ALLOC, BUF_CACHED, CA_DEBUG, CA_TAGOFF } from "./slab.ts";
+import { debugAlloc, debugFree } from "./debug.ts";
+import { HDR_FIREWALL, HDR_MAXVERIFY, type HeapView, PAGE_SHIFT } from "./image.ts";
+import { CC_LOADED, CC_MAGSIZE, CC_NALLOC, CC_NFREE, CC_ROUNDS, MG_ROUNDS } from "./magazine.ts";
+import {
+  BUF_ALLOC,
+  BUF_CACHED,
+  CA_DEBUG,
+  CA_SHIFT,
+  CA_TAGOFF,
+  SB_BASE,
+  SB_CACHE,
+  SB_STATE,
+} from "./slab.ts";
 
 // Module-local copies of the layout (V8 folds these, not imported ones; see magazine.ts),
 // checked by checkDebugQuickLayout() when a heap handle is made.
-const Q_CA_DEBUG = 196, Q_CA_TAGOFF = 200, Q_BUF_ALLOC = 1, Q_BUF_CACHED = 2;
+// Cache and slab record fields as word indices (`CA_* >> 2`, `SB_* >> 2`).
+const Q_CA_DEBUG_W = 49, Q_CA_TAGOFF_W = 50, Q_CA_SHIFT_W = 32, Q_SB_CACHE_W = 0, Q_SB_BASE_W = 1;
+const Q_PAGE_SHIFT = 12, Q_SB_STATE = 40, Q_BUF_ALLOC = 1, Q_BUF_CACHED = 2;
+// The slot record's words (`CC_* >> 2`) and the magazine's first round (`MG_ROUNDS >> 2`).
+const Q_CC_LOADED_W = 0, Q_CC_ROUNDS_W = 1, Q_CC_MAGSIZE_W = 4, Q_CC_NALLOC_W = 6;
+const Q_CC_NFREE_W = 7;
 const Q_BT_REDZONE_W = 0, Q_BT_SIZE_W = 1, Q_BT_BXSTAT_W = 2, Q_HDR_MAXVERIFY_W = 44;
 const Q_DBG_CONTENTS = 2, Q_REDZONE_BYTE = 0xbb;
 const Q_REDZONE = 0xfeedface | 0, Q_FREE = 0xdeadbeef | 0, Q_UNINIT = 0xbaddcafe | 0;
@@ -67,17 +92,30 @@ function patternsDoubled(): boolean {
  */
 const QUICK_FLAGS = DBG_GUARDS | DBG_CONTENTS | DBG_VERBOSE | DBG_FIREWALL;
 
+/**
+ * True when debugging flags `flags` are some and all of them the fast path's: a heap created
+ * with them gets a handle whose `alloc` and `free` come here first (heap.ts's `DebuggingHeap`).
+ */
+export function servesQuick(flags: number): boolean {
+  return flags !== 0 && (flags & ~QUICK_FLAGS) === 0;
+}
+
 /** Checks the module-local copies of the layout against the declarations. */
 export function checkDebugQuickLayout(): void {
   if (
-    Q_CA_DEBUG !== CA_DEBUG ||
-    Q_CA_TAGOFF !== CA_TAGOFF || Q_BUF_ALLOC !== BUF_ALLOC || Q_BUF_CACHED !== BUF_CACHED ||
+    Q_CA_DEBUG_W !== CA_DEBUG >> 2 || Q_CA_TAGOFF_W !== CA_TAGOFF >> 2 ||
+    Q_BUF_ALLOC !== BUF_ALLOC || Q_BUF_CACHED !== BUF_CACHED ||
     Q_BT_REDZONE_W !== BT_REDZONE >> 2 || Q_BT_SIZE_W !== BT_SIZE >> 2 ||
     Q_BT_BXSTAT_W !== BT_BXSTAT >> 2 || !patternsDoubled() ||
     Q_HDR_MAXVERIFY_W !== HDR_MAXVERIFY >> 2 || Q_DBG_CONTENTS !== DBG_CONTENTS ||
     Q_REDZONE_BYTE !== REDZONE_BYTE || Q_REDZONE !== REDZONE_PATTERN || Q_FREE !== FREE_PATTERN ||
     Q_UNINIT !== UNINIT_PATTERN || Q_ALLOC_MAGIC !== BT_ALLOC_MAGIC ||
-    Q_FREE_MAGIC !== BT_FREE_MAGIC
+    Q_FREE_MAGIC !== BT_FREE_MAGIC || Q_PAGE_SHIFT !== PAGE_SHIFT ||
+    Q_SB_CACHE_W !== SB_CACHE >> 2 ||
+    Q_SB_BASE_W !== SB_BASE >> 2 || Q_SB_STATE !== SB_STATE || Q_CA_SHIFT_W !== CA_SHIFT >> 2 ||
+    Q_CC_LOADED_W !== CC_LOADED >> 2 || Q_CC_ROUNDS_W !== CC_ROUNDS >> 2 ||
+    Q_CC_MAGSIZE_W !== CC_MAGSIZE >> 2 || Q_CC_NALLOC_W !== CC_NALLOC >> 2 ||
+    Q_CC_NFREE_W !== CC_NFREE >> 2 || MG_ROUNDS !== 4
   ) {
     throw new Error("core/debug_quick.ts: the fast path's copies of the layout are out of date");
   }
@@ -89,57 +127,20 @@ export function checkDebugQuickLayout(): void {
  * below the firewall.
  */
 export function debugQuickMax(h: HeapView, flags: number): number {
-  if (flags === 0 || (flags & ~QUICK_FLAGS) !== 0 || h.trust) return 0;
+  if (!servesQuick(flags) || h.trust) return 0;
   const fw = h.i32[HDR_FIREWALL >> 2];
   return fw > 0 ? Math.min(1024, fw - 1) : 1024;
 }
 
-/**
- * Allocates `size` bytes from sized cache `cp` with guards (and contents) checked and laid;
- * on any doubt debug.ts takes the buffer (and reports).
- * @throws {HeapCorruptionError} when the buffer taken was modified after it was freed
- * @throws {OutOfMemoryError} when no memory can be had
- */
-export function debugAllocQuick(h: HeapView, cp: number, size: number): number {
-  const buf = cacheAlloc(h, cp);
-  const i32 = h.i32;
-  const tag = buf + i32[(cp + Q_CA_TAGOFF) >> 2], t = tag >> 2;
-  if (i32[t + Q_BT_BXSTAT_W] !== (buf ^ Q_FREE_MAGIC) || i32[t + Q_BT_REDZONE_W] !== Q_REDZONE) {
-    return debugHandOut(h, cp, buf, size, debugAllocQuick);
-  }
-  if ((i32[(cp + Q_CA_DEBUG) >> 2] & Q_DBG_CONTENTS) !== 0 && !freedToUninit(h, buf, tag)) {
-    return debugHandOut(h, cp, buf, size, debugAllocQuick);
-  }
-  i32[t + Q_BT_SIZE_W] = (251 * size + 1) | 0;
-  if (buf + size < tag) h.u8.fill(Q_REDZONE_BYTE, buf + size, tag);
-  i32[t + Q_BT_BXSTAT_W] = buf ^ Q_ALLOC_MAGIC;
-  return buf;
-}
-
-/**
- * Frees `buf` of `size` bytes to sized cache `cp` with every check of debug.ts; on anything
- * unexpected debug.ts takes the call (and reports).
- * @throws {HeapCorruptionError} naming the kind of misuse or corruption
- */
-export function debugFreeQuick(h: HeapView, cp: number, buf: number, size: number): void {
-  const i32 = h.i32, at = stateAddress(h, cp, buf);
-  const u8 = h.u8, tag = buf + i32[(cp + Q_CA_TAGOFF) >> 2], t = tag >> 2;
-  if (
-    at === 0 || u8[at] !== Q_BUF_ALLOC || i32[t + Q_BT_BXSTAT_W] !== (buf ^ Q_ALLOC_MAGIC) ||
-    i32[t + Q_BT_REDZONE_W] !== Q_REDZONE || i32[t + Q_BT_SIZE_W] !== ((251 * size + 1) | 0) ||
-    (buf + size < tag && !redzoneBytesIntact(u8, buf + size, tag))
-  ) return debugFree(h, cp, buf, size, "umem_free", debugFreeQuick);
-  if ((i32[(cp + Q_CA_DEBUG) >> 2] & Q_DBG_CONTENTS) !== 0) fillFreed(h, buf, tag);
-  i32[t + Q_BT_BXSTAT_W] = buf ^ Q_FREE_MAGIC;
-  u8[at] = Q_BUF_CACHED;
-  magazinePush(h, cp, buf);
-}
+// The helpers first, then the fast paths: functions declared as constants before their callers
+// read no TDZ check for them, nor for the layout constants above (a `function` declaration does,
+// two bytecodes a use), and V8's inlining budget counts bytecodes (magazine.ts).
 
 /** True when the bytes `[from, to)` all hold 0xbb. */
-function redzoneBytesIntact(u8: Uint8Array, from: number, to: number): boolean {
+const redzoneBytesIntact = (u8: Uint8Array, from: number, to: number): boolean => {
   for (let i = from; i < to; i++) if (u8[i] !== Q_REDZONE_BYTE) return false;
   return true;
-}
+};
 
 /**
  * Checks that the buffer `[buf, tag)` still holds 0xdeadbeef (up to `UMEM_DEBUG`'s
@@ -147,7 +148,7 @@ function redzoneBytesIntact(u8: Uint8Array, from: number, to: number): boolean {
  * 8-aligned; both patterns doubled are ordinary float64 values, so they are stored and compared
  * bit for bit). False, with the buffer as it was found, when a byte was modified.
  */
-function freedToUninit(h: HeapView, buf: number, tag: number): boolean {
+const freedToUninit = (h: HeapView, buf: number, tag: number): boolean => {
   const f64 = h.f64, b = buf >> 3, t = tag >> 3, max = h.i32[Q_HDR_MAXVERIFY_W];
   const v = max > 0 && b + ((max + 7) >> 3) < t ? b + ((max + 7) >> 3) : t;
   for (let i = b; i < v; i++) {
@@ -159,10 +160,84 @@ function freedToUninit(h: HeapView, buf: number, tag: number): boolean {
   }
   for (let i = v; i < t; i++) f64[i] = Q_UNINIT2;
   return true;
-}
+};
 
 /** Fills the buffer `[buf, tag)` being freed with 0xdeadbeef, eight bytes at a time. */
-function fillFreed(h: HeapView, buf: number, tag: number): void {
+const fillFreed = (h: HeapView, buf: number, tag: number): void => {
   const f64 = h.f64;
   for (let i = buf >> 3, t = tag >> 3; i < t; i++) f64[i] = Q_FREE2;
-}
+};
+
+/** Writes 0xbb in the bytes `[from, to)` after a buffer's requested size. */
+const layRedzoneBytes = (u8: Uint8Array, from: number, to: number): void => {
+  for (let i = from; i < to; i++) u8[i] = Q_REDZONE_BYTE;
+};
+
+/**
+ * Allocates `size` bytes from sized cache `cp` with guards (and contents) checked and laid: the
+ * top round of the slot's loaded magazine, checked before it is taken. Anything else (an empty
+ * magazine, a tag or pattern not as it should be) goes to debug.ts's `debugAlloc`, which takes
+ * the same round through the magazine layer, checks it again and reports.
+ * @throws {HeapCorruptionError} when the buffer taken was modified after it was freed
+ * @throws {OutOfMemoryError} when no memory can be had
+ */
+export const debugAllocQuick = (h: HeapView, cp: number, size: number): number => {
+  // Word indices: of the cache record, of the slot's record in it, of the top round's tag.
+  const i32 = h.i32, cw = cp >> 2, cc = (cp + h.ccOff) >> 2, r = i32[cc + Q_CC_ROUNDS_W];
+  if (r > 0) {
+    const buf = i32[(i32[cc + Q_CC_LOADED_W] >> 2) + r], tag = buf + i32[cw + Q_CA_TAGOFF_W];
+    const t = tag >> 2;
+    if (
+      i32[t + Q_BT_BXSTAT_W] === (buf ^ Q_FREE_MAGIC) && i32[t + Q_BT_REDZONE_W] === Q_REDZONE &&
+      ((i32[cw + Q_CA_DEBUG_W] & Q_DBG_CONTENTS) === 0 || freedToUninit(h, buf, tag))
+    ) {
+      // The round, taken as cacheAlloc takes it: a debugged cache never defers a free
+      // (magazine.ts's initialLast), so its CC_LAST needs no look.
+      i32[cc + Q_CC_ROUNDS_W] = r - 1;
+      i32[cc + Q_CC_NALLOC_W]++;
+      const sw = i32[(h.pagemap >> 2) + (buf >>> Q_PAGE_SHIFT)] >> 2;
+      h.u8[(sw << 2) + Q_SB_STATE + ((buf - i32[sw + Q_SB_BASE_W]) >> i32[cw + Q_CA_SHIFT_W])] =
+        Q_BUF_ALLOC;
+      i32[t + Q_BT_SIZE_W] = (251 * size + 1) | 0;
+      if (buf + size < tag) layRedzoneBytes(h.u8, buf + size, tag);
+      i32[t + Q_BT_BXSTAT_W] = buf ^ Q_ALLOC_MAGIC;
+      return buf;
+    }
+  }
+  return debugAlloc(h, cp, size, debugAllocQuick);
+};
+
+/**
+ * Frees `buf` of `size` bytes to sized cache `cp` with every check of debug.ts: the state byte
+ * found through the page map (so a buffer of another cache, an interior pointer and a duplicate
+ * free are told apart), the tag and the 0xbb bytes; then the fill and the push on the slot's
+ * loaded magazine. Anything else (a full magazine, any check failed) goes to debug.ts's
+ * `debugFree`, which checks again and reports, or frees through the magazine layer.
+ * @throws {HeapCorruptionError} naming the kind of misuse or corruption
+ */
+export const debugFreeQuick = (h: HeapView, cp: number, buf: number, size: number): void => {
+  // The caller (heap.ts's DebuggingHeap.free) saw buf below this handle's mapped size.
+  const i32 = h.i32, u8 = h.u8, cw = cp >> 2;
+  const sw = buf > 0 && (buf | 0) === buf ? i32[(h.pagemap >> 2) + (buf >>> Q_PAGE_SHIFT)] >> 2 : 0;
+  if (sw !== 0 && i32[sw + Q_SB_CACHE_W] === cp) {
+    const shift = i32[cw + Q_CA_SHIFT_W], off = buf - i32[sw + Q_SB_BASE_W];
+    const at = (sw << 2) + Q_SB_STATE + (off >> shift), tag = buf + i32[cw + Q_CA_TAGOFF_W];
+    const t = tag >> 2, cc = (cp + h.ccOff) >> 2, r = i32[cc + Q_CC_ROUNDS_W];
+    if (
+      off >= 0 && (off >> shift) << shift === off && u8[at] === Q_BUF_ALLOC &&
+      i32[t + Q_BT_BXSTAT_W] === (buf ^ Q_ALLOC_MAGIC) && i32[t + Q_BT_REDZONE_W] === Q_REDZONE &&
+      i32[t + Q_BT_SIZE_W] === ((251 * size + 1) | 0) &&
+      (buf + size >= tag || redzoneBytesIntact(u8, buf + size, tag)) && r < i32[cc + Q_CC_MAGSIZE_W]
+    ) {
+      if ((i32[cw + Q_CA_DEBUG_W] & Q_DBG_CONTENTS) !== 0) fillFreed(h, buf, tag);
+      i32[t + Q_BT_BXSTAT_W] = buf ^ Q_FREE_MAGIC;
+      u8[at] = Q_BUF_CACHED;
+      // The push, as cacheFreeChecked's (no deferred free to settle: see debugAllocQuick).
+      i32[(i32[cc + Q_CC_LOADED_W] >> 2) + 1 + r] = buf;
+      i32[cc + Q_CC_ROUNDS_W] = r + 1;
+      i32[cc + Q_CC_NFREE_W]++;
+      return;
+    }
+  }
+  debugFree(h, cp, buf, size, "umem_free", debugFreeQuick);
+};

@@ -83,6 +83,7 @@ import {
   debugAllocQuick,
   debugFreeQuick,
   debugQuickMax,
+  servesQuick,
 } from "./debug_quick.ts";
 import { Libc } from "./libc.ts";
 import {
@@ -173,6 +174,15 @@ function newBuffer(backend: "sbrk" | "mmap", size: number, maxSize: number): Sha
   }
 }
 
+/** The image's debugging flags word (`HDR_DEBUG`) for the settings `d` and `l`. */
+function debugFlags(d: DebugSettings, l: LoggingSettings): number {
+  const any = d.guards || d.audit || d.contents || d.firewall > 0;
+  return (any ? DBG_GUARDS : 0) | (d.audit ? DBG_AUDIT : 0) |
+    (d.contents ? DBG_CONTENTS : 0) | (d.verbose ? DBG_VERBOSE : 0) |
+    (d.firewall > 0 ? DBG_FIREWALL : 0) | (l.transaction > 0 ? DBG_TXLOG : 0) |
+    (l.contents > 0 ? DBG_CTLOG : 0) | (l.fail > 0 ? DBG_FAILLOG : 0);
+}
+
 /** Writes the debugging and logging settings into a new image and lays the logs. */
 function layDebug(
   heap: Heap,
@@ -181,11 +191,7 @@ function layDebug(
   o: UmemOptionSettings,
 ): void {
   const i32 = heap.i32;
-  const any = d.guards || d.audit || d.contents || d.firewall > 0;
-  const flags = (any ? DBG_GUARDS : 0) | (d.audit ? DBG_AUDIT : 0) |
-    (d.contents ? DBG_CONTENTS : 0) | (d.verbose ? DBG_VERBOSE : 0) |
-    (d.firewall > 0 ? DBG_FIREWALL : 0) | (l.transaction > 0 ? DBG_TXLOG : 0) |
-    (l.contents > 0 ? DBG_CTLOG : 0) | (l.fail > 0 ? DBG_FAILLOG : 0);
+  const flags = debugFlags(d, l);
   i32[HDR_DEBUG >> 2] = flags;
   i32[HDR_AUDIT_FRAMES >> 2] = d.auditFrames;
   i32[HDR_AUDIT_SAMPLE >> 2] = d.auditSample;
@@ -478,7 +484,7 @@ export class Heap extends HeapView {
     const slotTable = u32[HDR_SLOTS >> 2];
     u32[(slotTable + WS_STATE) >> 2] = SLOT_LIVE;
     u32[(slotTable + WS_GEN) >> 2] = 1;
-    const heap = Heap.handle(sab, 0);
+    const heap = Heap.handle(sab, 0, debugFlags(debug, logging));
     segCarve(heap, meta - PAGE_SIZE, PAGE_SIZE);
     layRootArena(heap, meta, size);
     layDebug(heap, debug, logging, umemOptions);
@@ -535,12 +541,22 @@ export class Heap extends HeapView {
 
   /**
    * A handle of the class the image asks for: a heap created with `trust` gets a
-   * `TrustingHeap`, whose `free` is a function of its own (see there).
+   * `TrustingHeap`, whose `free` is a function of its own, and a heap whose debugging the
+   * debug fast path serves a `DebuggingHeap`, whose `alloc` and `free` are (see there).
+   *
+   * @param sab the image
+   * @param slot the worker slot, taken
+   * @param debug the image's debugging flags (a new image has not laid them yet)
    */
-  private static handle(sab: SharedArrayBuffer, slot: number): Heap {
+  private static handle(
+    sab: SharedArrayBuffer,
+    slot: number,
+    debug: number = new Int32Array(sab, 0, (HDR_DEBUG >> 2) + 1)[HDR_DEBUG >> 2],
+  ): Heap {
     const trusting =
       (new Int32Array(sab, 0, (HDR_FLAGS >> 2) + 1)[HDR_FLAGS >> 2] & HF_TRUST) !== 0;
-    return trusting ? new TrustingHeap(sab, slot) : new Heap(sab, slot);
+    if (trusting) return new TrustingHeap(sab, slot);
+    return servesQuick(debug) ? new DebuggingHeap(sab, slot) : new Heap(sab, slot);
   }
 
   /** The SharedArrayBuffer: send it to a worker, which calls `Heap.attach` on it. */
@@ -1213,6 +1229,48 @@ class TrustingHeap extends Heap {
       return trustFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr);
     }
     // Through Heap.free, whose frame the debug layer's stack capture starts from.
+    super.free(ptr, size);
+  }
+}
+
+/**
+ * The handle of a heap whose only debugging is what the debug fast path serves (`guards`,
+ * `contents`, `verbose`, `firewall`; debug_quick.ts). Its `alloc` and `free` are functions of
+ * their own that go straight to that path for the sizes it serves, as libumem's
+ * `umem_cache_alloc` goes to `umem_cache_alloc_debug` on a cache with `UMF_BUFTAG`: a loop of
+ * pairs then inlines the checks themselves rather than calling through the three levels of
+ * {@linkcode Heap.alloc}'s intercepting paths, and a checked heap's own `alloc` and `free`
+ * carry none of it (see {@linkcode TrustingHeap}). With a hook attached, `debugQuick` is 0
+ * and every call goes through {@linkcode Heap.alloc} and {@linkcode Heap.free}, hooks and all.
+ */
+class DebuggingHeap extends Heap {
+  /**
+   * See {@linkcode Heap.create} and {@linkcode Heap.attach}, which make it.
+   *
+   * @param sab the image
+   * @param slot the worker slot
+   */
+  constructor(sab: SharedArrayBuffer, slot: number) {
+    super(sab, slot);
+  }
+
+  /** `umem_alloc` with the buffer's tag checked and laid; other sizes as {@linkcode Heap.alloc}. */
+  override alloc(size: number): number {
+    if (size > 0 && size <= this.debugQuick && (size | 0) === size) {
+      return debugAllocQuick(this, this.i32[this.sizeTab + ((size + 7) >> 3)], size);
+    }
+    return super.alloc(size);
+  }
+
+  /**
+   * `umem_free` with the buffer's tag checked; an address past this worker's views (another
+   * worker grew the heap), other sizes and any doubt go to {@linkcode Heap.free}, which syncs
+   * first.
+   */
+  override free(ptr: number, size: number): void {
+    if (size > 0 && size <= this.debugQuick && (size | 0) === size && ptr < this.mapped) {
+      return debugFreeQuick(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
+    }
     super.free(ptr, size);
   }
 }
