@@ -45,6 +45,29 @@ describe("UMEM_DEBUG", () => {
     assert.deepEqual(heap.verify(), []);
   });
 
+  it("guards alone, on an attached handle too: the fast path lays and checks the 0xbb bytes", () => {
+    const heap = debugHeap("guards");
+    const other = Heap.attach(heap.buffer);
+    try {
+      assert.equal(heap.constructor, other.constructor, "both handles of one class");
+      const p = heap.alloc(50); // laid by one handle, checked by the other
+      assert.deepEqual([...heap.u8.subarray(p + 50, p + 56)], new Array(6).fill(0xbb));
+      other.u8[p + 55] = 0; // the last byte before the tag
+      const e = corruption(() => other.free(p, 50));
+      assert.equal(e.kind, "redzone-violation");
+      assert.equal(e.address, p);
+      other.u8[p + 55] = 0xbb;
+      other.free(p, 50);
+      assert.equal(corruption(() => heap.free(p, 50)).kind, "duplicate-free");
+      const q = other.alloc(50); // the buffer that other's magazine now holds
+      assert.equal(q, p);
+      heap.free(q, 50);
+      assert.deepEqual(heap.verify(), []);
+    } finally {
+      other.detach();
+    }
+  });
+
   it("guards: an overwritten redzone word is reported", () => {
     const heap = debugHeap("guards");
     const p = heap.alloc(64);
