@@ -69,7 +69,7 @@ import {
 // Cache and slab record fields as word indices (`CA_* >> 2`, `SB_* >> 2`).
 const Q_CA_DEBUG_W = 49, Q_CA_TAGOFF_W = 50, Q_CA_SHIFT_W = 32, Q_SB_CACHE_W = 0, Q_SB_BASE_W = 1;
 const Q_PAGE_SHIFT = 12, Q_SB_STATE = 40, Q_BUF_ALLOC = 1, Q_BUF_CACHED = 2;
-// The slot record's words (`CC_* >> 2`) and the magazine's first round (`MG_ROUNDS >> 2`).
+// The slot record's words (`CC_* >> 2`); a magazine's first round is its word 1 (`MG_ROUNDS` 4).
 const Q_CC_LOADED_W = 0, Q_CC_ROUNDS_W = 1, Q_CC_MAGSIZE_W = 4, Q_CC_NALLOC_W = 6;
 const Q_CC_NFREE_W = 7;
 const Q_BT_REDZONE_W = 0, Q_BT_SIZE_W = 1, Q_BT_BXSTAT_W = 2, Q_HDR_MAXVERIFY_W = 44;
@@ -123,8 +123,8 @@ export function checkDebugQuickLayout(): void {
 
 /**
  * The largest size the debug fast path serves on a heap with debugging flags `flags`: 0 when
- * it serves none (other flags, a `trust` heap), else up to 1 KiB (the first size table) and
- * below the firewall.
+ * it serves none (other flags, a `trust` heap), else up to 1 KiB (the 0xbb bytes after a
+ * larger request may run to hundreds, laid and checked one at a time) and below the firewall.
  */
 export function debugQuickMax(h: HeapView, flags: number): number {
   if (!servesQuick(flags) || h.trust) return 0;
