@@ -25,6 +25,7 @@ import {
   HDR_CTLOG,
   HDR_DEBUG,
   HDR_FAILLOG,
+  HDR_FIELDS_END,
   HDR_FIREWALL,
   HDR_FLAGS,
   HDR_MAG_CACHES,
@@ -82,7 +83,6 @@ import {
   checkDebugQuickLayout,
   debugAllocQuick,
   debugFreeQuick,
-  debugQuickMax,
   servesQuick,
 } from "./debug_quick.ts";
 import { Libc } from "./libc.ts";
@@ -92,6 +92,7 @@ import {
   runFreedHooks,
   runFreeHooks,
   runSlotReclaimers,
+  setDispatch,
 } from "./hooks.ts";
 import { CT_DATA, FL_RECSIZE, layRing, ringBytes, TX_RECSIZE } from "./log.ts";
 import {
@@ -228,10 +229,7 @@ function layDebug(
     i32.fill(0, q >> 2, (q + QR_BYTES) >> 2);
     i32[HDR_QUARANTINE >> 2] = q;
   }
-  heap.debugging = flags !== 0;
-  heap.debugQuick = debugQuickMax(heap, flags);
-  heap.intercepting = heap.debugging || heap.hooks.length > 0;
-  heap.checkedFast = !heap.intercepting && !heap.trust;
+  setDispatch(heap);
 }
 
 /** Creates the heap's own arenas and caches in a new image (slot 0, nothing else running). */
@@ -407,10 +405,7 @@ export class Heap extends HeapView {
     this.vmem = new Vmem(this, this.u32[HDR_ROOT_ARENA >> 2]);
     this.sizeTab = this.i32[HDR_SIZE_TABLE >> 2] >> 2;
     this.libc = new Libc(this);
-    this.debugging = this.i32[HDR_DEBUG >> 2] !== 0;
-    this.debugQuick = debugQuickMax(this, this.i32[HDR_DEBUG >> 2]);
-    this.intercepting = this.debugging;
-    this.checkedFast = !this.intercepting && !this.trust;
+    setDispatch(this);
     this.gen = this.u32[(this.u32[HDR_SLOTS >> 2] + slot * WS_SIZE + WS_GEN) >> 2];
   }
 
@@ -548,15 +543,12 @@ export class Heap extends HeapView {
    * @param slot the worker slot, taken
    * @param debug the image's debugging flags (a new image has not laid them yet)
    */
-  private static handle(
-    sab: SharedArrayBuffer,
-    slot: number,
-    debug: number = new Int32Array(sab, 0, (HDR_DEBUG >> 2) + 1)[HDR_DEBUG >> 2],
-  ): Heap {
-    const trusting =
-      (new Int32Array(sab, 0, (HDR_FLAGS >> 2) + 1)[HDR_FLAGS >> 2] & HF_TRUST) !== 0;
-    if (trusting) return new TrustingHeap(sab, slot);
-    return servesQuick(debug) ? new DebuggingHeap(sab, slot) : new Heap(sab, slot);
+  private static handle(sab: SharedArrayBuffer, slot: number, debug?: number): Heap {
+    const hdr = new Int32Array(sab, 0, HDR_FIELDS_END >> 2);
+    if ((hdr[HDR_FLAGS >> 2] & HF_TRUST) !== 0) return new TrustingHeap(sab, slot);
+    return servesQuick(debug ?? hdr[HDR_DEBUG >> 2])
+      ? new DebuggingHeap(sab, slot)
+      : new Heap(sab, slot);
   }
 
   /** The SharedArrayBuffer: send it to a worker, which calls `Heap.attach` on it. */

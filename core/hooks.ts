@@ -74,17 +74,29 @@ export interface HeapHook {
  */
 export function attachHeapHook(h: HeapView, hook: HeapHook): () => void {
   h.hooks = [...h.hooks, hook];
-  h.intercepting = true;
-  h.checkedFast = false;
-  h.debugQuick = 0;
+  setDispatch(h);
   return () => {
     const i = h.hooks.indexOf(hook);
     if (i < 0) return;
     h.hooks = h.hooks.filter((x) => x !== hook);
-    h.intercepting = h.debugging || h.hooks.length > 0;
-    h.checkedFast = !h.intercepting && !h.trust;
-    if (h.hooks.length === 0) h.debugQuick = debugQuickMax(h, h.i32[HDR_DEBUG >> 2]);
+    setDispatch(h);
   };
+}
+
+/**
+ * Derives the handle's dispatch flags, which the fast paths test, from the image's debugging
+ * flags and this worker's hooks: `debugging`, `debugQuick` (0 while a hook is attached: the
+ * debug fast path calls none), `intercepting` and `checkedFast`. Called when a handle is made,
+ * when a new image has laid its debugging, and when a hook comes or goes.
+ *
+ * @param h the heap handle
+ */
+export function setDispatch(h: HeapView): void {
+  const flags = h.i32[HDR_DEBUG >> 2];
+  h.debugging = flags !== 0;
+  h.debugQuick = h.hooks.length > 0 ? 0 : debugQuickMax(h, flags);
+  h.intercepting = h.debugging || h.hooks.length > 0;
+  h.checkedFast = !h.intercepting && !h.trust;
 }
 
 /** Runs the `alloc` hooks (the caller checked `hooks.length !== 0 && hookDepth === 0`). */
