@@ -52,11 +52,10 @@
  * on a caller however often the program takes them. Measured on V8 15: `heap.alloc` 82 +
  * `cacheAlloc` 227, `heap.free` 94 + `cacheFreeChecked` 399: 309 + 1.2 × 493 = 901 of 920;
  * `Cache.alloc` 60 and `Cache.free` 71 (one test each sends all but the common case to a
- * method of its own): 287 + 1.2 × 470 = 851. A
- * heap created with `trust` has a handle class of its own (`TrustingHeap` in heap.ts), so that
- * its free never enters `heap.free`'s optimized body. The free paths do not sync (a free past
- * this worker's views fails the checks, and `cacheFreeSlow` remaps and tries again; the slow
- * paths sync).
+ * method of its own): 287 + 1.2 × 470 = 851. A heap created with `trust` has a handle class of
+ * its own (`TrustingHeap` in heap.ts), so that its free never enters `heap.free`'s optimized
+ * body. The free paths do not sync (a free past this worker's views fails the checks, and
+ * `cacheFreeSlow` remaps and tries again; the slow paths sync).
  *
  * Lock order: depot lock, then slab locks (this cache's and the magazine caches').
  *
