@@ -46,6 +46,25 @@ function raw(heap: Heap, size: number, p: number): { state: number; last: number
   };
 }
 
+/**
+ * A heap of 1 MiB and a second handle on it that has grown it by 4 MiB (`big`): the first
+ * handle's views still end at `old`.
+ */
+function grownByOther(): { heap: Heap; other: Heap; old: number; big: number } {
+  const heap = Heap.create({ size: 1 << 20, maxSize: 64 << 20 });
+  const other = Heap.attach(heap.buffer);
+  const old = heap.mapped;
+  const big = other.alloc(4 << 20); // the heap grows in the other slot
+  return { heap, other, old, big };
+}
+
+/** Calls `alloc` until it hands out an address at or past `old` (at most 20,000 times). */
+function allocPast(old: number, alloc: () => number): number[] {
+  const ps: number[] = [];
+  while (ps.length < 20000 && (ps.length === 0 || ps[ps.length - 1] < old)) ps.push(alloc());
+  return ps;
+}
+
 describe("the deferred free", () => {
   it("an alloc+free pair writes no state byte after the first, and readers see the truth", () => {
     const heap = Heap.create({ size: 1 << 20 });
@@ -145,14 +164,8 @@ describe("the deferred free", () => {
   // 64 B and a size above 1 KiB: both take the fast path, which does not sync.
   for (const size of [64, 4096]) {
     it(`a free of ${size} B through views older than the heap syncs and is checked as any other`, () => {
-      const heap = Heap.create({ size: 1 << 20, maxSize: 64 << 20 });
-      const other = Heap.attach(heap.buffer);
-      const old = heap.mapped;
-      const big = other.alloc(4 << 20); // the heap grows in the other slot
-      const ps: number[] = [];
-      while (ps.length < 20000 && (ps.length === 0 || ps[ps.length - 1] < old)) {
-        ps.push(other.alloc(size));
-      }
+      const { heap, other, old, big } = grownByOther();
+      const ps = allocPast(old, () => other.alloc(size));
       const p = ps[ps.length - 1];
       assert.ok(p >= old && heap.mapped === old, "p lies past this handle's views");
       heap.free(p, size);
@@ -166,19 +179,15 @@ describe("the deferred free", () => {
   }
 
   it("an alloc that brings in a buffer past this handle's views syncs before it returns", () => {
-    const heap = Heap.create({ size: 1 << 20, maxSize: 64 << 20 });
-    const other = Heap.attach(heap.buffer);
-    const old = heap.mapped;
-    const big = other.alloc(4 << 20); // the heap grows in the other slot
-    const ps: number[] = [];
+    const { heap, other, old, big } = grownByOther();
     // The alloc fast path does not sync: each new slab comes through the slow path, which does.
-    while (ps.length < 20000 && (ps.length === 0 || ps[ps.length - 1] < old)) {
+    const ps = allocPast(old, () => {
       const p = heap.alloc(96);
       assert.ok(p + 96 <= heap.mapped, `buffer ${p} lies inside this handle's views`);
       heap.u8[p + 95] = 7;
       assert.equal(heap.u8[p + 95], 7);
-      ps.push(p);
-    }
+      return p;
+    });
     assert.ok(ps[ps.length - 1] >= old, "a buffer from the grown part was handed out");
     for (const p of ps) heap.free(p, 96);
     other.free(big, 4 << 20);
