@@ -1,7 +1,8 @@
 /**
  * The cost of each UMEM_DEBUG setting on alloc+free pairs of 64 bytes, against none, in one
  * run. Auditing is measured against the bare cost of capturing one stack per operation (what
- * any JavaScript audit must pay), and sampled auditing against none.
+ * any JavaScript audit must pay), and sampled auditing (1 transaction in 100, and in 10,000)
+ * against none.
  *
  * Run: `deno bench --allow-read --allow-env bench/debug_bench.ts`
  *
@@ -17,6 +18,7 @@ const heaps = {
   contents: Heap.create({ size: 4 << 20, debug: "contents" }),
   audit: Heap.create({ size: 4 << 20, debug: "audit" }),
   sampled: Heap.create({ size: 4 << 20, debug: "audit=16/100" }),
+  sampledRarely: Heap.create({ size: 4 << 20, debug: "audit=16/10000" }),
   default: Heap.create({ size: 4 << 20, debug: "default" }),
 };
 
@@ -46,11 +48,18 @@ function bareCapture(heap: Heap): void {
   if (n === 0) throw new Error("no stacks");
 }
 
-for (const name of ["none", "guards", "contents", "sampled", "default"] as const) {
+/** The UMEM_DEBUG string of each bench's heap. */
+const settings = {
+  none: "",
+  guards: "guards",
+  contents: "contents",
+  sampled: "audit=16/100",
+  sampledRarely: "audit=16/10000",
+  default: "default",
+} as const;
+for (const name of ["none", "guards", "contents", "sampled", "sampledRarely", "default"] as const) {
   Deno.bench({
-    name: `${N} pairs of 64 B, UMEM_DEBUG=${
-      name === "sampled" ? "audit=16/100" : name === "none" ? "" : name
-    }`,
+    name: `${N} pairs of 64 B, UMEM_DEBUG=${settings[name]}`,
     group: "debug settings against none",
     baseline: name === "none",
     fn: () => pairs(name),

@@ -55,7 +55,6 @@ import { hex, UmemError, type UmemErrorKind } from "./errors.ts";
 import {
   HDR_AUDIT_FRAMES,
   HDR_AUDIT_SAMPLE,
-  HDR_AUDIT_TICK,
   HDR_CONTENTS_BYTES,
   HDR_CTLOG,
   HDR_DEBUG,
@@ -270,10 +269,13 @@ export function report(
 
 /**
  * Records one transaction in the audit record and the transaction log. With a sample rate
- * (`audit=frames/rate`) only one transaction in `rate` is audited, as jemalloc samples its
- * profile: it gets the stack, the worker and the time. Any other clears its half of the audit
- * record (time 0: no transaction), so that a report never shows an older alloc or free of the
- * buffer as its last one; it reads no clock (`performance.now()` costs about 100 ns in Deno).
+ * (`audit=frames/rate`) only one transaction in `rate` of each worker is audited, as jemalloc
+ * samples its profile per thread: it gets the stack, the worker and the time. Any other clears
+ * its half of the audit record (time 0: no transaction), so that a report never shows an older
+ * alloc or free of the buffer as its last one; it reads no clock (`performance.now()` costs
+ * about 100 ns in Deno). The count is the slot's `WS_AUDIT_LEFT`, which the debug fast path
+ * (debug_quick.ts) counts down too: it serves the transactions that are not audited and leaves
+ * the audited one, at 1, to this path.
  */
 function record(
   h: HeapView,
@@ -285,8 +287,12 @@ function record(
 ): void {
   const flags = w(h, cp + CA_DEBUG);
   if ((flags & (DBG_AUDIT | DBG_TXLOG)) === 0) return;
-  const sample = w(h, HDR_AUDIT_SAMPLE);
-  const take = sample <= 1 || Atomics.add(h.i32, HDR_AUDIT_TICK >> 2, 1) % sample === 0;
+  const sample = w(h, HDR_AUDIT_SAMPLE), left = h.auditLeft;
+  let take = true;
+  if (sample > 1 && left !== 0) {
+    take = h.i32[left] <= 1;
+    h.i32[left] = take ? sample : h.i32[left] - 1;
+  }
   const log = w(h, HDR_TXLOG), logging = (flags & DBG_TXLOG) !== 0 && log !== 0;
   const stack = take && w(h, HDR_STACKS) !== 0
     ? captureStack(h, w(h, HDR_STACKS), w(h, HDR_AUDIT_FRAMES), above)

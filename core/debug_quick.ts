@@ -1,6 +1,6 @@
 /**
- * The debug fast path: sized alloc and free on a heap whose only debugging is `guards` and
- * `contents` (no audit, no logs, no hooks), as libumem's `umem_cache_alloc_debug` and
+ * The debug fast path: sized alloc and free on a heap whose only debugging is `guards`,
+ * `contents` and sampled `audit` (no logs, no hooks), as libumem's `umem_cache_alloc_debug` and
  * `umem_cache_free_debug` do it for a cache without audit.
  *
  * Theory. The checks of debug.ts, in the order libumem makes them, on words only and with no
@@ -11,13 +11,18 @@
  * byte through the page map as the checked fast path does (so a buffer of another cache, an
  * interior pointer and a duplicate free are told apart), compares the check word, the redzone
  * word, the encoded size and the 0xbb bytes, then fills 0xdeadbeef and pushes the buffer.
+ * With sampled auditing (`audit=frames/rate`) both serve the transactions that are not
+ * sampled: they count the worker's `WS_AUDIT_LEFT` down and clear their half of the audit
+ * record, as debug.ts's `record` does; the sampled one (the count at 1) goes to debug.ts, which
+ * captures its stack. So a sampled heap pays for a stack once in `rate` transactions and
+ * otherwise little more than `guards` does.
  *
  * The round's pop and push and the state byte's address are written out here, as
  * `cacheFreeChecked` writes out its push, not called from magazine.ts: each such call re-reads
  * the handle's views and counts against V8's inlining budget (magazine.ts) with its own
  * bytecode. A `DebuggingHeap` (heap.ts) calls these two straight from `alloc` and `free`; its
- * alloc with this one inlined is 90 + 356 bytecodes and fits a loop's budget; the free, 106 +
- * 464, is past V8's limit for one inlined function (460) and stays one call, to a function that
+ * alloc with this one inlined is 90 + 411 bytecodes and fits a loop's budget; the free, 106 +
+ * 520, is past V8's limit for one inlined function (460) and stays one call, to a function that
  * calls nothing on the sound path. Functions here are constants declared before their callers:
  * V8 then checks none of their names, nor the layout's, for the temporal dead zone (two
  * bytecodes a use for a `function` declaration's).
@@ -36,11 +41,16 @@
  */
 
 import {
+  BT_A_SLOT,
+  BT_A_STACK,
+  BT_A_TIME,
   BT_ALLOC_MAGIC,
   BT_BXSTAT,
+  BT_F_STACK,
   BT_FREE_MAGIC,
   BT_REDZONE,
   BT_SIZE,
+  DBG_AUDIT,
   DBG_CONTENTS,
   DBG_FIREWALL,
   DBG_GUARDS,
@@ -51,7 +61,14 @@ import {
   UNINIT_PATTERN,
 } from "./buftag.ts";
 import { debugAlloc, debugFree } from "./debug.ts";
-import { HDR_FIREWALL, HDR_MAXVERIFY, type HeapView, PAGE_SHIFT } from "./image.ts";
+import { markInnerEntry } from "./stack.ts";
+import {
+  HDR_AUDIT_SAMPLE,
+  HDR_FIREWALL,
+  HDR_MAXVERIFY,
+  type HeapView,
+  PAGE_SHIFT,
+} from "./image.ts";
 import { CC_LOADED, CC_MAGSIZE, CC_NALLOC, CC_NFREE, CC_ROUNDS, MG_ROUNDS } from "./magazine.ts";
 import {
   BUF_ALLOC,
@@ -73,7 +90,9 @@ const Q_PAGE_SHIFT = 12, Q_SB_STATE = 40, Q_BUF_ALLOC = 1, Q_BUF_CACHED = 2;
 const Q_CC_LOADED_W = 0, Q_CC_ROUNDS_W = 1, Q_CC_MAGSIZE_W = 4, Q_CC_NALLOC_W = 6;
 const Q_CC_NFREE_W = 7;
 const Q_BT_REDZONE_W = 0, Q_BT_SIZE_W = 1, Q_BT_BXSTAT_W = 2, Q_HDR_MAXVERIFY_W = 44;
-const Q_DBG_CONTENTS = 2, Q_REDZONE_BYTE = 0xbb;
+// The audit record's allocation half (`BT_A_* >> 2`); its free half is Q_BT_F_HALF words on.
+const Q_BT_A_STACK_W = 4, Q_BT_A_SLOT_W = 5, Q_BT_A_TIME_W = 6, Q_BT_F_HALF = 4;
+const Q_DBG_AUDIT = 1, Q_DBG_CONTENTS = 2, Q_REDZONE_BYTE = 0xbb;
 const Q_REDZONE = 0xfeedface | 0, Q_FREE = 0xdeadbeef | 0, Q_UNINIT = 0xbaddcafe | 0;
 const Q_ALLOC_MAGIC = 0xa110c8ed | 0, Q_FREE_MAGIC = 0xf4eef4ee | 0;
 // The free and uninitialised patterns twice over, as the float64 with those bits.
@@ -87,17 +106,19 @@ function patternsDoubled(): boolean {
 }
 
 /**
- * The debugging flags the fast path serves: guards, contents, verbose, and the firewall (sizes
- * at or above it never come here). Any other (audit, the logs) sends every call to debug.ts.
+ * The debugging flags the fast path serves: guards, contents, verbose, audit (the transactions
+ * a sample rate leaves out) and the firewall (sizes at or above it never come here). Any other
+ * (the logs) sends every call to debug.ts.
  */
-const QUICK_FLAGS = DBG_GUARDS | DBG_CONTENTS | DBG_VERBOSE | DBG_FIREWALL;
+const QUICK_FLAGS = DBG_GUARDS | DBG_CONTENTS | DBG_VERBOSE | DBG_AUDIT | DBG_FIREWALL;
 
 /**
- * True when debugging flags `flags` are some and all of them the fast path's: a heap created
- * with them gets a handle whose `alloc` and `free` come here first (heap.ts's `DebuggingHeap`).
+ * True when debugging flags `flags` are some and all of them the fast path's, and auditing, if
+ * on, samples (`sample`, the rate, above 1): a heap created with them gets a handle whose
+ * `alloc` and `free` come here first (heap.ts's `DebuggingHeap`).
  */
-export function servesQuick(flags: number): boolean {
-  return flags !== 0 && (flags & ~QUICK_FLAGS) === 0;
+export function servesQuick(flags: number, sample: number): boolean {
+  return flags !== 0 && (flags & ~QUICK_FLAGS) === 0 && ((flags & DBG_AUDIT) === 0 || sample > 1);
 }
 
 /** Checks the module-local copies of the layout against the declarations. */
@@ -106,6 +127,9 @@ export function checkDebugQuickLayout(): void {
     Q_CA_DEBUG_W !== CA_DEBUG >> 2 || Q_CA_TAGOFF_W !== CA_TAGOFF >> 2 ||
     Q_BUF_ALLOC !== BUF_ALLOC || Q_BUF_CACHED !== BUF_CACHED ||
     Q_BT_REDZONE_W !== BT_REDZONE >> 2 || Q_BT_SIZE_W !== BT_SIZE >> 2 ||
+    Q_BT_A_STACK_W !== BT_A_STACK >> 2 || Q_BT_A_SLOT_W !== BT_A_SLOT >> 2 ||
+    Q_BT_A_TIME_W !== BT_A_TIME >> 2 || Q_BT_F_HALF !== (BT_F_STACK - BT_A_STACK) >> 2 ||
+    Q_DBG_AUDIT !== DBG_AUDIT ||
     Q_BT_BXSTAT_W !== BT_BXSTAT >> 2 || !patternsDoubled() ||
     Q_HDR_MAXVERIFY_W !== HDR_MAXVERIFY >> 2 || Q_DBG_CONTENTS !== DBG_CONTENTS ||
     Q_REDZONE_BYTE !== REDZONE_BYTE || Q_REDZONE !== REDZONE_PATTERN || Q_FREE !== FREE_PATTERN ||
@@ -127,7 +151,7 @@ export function checkDebugQuickLayout(): void {
  * larger request may run to hundreds, laid and checked one at a time) and below the firewall.
  */
 export function debugQuickMax(h: HeapView, flags: number): number {
-  if (!servesQuick(flags) || h.trust) return 0;
+  if (!servesQuick(flags, h.i32[HDR_AUDIT_SAMPLE >> 2]) || h.trust) return 0;
   const fw = h.i32[HDR_FIREWALL >> 2];
   return fw > 0 ? Math.min(1024, fw - 1) : 1024;
 }
@@ -174,6 +198,19 @@ const layRedzoneBytes = (u8: Uint8Array, from: number, to: number): void => {
 };
 
 /**
+ * Counts a transaction that is not sampled (the caller saw the slot's `WS_AUDIT_LEFT` above 1)
+ * and clears its half of the audit record at tag word `t`: `half` is 0 for an alloc and
+ * Q_BT_F_HALF for a free. As debug.ts's `record` does for one: no stack, this worker, time 0.
+ */
+const auditSkipped = (h: HeapView, t: number, half: number): void => {
+  const i32 = h.i32;
+  i32[h.auditLeft]--;
+  i32[t + half + Q_BT_A_STACK_W] = 0;
+  i32[t + half + Q_BT_A_SLOT_W] = h.slot;
+  h.f64[(t + half + Q_BT_A_TIME_W) >> 1] = 0;
+};
+
+/**
  * Allocates `size` bytes from sized cache `cp` with guards (and contents) checked and laid: the
  * top round of the slot's loaded magazine, checked before it is taken. Anything else (an empty
  * magazine, a tag or pattern not as it should be) goes to debug.ts's `debugAlloc`, which takes
@@ -186,10 +223,11 @@ export const debugAllocQuick = (h: HeapView, cp: number, size: number): number =
   const i32 = h.i32, cw = cp >> 2, cc = (cp + h.ccOff) >> 2, r = i32[cc + Q_CC_ROUNDS_W];
   if (r > 0) {
     const buf = i32[(i32[cc + Q_CC_LOADED_W] >> 2) + r], tag = buf + i32[cw + Q_CA_TAGOFF_W];
-    const t = tag >> 2;
+    const t = tag >> 2, dbg = i32[cw + Q_CA_DEBUG_W];
     if (
       i32[t + Q_BT_BXSTAT_W] === (buf ^ Q_FREE_MAGIC) && i32[t + Q_BT_REDZONE_W] === Q_REDZONE &&
-      ((i32[cw + Q_CA_DEBUG_W] & Q_DBG_CONTENTS) === 0 || freedToUninit(h, buf, tag))
+      ((dbg & Q_DBG_AUDIT) === 0 || i32[h.auditLeft] > 1) &&
+      ((dbg & Q_DBG_CONTENTS) === 0 || freedToUninit(h, buf, tag))
     ) {
       // The round, taken as cacheAlloc takes it: a debugged cache never defers a free
       // (magazine.ts's initialLast), so its CC_LAST needs no look.
@@ -201,6 +239,7 @@ export const debugAllocQuick = (h: HeapView, cp: number, size: number): number =
       i32[t + Q_BT_SIZE_W] = (251 * size + 1) | 0;
       if (buf + size < tag) layRedzoneBytes(h.u8, buf + size, tag);
       i32[t + Q_BT_BXSTAT_W] = buf ^ Q_ALLOC_MAGIC;
+      if ((dbg & Q_DBG_AUDIT) !== 0) auditSkipped(h, t, 0);
       return buf;
     }
   }
@@ -223,13 +262,16 @@ export const debugFreeQuick = (h: HeapView, cp: number, buf: number, size: numbe
     const shift = i32[cw + Q_CA_SHIFT_W], off = buf - i32[sw + Q_SB_BASE_W];
     const at = (sw << 2) + Q_SB_STATE + (off >> shift), tag = buf + i32[cw + Q_CA_TAGOFF_W];
     const t = tag >> 2, cc = (cp + h.ccOff) >> 2, r = i32[cc + Q_CC_ROUNDS_W];
+    const dbg = i32[cw + Q_CA_DEBUG_W];
     if (
       off >= 0 && (off >> shift) << shift === off && u8[at] === Q_BUF_ALLOC &&
       i32[t + Q_BT_BXSTAT_W] === (buf ^ Q_ALLOC_MAGIC) && i32[t + Q_BT_REDZONE_W] === Q_REDZONE &&
       i32[t + Q_BT_SIZE_W] === ((251 * size + 1) | 0) &&
-      (buf + size >= tag || redzoneBytesIntact(u8, buf + size, tag)) && r < i32[cc + Q_CC_MAGSIZE_W]
+      (buf + size >= tag || redzoneBytesIntact(u8, buf + size, tag)) &&
+      r < i32[cc + Q_CC_MAGSIZE_W] && ((dbg & Q_DBG_AUDIT) === 0 || i32[h.auditLeft] > 1)
     ) {
-      if ((i32[cw + Q_CA_DEBUG_W] & Q_DBG_CONTENTS) !== 0) fillFreed(h, buf, tag);
+      if ((dbg & Q_DBG_AUDIT) !== 0) auditSkipped(h, t, Q_BT_F_HALF);
+      if ((dbg & Q_DBG_CONTENTS) !== 0) fillFreed(h, buf, tag);
       i32[t + Q_BT_BXSTAT_W] = buf ^ Q_FREE_MAGIC;
       u8[at] = Q_BUF_CACHED;
       // The push, as cacheFreeChecked's (no deferred free to settle: see debugAllocQuick).
@@ -241,3 +283,7 @@ export const debugFreeQuick = (h: HeapView, cp: number, buf: number, size: numbe
   }
   debugFree(h, cp, buf, size, "umem_free", debugFreeQuick);
 };
+
+// Their fallbacks name them as the frame above which a stack is captured; alloc or free calls them.
+markInnerEntry(debugAllocQuick);
+markInnerEntry(debugFreeQuick);

@@ -56,6 +56,7 @@ import {
   SLOT_FREE,
   SLOT_LIVE,
   UO_NOMAGAZINES,
+  WS_AUDIT_LEFT,
   WS_GEN,
   WS_SIZE,
   WS_STATE,
@@ -402,6 +403,7 @@ export class Heap extends HeapView {
       throw new Error("core/heap.ts: the fast path's copies of the layout are out of date");
     }
     this.ccOff = CA_CPU + slot * CC_SIZE;
+    this.auditLeft = (this.u32[HDR_SLOTS >> 2] + slot * WS_SIZE + WS_AUDIT_LEFT) >> 2;
     this.vmem = new Vmem(this, this.u32[HDR_ROOT_ARENA >> 2]);
     this.sizeTab = this.i32[HDR_SIZE_TABLE >> 2] >> 2;
     this.libc = new Libc(this);
@@ -479,7 +481,7 @@ export class Heap extends HeapView {
     const slotTable = u32[HDR_SLOTS >> 2];
     u32[(slotTable + WS_STATE) >> 2] = SLOT_LIVE;
     u32[(slotTable + WS_GEN) >> 2] = 1;
-    const heap = Heap.handle(sab, 0, debugFlags(debug, logging));
+    const heap = Heap.handle(sab, 0, debugFlags(debug, logging), debug.auditSample);
     segCarve(heap, meta - PAGE_SIZE, PAGE_SIZE);
     layRootArena(heap, meta, size);
     layDebug(heap, debug, logging, umemOptions);
@@ -542,11 +544,17 @@ export class Heap extends HeapView {
    * @param sab the image
    * @param slot the worker slot, taken
    * @param debug the image's debugging flags (a new image has not laid them yet)
+   * @param sample its audit sample rate (likewise)
    */
-  private static handle(sab: SharedArrayBuffer, slot: number, debug?: number): Heap {
+  private static handle(
+    sab: SharedArrayBuffer,
+    slot: number,
+    debug?: number,
+    sample?: number,
+  ): Heap {
     const hdr = new Int32Array(sab, 0, HDR_FIELDS_END >> 2);
     if ((hdr[HDR_FLAGS >> 2] & HF_TRUST) !== 0) return new TrustingHeap(sab, slot);
-    return servesQuick(debug ?? hdr[HDR_DEBUG >> 2])
+    return servesQuick(debug ?? hdr[HDR_DEBUG >> 2], sample ?? hdr[HDR_AUDIT_SAMPLE >> 2])
       ? new DebuggingHeap(sab, slot)
       : new Heap(sab, slot);
   }

@@ -125,8 +125,7 @@ export const HDR_CTLOG = 192;
 export const HDR_FAILLOG = 196;
 /** Heap corruption reports raised so far. */
 export const HDR_ERRORS = 200;
-/** Transactions counted for audit sampling. */
-export const HDR_AUDIT_TICK = 204;
+// 204: unused (was a shared count of transactions for audit sampling; see WS_AUDIT_LEFT).
 /** Firewall quarantine ring (address). */
 export const HDR_QUARANTINE = 208;
 /** `UO_*` flags of `UMEM_OPTIONS`. */
@@ -174,6 +173,12 @@ export const HF_NOFAIL = 2;
 export const WS_STATE = 0;
 /** Generation: how many times the slot has been taken. */
 export const WS_GEN = 4;
+/**
+ * Audit sampling (`UMEM_DEBUG=audit=frames/rate`): this worker's transactions left until the
+ * next audited one, 1 or less meaning the next. Only the slot's worker touches it, so sampling
+ * costs no atomic operation and workers do not contend for one counter.
+ */
+export const WS_AUDIT_LEFT = 8;
 /** Size of a slot record. */
 export const WS_SIZE = 16;
 /** A free slot. */
@@ -243,6 +248,8 @@ export class HeapView {
   refilling = false;
   /** Offset of this slot's per-worker cache inside a cache record (`CA_CPU + slot * CC_SIZE`). */
   ccOff = 0;
+  /** Word index of this slot's `WS_AUDIT_LEFT` (0 in a handle that takes no slot). */
+  auditLeft = 0;
   /** Offset of the page map. */
   pagemap: number;
   /** The heap was opened with `trust`: frees are not checked. */

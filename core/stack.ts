@@ -109,6 +109,18 @@ const OWN = [OWN_URL.href, decodeURIComponent(OWN_URL.pathname)];
  */
 const OWN_FRAMES = 4;
 
+/** Functions that umem's public functions call and pass as `above` to captureStack. */
+const innerEntries = new Set<unknown>();
+
+/**
+ * Marks `fn` as called by umem's own public functions (the debug fast path, which `alloc` and
+ * `free` call): a capture above it takes one frame more, the public function's, so that as many
+ * of the caller's frames are kept. Each frame taken costs (Deno source-maps it), so only these.
+ */
+export function markInnerEntry(fn: unknown): void {
+  innerEntries.add(fn);
+}
+
 /** Keeps the frames of a raw `Error.stack` that are not umem's own: at most `frames`. */
 export function formatStack(raw: string, frames: number): string {
   const out: string[] = [];
@@ -138,8 +150,13 @@ export function captureStack(
     captureStackTrace(o: object, above: unknown): void;
   };
   const limit = E.stackTraceLimit;
-  // Frames from `above` (the public entry point) up are not even captured.
-  E.stackTraceLimit = above === captureStack ? frames + OWN_FRAMES : frames;
+  // Frames from `above` (the public entry point) up are not even captured; one more is when
+  // `above` is called by umem's own public function, which formatStack drops.
+  E.stackTraceLimit = above === captureStack
+    ? frames + OWN_FRAMES
+    : innerEntries.has(above)
+    ? frames + 1
+    : frames;
   const holder: { stack?: string } = {};
   E.captureStackTrace(holder, above);
   let raw = holder.stack ?? "";

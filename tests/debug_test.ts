@@ -11,7 +11,7 @@ import { BT_BXSTAT } from "../core/buftag.ts";
 import { CA_TAGOFF } from "../core/slab.ts";
 import { sizeCache } from "../core/size_class.ts";
 import { ringRecords, TX_BUF, TX_OP, TXOP_ALLOC, TXOP_FREE } from "../core/log.ts";
-import { HDR_AUDIT_TICK, HDR_CTLOG, HDR_FAILLOG, HDR_TXLOG } from "../core/image.ts";
+import { HDR_CTLOG, HDR_FAILLOG, HDR_TXLOG } from "../core/image.ts";
 import { parseDebug, parseLogging, parseOptions } from "../core/options.ts";
 
 const debugHeap = (debug = "default", logging = "") =>
@@ -258,26 +258,60 @@ describe("UMEM_DEBUG", () => {
     });
   }
 
-  it("audit=frames/rate audits one transaction in rate; the others clear their half", () => {
-    const heap = debugHeap("audit=8/1000");
-    const tick = () => heap.i32[HDR_AUDIT_TICK >> 2];
-    while (tick() % 1000 !== 0) heap.free(heap.alloc(24), 24); // the next one is sampled
-    function allocatedWhileSampled(): number {
-      return heap.alloc(40);
-    }
-    const p = allocatedWhileSampled();
-    const ins = () => inspect(heap).bufctl(p);
-    assert.deepEqual(ins().map((t) => t.op), ["alloc"]);
-    // (JavaScriptCore may inline the function: then its caller's line in this file.)
-    assert.match(ins()[0].stack, /allocatedWhileSampled|debug_test\.ts:\d+/);
-    assert.ok(ins()[0].time > 0);
-    heap.free(p, 40); // not sampled: the free is not recorded, the sampled alloc stays
-    assert.deepEqual(ins().map((t) => t.op), ["alloc"]);
-    assert.equal(heap.alloc(40), p); // not sampled: the old alloc is no longer the last
-    assert.deepEqual(ins(), [], "an older transaction is not shown as the last");
-    heap.free(p, 40);
-    assert.deepEqual(heap.verify(), []);
-  });
+  for (const debug of ["audit=8/1000", "audit=8/1000,contents"]) {
+    it(`${debug}: one transaction in 1000 of each worker is audited; the others clear their half`, () => {
+      const heap = debugHeap(debug), other = Heap.attach(heap.buffer);
+      assert.ok(heap.debugQuick > 0, "the fast path serves the transactions not sampled");
+      assert.equal(debugHeap("audit=8").debugQuick, 0, "and none when every one is audited");
+      const left = () => heap.i32[heap.auditLeft];
+      const pairs = (h: Heap, n: number) => {
+        for (let i = 0; i < n; i++) h.free(h.alloc(24), 24);
+      };
+      while (left() > 1) pairs(heap, 1); // the next transaction is sampled
+      function allocatedWhileSampled(): number {
+        return heap.alloc(40);
+      }
+      const p = allocatedWhileSampled();
+      const ins = () => inspect(heap).bufctl(p);
+      assert.deepEqual(ins().map((t) => t.op), ["alloc"]);
+      // (JavaScriptCore may inline the function: then its caller's line in this file.)
+      assert.match(ins()[0].stack, /allocatedWhileSampled|debug_test\.ts:\d+/);
+      assert.ok(ins()[0].time > 0);
+      pairs(other, 700); // another worker's transactions count against its own rate
+      assert.equal(left(), 1000);
+      heap.free(p, 40); // not sampled: the free is not recorded, the sampled alloc stays
+      assert.deepEqual(ins().map((t) => t.op), ["alloc"]);
+      pairs(heap, 498); // 996 transactions more, none sampled
+      assert.equal(heap.alloc(40), p); // the 998th: the old alloc is no longer the last
+      assert.deepEqual(ins(), [], "an older transaction is not shown as the last");
+      heap.free(p, 40); // the 999th: cleared too
+      assert.deepEqual(ins(), []);
+      let callerFrames = 0;
+      function allocatedAtTheThousandth(): number {
+        const E = Error as unknown as { stackTraceLimit: number }, limit = E.stackTraceLimit;
+        E.stackTraceLimit = 50;
+        callerFrames = (new Error().stack ?? "").split("\n").length - 1;
+        // In a try block the call is no tail call, which JavaScriptCore would run in this frame.
+        try {
+          return heap.alloc(40);
+        } finally {
+          E.stackTraceLimit = limit;
+        }
+      }
+      assert.equal(allocatedAtTheThousandth(), p);
+      assert.deepEqual(ins().map((t) => t.op), ["alloc"]);
+      assert.match(ins()[0].stack, /allocatedAtTheThousandth|debug_test\.ts:\d+/);
+      assert.ok(!/core\/heap\.ts/.test(ins()[0].stack), "umem's own frames are left out");
+      assert.equal(
+        ins()[0].stack.split("\n").length,
+        Math.min(8, callerFrames),
+        "and all 8 frames (or as many as there are) are the caller's",
+      );
+      heap.free(p, 40);
+      other.detach();
+      assert.deepEqual(heap.verify(), []);
+    });
+  }
 
   it("the same mistakes with debugging off do not harm the heap's metadata", () => {
     const heap = Heap.create({ size: 4 << 20, debug: "" });
