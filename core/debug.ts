@@ -268,14 +268,31 @@ export function report(
 }
 
 /**
+ * Transactions from one audited transaction to the next at sample rate `rate` (above 1): drawn
+ * from the geometric distribution of mean `rate`, as jemalloc draws its sample intervals, so
+ * that a program repeating a pattern of allocations and frees is not sampled at the same point
+ * of the pattern every time (a fixed count of 100 would only ever see the same transaction of a
+ * pattern of 4).
+ *
+ * @param rate the mean interval (`audit=frames/rate`)
+ * @param u a uniform number in [0, 1) (tests pass their own)
+ * @returns the interval, 1 or more
+ */
+export function sampleInterval(rate: number, u: number = Math.random()): number {
+  const k = 1 + Math.floor(Math.log(1 - u) / Math.log(1 - 1 / rate));
+  return Math.min(k, 0x3fffffff);
+}
+
+/**
  * Records one transaction in the audit record and the transaction log. With a sample rate
- * (`audit=frames/rate`) only one transaction in `rate` of each worker is audited, as jemalloc
- * samples its profile per thread: it gets the stack, the worker and the time. Any other clears
- * its half of the audit record (time 0: no transaction), so that a report never shows an older
- * alloc or free of the buffer as its last one; it reads no clock (`performance.now()` costs
- * about 100 ns in Deno). The count is the slot's `WS_AUDIT_LEFT`, which the debug fast path
- * (debug_quick.ts) counts down too: it serves the transactions that are not audited and leaves
- * the audited one, at 1, to this path.
+ * (`audit=frames/rate`) one transaction in `rate` of each worker is audited, on average and at
+ * random intervals (sampleInterval), as jemalloc samples its profile per thread: the audited
+ * one gets the stack, the worker and the time. Any other clears its half of the audit record
+ * (time 0: no transaction), so that a report never shows an older alloc or free of the buffer
+ * as its last one; it reads no clock (`performance.now()` costs about 100 ns in Deno). The
+ * count is the slot's `WS_AUDIT_LEFT`, which the debug fast path (debug_quick.ts) counts down
+ * too: it serves the transactions that are not audited and leaves the audited one, at 1, to
+ * this path.
  */
 function record(
   h: HeapView,
@@ -291,7 +308,7 @@ function record(
   let take = true;
   if (sample > 1 && left !== 0) {
     take = h.i32[left] <= 1;
-    h.i32[left] = take ? sample : h.i32[left] - 1;
+    h.i32[left] = take ? sampleInterval(sample) : h.i32[left] - 1;
   }
   const log = w(h, HDR_TXLOG), logging = (flags & DBG_TXLOG) !== 0 && log !== 0;
   const stack = take && w(h, HDR_STACKS) !== 0

@@ -18,7 +18,7 @@ export interface DebugSettings {
   audit: boolean;
   /** Stack frames an audit record keeps. */
   auditFrames: number;
-  /** Record a stack for 1 in this many transactions (1: all). */
+  /** Audit 1 in this many transactions of each worker (1: all). */
   auditSample: number;
   /** Fill freed buffers with 0xdeadbeef and new ones with 0xbaddcafe, and check them. */
   contents: boolean;
@@ -95,7 +95,8 @@ function unknown(variable: string, key: string): UmemError {
 }
 
 /**
- * Parses a `UMEM_DEBUG` string. `audit=16/100` keeps 16 frames and samples 1 transaction in 100.
+ * Parses a `UMEM_DEBUG` string. `audit=16/100` keeps 16 frames and audits 1 transaction
+ * in 100 of each worker.
  * @throws {UmemError} `invalid-argument` naming an unknown keyword or a bad value
  */
 export function parseDebug(s: string): DebugSettings {

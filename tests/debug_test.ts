@@ -13,6 +13,7 @@ import { sizeCache } from "../core/size_class.ts";
 import { ringRecords, TX_BUF, TX_OP, TXOP_ALLOC, TXOP_FREE } from "../core/log.ts";
 import { HDR_CTLOG, HDR_FAILLOG, HDR_TXLOG } from "../core/image.ts";
 import { parseDebug, parseLogging, parseOptions } from "../core/options.ts";
+import { sampleInterval } from "../core/debug.ts";
 
 const debugHeap = (debug = "default", logging = "") =>
   Heap.create({ size: 4 << 20, debug, logging });
@@ -259,7 +260,7 @@ describe("UMEM_DEBUG", () => {
   }
 
   for (const debug of ["audit=8/1000", "audit=8/1000,contents"]) {
-    it(`${debug}: one transaction in 1000 of each worker is audited; the others clear their half`, () => {
+    it(`${debug}: the worker's countdown picks the audited transaction; the others clear their half`, () => {
       const heap = debugHeap(debug), other = Heap.attach(heap.buffer);
       assert.ok(heap.debugQuick > 0, "the fast path serves the transactions not sampled");
       assert.equal(debugHeap("audit=8").debugQuick, 0, "and none when every one is audited");
@@ -277,8 +278,11 @@ describe("UMEM_DEBUG", () => {
       // (JavaScriptCore may inline the function: then its caller's line in this file.)
       assert.match(ins()[0].stack, /allocatedWhileSampled|debug_test\.ts:\d+/);
       assert.ok(ins()[0].time > 0);
+      const interval = left();
+      assert.ok(interval >= 1, "the next interval is drawn");
       pairs(other, 700); // another worker's transactions count against its own rate
-      assert.equal(left(), 1000);
+      assert.equal(left(), interval);
+      heap.i32[heap.auditLeft] = 1000; // from here, as if the interval drawn were 1000
       heap.free(p, 40); // not sampled: the free is not recorded, the sampled alloc stays
       assert.deepEqual(ins().map((t) => t.op), ["alloc"]);
       pairs(heap, 498); // 996 transactions more, none sampled
@@ -312,6 +316,35 @@ describe("UMEM_DEBUG", () => {
       assert.deepEqual(heap.verify(), []);
     });
   }
+
+  it("audit=frames/rate: intervals average the rate and do not lock onto a repeating pattern", () => {
+    // The inverse of the distribution: the median and the mean interval are the geometric's.
+    const draws = Array.from({ length: 999 }, (_, i) => sampleInterval(100, (i + 0.5) / 999));
+    assert.ok(draws.every((k) => Number.isInteger(k) && k >= 1));
+    const mean = draws.reduce((a, b) => a + b, 0) / draws.length;
+    assert.ok(mean > 90 && mean < 110, `mean interval ${mean}`);
+    assert.equal(draws[499], 69, "the median of a geometric of mean 100 is 69");
+    assert.equal(sampleInterval(100, 0), 1);
+    // A repeating pattern of four transactions, at a rate that is a multiple of four: a fixed
+    // count would audit the same one of the four every time.
+    const heap = debugHeap("audit=4/100");
+    const audited = [0, 0, 0, 0];
+    for (let i = 0; i < 20_000; i++) {
+      const a = heap.i32[heap.auditLeft] <= 1;
+      const p = heap.alloc(32);
+      const b = heap.i32[heap.auditLeft] <= 1;
+      const q = heap.alloc(48);
+      const c = heap.i32[heap.auditLeft] <= 1;
+      heap.free(p, 32);
+      const d = heap.i32[heap.auditLeft] <= 1;
+      heap.free(q, 48);
+      [a, b, c, d].forEach((x, k) => audited[k] += x ? 1 : 0);
+    }
+    const total = audited.reduce((x, y) => x + y, 0);
+    assert.ok(total > 600 && total < 1000, `${total} of 80,000 transactions audited`);
+    for (const n of audited) assert.ok(n > total / 8, `audited by position: ${audited}`);
+    assert.deepEqual(heap.verify(), []);
+  });
 
   it("the same mistakes with debugging off do not harm the heap's metadata", () => {
     const heap = Heap.create({ size: 4 << 20, debug: "" });
