@@ -1,6 +1,6 @@
 /**
  * The model-based fuzzers (tests/fuzz/) with fixed seeds and a bounded number of runs: the
- * heap's sized allocation, caches and libc; `sbo`'s bump arenas, scopes and chunk pool;
+ * heap's sized allocation, caches and libc, on a plain heap and under each UMEM_DEBUG setting; `sbo`'s bump arenas, scopes and chunk pool;
  * `budget`'s memory-context trees. Each target stays within a few seconds; `deno task fuzz`
  * (tests/fuzz/main.ts) runs more, with any seed.
  *
@@ -10,7 +10,7 @@
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import assert from "node:assert/strict";
-import { runFuzz } from "./fuzz/heap_fuzz.ts";
+import { DEBUG_SETTINGS, debugHeapTarget, runFuzz } from "./fuzz/heap_fuzz.ts";
 import { sboTarget } from "./fuzz/sbo_fuzz.ts";
 import { budgetTarget } from "./fuzz/budget_fuzz.ts";
 import { parseFlags, printResult, runTarget } from "./fuzz/runner.ts";
@@ -21,6 +21,23 @@ describe("heap fuzzer", () => {
     assert.equal(r.failure, undefined, JSON.stringify(r.failure));
     assert.equal(r.runs, 150);
     assert.ok(r.ops > 150);
+  });
+});
+
+describe("heap fuzzer on debugged heaps", () => {
+  it("a fixed seed finds nothing in 300 runs, every UMEM_DEBUG setting drawn", () => {
+    const seen = new Set<string>();
+    const target = {
+      ...debugHeapTarget,
+      run: (cmds: Parameters<typeof debugHeapTarget.run>[0]) => {
+        if (cmds[0]?.op === "debug") seen.add(cmds[0].setting);
+        debugHeapTarget.run(cmds);
+      },
+    };
+    const r = runTarget(target, { runs: 300, seed: 7 });
+    assert.equal(r.failure, undefined, JSON.stringify(r.failure));
+    assert.equal(r.runs, 300);
+    assert.deepEqual([...seen].sort(), [...DEBUG_SETTINGS].sort());
   });
 });
 

@@ -2,7 +2,10 @@
  * A model-based fuzzer of the heap's sized allocation, object caches and `heap.libc`: random
  * command lists run against a fresh heap and a model of the live blocks. Each block is filled
  * with a pattern derived from its identity and checked before it is freed (and at the end);
- * blocks must never overlap; `verify()` must be empty at the end of each list.
+ * blocks must never overlap; `verify()` must be empty at the end of each list. The `debugheap`
+ * target runs the same lists on a heap with a `UMEM_DEBUG` setting drawn per list (guards,
+ * contents, sampled or full audit, firewall), so the debug fast path, its fallbacks and the
+ * checked paths are all driven by sound programs, which must raise no report.
  *
  * Run: `npx deno run --allow-read --allow-env tests/fuzz/main.ts --target heap --runs 1000
  * --seed 7` (this file alone also runs as a program with the same flags). The runner, the
@@ -29,6 +32,7 @@ import {
 
 /** One fuzz command. */
 export type FuzzCmd =
+  | { op: "debug"; setting: string }
   | { op: "alloc"; size: number }
   | { op: "free"; pick: number }
   | { op: "malloc"; size: number }
@@ -103,10 +107,28 @@ function check(heap: Heap, b: Block, what: string, size = b.size): void {
   checkPattern(heap, b.id, b.addr, size, `${what}: ${b.kind} block`);
 }
 
-/** Runs one command list on a fresh heap; throws on any disagreement with the model. */
+/**
+ * The `UMEM_DEBUG` settings of the `debugheap` target: each fast path's flags, a sampled audit
+ * (one transaction in 3: both the fast path and its fallback), everything, and the firewall.
+ */
+export const DEBUG_SETTINGS: readonly string[] = [
+  "guards",
+  "contents",
+  "audit=4/3",
+  "audit=4/3,contents",
+  "default",
+  "guards,firewall=2048",
+];
+
+/**
+ * Runs one command list on a fresh heap; throws on any disagreement with the model. A first
+ * `debug` command sets the heap's `UMEM_DEBUG` (none otherwise).
+ */
 export function runCommands(cmds: FuzzCmd[]): void {
+  const first = cmds[0];
+  const debug = first?.op === "debug" ? first.setting : "";
   // sbrk, as mk() (helpers.ts): under Bun an mmap heap costs ms to create, and a run makes 150.
-  const heap = Heap.create({ size: 1 << 20, debug: "", logging: "", options: "", backend: "sbrk" });
+  const heap = Heap.create({ size: 1 << 20, debug, logging: "", options: "", backend: "sbrk" });
   const live: Block[] = [];
   const caches: Cache[] = [];
   let nextId = 1;
@@ -193,6 +215,8 @@ export function runCommands(cmds: FuzzCmd[]): void {
         if (problems.length > 0) fail(`verify() after command ${step}: ${problems.join("; ")}`);
         break;
       }
+      case "debug":
+        break;
     }
   });
   const problems = heap.verify();
@@ -219,6 +243,15 @@ export function runCommands(cmds: FuzzCmd[]): void {
 export const heapTarget: Target<FuzzCmd> = {
   name: "heap",
   commands: fc.array(cmdArb, { minLength: 1, maxLength: 200, size: "max" }),
+  run: runCommands,
+};
+
+/** The heap fuzzer's lists on a debugged heap: a `debug` command, then the list. */
+export const debugHeapTarget: Target<FuzzCmd> = {
+  name: "debugheap",
+  commands: fc.tuple(fc.constantFrom(...DEBUG_SETTINGS), heapTarget.commands).map((
+    [setting, cmds],
+  ): FuzzCmd[] => [{ op: "debug", setting }, ...cmds]),
   run: runCommands,
 };
 

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { heapTarget } from "./heap_fuzz.ts";
+import { debugHeapTarget, heapTarget } from "./heap_fuzz.ts";
 import { sboTarget } from "./sbo_fuzz.ts";
 import { budgetTarget } from "./budget_fuzz.ts";
 import { regionTarget } from "./region_fuzz.ts";
@@ -23,6 +23,7 @@ import { exit, parseFlags, printResult, programArgs, runTarget, type Target } fr
 // deno-lint-ignore no-explicit-any
 export const TARGETS: Record<string, Target<any>> = {
   heap: heapTarget,
+  debugheap: debugHeapTarget,
   sbo: sboTarget,
   budget: budgetTarget,
   region: regionTarget,
