@@ -7,6 +7,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Heap, type HeapOptions } from "../mod.ts";
 import { withWorkers as withWorkersOf } from "./helpers.ts";
+import { HDR_ERRORS } from "../core/image.ts";
 
 const WORKER = new URL("./fixtures/stress_worker.ts", import.meta.url).href;
 const TIMEOUT = 120_000;
@@ -83,6 +84,18 @@ describe("many workers, one heap", () => {
       assert.equal(heap.buffer.byteLength, backend === "mmap" ? 512 << 20 : heap.size);
     });
   }
+
+  it("two workers on a debugged heap (sampled audit, contents): the debug fast path across workers", async () => {
+    // Each worker's handle is a DebuggingHeap; buffers freed by the other worker go through the
+    // same checks; a sound program raises no report, and every pattern and tag is whole after.
+    const heap = await stress(2, 100_000, {
+      debug: "audit=8/50,contents",
+      logging: "",
+      options: "",
+    });
+    assert.ok(heap.debugQuick > 0);
+    assert.equal(heap.i32[HDR_ERRORS >> 2], 0, "no corruption report was raised");
+  });
 
   it("a worker terminated while it holds full magazines loses nothing after reclaimSlot", async () => {
     const heap = Heap.create({ size: 4 << 20 });
