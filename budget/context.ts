@@ -312,11 +312,11 @@ export class MemoryContext {
   /** The heap the context lives in (a `Heap`). */
   readonly heap: ContextHeap;
   /** The context record's address: send it to another worker, which calls `MemoryContext.at`. */
-  readonly address: number;
+  readonly address: number = 0;
   /** The context's id, unique in its tree: the handle works while the record has it. */
-  readonly id: number;
+  readonly id: number = 0;
   /** Whether the context is shared between workers (every operation takes its lock). */
-  readonly shared: boolean;
+  readonly shared: boolean = false;
   /** This worker's state for the heap's tree. */
   private readonly st: TreeState;
   /** The heap, typed as the core's `Heap` (the same object as `heap`). */
@@ -577,7 +577,7 @@ export class MemoryContext {
   alloc(size: number): number {
     const h = this.h;
     if (h.i32[SIZE_WORD] !== h.mapped) h.remap(); // h.sync(), inlined
-    if (!this.shared) {
+    if (this.shared !== true) { // (one compare: see core/heap.ts's alloc)
       const p = allocFast(h, this.address, this.id, size);
       if (p !== 0) return p;
     }

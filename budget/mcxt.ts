@@ -120,7 +120,7 @@ export function palloc(size: number): number {
   if (c === null) throw noCurrent("palloc");
   const h = c.heap as Heap;
   if (h.i32[SIZE_WORD] !== h.mapped) h.remap(); // h.sync(), inlined
-  if (!c.shared) {
+  if (c.shared !== true) {
     const p = allocFast(h, c.address, c.id, size);
     if (p !== 0) return p;
   }

@@ -320,12 +320,13 @@ export function cacheStats(h: HeapView, cp: number): CacheStats {
 export class Cache {
   /** The heap. */
   readonly heap: HeapView;
+  // (Numbers get a value where they are declared: see HeapView's fields.)
   /** The cache record's address. */
-  readonly addr: number;
+  readonly addr: number = 0;
   /** The cache's id: a handle on a destroyed cache notices it. */
-  readonly id: number;
+  readonly id: number = 0;
   /** The word index of the record's `CA_ID`, which the fast paths compare with `id`. */
-  private readonly idWord: number;
+  private readonly idWord: number = 0;
 
   /**
    * Wraps a cache record. Use `heap.createCache` or `heap.cache` instead.
@@ -381,7 +382,7 @@ export class Cache {
     // No sync(): see Heap.alloc. One test sends everything but a live cache on a heap that
     // neither debugs nor has hooks to allocOther: the fewer bytecodes here, the surer V8 is to
     // inline this with cacheAlloc into the caller's loop (the budget in magazine.ts).
-    if (h.i32[this.idWord] !== this.id || h.intercepting) return this.allocOther();
+    if (h.i32[this.idWord] !== this.id || h.intercepting === true) return this.allocOther();
     return cacheAlloc(h, this.addr);
   }
 
@@ -428,7 +429,7 @@ export class Cache {
     // No sync() here: a free of an address past this worker's views fails cacheFree's checks,
     // and cacheFreeSlow syncs before it reports (the budget of V8's inliner, magazine.ts); a
     // record past them fails the id test, and checkCacheId syncs.
-    if (h.i32[this.idWord] !== this.id || !h.checkedFast) return this.freeOther(ptr);
+    if (h.i32[this.idWord] !== this.id || h.checkedFast !== true) return this.freeOther(ptr);
     cacheFreeChecked(h, this.addr, ptr, "umem_cache_free");
   }
 

@@ -384,9 +384,9 @@ export class Heap extends HeapView {
   /** The malloc-compatible interface over this heap. */
   readonly libc: Libc;
   /** Word index of the size-class table. */
-  protected sizeTab: number;
+  protected sizeTab = 0; // (a value here: see HeapView's fields)
   /** The slot's generation when this handle took it: `detach` gives back only that tenure. */
-  private readonly gen: number;
+  private readonly gen: number = 0;
 
   /**
    * A handle on the image in `sab` for worker slot `slot`, which the caller has taken: use
@@ -765,7 +765,9 @@ export class Heap extends HeapView {
   alloc(size: number): number {
     // No sync() here: a round from this slot's magazine lies inside its views, and the slow
     // paths that bring in buffers from elsewhere sync (the budget of V8's inliner, magazine.ts).
-    if (size > 0 && size <= FP_MAXBUF && (size | 0) === size && !this.intercepting) {
+    // The flags are compared with `true`: V8 does not know a field holds a boolean, and `!flag`
+    // compiles to a test against every falsy value, `flag !== true` to one compare.
+    if (size > 0 && size <= FP_MAXBUF && (size | 0) === size && this.intercepting !== true) {
       return cacheAlloc(this, this.i32[this.sizeTab + ((size + 7) >> 3)]);
     }
     return this.allocSlow(size);
@@ -882,7 +884,7 @@ export class Heap extends HeapView {
     // A heap that debugs or has hooks takes freeSlow for every size: the fast path stays
     // small enough for V8 to inline alloc and free together (see magazine.ts).
     // (free(0, n) does nothing: cacheFreeSlow lets a 0 from umem_free go, off the fast path.)
-    if (size > 0 && size <= FP_MAXBUF && (size | 0) === size && this.checkedFast) {
+    if (size > 0 && size <= FP_MAXBUF && (size | 0) === size && this.checkedFast === true) {
       cacheFreeChecked(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, "umem_free");
       return;
     }
@@ -1225,7 +1227,7 @@ class TrustingHeap extends Heap {
    * size; a heap that debugs or has hooks, and a bad size, go to {@linkcode Heap.free}.
    */
   override free(ptr: number, size: number): void {
-    if (size > 0 && size <= FP_MAXBUF && (size | 0) === size && !this.intercepting) {
+    if (size > 0 && size <= FP_MAXBUF && (size | 0) === size && this.intercepting !== true) {
       return trustFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr);
     }
     // Through Heap.free, whose frame the debug layer's stack capture starts from.

@@ -225,7 +225,7 @@ export function cacheAlloc(h: HeapView, cp: number): number {
       // The slot's deferred free: its state byte still says allocated. Wipe the stamp.
       i32[cc + FP_CC_LAST_W] = 0;
       i32[buf >> 2] = 0;
-    } else if (!h.trust) {
+    } else if (h.trust !== true) { // (one compare, not a truthiness test: heap.ts's alloc)
       // Any other round: its state byte says cached; set it to allocated.
       const sb = i32[(h.pagemap >> 2) + (buf >>> FP_PAGE_SHIFT)];
       h.u8[
@@ -250,7 +250,7 @@ export function cacheAlloc(h: HeapView, cp: number): number {
  * @throws {UmemError} `bad-free`, `duplicate-free`, `wrong-cache` or `wrong-size`
  */
 export function cacheFree(h: HeapView, cp: number, buf: number, fn: string): void {
-  if (h.trust) trustFree(h, cp, buf);
+  if (h.trust === true) trustFree(h, cp, buf);
   else cacheFreeChecked(h, cp, buf, fn);
 }
 

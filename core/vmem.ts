@@ -875,10 +875,10 @@ export class Vmem {
   /** The heap image. */
   readonly heap: HeapView;
   /** The arena record's address. */
-  readonly addr: number;
+  readonly addr: number = 0;
 
   /** The arena's id when this handle was made: a reused record has another. */
-  private readonly id: number;
+  private readonly id: number = 0;
   /** The arena's name, read once (only error messages use it). */
   private cachedName: string | undefined;
 

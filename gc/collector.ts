@@ -269,13 +269,13 @@ export class Collector implements Disposable {
   /** The heap. */
   readonly heap: Heap;
   /** The collector's record in the heap. */
-  readonly record: number;
+  readonly record: number = 0;
   /** This worker's slot. */
-  readonly slot: number;
+  readonly slot: number = 0;
   /** Word index of this slot's unfolded allocation bytes. */
-  private readonly pendingWord: number;
+  private readonly pendingWord: number = 0;
   /** Word index of this slot's state (`WS_*`). */
-  private readonly stateWord: number;
+  private readonly stateWord: number = 0;
   /** Caches by kind (1..3) and class, filled on first use. */
   private readonly caches: (Cache | undefined)[][] = [[], [], [], []];
   /** Cache handles by record address (for free and the sweep). */

@@ -75,23 +75,23 @@ export class Marker {
   /** Byte view. */
   readonly u8: Uint8Array;
   /** Lowest address a pointer may have: the start of the heap's arena. */
-  readonly lo: number;
+  readonly lo: number = 0;
   /** One past the highest: the bytes mapped. */
-  readonly hi: number;
+  readonly hi: number = 0;
   /** Word index of the page map. */
-  readonly pm: number;
+  readonly pm: number = 0;
   /** Address of the kind table. */
-  readonly kt: number;
+  readonly kt: number = 0;
   /** Word index of the mark stack. */
-  stack: number;
+  stack: number = 0;
   /** Entries the mark stack holds. */
-  cap: number;
+  cap: number = 0;
   /** Entries on the stack. */
   sp = 0;
   /** A push was dropped since the last rescan. */
   overflow = false;
   /** Only pointers to an object's first byte count. */
-  readonly baseOnly: boolean;
+  readonly baseOnly: boolean = false;
   /** Objects marked. */
   objects = 0;
   /** Bytes of the objects marked. */
@@ -99,9 +99,9 @@ export class Marker {
   /** Rescans after an overflow. */
   rescans = 0;
   /** Address of the large-object table. */
-  readonly lt: number;
+  readonly lt: number = 0;
   /** Large objects listed. */
-  readonly ln: number;
+  readonly ln: number = 0;
 
   /**
    * Prepares to mark: views, bounds, the mark stack.
@@ -170,10 +170,10 @@ export class Marker {
     let at = sb + L_SB_STATE + (off >> shift);
     let s = u8[at];
     if (s === L_INTERIOR) {
-      if (this.baseOnly) return;
+      if (this.baseOnly === true) return;
       do at--; while (u8[at] === L_INTERIOR);
       s = u8[at];
-    } else if (this.baseOnly && (off & ((1 << shift) - 1)) !== 0) return;
+    } else if (this.baseOnly === true && (off & ((1 << shift) - 1)) !== 0) return;
     // An object whose free was once deferred (core/magazine.ts) is allocated too: the world is
     // stopped and every deferred free settled. Marking drops the flag.
     if ((s & ~L_DEFER) !== L_ALLOC) return;

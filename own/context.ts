@@ -97,7 +97,7 @@ export class OwnWorker {
   /** The heap handle. */
   readonly heap: Heap;
   /** The root record. */
-  readonly root: number;
+  readonly root: number = 0;
   /** The error handler, or undefined to throw. */
   handler: OwnershipErrorHandler | undefined = undefined;
   /** Nonzero while the module frees memory of its own: the hook lets it through. */
@@ -319,13 +319,13 @@ export class OwnContext {
   /** The worker's state. */
   readonly worker: OwnWorker;
   /** The root record. */
-  readonly root: number;
+  readonly root: number = 0;
   /** `full` mode: stacks are recorded. */
-  readonly full: boolean;
+  readonly full: boolean = false;
   /** Frames per stack. */
-  readonly frames: number;
+  readonly frames: number = 0;
   /** The state word of a record owned here, live, with no mutable borrow. */
-  readonly liveBits: number;
+  readonly liveBits: number = 0;
   /** The stack table (`full` mode; 0 otherwise). */
   readonly stacks: number;
 
