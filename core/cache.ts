@@ -137,6 +137,8 @@ const w = (h: HeapView, a: number) => h.i32[a >> 2];
 
 /** The debugging flags a cache takes from the heap's. */
 const CACHE_DEBUG_FLAGS = DBG_AUDIT | DBG_CONTENTS | DBG_GUARDS | DBG_TXLOG | DBG_CTLOG;
+/** The fast paths as module constants, which V8 folds into callers (see heap.ts's `fastAlloc`). */
+const fastAlloc = cacheAlloc, fastFree = cacheFreeChecked;
 
 /**
  * Creates a cache record and returns its address. Checks everything first.
@@ -383,7 +385,7 @@ export class Cache {
     // neither debugs nor has hooks to allocOther: the fewer bytecodes here, the surer V8 is to
     // inline this with cacheAlloc into the caller's loop (the budget in magazine.ts).
     if (h.i32[this.idWord] !== this.id || h.intercepting === true) return this.allocOther();
-    return cacheAlloc(h, this.addr);
+    return fastAlloc(h, this.addr);
   }
 
   /** An allocation off the fast path: a stale handle or record, debugging, hooks. */
@@ -430,7 +432,7 @@ export class Cache {
     // and cacheFreeSlow syncs before it reports (the budget of V8's inliner, magazine.ts); a
     // record past them fails the id test, and checkCacheId syncs.
     if (h.i32[this.idWord] !== this.id || h.checkedFast !== true) return this.freeOther(ptr);
-    cacheFreeChecked(h, this.addr, ptr, "umem_cache_free");
+    fastFree(h, this.addr, ptr, "umem_cache_free");
   }
 
   /** A free off the checked fast path: a stale handle or record, debugging, hooks, trust. */

@@ -156,6 +156,15 @@ import {
 // alloc and free (see magazine.ts), checked with the rest of the fast path's copies when a
 // handle is made.
 const FP_MAXBUF = 131072;
+/**
+ * The fast paths, called through module constants: an imported function is a live binding,
+ * which V8 loads and checks (not yet initialised? still the same function?) on every call; a
+ * constant of this module it folds into the caller. Functions from other modules, aliased here
+ * once they are defined (each is a `function` declaration, or a module this one does not
+ * import back).
+ */
+const fastAlloc = cacheAlloc, fastFree = cacheFreeChecked, fastTrustFree = trustFree;
+const quickAlloc = debugAllocQuick, quickFree = debugFreeQuick;
 
 /**
  * A new image's buffer: growable from `size` up to `maxSize` bytes (`sbrk`), or `maxSize` bytes
@@ -768,7 +777,7 @@ export class Heap extends HeapView {
     // The flags are compared with `true`: V8 does not know a field holds a boolean, and `!flag`
     // compiles to a test against every falsy value, `flag !== true` to one compare.
     if (size > 0 && size <= FP_MAXBUF && (size | 0) === size && this.intercepting !== true) {
-      return cacheAlloc(this, this.i32[this.sizeTab + ((size + 7) >> 3)]);
+      return fastAlloc(this, this.i32[this.sizeTab + ((size + 7) >> 3)]);
     }
     return this.allocSlow(size);
   }
@@ -885,7 +894,7 @@ export class Heap extends HeapView {
     // small enough for V8 to inline alloc and free together (see magazine.ts).
     // (free(0, n) does nothing: cacheFreeSlow lets a 0 from umem_free go, off the fast path.)
     if (size > 0 && size <= FP_MAXBUF && (size | 0) === size && this.checkedFast === true) {
-      cacheFreeChecked(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, "umem_free");
+      fastFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, "umem_free");
       return;
     }
     this.freeSlow(ptr, size);
@@ -900,7 +909,7 @@ export class Heap extends HeapView {
   /** A free on a heap that debugs or has hooks: the debug fast path, else the hooks around. */
   private freeIntercepted(ptr: number, size: number): void {
     if (size <= this.debugQuick && size > 0 && (size | 0) === size) {
-      return debugFreeQuick(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
+      return quickFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
     }
     this.freeOther(ptr, size);
   }
@@ -1228,7 +1237,7 @@ class TrustingHeap extends Heap {
    */
   override free(ptr: number, size: number): void {
     if (size > 0 && size <= FP_MAXBUF && (size | 0) === size && this.intercepting !== true) {
-      return trustFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr);
+      return fastTrustFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr);
     }
     // Through Heap.free, whose frame the debug layer's stack capture starts from.
     super.free(ptr, size);
@@ -1259,7 +1268,7 @@ class DebuggingHeap extends Heap {
   /** `umem_alloc` with the buffer's tag checked and laid; other sizes as {@linkcode Heap.alloc}. */
   override alloc(size: number): number {
     if (size > 0 && size <= this.debugQuick && (size | 0) === size) {
-      return debugAllocQuick(this, this.i32[this.sizeTab + ((size + 7) >> 3)], size);
+      return quickAlloc(this, this.i32[this.sizeTab + ((size + 7) >> 3)], size);
     }
     return super.alloc(size);
   }
@@ -1271,7 +1280,7 @@ class DebuggingHeap extends Heap {
    */
   override free(ptr: number, size: number): void {
     if (size > 0 && size <= this.debugQuick && (size | 0) === size && ptr < this.mapped) {
-      return debugFreeQuick(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
+      return quickFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
     }
     super.free(ptr, size);
   }

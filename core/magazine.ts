@@ -234,7 +234,9 @@ export function cacheAlloc(h: HeapView, cp: number): number {
     }
     return buf;
   }
-  return cacheAllocSlow(h, cp);
+  // An int32, as the round above: the two meet in one value, which V8 then keeps untagged
+  // (without the `| 0` the caller's loop tags the address, checks and untags it, every pair).
+  return cacheAllocSlow(h, cp) | 0;
 }
 
 /**
