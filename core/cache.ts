@@ -384,7 +384,7 @@ export class Cache {
     // No sync(): see Heap.alloc. One test sends everything but a live cache on a heap that
     // neither debugs nor has hooks to allocOther: the fewer bytecodes here, the surer V8 is to
     // inline this with cacheAlloc into the caller's loop (the budget in magazine.ts).
-    if (h.i32[this.idWord] !== this.id || h.intercepting === true) return this.allocOther();
+    if (h.i32[this.idWord] !== this.id || h.intercepting === true) return this.allocOther() | 0;
     return fastAlloc(h, this.addr);
   }
 

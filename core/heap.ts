@@ -779,7 +779,7 @@ export class Heap extends HeapView {
     if (size > 0 && size <= FP_MAXBUF && (size | 0) === size && this.intercepting !== true) {
       return fastAlloc(this, this.i32[this.sizeTab + ((size + 7) >> 3)]);
     }
-    return this.allocSlow(size);
+    return this.allocSlow(size) | 0; // an int32, as the fast path's (magazine.ts's cacheAlloc)
   }
 
   /** A sized allocation on a heap that debugs or has hooks. */
