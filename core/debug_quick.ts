@@ -243,7 +243,7 @@ export const debugAllocQuick = (h: HeapView, cp: number, size: number): number =
       return buf;
     }
   }
-  return debugAlloc(h, cp, size, debugAllocQuick);
+  return debugAlloc(h, cp, size, debugAllocQuick) | 0;
 };
 
 /**

@@ -1270,7 +1270,7 @@ class DebuggingHeap extends Heap {
     if (size > 0 && size <= this.debugQuick && (size | 0) === size) {
       return quickAlloc(this, this.i32[this.sizeTab + ((size + 7) >> 3)], size);
     }
-    return super.alloc(size);
+    return super.alloc(size) | 0;
   }
 
   /**
