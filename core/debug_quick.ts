@@ -1,7 +1,7 @@
 /**
  * The debug fast path: sized alloc and free on a heap whose only debugging is `guards`,
  * `contents` and sampled `audit` (no logs, no hooks), as libumem's `umem_cache_alloc_debug` and
- * `umem_cache_free_debug` do it for a cache without audit.
+ * `umem_cache_free_debug` do it, less the stack of an audited transaction.
  *
  * Theory. The checks of debug.ts, in the order libumem makes them, on words only and with no
  * call on the sound path: alloc looks at the top round of the slot's loaded magazine, checks
@@ -21,7 +21,7 @@
  * `cacheFreeChecked` writes out its push, not called from magazine.ts: each such call re-reads
  * the handle's views and counts against V8's inlining budget (magazine.ts) with its own
  * bytecode. A `DebuggingHeap` (heap.ts) calls these two straight from `alloc` and `free`; its
- * alloc with this one inlined is 90 + 411 bytecodes and fits a loop's budget; the free, 106 +
+ * alloc with this one inlined is 92 + 414 bytecodes and fits a loop's budget; the free, 105 +
  * 520, is past V8's limit for one inlined function (460) and stays one call, to a function that
  * calls nothing on the sound path. Functions here are constants declared before their callers:
  * V8 then checks none of their names, nor the layout's, for the temporal dead zone (two
