@@ -327,7 +327,7 @@ export class OwnContext {
   /** The state word of a record owned here, live, with no mutable borrow. */
   readonly liveBits: number = 0;
   /** The stack table (`full` mode; 0 otherwise). */
-  readonly stacks: number;
+  readonly stacks: number = 0;
 
   /**
    * Binds the context to a heap handle.

@@ -48,11 +48,11 @@ const INERT = 2;
  */
 export class Bias {
   /** Whether the handle is the word's only writer. */
-  solo: boolean;
+  solo: boolean = false;
   /** For a `Shared` reference: its worker's ledger (ledger.ts), told when a borrow ends. */
   readonly ledger: Ledger | undefined;
   /** For a `Shared` reference: the record, as the ledger names it. */
-  readonly rec: number;
+  readonly rec: number = 0;
 
   /**
    * Makes a bias (by the module, one per handle or reference).
@@ -102,15 +102,15 @@ function ended(fn: string, addr: number): OwnershipError {
  */
 export class Ref {
   /** The buffer's size in bytes. */
-  readonly size: number;
+  readonly size: number = 0;
   /** A view over the heap that covers the record. */
   private readonly i32: Int32Array;
   /** The state word's index. */
-  private readonly word: number;
+  private readonly word: number = 0;
   /** The buffer. */
-  private readonly addr: number;
+  private readonly addr: number = 0;
   /** `HELD`, `ENDED` or `INERT`. */
-  private state: number;
+  private state: number = 0;
   /** The handle's bias, read when the borrow ends. */
   private readonly bias: Bias;
 
@@ -173,7 +173,7 @@ export class Ref {
   release(): void {
     if (this.state === HELD) {
       const b = this.bias;
-      if (b.solo) this.i32[this.word] -= 1;
+      if (b.solo === true) this.i32[this.word] -= 1;
       else {
         b.ledger?.enter(b.rec, LE_SHARED, -1); // out of the ledger first (ledger.ts)
         Atomics.sub(this.i32, this.word, 1);
@@ -209,15 +209,15 @@ export class Ref {
  */
 export class RefMut {
   /** The buffer's size in bytes. */
-  readonly size: number;
+  readonly size: number = 0;
   /** A view over the heap that covers the record. */
   private readonly i32: Int32Array;
   /** The state word's index. */
-  private readonly word: number;
+  private readonly word: number = 0;
   /** The buffer. */
-  private readonly addr: number;
+  private readonly addr: number = 0;
   /** `HELD`, `ENDED` or `INERT`. */
-  private state: number;
+  private state: number = 0;
   /** The handle's bias, read when the borrow ends. */
   private readonly bias: Bias;
 
@@ -279,7 +279,7 @@ export class RefMut {
   release(): void {
     if (this.state === HELD) {
       const b = this.bias;
-      if (b.solo) this.i32[this.word] &= ~OS_MUT;
+      if (b.solo === true) this.i32[this.word] &= ~OS_MUT;
       else {
         b.ledger?.enter(b.rec, LE_MUT, -1);
         Atomics.and(this.i32, this.word, ~OS_MUT);

@@ -50,7 +50,7 @@ export class Ledger {
   /** The heap handle of this worker. */
   private readonly heap: Heap;
   /** The index of this slot's word in the ledger directory. */
-  private readonly dirWord: number;
+  private readonly dirWord: number = 0;
   /** Frees memory without the module's free hook looking at it (the worker's `quiet`). */
   private readonly freeQuietly: (ptr: number, size: number) => void;
 

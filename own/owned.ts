@@ -309,7 +309,7 @@ export class Owned {
     // A solo handle is the word's only writer: a plain store; otherwise one compare-and-swap.
     const i32 = this.i32, i = this.word, s = i32[i], bias = this.bias;
     if ((s & LIVE_MASK) === this.liveBits && (s & OS_COUNT) !== OS_COUNT) {
-      if (bias.solo) i32[i] = s + 1;
+      if (bias.solo === true) i32[i] = s + 1;
       else if (Atomics.compareExchange(i32, i, s, s + 1) !== s) {
         return this.borrowSlow(false, false, Owned.prototype.borrow) as Ref;
       }
@@ -343,7 +343,7 @@ export class Owned {
   borrowMut(): RefMut {
     const i32 = this.i32, i = this.word, s = i32[i], bias = this.bias;
     if ((s & (LIVE_MASK | OS_COUNT)) === this.liveBits) {
-      if (bias.solo) i32[i] = s | OS_MUT;
+      if (bias.solo === true) i32[i] = s | OS_MUT;
       else if (Atomics.compareExchange(i32, i, s, s | OS_MUT) !== s) {
         return this.borrowSlow(true, false, Owned.prototype.borrowMut) as RefMut;
       }
