@@ -96,7 +96,7 @@ export class Libc {
    */
   malloc(n: number): number {
     const h = this.heap;
-    if (h.intercepting && hooksLive(h)) return this.mallocHooked(n);
+    if (h.intercepting === true && hooksLive(h)) return this.mallocHooked(n);
     checkSize("malloc", "size", n, 0, MAX_IMAGE - MALLOC_HEADER);
     const total = n + MALLOC_HEADER;
     const base = h.alloc(total);
@@ -150,7 +150,7 @@ export class Libc {
   free(ptr: number): void {
     if (ptr === 0) return;
     const h = this.heap;
-    if (h.intercepting && hooksLive(h)) return this.freeHooked(ptr);
+    if (h.intercepting === true && hooksLive(h)) return this.freeHooked(ptr);
     const base = this.block(ptr, "free"), total = this.total(base);
     // The header stays: a second free finds it and the size class's state byte reports the
     // duplicate; once the buffer is reused or back on its slab the header no longer matches.
