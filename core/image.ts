@@ -242,8 +242,8 @@ export class HeapView {
   f64: Float64Array;
   // Numbers and booleans get a value where they are declared. A field declared without one is
   // first defined as undefined (class-field semantics), and V8 then keeps it as a tagged field
-  // whose every load on a fast path is checked (a Smi's tag; for a boolean, a full truthiness
-  // test that compares against six values): 0.3 ns of a 15 ns alloc+free pair.
+  // whose every load on a fast path checks a Smi's tag. (Booleans are compared with `true` on
+  // the fast paths, whatever their first value: see heap.ts's alloc.)
   /** Bytes covered by the views. */
   mapped = 0;
   /** This handle's worker slot. */
