@@ -1246,7 +1246,7 @@ class TrustingHeap extends Heap {
 
 /**
  * The handle of a heap whose only debugging is what the debug fast path serves (`guards`,
- * `contents`, `verbose`, `firewall`; debug_quick.ts). Its `alloc` and `free` are functions of
+ * `contents`, `verbose`, `firewall`, sampled `audit`; debug_quick.ts). Its `alloc` and `free` are functions of
  * their own that go straight to that path for the sizes it serves, as libumem's
  * `umem_cache_alloc` goes to `umem_cache_alloc_debug` on a cache with `UMF_BUFTAG`: a loop of
  * pairs then inlines the checks themselves rather than calling through the three levels of

@@ -266,7 +266,8 @@ export class HeapView {
   debugging = false;
   /**
    * The largest size whose sized alloc and free take the debug fast path (`debug_quick.ts`):
-   * nonzero when the heap's only debugging is guards and contents.
+   * nonzero when the heap's only debugging is what that path serves (guards, contents, sampled
+   * audit: debug_quick.ts's servesQuick).
    */
   debugQuick = 0;
   /** `debugging`, or a hook is attached: the sized alloc and free take the slow path. */
