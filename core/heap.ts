@@ -784,7 +784,7 @@ export class Heap extends HeapView {
 
   /** A sized allocation on a heap that debugs or has hooks. */
   private allocIntercepted(cp: number, size: number): number {
-    if (size <= this.debugQuick) return debugAllocQuick(this, cp, size);
+    if (size <= this.debugQuick) return quickAlloc(this, cp, size);
     const p = this.debugging ? this.debugAlloc(cp, size) : cacheAlloc(this, cp);
     this.sync(); // the firewall's own pages may lie past the views
     if (hooksLive(this)) runAllocHooks(this, p, size, 0);
@@ -1246,8 +1246,8 @@ class TrustingHeap extends Heap {
 
 /**
  * The handle of a heap whose only debugging is what the debug fast path serves (`guards`,
- * `contents`, `verbose`, `firewall`, sampled `audit`; debug_quick.ts). Its `alloc` and `free` are functions of
- * their own that go straight to that path for the sizes it serves, as libumem's
+ * `contents`, `verbose`, `firewall`, sampled `audit`; debug_quick.ts). Its `alloc` and `free`
+ * are functions of their own that go straight to that path for the sizes it serves, as libumem's
  * `umem_cache_alloc` goes to `umem_cache_alloc_debug` on a cache with `UMF_BUFTAG`: a loop of
  * pairs then inlines the checks themselves rather than calling through the three levels of
  * {@linkcode Heap.alloc}'s intercepting paths, and a checked heap's own `alloc` and `free`

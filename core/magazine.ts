@@ -49,13 +49,18 @@
  * nothing inlinable: `cacheAlloc` (a round, and its state byte) and `cacheFreeChecked` (the
  * checks, the deferral, the push), each with one call for everything else, `cacheAllocSlow` and
  * `cacheFreeSlow`, both past V8's size limit for inlining (460 bytecodes), so they never weigh
- * on a caller however often the program takes them. Measured on V8 15: `heap.alloc` 82 +
- * `cacheAlloc` 227, `heap.free` 94 + `cacheFreeChecked` 399: 309 + 1.2 × 493 = 901 of 920;
- * `Cache.alloc` 60 and `Cache.free` 71 (one test each sends all but the common case to a
- * method of its own): 287 + 1.2 × 470 = 851. A heap created with `trust` has a handle class of
- * its own (`TrustingHeap` in heap.ts), so that its free never enters `heap.free`'s optimized
- * body. The free paths do not sync (a free past this worker's views fails the checks, and
- * `cacheFreeSlow` remaps and tries again; the slow paths sync).
+ * on a caller however often the program takes them. Measured on V8 15 (`--trace-turbo-inlining`):
+ * `heap.alloc` 88 + `cacheAlloc` 234, `heap.free` 97 + `cacheFreeChecked` 399. Counted as the
+ * model above has it, `heap.free` with its callee, the pair takes 322 + 1.2 × 496 = 917 of 920,
+ * three to spare; the traces of this version counted `heap.free`'s own 97 even when it had been
+ * optimized first (419 + 1.2 × 399 = 898). `Cache.alloc` 66 and `Cache.free` 74 (one test each
+ * sends all but the common case to a method of its own): 308 used when `cacheFreeChecked` is
+ * weighed, 787 in all. So a bytecode added to these four functions comes out of that margin:
+ * measure before and after (20 more in `cacheFreeChecked`, a first word saved for the deferral,
+ * put it out of a pair loop, whose free became a call). A heap created with `trust` has a
+ * handle class of its own (`TrustingHeap` in heap.ts), so that its free never enters
+ * `heap.free`'s optimized body. The free paths do not sync (a free past this worker's views
+ * fails the checks, and `cacheFreeSlow` remaps and tries again; the slow paths sync).
  *
  * Lock order: depot lock, then slab locks (this cache's and the magazine caches').
  *

@@ -77,7 +77,7 @@ export const UMEM_MAXBUF = 131072;
  * as libumem's `umem_alloc_table` (entry 0 unused), so that the fast path finds any cached
  * size's cache with one load.
  */
-export const SIZE_TABLE_ENTRIES = (131072 >> 3) + 1;
+export const SIZE_TABLE_ENTRIES = (UMEM_MAXBUF >> 3) + 1;
 /** Bytes of the size table. */
 export const SIZE_TABLE_BYTES = SIZE_TABLE_ENTRIES * 4;
 
