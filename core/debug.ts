@@ -131,7 +131,13 @@ import {
   SB_STATE,
   slabOf,
 } from "./slab.ts";
-import { captureStack, readStack } from "./stack.ts";
+import {
+  captureStack,
+  captureStackDeferred,
+  notePendingAt,
+  readStack,
+  stackIdValid,
+} from "./stack.ts";
 import { vmemAllocAddr, vmemFreeAddr } from "./vmem.ts";
 
 /** One transaction of an audit record, as a report prints it. */
@@ -211,7 +217,7 @@ export function auditOf(h: HeapView, tag: number): AuditTransaction[] {
       op: "alloc",
       slot: w(h, tag + BT_A_SLOT),
       time: at,
-      stack: readStack(h, w(h, tag + BT_A_STACK)),
+      stack: readStack(h, w(h, tag + BT_A_STACK), tag + BT_A_STACK),
     }
     : undefined;
   const f: AuditTransaction | undefined = ft > 0
@@ -219,7 +225,7 @@ export function auditOf(h: HeapView, tag: number): AuditTransaction[] {
       op: "free",
       slot: w(h, tag + BT_F_SLOT),
       time: ft,
-      stack: readStack(h, w(h, tag + BT_F_STACK)),
+      stack: readStack(h, w(h, tag + BT_F_STACK), tag + BT_F_STACK),
     }
     : undefined;
   if (a !== undefined && f !== undefined) out.push(...(ft >= at ? [f, a] : [a, f]));
@@ -311,14 +317,19 @@ function record(
     h.i32[left] = take ? sampleInterval(sample) : h.i32[left] - 1;
   }
   const log = w(h, HDR_TXLOG), logging = (flags & DBG_TXLOG) !== 0 && log !== 0;
-  const stack = take && w(h, HDR_STACKS) !== 0
-    ? captureStack(h, w(h, HDR_STACKS), w(h, HDR_AUDIT_FRAMES), above)
-    : 0;
+  const pre = h.preStack;
+  h.preStack = 0;
+  const stack = !take || w(h, HDR_STACKS) === 0
+    ? 0
+    : pre !== 0
+    ? pre
+    : captureStackDeferred(h, w(h, HDR_STACKS), w(h, HDR_AUDIT_FRAMES), above);
   const t = take || logging ? now() : 0;
   if ((flags & DBG_AUDIT) !== 0) {
     const tag = buf + w(h, cp + CA_TAGOFF);
     const o = op === TXOP_ALLOC ? 0 : BT_F_STACK - BT_A_STACK;
     setw(h, tag + BT_A_STACK + o, stack);
+    if (stack < 0) notePendingAt(h, stack, tag + BT_A_STACK + o);
     setw(h, tag + BT_A_SLOT + o, h.slot);
     h.f64[(tag + BT_A_TIME + o) >> 3] = take ? t : 0;
   }
@@ -330,6 +341,7 @@ function record(
     setw(h, r + TX_SIZE, size);
     h.f64[(r + TX_TIME) >> 3] = t;
     setw(h, r + TX_STACK, stack);
+    if (stack < 0) notePendingAt(h, stack, r + TX_STACK);
   }
 }
 
@@ -467,7 +479,7 @@ export function checkAllocatedBuffer(
   if ((w(h, cp + CA_DEBUG) & DBG_AUDIT) !== 0) {
     const slot = w(h, tag + BT_A_SLOT), stack = w(h, tag + BT_A_STACK);
     if (
-      slot < 0 || slot >= w(h, HDR_NSLOTS) || stack < 0 || stack >= h.mapped || (stack & 3) !== 0
+      slot < 0 || slot >= w(h, HDR_NSLOTS) || !stackIdValid(h, stack, w(h, HDR_NSLOTS))
     ) {
       return report(
         h,

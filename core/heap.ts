@@ -107,7 +107,7 @@ import {
 } from "./options.ts";
 import { addRoot, layRoots, removeRoot } from "./roots.ts";
 import { snapshotImage } from "./snapshot.ts";
-import { layStackTable, stackTableBytes } from "./stack.ts";
+import { captureStackDeferred, internPending, layStackTable, stackTableBytes } from "./stack.ts";
 import { ATTACHING, lock, unlock } from "./lock.ts";
 import {
   cacheAlloc,
@@ -619,6 +619,7 @@ export class Heap extends HeapView {
    * ```
    */
   detach(): void {
+    internPending(this); // after this, other workers read the stacks this worker captured
     this.sync();
     const at = this.u32[HDR_SLOTS >> 2] + this.slot * WS_SIZE;
     if (
@@ -784,11 +785,44 @@ export class Heap extends HeapView {
 
   /** A sized allocation on a heap that debugs or has hooks. */
   private allocIntercepted(cp: number, size: number): number {
+    if (
+      this.auditEntry === true && (this.auditSampled !== true || this.i32[this.auditLeft] <= 1)
+    ) return this.allocAudited(cp, size);
     if (size <= this.debugQuick) return quickAlloc(this, cp, size);
     const p = this.debugging ? this.debugAlloc(cp, size) : cacheAlloc(this, cp);
     this.sync(); // the firewall's own pages may lie past the views
     if (hooksLive(this)) runAllocHooks(this, p, size, 0);
     return p;
+  }
+
+  /**
+   * A sized allocation that is audited (`auditEntry`: every one, or this one is the sample; no
+   * hooks): the stack is captured here, four frames below the user's rather than eight down in
+   * the audit record's writer, for capturing costs per frame walked.
+   */
+  private allocAudited(cp: number, size: number): number {
+    this.preStack = this.captureAudited(Heap.prototype.alloc);
+    try {
+      if (size <= this.debugQuick) return quickAlloc(this, cp, size);
+      const p = this.debugAlloc(cp, size);
+      this.sync(); // the firewall's own pages may lie past the views
+      return p;
+    } finally {
+      this.preStack = 0;
+    }
+  }
+
+  /**
+   * The stack of an audited transaction, captured raw (`stack.ts`) above the public function
+   * `above` that the user called.
+   */
+  private captureAudited(above: unknown): number {
+    return captureStackDeferred(
+      this,
+      this.i32[HDR_STACKS >> 2],
+      this.i32[HDR_AUDIT_FRAMES >> 2],
+      above,
+    );
   }
 
   /** A debugged sized allocation: the firewall for large sizes, else the checked path. */
@@ -908,10 +942,21 @@ export class Heap extends HeapView {
 
   /** A free on a heap that debugs or has hooks: the debug fast path, else the hooks around. */
   private freeIntercepted(ptr: number, size: number): void {
-    if (size <= this.debugQuick && size > 0 && (size | 0) === size) {
-      return quickFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
+    const quick = size <= this.debugQuick && size > 0 && (size | 0) === size;
+    if (
+      this.auditEntry !== true || (this.auditSampled === true && this.i32[this.auditLeft] > 1)
+    ) {
+      if (quick) return quickFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
+      return this.freeOther(ptr, size);
     }
-    this.freeOther(ptr, size);
+    // An audited transaction, and no hooks: the stack is captured here (see allocAudited).
+    this.preStack = this.captureAudited(Heap.prototype.free);
+    try {
+      if (quick) quickFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
+      else this.freeSlowPath(ptr, size);
+    } finally {
+      this.preStack = 0;
+    }
   }
 
   /** Bad sizes, the oversize arena and heaps that debug or have hooks: the hooks around. */

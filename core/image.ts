@@ -27,6 +27,7 @@
  */
 
 import type { HeapHook } from "./hooks.ts";
+import type { PendingStacks } from "./stack.ts";
 import { CorruptImageError, hex, UmemError } from "./errors.ts";
 
 /** "UMEM" as a little-endian word. */
@@ -262,6 +263,11 @@ export class HeapView {
   callbacks: (CacheCallbacks | undefined)[] = [];
   /** This worker's raw stacks already interned, to their ids. */
   stackIds: Map<string, number> = new Map();
+  /**
+   * This worker's stacks captured and not yet interned (`stack.ts`), made at the first.
+   * @ignore
+   */
+  pending: PendingStacks | undefined = undefined;
   /** The heap debugs or logs: sized alloc and free take the debug path. */
   debugging = false;
   /**
@@ -274,6 +280,18 @@ export class HeapView {
   intercepting = false;
   /** Neither `intercepting` nor `trust`: `heap.free` and `Cache.free` take the checked fast path. */
   checkedFast = false;
+  /**
+   * Sized transactions are audited with a stack (`UMEM_DEBUG=audit`) and no hook is attached:
+   * the heap's `alloc` and `free` capture an audited one's stack themselves, a few frames below
+   * the user's, into `preStack`, rather than the audit record's writer eight frames down
+   * (capturing costs per frame walked).
+   */
+  auditEntry = false;
+  /** Auditing is sampled (`audit=frames/rate`): a transaction is audited when this slot's
+   * `WS_AUDIT_LEFT` is at 1 or below. */
+  auditSampled = false;
+  /** The pending stack captured for the transaction under way (`auditEntry`), or 0. */
+  preStack = 0;
   /** This worker's heap hooks (`core/hooks.ts`). */
   hooks: HeapHook[] = [];
   /** Nesting of calls whose own hooks stand for the sized calls inside them (libc). */

@@ -91,7 +91,7 @@ import {
 } from "./slab.ts";
 import { bufferStateAt } from "./magazine.ts";
 import { cacheStats } from "./cache.ts";
-import { readStack } from "./stack.ts";
+import { readStack, resolveStack } from "./stack.ts";
 import {
   arenaName,
   arenaStats,
@@ -593,7 +593,7 @@ export class Inspector {
         buffer: this.w(r + TX_BUF),
         size: this.w(r + TX_SIZE),
         cache: cp > 0 && cp < h.mapped ? cacheName(h, cp) : "",
-        stack: readStack(h, this.w(r + TX_STACK)),
+        stack: readStack(h, this.w(r + TX_STACK), r + TX_STACK),
       };
       if (filter.cache !== undefined && e.cache !== filter.cache) continue;
       if (filter.buffer !== undefined && e.buffer !== filter.buffer) continue;
@@ -636,7 +636,10 @@ export class Inspector {
         if (debug !== 0) {
           const asked = decodeSize(this.w(b.address + tagOff + BT_SIZE));
           if (asked >= 0 && asked <= tagOff) size = asked;
-          if ((debug & DBG_AUDIT) !== 0) stack = this.w(b.address + tagOff + BT_A_STACK);
+          if ((debug & DBG_AUDIT) !== 0) {
+            const at = b.address + tagOff + BT_A_STACK;
+            stack = resolveStack(h, this.w(at), at);
+          }
         }
         starts.set(b.address, [size, cp, stack, size]);
       }

@@ -18,6 +18,7 @@
 
 import { readFileSync, writeFileSync } from "node:fs";
 import { CorruptImageError, UmemError } from "./errors.ts";
+import { internPending } from "./stack.ts";
 import {
   checkHeader,
   HDR_ARENA_LIST,
@@ -95,6 +96,7 @@ function snapshotLocks(h: HeapView): number[] {
  * @returns the image's bytes
  */
 export function snapshotImage(h: HeapView): Uint8Array {
+  internPending(h); // this worker's stacks are in the snapshot (other workers' are as they are)
   h.sync();
   const locks = snapshotLocks(h);
   const held: number[] = [];

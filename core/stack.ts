@@ -2,20 +2,36 @@
  * Interned stacks: the stacks of audit records and logs, kept inside the image so that a
  * snapshot carries them.
  *
- * Theory. A stack is captured raw (`new Error().stack` with `Error.stackTraceLimit` set to the
- * audit depth plus umem's own frames), looked up in a per-worker map keyed by that raw string,
- * and only on a miss formatted (umem's frames dropped, `frames` kept) and interned in the
- * shared stack table: a hash table of entries holding the text. A stack's id is its entry's
- * address; 0 means none. So the common case, a call site seen before, costs one capture and one
- * map lookup, and nothing is formatted until a report or a tool reads the text.
+ * Theory. A stack is captured raw (an `Error` with `Error.stackTraceLimit` set to the audit
+ * depth plus umem's own frames), and its text is made only when something reads it: formatted
+ * (umem's frames dropped, `frames` kept), looked up in a per-worker map keyed by the raw text,
+ * and on a miss interned in the shared stack table, a hash table of entries holding the text.
+ * An interned stack's id is its entry's address; 0 means none.
+ *
+ * Formatting is what costs: V8 captures the frames eagerly but makes the text of `.stack` only
+ * when it is read, and Deno's text (source-mapped, frame by frame) costs 30 to 90 µs for 16
+ * frames where the capture costs 2.5 µs. So the audit path (captureStackDeferred) keeps the raw
+ * capture in this worker's ring of pending stacks and writes a pending id (negative: the
+ * worker's slot and the capture's sequence number) into the audit record and the transaction
+ * log, noting where it wrote it (notePendingAt). A pending stack is interned, and the places
+ * that still hold its id are given the interned id, when a report or a tool reads it
+ * (readStack, resolveStack), when a snapshot is taken or the worker detaches (internPending),
+ * and when the ring comes round to its slot again while a noted place still holds it. A stack
+ * that nothing holds any more by then (the buffer had another transaction since) is dropped
+ * unformatted: in a loop of pairs that is nearly every one.
  *
  * Invariants. Entries are never freed; the text area only grows, and when it is full new
  * stacks get id 0 (reports then say the table is full). The table has its own lock, a leaf.
+ * A pending id names the worker that captured it; only that worker can intern it (the raw
+ * capture is a JavaScript object of its own), and another worker reading it is told whose it
+ * is. A place holding a pending id is replaced only by compare-and-exchange, so a transaction
+ * that wrote the place since wins.
  *
  * @module
  */
 
-import { type HeapView, PAGE_SIZE, roundUp } from "./image.ts";
+import { HDR_TXLOG, type HeapView, MAX_SLOTS, PAGE_SIZE, roundUp } from "./image.ts";
+import { LG_NREC } from "./log.ts";
 import { lock, unlock } from "./lock.ts";
 
 /** The table's lock. */
@@ -92,9 +108,15 @@ export function internStack(h: HeapView, st: number, text: string): number {
   }
 }
 
-/** The text of stack `id` (frames separated by newlines), or "" for id 0. */
-export function readStack(h: HeapView, id: number): string {
-  if (id <= 0 || id >= h.mapped) return "";
+/**
+ * The text of stack `id` (frames separated by newlines), or "" for id 0. A pending id of this
+ * worker's is interned first (resolveStack: `at` is where the id was read, 0 if unknown);
+ * another worker's reads as a line that says whose it is.
+ */
+export function readStack(h: HeapView, id: number, at = 0): string {
+  if (id < 0) id = resolveStack(h, id, at);
+  if (id < 0) return `<stack captured by worker ${pendingSlot(id)}, not interned yet>`;
+  if (id === 0 || id >= h.mapped) return "";
   const len = h.i32[(id + SE_LEN) >> 2];
   if (len < 0 || id + SE_TEXT + len > h.mapped) return "";
   return decoder.decode(h.u8.slice(id + SE_TEXT, id + SE_TEXT + len));
@@ -171,6 +193,239 @@ export function captureStack(
   if (id === undefined) {
     id = internStack(h, st, formatStack(raw, frames));
     h.stackIds.set(raw, id);
+  }
+  return id;
+}
+
+/**
+ * JavaScriptCore (Bun) formats a stack in `Error.captureStackTrace` itself (7 µs for 16 frames),
+ * and only lazily for `new Error()` (under 1 µs); V8 formats either lazily.
+ */
+const EAGER_CAPTURE = "Bun" in globalThis;
+/**
+ * The most frames of umem's own that lie between a public entry point and a capture (eight, in
+ * heap.free's debug path): a capture by `new Error()`, which cannot start above the entry
+ * point, takes this many more, and formatting drops them, so the caller keeps all `frames`.
+ */
+const OWN_FRAMES_MOST = 10;
+
+/**
+ * Pending stacks a worker keeps (a power of two; a capture's slot is its sequence's low bits),
+ * or more than the transaction log has records if that is more, up to PENDING_STACKS_MOST: a
+ * stack that only the log holds is then overwritten there before the ring comes round to it.
+ */
+export const PENDING_STACKS = 1024;
+/** The most pending stacks a worker keeps (a raw capture of 16 frames is about 1.5 KiB). */
+export const PENDING_STACKS_MOST = 16384;
+/** Pending slot: the capture's sequence number. */
+const PS_SEQ = 0;
+/** Pending slot: the audit depth it was captured at. */
+const PS_FRAMES = 1;
+/** Pending slot: the stack table it goes to. */
+const PS_TABLE = 2;
+/** Pending slot: the first place its id was written (0: none). */
+const PS_AT = 3;
+/** Places noted per pending stack; a stack written to more is interned at once. */
+const PS_NAT = 2;
+/** Words per pending slot. */
+const PS_WORDS = PS_AT + PS_NAT;
+/** Bits of a pending id that name the worker slot. */
+const PENDING_SLOT_BITS = 6;
+/** The sequence numbers a pending id holds (its other bits). */
+const PENDING_SEQ_MASK = (1 << (31 - PENDING_SLOT_BITS)) - 1;
+if (MAX_SLOTS > 1 << PENDING_SLOT_BITS) throw new Error("stack.ts: PENDING_SLOT_BITS too few");
+
+/**
+ * A worker's pending stacks: raw captures whose text nobody has read yet. A JavaScript object
+ * can hold them only in the worker that made them, so this is the one piece of audit state
+ * outside the image; what is in the image is the pending id.
+ */
+export class PendingStacks {
+  /** Slots, a power of two. */
+  size: number;
+  /** The raw captures, by slot (undefined: free). */
+  holders: (object | undefined)[];
+  /** `PS_*` words of each slot. */
+  meta: Int32Array;
+  /** The next capture's sequence number. */
+  seq = 0;
+
+  /**
+   * An empty ring.
+   *
+   * @param size slots, a power of two
+   */
+  constructor(size: number) {
+    this.size = size;
+    this.holders = new Array(size).fill(undefined);
+    this.meta = new Int32Array(size * PS_WORDS);
+  }
+}
+
+/** A new ring of pending stacks for the handle `h` (see PENDING_STACKS). */
+function newPendingStacks(h: HeapView): PendingStacks {
+  const log = h.i32[HDR_TXLOG >> 2], nrec = log > 0 ? h.i32[(log + LG_NREC) >> 2] : 0;
+  let size = PENDING_STACKS;
+  // More than the log's records: a capture evicts before its own transaction is logged.
+  while (size <= nrec && size < PENDING_STACKS_MOST) size *= 2;
+  return new PendingStacks(size);
+}
+
+/** The pending id of capture `seq` by worker `slot` (negative). */
+function pendingId(slot: number, seq: number): number {
+  return -(((seq & PENDING_SEQ_MASK) << PENDING_SLOT_BITS | slot) + 1);
+}
+
+/** The worker slot that a pending id names. */
+export function pendingSlot(id: number): number {
+  return (-id - 1) & ((1 << PENDING_SLOT_BITS) - 1);
+}
+
+/**
+ * Whether `id` can be a stack id of this image: 0, an entry's address, or a pending id naming
+ * one of its worker slots (`verify` and the free check use it on audit records).
+ */
+export function stackIdValid(h: HeapView, id: number, nslots: number): boolean {
+  return id < 0 ? pendingSlot(id) < nslots : id < h.mapped && (id & 3) === 0;
+}
+
+/**
+ * Captures the caller's stack without formatting it and returns a pending id (negative) that
+ * stands for it until it is interned (see the module doc). The caller writes the id somewhere
+ * in the image and says where with notePendingAt. Nothing here is formatted, unless the ring
+ * comes round to a pending stack that a noted place still holds: that one is interned then.
+ *
+ * @param h the worker's handle
+ * @param st the stack table's address
+ * @param frames the audit depth
+ * @param above the public function the user called: in V8 it and the frames above it are not
+ *   captured (JavaScriptCore formats at `captureStackTrace`, so there an `Error` is made instead
+ *   and umem's frames are dropped when it is formatted)
+ * @returns the pending id
+ */
+export function captureStackDeferred(
+  h: HeapView,
+  st: number,
+  frames: number,
+  above: unknown,
+): number {
+  let r = h.pending;
+  if (r === undefined) r = h.pending = newPendingStacks(h);
+  const seq = r.seq & PENDING_SEQ_MASK;
+  r.seq = seq + 1;
+  const i = seq & (r.size - 1), m = i * PS_WORDS;
+  if (r.holders[i] !== undefined) evict(h, r, i);
+  const E = Error as unknown as {
+    stackTraceLimit: number;
+    captureStackTrace(o: object, above: unknown): void;
+  };
+  const limit = E.stackTraceLimit;
+  let holder: object;
+  if (EAGER_CAPTURE) {
+    E.stackTraceLimit = frames + OWN_FRAMES_MOST;
+    holder = new Error();
+  } else {
+    E.stackTraceLimit = innerEntries.has(above) ? frames + 1 : frames;
+    holder = {};
+    E.captureStackTrace(holder, above);
+  }
+  E.stackTraceLimit = limit;
+  r.holders[i] = holder;
+  r.meta[m + PS_SEQ] = seq;
+  r.meta[m + PS_FRAMES] = frames;
+  r.meta[m + PS_TABLE] = st;
+  for (let k = 0; k < PS_NAT; k++) r.meta[m + PS_AT + k] = 0;
+  return pendingId(h.slot, seq);
+}
+
+/**
+ * Notes that pending id `id` was written at address `at`, so that the place gets the interned
+ * id when the stack is interned. An id that is not this worker's pending one is left alone.
+ */
+export function notePendingAt(h: HeapView, id: number, at: number): void {
+  const r = h.pending;
+  if (id >= 0 || r === undefined || pendingSlot(id) !== h.slot) return;
+  const seq = (-id - 1) >>> PENDING_SLOT_BITS, i = seq & (r.size - 1), m = i * PS_WORDS;
+  if (r.holders[i] === undefined || r.meta[m + PS_SEQ] !== seq) return;
+  for (let k = 0; k < PS_NAT; k++) {
+    if (r.meta[m + PS_AT + k] === 0) {
+      r.meta[m + PS_AT + k] = at;
+      return;
+    }
+  }
+  internSlot(h, r, i); // a third place: interned now, the places noted so far included
+  Atomics.compareExchange(h.i32, at >> 2, id, 0);
+}
+
+/**
+ * The interned id of stack `id`, read at address `at` (0: unknown): `id` itself when it is
+ * interned already (or 0), the interned id when it is a pending id of this worker's (interned
+ * now), and `id` unchanged when it is another worker's pending id or one that this worker
+ * dropped. With `at`, the pending stack must have been noted there: a worker that took over a
+ * dead worker's slot may have a capture of the same sequence number, written elsewhere.
+ */
+export function resolveStack(h: HeapView, id: number, at = 0): number {
+  const r = h.pending;
+  if (id >= 0 || r === undefined || pendingSlot(id) !== h.slot) return id;
+  const seq = (-id - 1) >>> PENDING_SLOT_BITS, i = seq & (r.size - 1), m = i * PS_WORDS;
+  if (r.holders[i] === undefined || r.meta[m + PS_SEQ] !== seq) return id;
+  if (at !== 0) {
+    let noted = false;
+    for (let k = 0; k < PS_NAT; k++) if (r.meta[m + PS_AT + k] === at) noted = true;
+    if (!noted) return id;
+  }
+  return internSlot(h, r, i);
+}
+
+/**
+ * Interns every pending stack of this worker that a noted place still holds (a snapshot is
+ * about to be taken, or the worker detaches: after it, any worker can read them), and drops
+ * the rest.
+ */
+export function internPending(h: HeapView): void {
+  const r = h.pending;
+  if (r === undefined) return;
+  for (let i = 0; i < r.size; i++) if (r.holders[i] !== undefined) evict(h, r, i);
+}
+
+/** Frees pending slot `i`: interned if a noted place still holds its id, else dropped. */
+function evict(h: HeapView, r: PendingStacks, i: number): void {
+  const m = i * PS_WORDS, id = pendingId(h.slot, r.meta[m + PS_SEQ]);
+  for (let k = 0; k < PS_NAT; k++) {
+    const at = r.meta[m + PS_AT + k];
+    if (at !== 0 && at < h.mapped && Atomics.load(h.i32, at >> 2) === id) {
+      internSlot(h, r, i);
+      return;
+    }
+  }
+  r.holders[i] = undefined;
+}
+
+/**
+ * Formats and interns pending slot `i`, gives its noted places the interned id, and frees the
+ * slot.
+ */
+function internSlot(h: HeapView, r: PendingStacks, i: number): number {
+  const m = i * PS_WORDS, holder = r.holders[i]!, pid = pendingId(h.slot, r.meta[m + PS_SEQ]);
+  r.holders[i] = undefined;
+  const E = Error as unknown as { prepareStackTrace?: unknown };
+  const prepare = E.prepareStackTrace;
+  E.prepareStackTrace = undefined; // the runtime's own text, whatever the program set
+  let raw: unknown;
+  try {
+    raw = (holder as { stack?: unknown }).stack;
+  } finally {
+    E.prepareStackTrace = prepare;
+  }
+  const text = typeof raw === "string" ? raw : "";
+  let id = h.stackIds.get(text);
+  if (id === undefined) {
+    id = internStack(h, r.meta[m + PS_TABLE], formatStack(text, r.meta[m + PS_FRAMES]));
+    h.stackIds.set(text, id);
+  }
+  for (let k = 0; k < PS_NAT; k++) {
+    const at = r.meta[m + PS_AT + k];
+    if (at !== 0 && at < h.mapped) Atomics.compareExchange(h.i32, at >> 2, pid, id);
   }
   return id;
 }
