@@ -323,7 +323,7 @@ function record(
     ? 0
     : pre !== 0
     ? pre
-    : captureStackDeferred(h, w(h, HDR_STACKS), w(h, HDR_AUDIT_FRAMES), above);
+    : captureStackDeferred(h, above);
   const t = take || logging ? now() : 0;
   if ((flags & DBG_AUDIT) !== 0) {
     const tag = buf + w(h, cp + CA_TAGOFF);

@@ -801,7 +801,7 @@ export class Heap extends HeapView {
    * the audit record's writer, for capturing costs per frame walked.
    */
   private allocAudited(cp: number, size: number): number {
-    this.preStack = this.captureAudited(Heap.prototype.alloc);
+    this.preStack = captureStackDeferred(this, Heap.prototype.alloc);
     try {
       if (size <= this.debugQuick) return quickAlloc(this, cp, size);
       const p = this.debugAlloc(cp, size);
@@ -810,19 +810,6 @@ export class Heap extends HeapView {
     } finally {
       this.preStack = 0;
     }
-  }
-
-  /**
-   * The stack of an audited transaction, captured raw (`stack.ts`) above the public function
-   * `above` that the user called.
-   */
-  private captureAudited(above: unknown): number {
-    return captureStackDeferred(
-      this,
-      this.i32[HDR_STACKS >> 2],
-      this.i32[HDR_AUDIT_FRAMES >> 2],
-      above,
-    );
   }
 
   /** A debugged sized allocation: the firewall for large sizes, else the checked path. */
@@ -950,7 +937,7 @@ export class Heap extends HeapView {
       return this.freeOther(ptr, size);
     }
     // An audited transaction, and no hooks: the stack is captured here (see allocAudited).
-    this.preStack = this.captureAudited(Heap.prototype.free);
+    this.preStack = captureStackDeferred(this, Heap.prototype.free);
     try {
       if (quick) quickFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
       else this.freeSlowPath(ptr, size);

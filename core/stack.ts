@@ -30,7 +30,15 @@
  * @module
  */
 
-import { HDR_TXLOG, type HeapView, MAX_SLOTS, PAGE_SIZE, roundUp } from "./image.ts";
+import {
+  HDR_AUDIT_FRAMES,
+  HDR_STACKS,
+  HDR_TXLOG,
+  type HeapView,
+  MAX_SLOTS,
+  PAGE_SIZE,
+  roundUp,
+} from "./image.ts";
 import { LG_NREC } from "./log.ts";
 import { lock, unlock } from "./lock.ts";
 
@@ -295,20 +303,15 @@ export function stackIdValid(h: HeapView, id: number, nslots: number): boolean {
  * in the image and says where with notePendingAt. Nothing here is formatted, unless the ring
  * comes round to a pending stack that a noted place still holds: that one is interned then.
  *
- * @param h the worker's handle
- * @param st the stack table's address
- * @param frames the audit depth
+ * @param h the worker's handle, whose image has a stack table (`HDR_STACKS`); the audit depth
+ *   is the image's (`HDR_AUDIT_FRAMES`)
  * @param above the public function the user called: in V8 it and the frames above it are not
  *   captured (JavaScriptCore formats at `captureStackTrace`, so there an `Error` is made instead
  *   and umem's frames are dropped when it is formatted)
  * @returns the pending id
  */
-export function captureStackDeferred(
-  h: HeapView,
-  st: number,
-  frames: number,
-  above: unknown,
-): number {
+export function captureStackDeferred(h: HeapView, above: unknown): number {
+  const st = h.i32[HDR_STACKS >> 2], frames = h.i32[HDR_AUDIT_FRAMES >> 2];
   let r = h.pending;
   if (r === undefined) r = h.pending = newPendingStacks(h);
   const seq = r.seq & PENDING_SEQ_MASK;
