@@ -15,7 +15,7 @@
  */
 
 import fc from "fast-check";
-import { type Cache, Heap } from "../../mod.ts";
+import { type Cache, Heap, inspect } from "../../mod.ts";
 import { UMEM_SIZE_CLASSES } from "../../core/size_class.ts";
 import {
   checkPattern,
@@ -221,6 +221,17 @@ export function runCommands(cmds: FuzzCmd[]): void {
   });
   const problems = heap.verify();
   if (problems.length > 0) fail(`verify() at the end: ${problems.join("; ")}`);
+  // Each audited allocation still live names this file in its stack, read back through its
+  // pending id (core/stack.ts): not another capture's, not a placeholder.
+  const ins = inspect(heap);
+  for (const b of live) {
+    if (b.kind === "libc") continue;
+    for (const t of ins.bufctl(b.addr)) {
+      if (t.op === "alloc" && !t.stack.includes("heap_fuzz")) {
+        fail(`the audited alloc of ${b.kind} ${b.addr} has the stack '${t.stack}'`);
+      }
+    }
+  }
   for (const b of live) {
     check(heap, b, "at the end");
     if (b.kind === "sized") heap.free(b.addr, b.size);
