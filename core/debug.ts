@@ -83,6 +83,9 @@ import {
   FL_SLOT,
   FL_STACK,
   FL_TIME,
+  LG_NREC,
+  LG_RECORDS,
+  LG_RECSIZE,
   now,
   ringNext,
   TX_BUF,
@@ -136,6 +139,7 @@ import {
   captureStackDeferred,
   notePendingAt,
   readStack,
+  setStackPlaceCheck,
   stackIdValid,
 } from "./stack.ts";
 import { vmemAllocAddr, vmemFreeAddr } from "./vmem.ts";
@@ -344,6 +348,31 @@ function record(
     if (stack < 0) notePendingAt(h, stack, r + TX_STACK);
   }
 }
+
+/**
+ * Whether `at` is still a place where `record` writes a stack id: a stack word of the audit
+ * record of a buffer of an audited cache, or of a record of the transaction log. stack.ts asks
+ * before it gives a noted place a stack's interned id (a buffer's slab may have been given back
+ * since, and its memory be anyone's).
+ */
+function isStackPlace(h: HeapView, at: number): boolean {
+  const log = w(h, HDR_TXLOG);
+  if (log > 0) {
+    const first = log + LG_RECORDS, size = w(h, log + LG_RECSIZE);
+    if (at >= first && at < first + w(h, log + LG_NREC) * size) {
+      return (at - first) % size === TX_STACK;
+    }
+  }
+  const sb = slabOf(h, at);
+  if (sb <= 0 || sb >= h.mapped) return false;
+  const cp = w(h, sb + SB_CACHE);
+  if (cp <= 0 || cp >= h.mapped || (w(h, cp + CA_DEBUG) & DBG_AUDIT) === 0) return false;
+  const base = w(h, sb + SB_BASE), chunk = w(h, cp + CA_CHUNK), tagOff = w(h, cp + CA_TAGOFF);
+  if (chunk <= 0 || at < base) return false;
+  const off = (at - base) % chunk;
+  return off === tagOff + BT_A_STACK || off === tagOff + BT_F_STACK;
+}
+setStackPlaceCheck(isStackPlace);
 
 /** Records a failed allocation in the fail log. */
 export function logFailure(h: HeapView, cp: number, size: number): void {

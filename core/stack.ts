@@ -391,12 +391,28 @@ export function internPending(h: HeapView): void {
   for (let i = 0; i < r.size; i++) if (r.holders[i] !== undefined) evict(h, r, i);
 }
 
+/**
+ * Whether a noted place is still one where stack ids are written: the buffer whose audit record
+ * held it may have lost its slab since, and the memory be anyone's, so a word there that happens
+ * to equal a pending id is not to be replaced. debug.ts, which writes the places, sets it.
+ */
+let isStackPlace: (h: HeapView, at: number) => boolean = () => false;
+
+/** Sets the check of the places that notePendingAt notes (debug.ts's, at its evaluation). */
+export function setStackPlaceCheck(check: (h: HeapView, at: number) => boolean): void {
+  isStackPlace = check;
+}
+
+/** Whether noted place `at` still holds pending id `id`. */
+function holds(h: HeapView, at: number, id: number): boolean {
+  return at > 0 && at < h.mapped && Atomics.load(h.i32, at >> 2) === id && isStackPlace(h, at);
+}
+
 /** Frees pending slot `i`: interned if a noted place still holds its id, else dropped. */
 function evict(h: HeapView, r: PendingStacks, i: number): void {
   const m = i * PS_WORDS, id = pendingId(h.slot, r.meta[m + PS_SEQ]);
   for (let k = 0; k < PS_NAT; k++) {
-    const at = r.meta[m + PS_AT + k];
-    if (at !== 0 && at < h.mapped && Atomics.load(h.i32, at >> 2) === id) {
+    if (holds(h, r.meta[m + PS_AT + k], id)) {
       internSlot(h, r, i);
       return;
     }
@@ -428,7 +444,7 @@ function internSlot(h: HeapView, r: PendingStacks, i: number): number {
   }
   for (let k = 0; k < PS_NAT; k++) {
     const at = r.meta[m + PS_AT + k];
-    if (at !== 0 && at < h.mapped) Atomics.compareExchange(h.i32, at >> 2, pid, id);
+    if (holds(h, at, pid)) Atomics.compareExchange(h.i32, at >> 2, pid, id);
   }
   return id;
 }

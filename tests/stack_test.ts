@@ -12,7 +12,7 @@ import { BT_A_STACK } from "../core/buftag.ts";
 import { CA_TAGOFF } from "../core/slab.ts";
 import { sizeCache } from "../core/size_class.ts";
 import { HDR_STACKS } from "../core/image.ts";
-import { PENDING_STACKS, ST_COUNT } from "../core/stack.ts";
+import { captureStackDeferred, notePendingAt, PENDING_STACKS, ST_COUNT } from "../core/stack.ts";
 
 const auditHeap = (logging = "") => Heap.create({ size: 4 << 20, debug: "audit", logging });
 
@@ -82,6 +82,20 @@ describe("audit stacks, formatted when read", () => {
     assert.equal(interned(heap), 1, "the pairs' stacks, overwritten since, were dropped");
     assert.match(stackOf(heap, kept), /allocatedAndKept|stack_test\.ts/);
     heap.free(kept, 40);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("a noted place that is no longer an audit record is left alone, whatever it holds", () => {
+    // As if the buffer's slab had been given back and its memory now held the user's data,
+    // which happens to equal the pending id.
+    const heap = auditHeap(), p = heap.alloc(40);
+    const id = captureStackDeferred(heap, heap.alloc);
+    heap.i32[p >> 2] = id;
+    notePendingAt(heap, id, p);
+    for (let i = 0; i < PENDING_STACKS; i++) heap.free(heap.alloc(40), 40);
+    assert.equal(heap.i32[p >> 2], id, "the user's word is as it was");
+    assert.equal(interned(heap), 1, "one stack formatted: p's alloc, which p's record holds");
+    heap.free(p, 40);
     assert.deepEqual(heap.verify(), []);
   });
 
