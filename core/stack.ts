@@ -291,7 +291,7 @@ export function pendingSlot(id: number): number {
 
 /**
  * Whether `id` can be a stack id of this image: 0, an entry's address, or a pending id naming
- * one of its worker slots (`verify` and the free check use it on audit records).
+ * one of its worker slots (debug.ts's check of an allocated buffer's audit record uses it).
  */
 export function stackIdValid(h: HeapView, id: number, nslots: number): boolean {
   return id < 0 ? pendingSlot(id) < nslots : id < h.mapped && (id & 3) === 0;
@@ -356,8 +356,9 @@ export function notePendingAt(h: HeapView, id: number, at: number): void {
       return;
     }
   }
-  internSlot(h, r, i); // a third place: interned now, the places noted so far included
-  Atomics.compareExchange(h.i32, at >> 2, id, 0);
+  // A third place: interned now, the places noted so far given the id, and this one too.
+  const interned = internSlot(h, r, i);
+  if (isStackPlace(h, at)) Atomics.compareExchange(h.i32, at >> 2, id, interned);
 }
 
 /**

@@ -11,7 +11,8 @@ import { Heap, inspect, Snapshot } from "../mod.ts";
 import { BT_A_STACK } from "../core/buftag.ts";
 import { CA_TAGOFF } from "../core/slab.ts";
 import { sizeCache } from "../core/size_class.ts";
-import { HDR_STACKS } from "../core/image.ts";
+import { HDR_STACKS, HDR_TXLOG } from "../core/image.ts";
+import { ringRecords, TX_STACK } from "../core/log.ts";
 import { captureStackDeferred, notePendingAt, PENDING_STACKS, ST_COUNT } from "../core/stack.ts";
 
 const auditHeap = (logging = "") => Heap.create({ size: 4 << 20, debug: "audit", logging });
@@ -97,6 +98,24 @@ describe("audit stacks, formatted when read", () => {
     assert.equal(interned(heap), 1, "one stack formatted: p's alloc, which p's record holds");
     heap.free(p, 40);
     assert.deepEqual(heap.verify(), []);
+  });
+
+  it("a stack written to more places than are noted is interned at once, in all of them", () => {
+    const heap = auditHeap("transaction=4k");
+    for (let i = 0; i < 3; i++) heap.free(heap.alloc(40), 40); // six log records
+    function capturedHere(): number {
+      return captureStackDeferred(heap, capturedHere);
+    }
+    const id = capturedHere();
+    const places = ringRecords(heap, heap.i32[HDR_TXLOG >> 2]).slice(0, 3).map((r) => r + TX_STACK);
+    for (const at of places) {
+      heap.i32[at >> 2] = id;
+      notePendingAt(heap, id, at);
+    }
+    const ids = places.map((at) => heap.i32[at >> 2]);
+    assert.ok(ids[0] > 0, "interned when the third place was noted");
+    assert.deepEqual(ids, [ids[0], ids[0], ids[0]], "and every place holds the interned id");
+    assert.match(inspect(heap).log()[0].stack, /stack_test\.ts/);
   });
 
   it("another worker's stack reads as whose it is until that worker detaches", () => {
