@@ -786,26 +786,22 @@ export class Heap extends HeapView {
   /** A sized allocation on a heap that debugs or has hooks. */
   private allocIntercepted(cp: number, size: number): number {
     if (
-      this.auditEntry === true && (this.auditSampled !== true || this.i32[this.auditLeft] <= 1)
-    ) return this.allocAudited(cp, size);
-    if (size <= this.debugQuick) return quickAlloc(this, cp, size);
-    const p = this.debugging ? this.debugAlloc(cp, size) : cacheAlloc(this, cp);
-    this.sync(); // the firewall's own pages may lie past the views
-    if (hooksLive(this)) runAllocHooks(this, p, size, 0);
-    return p;
-  }
-
-  /**
-   * A sized allocation that is audited (`auditEntry`: every one, or this one is the sample; no
-   * hooks): the stack is captured here, four frames below the user's rather than eight down in
-   * the audit record's writer, for capturing costs per frame walked.
-   */
-  private allocAudited(cp: number, size: number): number {
+      this.auditEntry !== true || (this.auditSampled === true && this.i32[this.auditLeft] > 1)
+    ) {
+      if (size <= this.debugQuick) return quickAlloc(this, cp, size);
+      const p = this.debugging ? this.debugAlloc(cp, size) : cacheAlloc(this, cp);
+      this.sync(); // the firewall's own pages may lie past the views
+      if (hooksLive(this)) runAllocHooks(this, p, size, 0);
+      return p;
+    }
+    // An audited transaction (every one, or this one is the sample), and no hooks: the stack is
+    // captured here, where the capture walks four of umem's frames (alloc's included) rather
+    // than eight from the audit record's writer: about 0.15 µs a frame in Deno.
     this.preStack = captureStackDeferred(this, Heap.prototype.alloc);
     try {
       if (size <= this.debugQuick) return quickAlloc(this, cp, size);
       const p = this.debugAlloc(cp, size);
-      this.sync(); // the firewall's own pages may lie past the views
+      this.sync();
       return p;
     } finally {
       this.preStack = 0;
@@ -936,7 +932,7 @@ export class Heap extends HeapView {
       if (quick) return quickFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
       return this.freeOther(ptr, size);
     }
-    // An audited transaction, and no hooks: the stack is captured here (see allocAudited).
+    // An audited transaction, and no hooks: the stack is captured here (see allocIntercepted).
     this.preStack = captureStackDeferred(this, Heap.prototype.free);
     try {
       if (quick) quickFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
