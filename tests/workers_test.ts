@@ -5,7 +5,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { Heap, type HeapOptions } from "../mod.ts";
+import { Heap, type HeapOptions, inspect } from "../mod.ts";
 import { withWorkers as withWorkersOf } from "./helpers.ts";
 import { HDR_ERRORS } from "../core/image.ts";
 
@@ -94,6 +94,26 @@ describe("many workers, one heap", () => {
       options: "",
     });
     assert.ok(heap.debugQuick > 0);
+    assert.equal(heap.i32[HDR_ERRORS >> 2], 0, "no corruption report was raised");
+  });
+
+  it("two workers auditing every transaction into the log: each stack is read back whole", async () => {
+    // Each worker keeps its captures raw (core/stack.ts) and interns, when it detaches, those
+    // that a record still holds; buffers freed across workers put both workers' pending ids
+    // in one audit record. Afterwards the main thread reads every logged stack as text.
+    const heap = await stress(2, 20_000, {
+      debug: "audit",
+      logging: "transaction",
+      options: "",
+    });
+    const log = inspect(heap).log();
+    assert.ok(log.length > 1000, `${log.length} log records`);
+    const slots = new Set<number>();
+    for (const t of log) {
+      assert.match(t.stack, /stress_worker\.ts/, `record of ${t.op} by worker ${t.slot}`);
+      slots.add(t.slot);
+    }
+    assert.equal(slots.size, 2, "both workers' transactions are in the log");
     assert.equal(heap.i32[HDR_ERRORS >> 2], 0, "no corruption report was raised");
   });
 
