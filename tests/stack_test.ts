@@ -118,19 +118,28 @@ describe("audit stacks, formatted when read", () => {
     assert.match(inspect(heap).log()[0].stack, /stack_test\.ts/);
   });
 
-  it("another worker's stack reads as whose it is until that worker detaches", () => {
+  it("another worker's stack reads as whose it is until that worker interns it or detaches", () => {
     const heap = auditHeap(), other = Heap.attach(heap.buffer);
     function allocatedByTheOther(): number {
       return other.alloc(40);
     }
     const p = allocatedByTheOther();
     assert.equal(stackOf(heap, p), notInterned(other.slot));
-    assert.match(stackOf(other, p), /allocatedByTheOther|stack_test\.ts/);
+    other.internStacks();
+    assert.match(stackOf(heap, p), /allocatedByTheOther|stack_test\.ts/);
     const q = allocatedByTheOther();
+    assert.equal(stackOf(heap, q), notInterned(other.slot));
+    assert.match(
+      stackOf(other, q),
+      /allocatedByTheOther|stack_test\.ts/,
+      "its own worker reads it",
+    );
+    const r = allocatedByTheOther();
     other.detach();
-    assert.match(stackOf(heap, q), /allocatedByTheOther|stack_test\.ts/);
+    assert.match(stackOf(heap, r), /allocatedByTheOther|stack_test\.ts/);
     heap.free(p, 40);
     heap.free(q, 40);
+    heap.free(r, 40);
     assert.deepEqual(heap.verify(), []);
   });
 
