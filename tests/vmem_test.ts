@@ -23,7 +23,8 @@ import {
 } from "./fuzz/vmem_fuzz.ts";
 
 describe("vmem: model test", () => {
-  it("random operation sequences over several arenas match the model", () => {
+  // About 4 s under Bun, near `bun test`'s default limit of 5 s on a loaded machine.
+  it("random operation sequences over several arenas match the model", { timeout: 60_000 }, () => {
     fc.assert(
       // The fuzzer's run: an arena of each kind besides the heap's, the model checked after
       // every operation, everything drained at the end.
