@@ -81,6 +81,7 @@ import {
   QR_BYTES,
 } from "./debug.ts";
 import {
+  auditsNext,
   checkDebugQuickLayout,
   debugAllocQuick,
   debugFreeQuick,
@@ -785,9 +786,7 @@ export class Heap extends HeapView {
 
   /** A sized allocation on a heap that debugs or has hooks. */
   private allocIntercepted(cp: number, size: number): number {
-    if (
-      this.auditEntry !== true || (this.auditSampled === true && this.i32[this.auditLeft] > 1)
-    ) {
+    if (!auditsNext(this)) {
       if (size <= this.debugQuick) return quickAlloc(this, cp, size);
       const p = this.debugging ? this.debugAlloc(cp, size) : cacheAlloc(this, cp);
       this.sync(); // the firewall's own pages may lie past the views
@@ -926,9 +925,7 @@ export class Heap extends HeapView {
   /** A free on a heap that debugs or has hooks: the debug fast path, else the hooks around. */
   private freeIntercepted(ptr: number, size: number): void {
     const quick = size <= this.debugQuick && size > 0 && (size | 0) === size;
-    if (
-      this.auditEntry !== true || (this.auditSampled === true && this.i32[this.auditLeft] > 1)
-    ) {
+    if (!auditsNext(this)) {
       if (quick) return quickFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
       return this.freeOther(ptr, size);
     }
