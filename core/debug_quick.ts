@@ -21,11 +21,12 @@
  * `cacheFreeChecked` writes out its push, not called from magazine.ts: each such call re-reads
  * the handle's views and counts against V8's inlining budget (magazine.ts) with its own
  * bytecode. A `DebuggingHeap` (heap.ts) calls these two straight from `alloc` and `free`; its
- * alloc with this one inlined is 92 + 414 bytecodes and fits a loop's budget; the free, 105 +
- * 520, is past V8's limit for one inlined function (460) and stays one call, to a function that
+ * alloc with this one inlined is 92 + 405 bytecodes and fits a loop's budget; the free, 105 +
+ * 506, is past V8's limit for one inlined function (460) and stays one call, to a function that
  * calls nothing on the sound path. Functions here are constants declared before their callers:
  * V8 then checks none of their names, nor the layout's, for the temporal dead zone (two
- * bytecodes a use for a `function` declaration's).
+ * bytecodes a use for a `function` declaration's). (The ways out name the fast paths, declared
+ * after them, as the frame to capture a stack above: checked there, off the sound path.)
  *
  * Anything unexpected (an empty or full magazine too) leaves the fast path before it has
  * changed a thing and goes to debug.ts, which checks again, writes libumem's report and throws,
