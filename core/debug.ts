@@ -367,10 +367,8 @@ function isStackPlace(h: HeapView, at: number): boolean {
   if (sb <= 0 || sb >= h.mapped) return false;
   const cp = w(h, sb + SB_CACHE);
   if (cp <= 0 || cp >= h.mapped || (w(h, cp + CA_DEBUG) & DBG_AUDIT) === 0) return false;
-  const base = w(h, sb + SB_BASE), chunk = w(h, cp + CA_CHUNK), tagOff = w(h, cp + CA_TAGOFF);
-  if (chunk <= 0 || at < base) return false;
-  const off = (at - base) % chunk;
-  return off === tagOff + BT_A_STACK || off === tagOff + BT_F_STACK;
+  const tag = startOf(h, cp, sb, at) + w(h, cp + CA_TAGOFF);
+  return at === tag + BT_A_STACK || at === tag + BT_F_STACK;
 }
 setStackPlaceCheck(isStackPlace);
 
@@ -508,7 +506,7 @@ export function checkAllocatedBuffer(
   if ((w(h, cp + CA_DEBUG) & DBG_AUDIT) !== 0) {
     const slot = w(h, tag + BT_A_SLOT), stack = w(h, tag + BT_A_STACK);
     if (
-      slot < 0 || slot >= w(h, HDR_NSLOTS) || !stackIdValid(h, stack, w(h, HDR_NSLOTS))
+      slot < 0 || slot >= w(h, HDR_NSLOTS) || !stackIdValid(h, stack)
     ) {
       return report(
         h,

@@ -620,8 +620,8 @@ export class Heap extends HeapView {
    * ```
    */
   detach(): void {
-    internPending(this); // after this, other workers read the stacks this worker captured
     this.sync();
+    internPending(this); // after this, other workers read the stacks this worker captured
     const at = this.u32[HDR_SLOTS >> 2] + this.slot * WS_SIZE;
     if (
       this.u32[(at + WS_GEN) >> 2] !== this.gen || this.u32[(at + WS_STATE) >> 2] !== SLOT_LIVE
@@ -786,8 +786,9 @@ export class Heap extends HeapView {
 
   /** A sized allocation on a heap that debugs or has hooks. */
   private allocIntercepted(cp: number, size: number): number {
+    // The debug fast path's way out captures an audited transaction's stack itself.
+    if (size <= this.debugQuick) return quickAlloc(this, cp, size);
     if (!auditsNext(this)) {
-      if (size <= this.debugQuick) return quickAlloc(this, cp, size);
       const p = this.debugging ? this.debugAlloc(cp, size) : cacheAlloc(this, cp);
       this.sync(); // the firewall's own pages may lie past the views
       if (hooksLive(this)) runAllocHooks(this, p, size, 0);
@@ -798,7 +799,6 @@ export class Heap extends HeapView {
     // than eight from the audit record's writer: about 0.15 µs a frame in Deno.
     this.preStack = captureStackDeferred(this, Heap.prototype.alloc);
     try {
-      if (size <= this.debugQuick) return quickAlloc(this, cp, size);
       const p = this.debugAlloc(cp, size);
       this.sync();
       return p;
@@ -924,16 +924,14 @@ export class Heap extends HeapView {
 
   /** A free on a heap that debugs or has hooks: the debug fast path, else the hooks around. */
   private freeIntercepted(ptr: number, size: number): void {
-    const quick = size <= this.debugQuick && size > 0 && (size | 0) === size;
-    if (!auditsNext(this)) {
-      if (quick) return quickFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
-      return this.freeOther(ptr, size);
+    if (size <= this.debugQuick && size > 0 && (size | 0) === size) {
+      return quickFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
     }
+    if (!auditsNext(this)) return this.freeOther(ptr, size);
     // An audited transaction, and no hooks: the stack is captured here (see allocIntercepted).
     this.preStack = captureStackDeferred(this, Heap.prototype.free);
     try {
-      if (quick) quickFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
-      else this.freeSlowPath(ptr, size);
+      this.freeSlowPath(ptr, size);
     } finally {
       this.preStack = 0;
     }

@@ -282,13 +282,15 @@ export class HeapView {
   checkedFast = false;
   /**
    * Sized transactions are audited with a stack (`UMEM_DEBUG=audit`) and no hook is attached:
-   * the heap's `alloc` and `free` capture an audited one's stack themselves, a few frames below
-   * the user's, into `preStack`, rather than the audit record's writer eight frames down
-   * (capturing costs per frame walked).
+   * the heap's intercepting paths and the debug fast path's ways out capture an audited one's
+   * stack themselves, a few frames below the user's, into `preStack`, rather than the audit
+   * record's writer farther down (capturing costs per frame walked).
    */
   auditEntry = false;
-  /** Auditing is sampled (`audit=frames/rate`): a transaction is audited when this slot's
-   * `WS_AUDIT_LEFT` is at 1 or below. */
+  /**
+   * Auditing is sampled (`audit=frames/rate`): a transaction is audited when this slot's
+   * `WS_AUDIT_LEFT` is at 1 or below.
+   */
   auditSampled = false;
   /** The pending stack captured for the transaction under way (`auditEntry`), or 0. */
   preStack = 0;

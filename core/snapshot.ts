@@ -96,8 +96,8 @@ function snapshotLocks(h: HeapView): number[] {
  * @returns the image's bytes
  */
 export function snapshotImage(h: HeapView): Uint8Array {
-  internPending(h); // this worker's stacks are in the snapshot (other workers' are as they are)
   h.sync();
+  internPending(h); // this worker's stacks are in the snapshot (other workers' are as they are)
   const locks = snapshotLocks(h);
   const held: number[] = [];
   try {

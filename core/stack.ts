@@ -32,6 +32,7 @@
 
 import {
   HDR_AUDIT_FRAMES,
+  HDR_NSLOTS,
   HDR_STACKS,
   HDR_TXLOG,
   type HeapView,
@@ -227,12 +228,8 @@ export const PENDING_STACKS = 1024;
 export const PENDING_STACKS_MOST = 16384;
 /** Pending slot: the capture's sequence number. */
 const PS_SEQ = 0;
-/** Pending slot: the audit depth it was captured at. */
-const PS_FRAMES = 1;
-/** Pending slot: the stack table it goes to. */
-const PS_TABLE = 2;
 /** Pending slot: the first place its id was written (0: none). */
-const PS_AT = 3;
+const PS_AT = 1;
 /** Places noted per pending stack; a stack written to more is interned at once. */
 const PS_NAT = 2;
 /** Words per pending slot. */
@@ -293,8 +290,19 @@ export function pendingSlot(id: number): number {
  * Whether `id` can be a stack id of this image: 0, an entry's address, or a pending id naming
  * one of its worker slots (debug.ts's check of an allocated buffer's audit record uses it).
  */
-export function stackIdValid(h: HeapView, id: number, nslots: number): boolean {
-  return id < 0 ? pendingSlot(id) < nslots : id < h.mapped && (id & 3) === 0;
+export function stackIdValid(h: HeapView, id: number): boolean {
+  return id < 0 ? pendingSlot(id) < h.i32[HDR_NSLOTS >> 2] : id < h.mapped && (id & 3) === 0;
+}
+
+/**
+ * The ring slot of pending id `id` when it is this worker's and its capture is still held,
+ * else -1 (an interned id, another worker's, or one this worker dropped).
+ */
+function pendingIndex(h: HeapView, id: number): number {
+  const r = h.pending;
+  if (id >= 0 || r === undefined || pendingSlot(id) !== h.slot) return -1;
+  const seq = (-id - 1) >>> PENDING_SLOT_BITS, i = seq & (r.size - 1);
+  return r.holders[i] !== undefined && r.meta[i * PS_WORDS + PS_SEQ] === seq ? i : -1;
 }
 
 /**
@@ -311,7 +319,7 @@ export function stackIdValid(h: HeapView, id: number, nslots: number): boolean {
  * @returns the pending id
  */
 export function captureStackDeferred(h: HeapView, above: unknown): number {
-  const st = h.i32[HDR_STACKS >> 2], frames = h.i32[HDR_AUDIT_FRAMES >> 2];
+  const frames = h.i32[HDR_AUDIT_FRAMES >> 2];
   let r = h.pending;
   if (r === undefined) r = h.pending = newPendingStacks(h);
   const seq = r.seq & PENDING_SEQ_MASK;
@@ -335,8 +343,6 @@ export function captureStackDeferred(h: HeapView, above: unknown): number {
   E.stackTraceLimit = limit;
   r.holders[i] = holder;
   r.meta[m + PS_SEQ] = seq;
-  r.meta[m + PS_FRAMES] = frames;
-  r.meta[m + PS_TABLE] = st;
   for (let k = 0; k < PS_NAT; k++) r.meta[m + PS_AT + k] = 0;
   return pendingId(h.slot, seq);
 }
@@ -346,10 +352,9 @@ export function captureStackDeferred(h: HeapView, above: unknown): number {
  * id when the stack is interned. An id that is not this worker's pending one is left alone.
  */
 export function notePendingAt(h: HeapView, id: number, at: number): void {
-  const r = h.pending;
-  if (id >= 0 || r === undefined || pendingSlot(id) !== h.slot) return;
-  const seq = (-id - 1) >>> PENDING_SLOT_BITS, i = seq & (r.size - 1), m = i * PS_WORDS;
-  if (r.holders[i] === undefined || r.meta[m + PS_SEQ] !== seq) return;
+  const i = pendingIndex(h, id);
+  if (i < 0) return;
+  const r = h.pending!, m = i * PS_WORDS;
   for (let k = 0; k < PS_NAT; k++) {
     if (r.meta[m + PS_AT + k] === 0) {
       r.meta[m + PS_AT + k] = at;
@@ -369,10 +374,9 @@ export function notePendingAt(h: HeapView, id: number, at: number): void {
  * dead worker's slot may have a capture of the same sequence number, written elsewhere.
  */
 export function resolveStack(h: HeapView, id: number, at = 0): number {
-  const r = h.pending;
-  if (id >= 0 || r === undefined || pendingSlot(id) !== h.slot) return id;
-  const seq = (-id - 1) >>> PENDING_SLOT_BITS, i = seq & (r.size - 1), m = i * PS_WORDS;
-  if (r.holders[i] === undefined || r.meta[m + PS_SEQ] !== seq) return id;
+  const i = pendingIndex(h, id);
+  if (i < 0) return id;
+  const r = h.pending!, m = i * PS_WORDS;
   if (at !== 0) {
     let noted = false;
     for (let k = 0; k < PS_NAT; k++) if (r.meta[m + PS_AT + k] === at) noted = true;
@@ -440,7 +444,7 @@ function internSlot(h: HeapView, r: PendingStacks, i: number): number {
   const text = typeof raw === "string" ? raw : "";
   let id = h.stackIds.get(text);
   if (id === undefined) {
-    id = internStack(h, r.meta[m + PS_TABLE], formatStack(text, r.meta[m + PS_FRAMES]));
+    id = internStack(h, h.i32[HDR_STACKS >> 2], formatStack(text, h.i32[HDR_AUDIT_FRAMES >> 2]));
     h.stackIds.set(text, id);
   }
   for (let k = 0; k < PS_NAT; k++) {
