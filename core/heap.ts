@@ -779,7 +779,7 @@ export class Heap extends HeapView {
     // The flags are compared with `true`: V8 does not know a field holds a boolean, and `!flag`
     // compiles to a test against every falsy value, `flag !== true` to one compare.
     if (size > 0 && size <= FP_MAXBUF && (size | 0) === size && this.intercepting !== true) {
-      return fastAlloc(this, this.i32[this.sizeTab + ((size + 7) >> 3)]);
+      return fastAlloc(this, this.i32[(this.sizeTab + ((size + 7) >> 3)) | 0]);
     }
     return this.allocSlow(size) | 0; // an int32, as the fast path's (magazine.ts's cacheAlloc)
   }
@@ -910,7 +910,7 @@ export class Heap extends HeapView {
     // small enough for V8 to inline alloc and free together (see magazine.ts).
     // (free(0, n) does nothing: cacheFreeSlow lets a 0 from umem_free go, off the fast path.)
     if (size > 0 && size <= FP_MAXBUF && (size | 0) === size && this.checkedFast === true) {
-      fastFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, "umem_free");
+      fastFree(this, this.i32[(this.sizeTab + ((size + 7) >> 3)) | 0], ptr, "umem_free");
       return;
     }
     this.freeSlow(ptr, size);

@@ -49,18 +49,20 @@
  * nothing inlinable: `cacheAlloc` (a round, and its state byte) and `cacheFreeChecked` (the
  * checks, the deferral, the push), each with one call for everything else, `cacheAllocSlow` and
  * `cacheFreeSlow`, both past V8's size limit for inlining (460 bytecodes), so they never weigh
- * on a caller however often the program takes them. Measured on V8 15 (`--trace-turbo-inlining`):
- * `heap.alloc` 88 + `cacheAlloc` 234, `heap.free` 97 + `cacheFreeChecked` 399. Counted as the
- * model above has it, `heap.free` with its callee, the pair takes 322 + 1.2 × 496 = 917 of 920,
- * three to spare; the traces of this version counted `heap.free`'s own 97 even when it had been
- * optimized first (419 + 1.2 × 399 = 898). `Cache.alloc` 66 and `Cache.free` 74 (one test each
- * sends all but the common case to a method of its own): 308 used when `cacheFreeChecked` is
- * weighed, 787 in all. So a bytecode added to these four functions comes out of that margin:
- * measure before and after (20 more in `cacheFreeChecked`, a first word saved for the deferral,
- * put it out of a pair loop, whose free became a call). A heap created with `trust` has a
- * handle class of its own (`TrustingHeap` in heap.ts), so that its free never enters
- * `heap.free`'s optimized body. The free paths do not sync (a free past this worker's views
- * fails the checks, and `cacheFreeSlow` remaps and tries again; the slow paths sync).
+ * on a caller however often the program takes them. Measured on V8 15 (`--trace-turbo-inlining`,
+ * with `heap.alloc` and `heap.free` optimized first through `%OptimizeFunctionOnNextCall`):
+ * `heap.alloc` 91 + `cacheAlloc` 222, `heap.free` 100 + `cacheFreeChecked` 378. Counted as the
+ * model above has it, `heap.free` with its callee, the pair takes 313 + 1.2 × 478 = 887 of 920,
+ * 33 to spare (3 before the layout's copies became a `const enum` below); `cacheFreeChecked`
+ * itself is then weighed at 413 + 1.2 × 378 = 867. `Cache.alloc` (inlined as a small function)
+ * and `Cache.free` 74 (one test each sends all but the common case to a method of its own): 296
+ * used when `cacheFreeChecked` is weighed, 674 in all. So a bytecode added to these four
+ * functions comes out of that margin: measure before and after (20 more in `cacheFreeChecked`,
+ * a first word saved for the deferral, once put it out of a pair loop, whose free became a
+ * call). A heap created with `trust` has a handle class of its own (`TrustingHeap` in heap.ts),
+ * so that its free never enters `heap.free`'s optimized body. The free paths do not sync (a free
+ * past this worker's views fails the checks, and `cacheFreeSlow` remaps and tries again; the
+ * slow paths sync).
  *
  * Lock order: depot lock, then slab locks (this cache's and the magazine caches').
  *
@@ -185,12 +187,27 @@ export function maxMagType(bufsize: number): number {
 
 // V8 does not fold a constant imported from another module into optimized code: each use
 // stays a load from the module's cell, which costs the fast path about a fifth of its speed.
-// So the fast path keeps local copies of the slab layout it reads, checked here at load time.
-const FP_PAGE_SHIFT = 12, FP_SB_STATE = 40, FP_SB_BASE = 4, FP_SB_CACHE = 0;
-const FP_CA_SHIFT = 128, FP_BUF_ALLOC = 1, FP_BUF_CACHED = 2, FP_BUF_ALLOC_DEFER = 0x41;
-// The slot record's words, as word indices from the record's first word (`CC_* >> 2`).
-const FP_CC_LOADED_W = 0, FP_CC_ROUNDS_W = 1, FP_CC_MAGSIZE_W = 4, FP_CC_NALLOC_W = 6;
-const FP_CC_NFREE_W = 7, FP_CC_LAST_W = 12;
+// So the fast path keeps local copies of the slab layout it reads, checked when a handle is
+// made. They are a `const enum`, which the compiler (Deno's and Bun's alike) writes out as
+// numbers at each use: a module's `const` is read in bytecode with a check that it is
+// initialised (four bytes a use), and bytecode is what V8's inlining budget counts (see the top).
+const enum Fp {
+  PAGE_SHIFT = 12,
+  SB_STATE = 40,
+  SB_BASE = 4,
+  SB_CACHE = 0,
+  CA_SHIFT = 128,
+  BUF_ALLOC = 1,
+  BUF_CACHED = 2,
+  BUF_ALLOC_DEFER = 0x41,
+  // The slot record's words, as word indices from the record's first word (`CC_* >> 2`).
+  CC_LOADED_W = 0,
+  CC_ROUNDS_W = 1,
+  CC_MAGSIZE_W = 4,
+  CC_NALLOC_W = 6,
+  CC_NFREE_W = 7,
+  CC_LAST_W = 12,
+}
 /**
  * Checks the fast path's local copies of the layout against the declarations. Called when a
  * heap handle is made, not at module load: the core's modules import each other, and an
@@ -198,12 +215,12 @@ const FP_CC_NFREE_W = 7, FP_CC_LAST_W = 12;
  */
 export function checkFastPathLayout(): void {
   if (
-    FP_PAGE_SHIFT !== PAGE_SHIFT || FP_SB_STATE !== SB_STATE || FP_SB_BASE !== SB_BASE ||
-    FP_SB_CACHE !== SB_CACHE || FP_CA_SHIFT !== CA_SHIFT || FP_BUF_ALLOC !== BUF_ALLOC ||
-    FP_BUF_CACHED !== BUF_CACHED || FP_BUF_ALLOC_DEFER !== BUF_ALLOC_DEFER ||
-    FP_CC_LOADED_W !== CC_LOADED >> 2 || FP_CC_ROUNDS_W !== CC_ROUNDS >> 2 ||
-    FP_CC_MAGSIZE_W !== CC_MAGSIZE >> 2 || FP_CC_NALLOC_W !== CC_NALLOC >> 2 ||
-    FP_CC_NFREE_W !== CC_NFREE >> 2 || FP_CC_LAST_W !== CC_LAST >> 2 ||
+    Fp.PAGE_SHIFT !== PAGE_SHIFT || Fp.SB_STATE !== SB_STATE || Fp.SB_BASE !== SB_BASE ||
+    Fp.SB_CACHE !== SB_CACHE || Fp.CA_SHIFT !== CA_SHIFT || Fp.BUF_ALLOC !== BUF_ALLOC ||
+    Fp.BUF_CACHED !== BUF_CACHED || Fp.BUF_ALLOC_DEFER !== BUF_ALLOC_DEFER ||
+    Fp.CC_LOADED_W !== CC_LOADED >> 2 || Fp.CC_ROUNDS_W !== CC_ROUNDS >> 2 ||
+    Fp.CC_MAGSIZE_W !== CC_MAGSIZE >> 2 || Fp.CC_NALLOC_W !== CC_NALLOC >> 2 ||
+    Fp.CC_NFREE_W !== CC_NFREE >> 2 || Fp.CC_LAST_W !== CC_LAST >> 2 ||
     MG_ROUNDS !== 4
   ) {
     throw new Error("core: the fast path's copies of the layout are out of date");
@@ -220,22 +237,22 @@ export function checkFastPathLayout(): void {
 export function cacheAlloc(h: HeapView, cp: number): number {
   const i32 = h.i32;
   const cc = (cp + h.ccOff) >> 2;
-  const r = i32[cc + FP_CC_ROUNDS_W];
+  const r = i32[cc + Fp.CC_ROUNDS_W];
   if (r > 0) {
     // Round r - 1 is the word after the magazine's MG_NEXT word plus r - 1 (MG_ROUNDS is 4).
-    const buf = i32[(i32[cc + FP_CC_LOADED_W] >> 2) + r];
-    i32[cc + FP_CC_ROUNDS_W] = r - 1;
-    i32[cc + FP_CC_NALLOC_W]++;
-    if (i32[cc + FP_CC_LAST_W] > 0) {
+    const buf = i32[((i32[cc + Fp.CC_LOADED_W] >> 2) + r) | 0];
+    i32[cc + Fp.CC_ROUNDS_W] = r - 1;
+    i32[cc + Fp.CC_NALLOC_W]++;
+    if (i32[cc + Fp.CC_LAST_W] > 0) {
       // The slot's deferred free: its state byte still says allocated. Wipe the stamp.
-      i32[cc + FP_CC_LAST_W] = 0;
+      i32[cc + Fp.CC_LAST_W] = 0;
       i32[buf >> 2] = 0;
     } else if (h.trust !== true) { // (one compare, not a truthiness test: heap.ts's alloc)
       // Any other round: its state byte says cached; set it to allocated.
-      const sb = i32[(h.pagemap >> 2) + (buf >>> FP_PAGE_SHIFT)];
+      const sb = i32[(h.pagemap >> 2) + (buf >>> Fp.PAGE_SHIFT)];
       h.u8[
-        sb + FP_SB_STATE + ((buf - i32[(sb + FP_SB_BASE) >> 2]) >> i32[(cp + FP_CA_SHIFT) >> 2])
-      ] = FP_BUF_ALLOC;
+        sb + Fp.SB_STATE + ((buf - i32[(sb + Fp.SB_BASE) >> 2]) >> i32[(cp + Fp.CA_SHIFT) >> 2])
+      ] = Fp.BUF_ALLOC;
     }
     return buf;
   }
@@ -267,42 +284,42 @@ export function cacheFree(h: HeapView, cp: number, buf: number, fn: string): voi
  * @throws {UmemError} `bad-free`, `duplicate-free`, `wrong-cache` or `wrong-size`
  */
 export function cacheFreeChecked(h: HeapView, cp: number, buf: number, fn: string): void {
-  const i32 = h.i32, cc = (cp + h.ccOff) >> 2, r = i32[cc + FP_CC_ROUNDS_W];
+  const i32 = h.i32, cc = (cp + h.ccOff) >> 2, r = i32[cc + Fp.CC_ROUNDS_W];
   // The state byte's address when buf is the start of a buffer in a slab of this cache, else
   // 0. Interior granules hold BUF_INTERIOR, so an aligned interior pointer fails below too.
   let at = 0;
   // (A fraction fails the index test, which only a whole offset passes; a negative address
   // finds no slab of this cache, or a negative offset.)
   if (buf < h.mapped) {
-    const sb = i32[(h.pagemap >> 2) + (buf >>> FP_PAGE_SHIFT)];
-    if (sb !== 0 && i32[(sb + FP_SB_CACHE) >> 2] === cp) {
-      const shift = i32[(cp + FP_CA_SHIFT) >> 2], off = buf - i32[(sb + FP_SB_BASE) >> 2];
+    const sb = i32[(h.pagemap >> 2) + (buf >>> Fp.PAGE_SHIFT)];
+    if (sb !== 0 && i32[(sb + Fp.SB_CACHE) >> 2] === cp) {
+      const shift = i32[(cp + Fp.CA_SHIFT) >> 2], off = buf - i32[(sb + Fp.SB_BASE) >> 2];
       const index = off >> shift;
-      if (off >= 0 && index << shift === off) at = sb + FP_SB_STATE + index;
+      if (off >= 0 && index << shift === off) at = (sb + Fp.SB_STATE + index) | 0;
     }
   }
-  const last = i32[cc + FP_CC_LAST_W], u8 = h.u8, st = u8[at];
+  const last = i32[cc + Fp.CC_LAST_W], u8 = h.u8, st = u8[at];
   // Allocated, or allocated and deferred once (then maybe still deferred by a slot: the stamp
   // tells, and only such a buffer's line is read, so a free of a cold buffer stays cheap); no
   // deferred free of this slot's to settle first, and room in the loaded magazine. Anything
   // else (a bad free, a full magazine) is cacheFreeSlow's.
   if (
-    at !== 0 && last <= 0 && r < i32[cc + FP_CC_MAGSIZE_W] &&
-    (st === FP_BUF_ALLOC || (st === FP_BUF_ALLOC_DEFER && i32[buf >> 2] !== ~buf))
+    at !== 0 && last <= 0 && r < i32[cc + Fp.CC_MAGSIZE_W] &&
+    (st === Fp.BUF_ALLOC || (st === Fp.BUF_ALLOC_DEFER && i32[buf >> 2] !== ~buf))
   ) {
-    const top = (i32[cc + FP_CC_LOADED_W] >> 2) + 1 + r;
+    const top = ((i32[cc + Fp.CC_LOADED_W] >> 2) + 1 + r) | 0;
     if (last === 0 && i32[top] === buf) {
       // Defer (see the top): buf is the round this slot popped last, so its line is this
       // worker's; its state byte stays "allocated" (flagged once) while it is the top round.
-      if (st === FP_BUF_ALLOC) u8[at] = FP_BUF_ALLOC_DEFER;
-      i32[cc + FP_CC_LAST_W] = at;
+      if (st === Fp.BUF_ALLOC) u8[at] = Fp.BUF_ALLOC_DEFER;
+      i32[cc + Fp.CC_LAST_W] = at;
       i32[buf >> 2] = ~buf; // freeStamp(buf), written out
     } else {
-      u8[at] = FP_BUF_CACHED;
+      u8[at] = Fp.BUF_CACHED;
       i32[top] = buf;
     }
-    i32[cc + FP_CC_ROUNDS_W] = r + 1;
-    i32[cc + FP_CC_NFREE_W]++;
+    i32[cc + Fp.CC_ROUNDS_W] = r + 1;
+    i32[cc + Fp.CC_NFREE_W]++;
     return;
   }
   cacheFreeSlow(h, cp, buf, fn);
@@ -313,11 +330,11 @@ export function trustFree(h: HeapView, cp: number, buf: number): void {
   // umem_free(NULL); the caller checked nothing else. No sync(): only the slot's own record
   // and magazine are written, and the slow path syncs before it brings in another magazine.
   if (buf === 0) return;
-  const i32 = h.i32, cc = (cp + h.ccOff) >> 2, r = i32[cc + FP_CC_ROUNDS_W];
-  if (r >= i32[cc + FP_CC_MAGSIZE_W]) return cacheFreeSlow(h, cp, buf, "");
-  i32[(i32[cc + FP_CC_LOADED_W] >> 2) + 1 + r] = buf;
-  i32[cc + FP_CC_ROUNDS_W] = r + 1;
-  i32[cc + FP_CC_NFREE_W]++;
+  const i32 = h.i32, cc = (cp + h.ccOff) >> 2, r = i32[cc + Fp.CC_ROUNDS_W];
+  if (r >= i32[cc + Fp.CC_MAGSIZE_W]) return cacheFreeSlow(h, cp, buf, "");
+  i32[(i32[cc + Fp.CC_LOADED_W] >> 2) + 1 + r] = buf;
+  i32[cc + Fp.CC_ROUNDS_W] = r + 1;
+  i32[cc + Fp.CC_NFREE_W]++;
 }
 
 /**
@@ -329,11 +346,11 @@ export function trustFree(h: HeapView, cp: number, buf: number): void {
 export function stateAddress(h: HeapView, cp: number, buf: number): number {
   const i32 = h.i32,
     sb = buf > 0 && buf < h.mapped && (buf | 0) === buf
-      ? i32[(h.pagemap >> 2) + (buf >>> FP_PAGE_SHIFT)]
+      ? i32[(h.pagemap >> 2) + (buf >>> Fp.PAGE_SHIFT)]
       : 0;
-  if (sb === 0 || i32[(sb + FP_SB_CACHE) >> 2] !== cp) return 0;
-  const shift = i32[(cp + FP_CA_SHIFT) >> 2], off = buf - i32[(sb + FP_SB_BASE) >> 2];
-  return off >= 0 && (off >> shift) << shift === off ? sb + FP_SB_STATE + (off >> shift) : 0;
+  if (sb === 0 || i32[(sb + Fp.SB_CACHE) >> 2] !== cp) return 0;
+  const shift = i32[(cp + Fp.CA_SHIFT) >> 2], off = buf - i32[(sb + Fp.SB_BASE) >> 2];
+  return off >= 0 && (off >> shift) << shift === off ? sb + Fp.SB_STATE + (off >> shift) : 0;
 }
 
 /**
@@ -391,11 +408,11 @@ export function magazinePush(h: HeapView, cp: number, buf: number): void {
   settleDeferred(h, cp + h.ccOff);
   const i32 = h.i32;
   const cc = (cp + h.ccOff) >> 2;
-  const r = i32[cc + FP_CC_ROUNDS_W];
-  if (r < i32[cc + FP_CC_MAGSIZE_W]) {
-    i32[(i32[cc + FP_CC_LOADED_W] >> 2) + 1 + r] = buf;
-    i32[cc + FP_CC_ROUNDS_W] = r + 1;
-    i32[cc + FP_CC_NFREE_W]++;
+  const r = i32[cc + Fp.CC_ROUNDS_W];
+  if (r < i32[cc + Fp.CC_MAGSIZE_W]) {
+    i32[(i32[cc + Fp.CC_LOADED_W] >> 2) + 1 + r] = buf;
+    i32[cc + Fp.CC_ROUNDS_W] = r + 1;
+    i32[cc + Fp.CC_NFREE_W]++;
     return;
   }
   cacheFreeSlow(h, cp, buf, "");

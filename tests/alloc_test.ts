@@ -516,6 +516,15 @@ describe("bad input: a clear error, and the heap unharmed", () => {
       ["free past the end", "bad-free", () => heap.free(end + 4096, 64)],
       ["free far past the end", "bad-free", () => heap.free(2 ** 31 - 8, 64)],
       ["free of an odd address", "bad-free", () => heap.free(p + 1, 50)],
+      // (Just allocated: no deferred free of the slot's sends it off the fast path first.)
+      ["free of a live buffer's address plus a half", "invalid-argument", () => {
+        const q = heap.alloc(50);
+        try {
+          heap.free(q + 0.5, 50);
+        } finally {
+          heap.free(q, 50);
+        }
+      }],
       ["free of an interior pointer", "bad-free", () => heap.free(p + 8, 50)],
       ["free of an interior pointer on a granule", "bad-free", () => heap.free(p48 + 16, 48)],
       ["free of a slab's last bytes", "bad-free", () => heap.free((p | 4095) - 7, 50)],

@@ -451,6 +451,16 @@ table("cache.free(ptr)", [
   ]),
   ["address -8", "bad-free", (f) => f.cache.free(-8)],
   ["an odd address", "bad-free", (f) => f.cache.free(f.a + 1)],
+  // (A round of a loaded magazine, just popped: the checked fast path sees the free.)
+  ["a live buffer's address plus a half", "invalid-argument", (f) => {
+    f.cache.free(f.cache.alloc());
+    const q = f.cache.alloc();
+    try {
+      f.cache.free(q + 0.5);
+    } finally {
+      f.cache.free(q);
+    }
+  }],
   ["past the end", "bad-free", (f) => f.cache.free(f.end + 64)],
   ["inside the header", "bad-free", (f) => f.cache.free(16)],
   ["a free buffer of another cache", "wrong-cache", (f) => f.cache.free(f.freed)],
