@@ -108,7 +108,14 @@ import {
 } from "./options.ts";
 import { addRoot, layRoots, removeRoot } from "./roots.ts";
 import { snapshotImage } from "./snapshot.ts";
-import { captureStackDeferred, internPending, layStackTable, stackTableBytes } from "./stack.ts";
+import {
+  entryCaptureLimit,
+  internPending,
+  keepPending,
+  layStackTable,
+  RAW_BY_ERROR,
+  stackTableBytes,
+} from "./stack.ts";
 import { ATTACHING, lock, unlock } from "./lock.ts";
 import {
   cacheAlloc,
@@ -564,9 +571,11 @@ export class Heap extends HeapView {
   ): Heap {
     const hdr = new Int32Array(sab, 0, HDR_FIELDS_END >> 2);
     if ((hdr[HDR_FLAGS >> 2] & HF_TRUST) !== 0) return new TrustingHeap(sab, slot);
-    return servesQuick(debug ?? hdr[HDR_DEBUG >> 2], sample ?? hdr[HDR_AUDIT_SAMPLE >> 2])
-      ? new DebuggingHeap(sab, slot)
-      : new Heap(sab, slot);
+    const flags = debug ?? hdr[HDR_DEBUG >> 2];
+    if (servesQuick(flags, sample ?? hdr[HDR_AUDIT_SAMPLE >> 2])) {
+      return new DebuggingHeap(sab, slot);
+    }
+    return (flags & DBG_AUDIT) !== 0 ? new AuditingHeap(sab, slot) : new Heap(sab, slot);
   }
 
   /** The SharedArrayBuffer: send it to a worker, which calls `Heap.attach` on it. */
@@ -786,25 +795,13 @@ export class Heap extends HeapView {
 
   /** A sized allocation on a heap that debugs or has hooks. */
   private allocIntercepted(cp: number, size: number): number {
-    // The debug fast path's way out captures an audited transaction's stack itself.
+    // The debug fast path's way out captures an audited transaction's stack itself; an
+    // AuditingHeap's alloc has captured it already (preStack); else debug.ts captures it.
     if (size <= this.debugQuick) return quickAlloc(this, cp, size);
-    if (!auditsNext(this)) {
-      const p = this.debugging ? this.debugAlloc(cp, size) : cacheAlloc(this, cp);
-      this.sync(); // the firewall's own pages may lie past the views
-      if (hooksLive(this)) runAllocHooks(this, p, size, 0);
-      return p;
-    }
-    // An audited transaction (every one, or this one is the sample), and no hooks: the stack is
-    // captured here, where the capture walks four of umem's frames (alloc's included) rather
-    // than eight from the audit record's writer: about 0.15 µs a frame in Deno.
-    this.preStack = captureStackDeferred(this, Heap.prototype.alloc);
-    try {
-      const p = this.debugAlloc(cp, size);
-      this.sync();
-      return p;
-    } finally {
-      this.preStack = 0;
-    }
+    const p = this.debugging ? this.debugAlloc(cp, size) : cacheAlloc(this, cp);
+    this.sync(); // the firewall's own pages may lie past the views
+    if (hooksLive(this)) runAllocHooks(this, p, size, 0);
+    return p;
   }
 
   /** A debugged sized allocation: the firewall for large sizes, else the checked path. */
@@ -813,6 +810,29 @@ export class Heap extends HeapView {
     return fw !== 0 && size >= fw
       ? firewallAlloc(this, size)
       : debugAlloc(this, cp, size, Heap.prototype.alloc);
+  }
+
+  /**
+   * An audited allocation whose caller (an `AuditingHeap`'s alloc) captured the stack: pending
+   * id `id`, which the audit record's writer takes from `preStack`.
+   */
+  protected allocAudited(size: number, id: number): number {
+    this.preStack = id;
+    try {
+      return this.allocSlow(size);
+    } finally {
+      this.preStack = 0;
+    }
+  }
+
+  /** An audited free whose caller captured the stack, as {@linkcode Heap.allocAudited}. */
+  protected freeAudited(ptr: number, size: number, id: number): void {
+    this.preStack = id;
+    try {
+      this.freeSlow(ptr, size);
+    } finally {
+      this.preStack = 0;
+    }
   }
 
   /** A heap that debugs or has hooks, bad sizes and the oversize arena. */
@@ -927,14 +947,7 @@ export class Heap extends HeapView {
     if (size <= this.debugQuick && size > 0 && (size | 0) === size) {
       return quickFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
     }
-    if (!auditsNext(this)) return this.freeOther(ptr, size);
-    // An audited transaction, and no hooks: the stack is captured here (see allocIntercepted).
-    this.preStack = captureStackDeferred(this, Heap.prototype.free);
-    try {
-      this.freeSlowPath(ptr, size);
-    } finally {
-      this.preStack = 0;
-    }
+    this.freeOther(ptr, size);
   }
 
   /** Bad sizes, the oversize arena and heaps that debug or have hooks: the hooks around. */
@@ -1331,5 +1344,54 @@ class DebuggingHeap extends Heap {
       return quickFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
     }
     super.free(ptr, size);
+  }
+}
+
+/** `Error`'s V8 extensions, as the audited entry points use them. */
+const ErrorApi = Error as unknown as {
+  stackTraceLimit: number;
+  captureStackTrace(o: object, above: unknown): void;
+};
+
+/**
+ * The handle of a heap that audits and whose debugging the debug fast path does not serve
+ * (`audit` on every transaction, `default`, or with the transaction log). Its `alloc` and
+ * `free` capture an audited transaction's stack themselves, first thing, and hand the raw
+ * capture down as a pending id (stack.ts): V8's capture costs about 0.15 µs for each frame it
+ * walks, and from here it walks none of umem's (from the audit record's writer it walked eight,
+ * from the intercepting path four). Every other transaction, and a heap with a hook (the hooks
+ * run first; `auditEntry` is false), takes {@linkcode Heap.alloc} and {@linkcode Heap.free}.
+ */
+class AuditingHeap extends Heap {
+  /**
+   * See {@linkcode Heap.create} and {@linkcode Heap.attach}, which make it.
+   *
+   * @param sab the image
+   * @param slot the worker slot
+   */
+  constructor(sab: SharedArrayBuffer, slot: number) {
+    super(sab, slot);
+  }
+
+  /** `umem_alloc`, its stack captured here when it is audited. */
+  override alloc(size: number): number {
+    if (!auditsNext(this)) return super.alloc(size) | 0;
+    const limit = ErrorApi.stackTraceLimit, raw = RAW_BY_ERROR ? null : {};
+    ErrorApi.stackTraceLimit = entryCaptureLimit(this);
+    if (raw !== null) ErrorApi.captureStackTrace(raw, AuditingHeap.prototype.alloc);
+    const holder = raw ?? new Error();
+    ErrorApi.stackTraceLimit = limit;
+    return this.allocAudited(size, keepPending(this, holder)) | 0;
+  }
+
+  /** `umem_free`, its stack captured here when it is audited. */
+  override free(ptr: number, size: number): void {
+    if (!auditsNext(this)) return super.free(ptr, size);
+    const limit = ErrorApi.stackTraceLimit, raw = RAW_BY_ERROR ? null : {};
+    ErrorApi.stackTraceLimit = entryCaptureLimit(this);
+    if (raw !== null) ErrorApi.captureStackTrace(raw, AuditingHeap.prototype.free);
+    const holder = raw ?? new Error();
+    ErrorApi.stackTraceLimit = limit;
+    this.freeAudited(ptr, size, keepPending(this, holder));
   }
 }

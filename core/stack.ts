@@ -320,12 +320,6 @@ function pendingIndex(h: HeapView, id: number): number {
  */
 export function captureStackDeferred(h: HeapView, above: unknown): number {
   const frames = h.i32[HDR_AUDIT_FRAMES >> 2];
-  let r = h.pending;
-  if (r === undefined) r = h.pending = newPendingStacks(h);
-  const seq = r.seq & PENDING_SEQ_MASK;
-  r.seq = seq + 1;
-  const i = seq & (r.size - 1), m = i * PS_WORDS;
-  if (r.holders[i] !== undefined) evict(h, r, i);
   const E = Error as unknown as {
     stackTraceLimit: number;
     captureStackTrace(o: object, above: unknown): void;
@@ -341,6 +335,43 @@ export function captureStackDeferred(h: HeapView, above: unknown): number {
     E.captureStackTrace(holder, above);
   }
   E.stackTraceLimit = limit;
+  return keepPending(h, holder);
+}
+
+/**
+ * Whether a public entry point that captures its caller's stack itself does so with
+ * `new Error()` (JavaScriptCore, where `captureStackTrace` formats at once; its own frame is
+ * then captured too, and formatting drops it) rather than `Error.captureStackTrace(holder,
+ * entry)` (V8).
+ */
+export const RAW_BY_ERROR: boolean = EAGER_CAPTURE;
+
+/**
+ * The `Error.stackTraceLimit` for a capture made by a public entry point itself (heap.ts's
+ * `AuditingHeap`): the audit depth, and under JavaScriptCore one more for the entry point's own
+ * frame (see {@linkcode RAW_BY_ERROR}).
+ */
+export function entryCaptureLimit(h: HeapView): number {
+  return h.i32[HDR_AUDIT_FRAMES >> 2] + (EAGER_CAPTURE ? 1 : 0);
+}
+
+/**
+ * Keeps a raw capture (`holder`, an object whose `stack` the runtime has not formatted yet) in
+ * this worker's ring and returns its pending id, as {@linkcode captureStackDeferred} does with
+ * its own capture: for a public entry point that captured its caller's stack itself, where V8
+ * walks none of umem's frames.
+ *
+ * @param h the worker's handle
+ * @param holder the raw capture
+ * @returns the pending id (negative)
+ */
+export function keepPending(h: HeapView, holder: object): number {
+  let r = h.pending;
+  if (r === undefined) r = h.pending = newPendingStacks(h);
+  const seq = r.seq & PENDING_SEQ_MASK;
+  r.seq = seq + 1;
+  const i = seq & (r.size - 1), m = i * PS_WORDS;
+  if (r.holders[i] !== undefined) evict(h, r, i);
   r.holders[i] = holder;
   r.meta[m + PS_SEQ] = seq;
   for (let k = 0; k < PS_NAT; k++) r.meta[m + PS_AT + k] = 0;

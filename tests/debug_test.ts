@@ -317,6 +317,50 @@ describe("UMEM_DEBUG", () => {
     });
   }
 
+  const entryCases = [["audit=8", "", 8], ["default", "", 16], ["audit=8/20", "transaction", 8]];
+  for (const [debug, logging, frames] of entryCases as [string, string, number][]) {
+    const label = logging === "" ? debug : `${debug} with UMEM_LOGGING=${logging}`;
+    it(`${label}: alloc and free capture the caller's stack themselves, ${frames} frames`, () => {
+      const heap = debugHeap(debug, logging);
+      assert.equal(heap.debugQuick, 0, "no transaction takes the debug fast path");
+      let callerFrames = 0;
+      // In a try block the call is no tail call, which JavaScriptCore would run in this frame.
+      function allocatesIt(size: number): number {
+        const E = Error as unknown as { stackTraceLimit: number }, limit = E.stackTraceLimit;
+        E.stackTraceLimit = 50;
+        callerFrames = (new Error().stack ?? "").split("\n").length - 1;
+        try {
+          return heap.alloc(size);
+        } finally {
+          E.stackTraceLimit = limit;
+        }
+      }
+      function freesIt(p: number, size: number): void {
+        heap.free(p, size);
+      }
+      const sampled = () => {
+        while (heap.i32[heap.auditLeft] > 1) heap.free(heap.alloc(24), 24);
+      };
+      for (const size of [64, 3000]) { // a size class of the table, and a larger one
+        if (logging !== "") sampled();
+        const p = allocatesIt(size);
+        const q = heap.alloc(size); // the buffer stays apart from the countdown's pairs
+        if (logging !== "") sampled();
+        freesIt(p, size);
+        const [free, alloc] = inspect(heap).bufctl(p);
+        assert.deepEqual([free.op, alloc.op], ["free", "alloc"]);
+        for (const [t, name] of [[alloc, "allocatesIt"], [free, "freesIt"]] as const) {
+          // (JavaScriptCore may inline the function: then its caller's line in this file.)
+          assert.match(t.stack, new RegExp(`${name}|debug_test\\.ts:\\d+`));
+          assert.doesNotMatch(t.stack, /core\/(debug|heap|stack)\.ts/, "umem's frames left out");
+          assert.equal(t.stack.split("\n").length, Math.min(frames, callerFrames), t.op);
+        }
+        heap.free(q, size);
+      }
+      assert.deepEqual(heap.verify(), []);
+    });
+  }
+
   it("audit=frames/rate: intervals average the rate and do not lock onto a repeating pattern", () => {
     // The inverse of the distribution: the median and the mean interval are the geometric's.
     const draws = Array.from({ length: 999 }, (_, i) => sampleInterval(100, (i + 0.5) / 999));
