@@ -12,7 +12,14 @@
  * @module
  */
 
-import { Cache, type CacheOptions, checkCallbacks, createCacheRecord, findCache } from "./cache.ts";
+import {
+  Cache,
+  cacheHandle,
+  type CacheOptions,
+  checkCallbacks,
+  createCacheRecord,
+  findCache,
+} from "./cache.ts";
 import { checkSize, hex, OutOfMemoryError, UmemError } from "./errors.ts";
 import {
   type CacheCallbacks,
@@ -110,6 +117,7 @@ import { addRoot, layRoots, removeRoot } from "./roots.ts";
 import { snapshotImage } from "./snapshot.ts";
 import {
   entryCaptureLimit,
+  ErrorApi,
   internPending,
   keepPending,
   layStackTable,
@@ -1007,7 +1015,7 @@ export class Heap extends HeapView {
    */
   createCache(name: string, size: number, options: CacheOptions = {}): Cache {
     this.sync();
-    return new Cache(this, createCacheRecord(this, name, size, options, 0, this.vmem.addr));
+    return cacheHandle(this, createCacheRecord(this, name, size, options, 0, this.vmem.addr));
   }
 
   /**
@@ -1036,7 +1044,7 @@ export class Heap extends HeapView {
     const cp = findCache(this, name);
     if (cp === 0) throw new UmemError("invalid-argument", `Heap.cache: no cache named '${name}'`);
     checkCallbacks(`Heap.cache(${name})`, callbacks, this.u32[(cp + CA_FLAGS) >> 2]);
-    const c = new Cache(this, cp);
+    const c = cacheHandle(this, cp);
     // Merge: a lookup without callbacks keeps the ones this worker registered before.
     const merged: CacheCallbacks = { ...this.callbacks[c.id] };
     for (const k of ["ctor", "dtor", "reclaim"] as const) {
@@ -1062,7 +1070,7 @@ export class Heap extends HeapView {
     this.sync();
     const out: Cache[] = [];
     for (let cp = this.i32[HDR_CACHE_LIST >> 2]; cp !== 0; cp = this.i32[(cp + CA_NEXT) >> 2]) {
-      if (this.i32[(cp + CA_MAGIC) >> 2] === CA_MAGIC_VALUE) out.push(new Cache(this, cp));
+      if (this.i32[(cp + CA_MAGIC) >> 2] === CA_MAGIC_VALUE) out.push(cacheHandle(this, cp));
     }
     return out;
   }
@@ -1346,12 +1354,6 @@ class DebuggingHeap extends Heap {
     super.free(ptr, size);
   }
 }
-
-/** `Error`'s V8 extensions, as the audited entry points use them. */
-const ErrorApi = Error as unknown as {
-  stackTraceLimit: number;
-  captureStackTrace(o: object, above: unknown): void;
-};
 
 /**
  * The handle of a heap that audits and whose debugging the debug fast path does not serve

@@ -346,6 +346,12 @@ export function captureStackDeferred(h: HeapView, above: unknown): number {
  */
 export const RAW_BY_ERROR: boolean = EAGER_CAPTURE;
 
+/** `Error`'s V8 extensions, as the entry points that capture their caller's stack use them. */
+export const ErrorApi = Error as unknown as {
+  stackTraceLimit: number;
+  captureStackTrace(o: object, above: unknown): void;
+};
+
 /**
  * The `Error.stackTraceLimit` for a capture made by a public entry point itself (heap.ts's
  * `AuditingHeap`): the audit depth, and under JavaScriptCore one more for the entry point's own

@@ -6,7 +6,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { corruption } from "./helpers.ts";
-import { Heap, inspect, UmemError } from "../mod.ts";
+import { Cache, Heap, inspect, UmemError } from "../mod.ts";
 import { BT_BXSTAT } from "../core/buftag.ts";
 import { CA_TAGOFF } from "../core/slab.ts";
 import { sizeCache } from "../core/size_class.ts";
@@ -17,6 +17,17 @@ import { sampleInterval } from "../core/debug.ts";
 
 const debugHeap = (debug = "default", logging = "") =>
   Heap.create({ size: 4 << 20, debug, logging });
+
+/** The frames on the stack from the caller's own down (at most 50). */
+function framesHere(): number {
+  const E = Error as unknown as { stackTraceLimit: number }, limit = E.stackTraceLimit;
+  E.stackTraceLimit = 51;
+  try {
+    return (new Error().stack ?? "").split("\n").length - 2;
+  } finally {
+    E.stackTraceLimit = limit;
+  }
+}
 
 describe("UMEM_DEBUG", () => {
   it("guards: a one-byte overrun of a 50-byte alloc is a redzone violation at free", () => {
@@ -292,15 +303,9 @@ describe("UMEM_DEBUG", () => {
       assert.deepEqual(ins(), []);
       let callerFrames = 0;
       function allocatedAtTheThousandth(): number {
-        const E = Error as unknown as { stackTraceLimit: number }, limit = E.stackTraceLimit;
-        E.stackTraceLimit = 50;
-        callerFrames = (new Error().stack ?? "").split("\n").length - 1;
-        // In a try block the call is no tail call, which JavaScriptCore would run in this frame.
-        try {
-          return heap.alloc(40);
-        } finally {
-          E.stackTraceLimit = limit;
-        }
+        const p = heap.alloc(40);
+        callerFrames = framesHere(); // (and the call above is no tail call)
+        return p;
       }
       assert.equal(allocatedAtTheThousandth(), p);
       assert.deepEqual(ins().map((t) => t.op), ["alloc"]);
@@ -324,16 +329,10 @@ describe("UMEM_DEBUG", () => {
       const heap = debugHeap(debug, logging);
       assert.equal(heap.debugQuick, 0, "no transaction takes the debug fast path");
       let callerFrames = 0;
-      // In a try block the call is no tail call, which JavaScriptCore would run in this frame.
       function allocatesIt(size: number): number {
-        const E = Error as unknown as { stackTraceLimit: number }, limit = E.stackTraceLimit;
-        E.stackTraceLimit = 50;
-        callerFrames = (new Error().stack ?? "").split("\n").length - 1;
-        try {
-          return heap.alloc(size);
-        } finally {
-          E.stackTraceLimit = limit;
-        }
+        const p = heap.alloc(size);
+        callerFrames = framesHere(); // (and the call above is no tail call)
+        return p;
       }
       function freesIt(p: number, size: number): void {
         heap.free(p, size);
@@ -360,6 +359,65 @@ describe("UMEM_DEBUG", () => {
       assert.deepEqual(heap.verify(), []);
     });
   }
+
+  it("audit=8: a cache's alloc and free capture the caller's stack themselves, 8 frames", () => {
+    const heap = debugHeap("audit=8"), c = heap.createCache("node", 48);
+    let callerFrames = 0;
+    function allocatesNode(): number {
+      const p = c.alloc();
+      callerFrames = framesHere(); // (and the call above is no tail call)
+      return p;
+    }
+    function freesNode(p: number): void {
+      c.free(p);
+    }
+    const p = allocatesNode();
+    freesNode(p);
+    const [free, alloc] = inspect(heap).bufctl(p);
+    for (const [t, name] of [[alloc, "allocatesNode"], [free, "freesNode"]] as const) {
+      assert.match(t.stack, new RegExp(`${name}|debug_test\\.ts:\\d+`));
+      assert.doesNotMatch(t.stack, /core\/(cache|debug|stack)\.ts/, "umem's frames left out");
+      assert.equal(t.stack.split("\n").length, Math.min(8, callerFrames), t.op);
+    }
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("audit: a constructor's and a destructor's own transactions get their own stacks", () => {
+    const heap = debugHeap("audit=8"), parts = heap.createCache("part", 32);
+    // A handle that does not capture its caller's stack itself: its transactions' stacks are
+    // captured where they are recorded, so they must not take the outer transaction's.
+    const plainParts = new Cache(heap, parts.addr);
+    const made: number[] = [];
+    function makesPart(): boolean {
+      made.push(plainParts.alloc());
+      return true;
+    }
+    function dropsPart(): void {
+      plainParts.free(made[0]);
+    }
+    const whole = heap.createCache("whole", 64, {
+      ctor: () => makesPart(),
+      dtor: () => dropsPart(),
+    });
+    function allocatesWhole(): number {
+      const p = whole.alloc();
+      assert.ok(p > 0); // (and the call above is no tail call, which JavaScriptCore would run
+      return p; // in this frame)
+    }
+    function freesWhole(p: number): void {
+      whole.free(p);
+    }
+    const p = allocatesWhole();
+    assert.equal(made.length, 1, "the constructor ran");
+    freesWhole(p);
+    const [wholeFree, wholeAlloc] = inspect(heap).bufctl(p);
+    const [partFree, partAlloc] = inspect(heap).bufctl(made[0]);
+    assert.match(wholeAlloc.stack, /allocatesWhole/);
+    assert.match(wholeFree.stack, /freesWhole/);
+    assert.match(partAlloc.stack, /makesPart/);
+    assert.match(partFree.stack, /dropsPart/);
+    assert.deepEqual(heap.verify(), []);
+  });
 
   it("audit=frames/rate: intervals average the rate and do not lock onto a repeating pattern", () => {
     // The inverse of the distribution: the median and the mean interval are the geometric's.
