@@ -221,7 +221,7 @@ export const auditsNext = (h: HeapView): boolean =>
 /**
  * The alloc fast path's way out to debug.ts. The sampled transaction's stack is captured here,
  * where the capture walks three of umem's frames rather than five from the audit record's
- * writer (about 0.15 µs a frame in Deno; heap.ts's allocIntercepted does the same).
+ * writer (about 0.15 µs a frame in Deno; heap.ts's AuditingHeap captures at the entry itself).
  */
 const quickAllocOut = (h: HeapView, cp: number, size: number): number => {
   if (!auditsNext(h)) return debugAlloc(h, cp, size, debugAllocQuick);

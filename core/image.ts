@@ -282,8 +282,9 @@ export class HeapView {
   checkedFast = false;
   /**
    * Sized transactions are audited with a stack (`UMEM_DEBUG=audit`) and no hook is attached:
-   * the heap's intercepting paths and the debug fast path's ways out capture an audited one's
-   * stack themselves, a few frames below the user's, into `preStack`, rather than the audit
+   * the audited handles' `alloc` and `free` (heap.ts's `AuditingHeap`, cache.ts's
+   * `AuditingCache`) and the debug fast path's ways out capture an audited one's stack
+   * themselves, at or a few frames below the user's, into `preStack`, rather than the audit
    * record's writer farther down (capturing costs per frame walked).
    */
   auditEntry = false;

@@ -18,7 +18,10 @@
  * (readStack, resolveStack), when a snapshot is taken or the worker detaches (internPending),
  * and when the ring comes round to its slot again while a noted place still holds it. A stack
  * that nothing holds any more by then (the buffer had another transaction since) is dropped
- * unformatted: in a loop of pairs that is nearly every one.
+ * unformatted: in a loop of pairs that is nearly every one. V8's capture also costs for each
+ * frame it walks before the ones it keeps, so the public entry points of an audited heap
+ * capture their caller's stack themselves, first thing, and hand the raw capture in
+ * (keepPending).
  *
  * Invariants. Entries are never freed; the text area only grows, and when it is full new
  * stacks get id 0 (reports then say the table is full). The table has its own lock, a leaf.
