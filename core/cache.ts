@@ -426,7 +426,7 @@ export class Cache {
   private allocIntercepted(): number {
     const h = this.heap, size = h.i32[(this.addr + CA_BUFSIZE) >> 2];
     const p = h.debugging && h.i32[(this.addr + CA_DEBUG) >> 2] !== 0
-      ? debugAlloc(h, this.addr, size, Cache.prototype.alloc)
+      ? debugAlloc(h, this.addr, size, this.alloc)
       : cacheAlloc(h, this.addr);
     if (hooksLive(h)) runAllocHooks(h, p, size, this.addr);
     return p;
@@ -476,7 +476,7 @@ export class Cache {
     const live = hooksLive(h);
     if (live) runFreeHooks(h, ptr, size, this.addr);
     if (h.debugging && h.i32[(this.addr + CA_DEBUG) >> 2] !== 0) {
-      debugFree(h, this.addr, ptr, -1, "umem_cache_free", Cache.prototype.free);
+      debugFree(h, this.addr, ptr, -1, "umem_cache_free", this.free);
     } else cacheFree(h, this.addr, ptr, "umem_cache_free");
     if (live) runFreedHooks(h, ptr, size, this.addr);
   }

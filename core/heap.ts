@@ -817,7 +817,7 @@ export class Heap extends HeapView {
     const fw = this.i32[HDR_FIREWALL >> 2];
     return fw !== 0 && size >= fw
       ? firewallAlloc(this, size)
-      : debugAlloc(this, cp, size, Heap.prototype.alloc);
+      : debugAlloc(this, cp, size, this.alloc);
   }
 
   /**
@@ -978,7 +978,7 @@ export class Heap extends HeapView {
       const fw = this.i32[HDR_FIREWALL >> 2];
       if (fw !== 0 && size >= fw) return firewallFree(this, ptr, size);
       if (size <= UMEM_MAXBUF) {
-        return debugFree(this, sizeCache(this, size), ptr, size, "umem_free", Heap.prototype.free);
+        return debugFree(this, sizeCache(this, size), ptr, size, "umem_free", this.free);
       }
     }
     if (size <= UMEM_MAXBUF) {

@@ -14,6 +14,7 @@ import { ringRecords, TX_BUF, TX_OP, TXOP_ALLOC, TXOP_FREE } from "../core/log.t
 import { HDR_CTLOG, HDR_FAILLOG, HDR_TXLOG } from "../core/image.ts";
 import { parseDebug, parseLogging, parseOptions } from "../core/options.ts";
 import { sampleInterval } from "../core/debug.ts";
+import { attachHeapHook } from "../core/hooks.ts";
 
 const debugHeap = (debug = "default", logging = "") =>
   Heap.create({ size: 4 << 20, debug, logging });
@@ -322,11 +323,20 @@ describe("UMEM_DEBUG", () => {
     });
   }
 
-  const entryCases = [["audit=8", "", 8], ["default", "", 16], ["audit=8/20", "transaction", 8]];
-  for (const [debug, logging, frames] of entryCases as [string, string, number][]) {
-    const label = logging === "" ? debug : `${debug} with UMEM_LOGGING=${logging}`;
-    it(`${label}: alloc and free capture the caller's stack themselves, ${frames} frames`, () => {
+  const entryCases = [
+    ["audit=8", "", 8, false],
+    ["default", "", 16, false],
+    ["audit=8/20", "transaction", 8, false],
+    ["audit=8", "", 8, true], // a hook: the stack is captured where it is recorded
+  ];
+  for (
+    const [debug, logging, frames, hooked] of entryCases as [string, string, number, boolean][]
+  ) {
+    const label = (logging === "" ? debug : `${debug} with UMEM_LOGGING=${logging}`) +
+      (hooked ? " and a hook" : "");
+    it(`${label}: alloc and free keep the caller's stack, ${frames} frames of it`, () => {
       const heap = debugHeap(debug, logging);
+      if (hooked) attachHeapHook(heap, { alloc() {} });
       assert.equal(heap.debugQuick, 0, "no transaction takes the debug fast path");
       let callerFrames = 0;
       function allocatesIt(size: number): number {
