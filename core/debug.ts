@@ -135,6 +135,7 @@ import {
   slabOf,
 } from "./slab.ts";
 import {
+  asideFromTransaction,
   captureStack,
   captureStackDeferred,
   notePendingAt,
@@ -599,7 +600,7 @@ export function debugHandOut(
   setw(h, tag + BT_SIZE, encodeSize(size));
   for (let i = buf + size; i < tag; i++) h.u8[i] = REDZONE_BYTE;
   setw(h, tag + BT_BXSTAT, buf ^ BT_ALLOC_MAGIC);
-  if (ctor !== undefined && runCallback(h, ctor, buf) === false) {
+  if (ctor !== undefined && asideFromTransaction(h, () => ctor(h, buf)) === false) {
     restoreFree(h, cp, buf);
     cacheFree(h, cp, buf, "umem_alloc");
     throw new UmemError(
@@ -611,21 +612,6 @@ export function debugHandOut(
   }
   if ((flags & (DBG_AUDIT | DBG_TXLOG)) !== 0) record(h, cp, buf, size, TXOP_ALLOC, above);
   return buf;
-}
-
-/**
- * Runs a cache's constructor or destructor on `buf`, in the middle of a transaction whose stack
- * its entry point may have captured already (`preStack`): the callback's own transactions on
- * the heap capture their own, and that one is the caller's again after it.
- */
-function runCallback<T>(h: HeapView, f: (h: HeapView, buf: number) => T, buf: number): T {
-  const pre = h.preStack;
-  h.preStack = 0;
-  try {
-    return f(h, buf);
-  } finally {
-    h.preStack = pre;
-  }
 }
 
 /** Fills `[from, to)` with a 32-bit pattern: a plain loop, cheaper than `fill` for a buffer. */
@@ -732,7 +718,7 @@ export function debugFree(
   const dtor = (w(h, cp + CA_FLAGS) & CF_HASDTOR) !== 0
     ? h.callbacks[w(h, cp + CA_ID)]?.dtor
     : undefined;
-  if (dtor !== undefined) runCallback(h, dtor, buf);
+  if (dtor !== undefined) asideFromTransaction(h, () => dtor(h, buf));
   if ((flags & DBG_CTLOG) !== 0) logContents(h, cp, buf, asked);
   if ((flags & (DBG_AUDIT | DBG_TXLOG)) !== 0) record(h, cp, buf, asked, TXOP_FREE, above);
   if ((flags & DBG_CONTENTS) !== 0) fillWords(h, buf, tag, FREE_PATTERN);

@@ -83,6 +83,7 @@ import {
   PAGE_SHIFT,
 } from "./image.ts";
 import { lock, unlock } from "./lock.ts";
+import { asideFromTransaction } from "./stack.ts";
 import {
   badFree,
   BUF_ALLOC,
@@ -707,7 +708,8 @@ function slabAllocConstructed(h: HeapView, cp: number): number {
  */
 export function nofailOrThrow(h: HeapView, fail: () => Error): void {
   if ((w(h, HDR_FLAGS) & HF_NOFAIL) === 0) throw fail();
-  const r = h.nofail === undefined ? 255 : h.nofail();
+  const nofail = h.nofail;
+  const r = nofail === undefined ? 255 : asideFromTransaction(h, nofail);
   if (r === "retry") return;
   const g = globalThis as unknown as {
     Deno?: { exit(code: number): never };
@@ -727,12 +729,17 @@ function noMemory(h: HeapView, cp: number): OutOfMemoryError {
   );
 }
 
-/** Calls this worker's reclaim callbacks, then reaps every cache. */
+/**
+ * Calls this worker's reclaim callbacks, then reaps every cache (destructors run), the audit
+ * stack of the transaction under way set aside meanwhile.
+ */
 export function reclaimAll(h: HeapView): void {
-  for (const cb of h.callbacks) {
-    if (cb?.reclaim !== undefined) cb.reclaim();
-  }
-  reapAll(h);
+  asideFromTransaction(h, () => {
+    for (const cb of h.callbacks) {
+      if (cb?.reclaim !== undefined) cb.reclaim();
+    }
+    reapAll(h);
+  });
 }
 
 /**

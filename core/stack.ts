@@ -365,6 +365,26 @@ export function entryCaptureLimit(h: HeapView): number {
 }
 
 /**
+ * Runs `f`, a callback of the user's (a constructor, a destructor, a reclaim or nofail callback)
+ * in the middle of a transaction whose stack its entry point may have captured already
+ * (`HeapView.preStack`): the callback's own transactions capture their own, and the capture is
+ * the transaction's again after it.
+ *
+ * @param h the worker's handle
+ * @param f the callback
+ * @returns what `f` returns
+ */
+export function asideFromTransaction<T>(h: HeapView, f: () => T): T {
+  const pre = h.preStack;
+  h.preStack = 0;
+  try {
+    return f();
+  } finally {
+    h.preStack = pre;
+  }
+}
+
+/**
  * Keeps a raw capture (`holder`, an object whose `stack` the runtime has not formatted yet) in
  * this worker's ring and returns its pending id, as {@linkcode captureStackDeferred} does with
  * its own capture: for a public entry point that captured its caller's stack itself, where V8

@@ -6,7 +6,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { corruption } from "./helpers.ts";
-import { Cache, Heap, inspect, UmemError } from "../mod.ts";
+import { Cache, Heap, inspect, OutOfMemoryError, UmemError } from "../mod.ts";
 import { BT_BXSTAT } from "../core/buftag.ts";
 import { CA_TAGOFF } from "../core/slab.ts";
 import { sizeCache } from "../core/size_class.ts";
@@ -428,6 +428,52 @@ describe("UMEM_DEBUG", () => {
     assert.match(partFree.stack, /dropsPart/);
     assert.deepEqual(heap.verify(), []);
   });
+
+  for (const via of ["reclaim", "nofail"] as const) {
+    it(`audit: a ${via} callback's own free gets its own stack, not the allocation's`, () => {
+      const heap = Heap.create({
+        size: 1 << 20,
+        maxSize: 2 << 20,
+        debug: "audit=8",
+        nofail: via === "nofail",
+      });
+      const held: number[] = [];
+      let give = false, plain: Cache | undefined;
+      function givesBack(): void {
+        if (give) plain!.free(held.pop()!);
+      }
+      const hoard = heap.createCache("hoard", 8192, {
+        reclaim: via === "reclaim" ? () => givesBack() : undefined,
+      });
+      // A handle that does not capture at its entry: its stacks are taken where recorded.
+      plain = new Cache(heap, hoard.addr);
+      if (via === "nofail") {
+        heap.setNofailCallback(() => {
+          if (!give) throw new OutOfMemoryError("full");
+          givesBack();
+          return "retry";
+        });
+      }
+      assert.throws(() => {
+        for (let i = 0; i < 1000; i++) held.push(hoard.alloc());
+      }, OutOfMemoryError);
+      give = true;
+      const x = held[held.length - 1];
+      function allocatesOneMore(): number {
+        const p = hoard.alloc(); // runs out; the callback frees x; the retry takes it
+        assert.ok(p > 0); // (and the call above is no tail call)
+        return p;
+      }
+      assert.equal(allocatesOneMore(), x);
+      const [alloc, free] = inspect(heap).bufctl(x);
+      assert.deepEqual([alloc.op, free.op], ["alloc", "free"]);
+      assert.match(alloc.stack, /allocatesOneMore/);
+      assert.match(free.stack, /givesBack/);
+      held.push(x);
+      for (const p of held) hoard.free(p);
+      assert.deepEqual(heap.verify(), []);
+    });
+  }
 
   it("audit=frames/rate: intervals average the rate and do not lock onto a repeating pattern", () => {
     // The inverse of the distribution: the median and the mean interval are the geometric's.
