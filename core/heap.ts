@@ -13,7 +13,7 @@
  */
 
 import {
-  Cache,
+  type Cache,
   cacheHandle,
   type CacheOptions,
   checkCallbacks,

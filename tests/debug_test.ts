@@ -438,15 +438,15 @@ describe("UMEM_DEBUG", () => {
         nofail: via === "nofail",
       });
       const held: number[] = [];
-      let give = false, plain: Cache | undefined;
+      let give = false;
       function givesBack(): void {
-        if (give) plain!.free(held.pop()!);
+        if (give) plain.free(held.pop()!);
       }
       const hoard = heap.createCache("hoard", 8192, {
         reclaim: via === "reclaim" ? () => givesBack() : undefined,
       });
       // A handle that does not capture at its entry: its stacks are taken where recorded.
-      plain = new Cache(heap, hoard.addr);
+      const plain = new Cache(heap, hoard.addr);
       if (via === "nofail") {
         heap.setNofailCallback(() => {
           if (!give) throw new OutOfMemoryError("full");
