@@ -24,7 +24,7 @@ import {
 } from "./image.ts";
 import { checkEmptySlabs, debugAlloc, debugFree } from "./debug.ts";
 import { auditsNext } from "./debug_quick.ts";
-import { entryCaptureLimit, ErrorApi, keepPending, RAW_BY_ERROR } from "./stack.ts";
+import { entryCaptureLimit, ErrorApi, keepPending, RAW_BY_ERROR, withPreStack } from "./stack.ts";
 import { lock, unlock } from "./lock.ts";
 import {
   cacheAlloc,
@@ -397,31 +397,6 @@ export class Cache {
     return h.intercepting ? this.allocIntercepted() : cacheAlloc(h, this.addr);
   }
 
-  /**
-   * An audited allocation whose caller (an audited heap's cache handle) captured the stack:
-   * pending id `id`, which the audit record's writer takes from `preStack`.
-   */
-  protected allocAudited(id: number): number {
-    const h = this.heap;
-    h.preStack = id;
-    try {
-      return this.allocOther();
-    } finally {
-      h.preStack = 0;
-    }
-  }
-
-  /** An audited free whose caller captured the stack, as {@linkcode Cache.allocAudited}. */
-  protected freeAudited(ptr: number, id: number): void {
-    const h = this.heap;
-    h.preStack = id;
-    try {
-      this.freeOther(ptr);
-    } finally {
-      h.preStack = 0;
-    }
-  }
-
   /** An allocation on a heap that debugs or has hooks. */
   private allocIntercepted(): number {
     const h = this.heap, size = h.i32[(this.addr + CA_BUFSIZE) >> 2];
@@ -576,36 +551,35 @@ class AuditingCache extends Cache {
   /** `umem_cache_alloc`, its stack captured here when it is audited. */
   override alloc(): number {
     const h = this.heap;
-    if (!auditsNext(h) || (h.i32[(this.addr + CA_DEBUG) >> 2] & DBG_AUDIT) === 0) {
-      return super.alloc() | 0;
-    }
-    const limit = ErrorApi.stackTraceLimit, raw = RAW_BY_ERROR ? null : {};
+    if (!auditsNext(h)) return super.alloc() | 0;
+    const limit = ErrorApi.stackTraceLimit;
     ErrorApi.stackTraceLimit = entryCaptureLimit(h);
-    if (raw !== null) ErrorApi.captureStackTrace(raw, AuditingCache.prototype.alloc);
-    const holder = raw ?? new Error();
+    const holder = RAW_BY_ERROR ? new Error() : {};
+    if (!RAW_BY_ERROR) ErrorApi.captureStackTrace(holder, AuditingCache.prototype.alloc);
     ErrorApi.stackTraceLimit = limit;
-    return this.allocAudited(keepPending(h, holder)) | 0;
+    return withPreStack(h, keepPending(h, holder), () => super.alloc()) | 0;
   }
 
   /** `umem_cache_free`, its stack captured here when it is audited. */
   override free(ptr: number): void {
     const h = this.heap;
-    if (!auditsNext(h) || (h.i32[(this.addr + CA_DEBUG) >> 2] & DBG_AUDIT) === 0) {
-      return super.free(ptr);
-    }
-    const limit = ErrorApi.stackTraceLimit, raw = RAW_BY_ERROR ? null : {};
+    if (!auditsNext(h)) return super.free(ptr);
+    const limit = ErrorApi.stackTraceLimit;
     ErrorApi.stackTraceLimit = entryCaptureLimit(h);
-    if (raw !== null) ErrorApi.captureStackTrace(raw, AuditingCache.prototype.free);
-    const holder = raw ?? new Error();
+    const holder = RAW_BY_ERROR ? new Error() : {};
+    if (!RAW_BY_ERROR) ErrorApi.captureStackTrace(holder, AuditingCache.prototype.free);
     ErrorApi.stackTraceLimit = limit;
-    this.freeAudited(ptr, keepPending(h, holder));
+    withPreStack(h, keepPending(h, holder), () => super.free(ptr));
   }
 }
 
 /**
- * A handle on cache record `cp` of the class its heap calls for: an {@linkcode AuditingCache}
- * when the heap audits, else a {@linkcode Cache}.
+ * A handle on cache record `cp` of the class it calls for: an {@linkcode AuditingCache} when the
+ * cache audits (its debugging is the heap's, fixed when the record was laid; umem's own caches
+ * have none), else a {@linkcode Cache}.
  */
 export function cacheHandle(h: HeapView, cp: number): Cache {
-  return (h.i32[HDR_DEBUG >> 2] & DBG_AUDIT) !== 0 ? new AuditingCache(h, cp) : new Cache(h, cp);
+  return (h.i32[(cp + CA_DEBUG) >> 2] & DBG_AUDIT) !== 0
+    ? new AuditingCache(h, cp)
+    : new Cache(h, cp);
 }

@@ -135,13 +135,13 @@ import {
   slabOf,
 } from "./slab.ts";
 import {
-  asideFromTransaction,
   captureStack,
   captureStackDeferred,
   notePendingAt,
   readStack,
   setStackPlaceCheck,
   stackIdValid,
+  withPreStack,
 } from "./stack.ts";
 import { vmemAllocAddr, vmemFreeAddr } from "./vmem.ts";
 
@@ -600,7 +600,8 @@ export function debugHandOut(
   setw(h, tag + BT_SIZE, encodeSize(size));
   for (let i = buf + size; i < tag; i++) h.u8[i] = REDZONE_BYTE;
   setw(h, tag + BT_BXSTAT, buf ^ BT_ALLOC_MAGIC);
-  if (ctor !== undefined && asideFromTransaction(h, () => ctor(h, buf)) === false) {
+  // (The constructor's own transactions capture their own stacks: withPreStack's 0.)
+  if (ctor !== undefined && withPreStack(h, 0, () => ctor(h, buf)) === false) {
     restoreFree(h, cp, buf);
     cacheFree(h, cp, buf, "umem_alloc");
     throw new UmemError(
@@ -718,7 +719,7 @@ export function debugFree(
   const dtor = (w(h, cp + CA_FLAGS) & CF_HASDTOR) !== 0
     ? h.callbacks[w(h, cp + CA_ID)]?.dtor
     : undefined;
-  if (dtor !== undefined) asideFromTransaction(h, () => dtor(h, buf));
+  if (dtor !== undefined) withPreStack(h, 0, () => dtor(h, buf));
   if ((flags & DBG_CTLOG) !== 0) logContents(h, cp, buf, asked);
   if ((flags & (DBG_AUDIT | DBG_TXLOG)) !== 0) record(h, cp, buf, asked, TXOP_FREE, above);
   if ((flags & DBG_CONTENTS) !== 0) fillWords(h, buf, tag, FREE_PATTERN);

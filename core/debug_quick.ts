@@ -62,7 +62,7 @@ import {
   UNINIT_PATTERN,
 } from "./buftag.ts";
 import { debugAlloc, debugFree } from "./debug.ts";
-import { captureStackDeferred, markInnerEntry } from "./stack.ts";
+import { captureStackDeferred, markInnerEntry, withPreStack } from "./stack.ts";
 import {
   HDR_AUDIT_SAMPLE,
   HDR_FIREWALL,
@@ -225,23 +225,15 @@ export const auditsNext = (h: HeapView): boolean =>
  */
 const quickAllocOut = (h: HeapView, cp: number, size: number): number => {
   if (!auditsNext(h)) return debugAlloc(h, cp, size, debugAllocQuick);
-  h.preStack = captureStackDeferred(h, debugAllocQuick);
-  try {
-    return debugAlloc(h, cp, size, debugAllocQuick);
-  } finally {
-    h.preStack = 0;
-  }
+  const id = captureStackDeferred(h, debugAllocQuick);
+  return withPreStack(h, id, () => debugAlloc(h, cp, size, debugAllocQuick));
 };
 
 /** The free fast path's way out to debug.ts, as quickAllocOut's. */
 const quickFreeOut = (h: HeapView, cp: number, buf: number, size: number): void => {
   if (!auditsNext(h)) return debugFree(h, cp, buf, size, "umem_free", debugFreeQuick);
-  h.preStack = captureStackDeferred(h, debugFreeQuick);
-  try {
-    debugFree(h, cp, buf, size, "umem_free", debugFreeQuick);
-  } finally {
-    h.preStack = 0;
-  }
+  const id = captureStackDeferred(h, debugFreeQuick);
+  withPreStack(h, id, () => debugFree(h, cp, buf, size, "umem_free", debugFreeQuick));
 };
 
 /**

@@ -123,6 +123,7 @@ import {
   layStackTable,
   RAW_BY_ERROR,
   stackTableBytes,
+  withPreStack,
 } from "./stack.ts";
 import { ATTACHING, lock, unlock } from "./lock.ts";
 import {
@@ -820,29 +821,6 @@ export class Heap extends HeapView {
       : debugAlloc(this, cp, size, this.alloc);
   }
 
-  /**
-   * An audited allocation whose caller (an `AuditingHeap`'s alloc) captured the stack: pending
-   * id `id`, which the audit record's writer takes from `preStack`.
-   */
-  protected allocAudited(size: number, id: number): number {
-    this.preStack = id;
-    try {
-      return this.allocSlow(size);
-    } finally {
-      this.preStack = 0;
-    }
-  }
-
-  /** An audited free whose caller captured the stack, as {@linkcode Heap.allocAudited}. */
-  protected freeAudited(ptr: number, size: number, id: number): void {
-    this.preStack = id;
-    try {
-      this.freeSlow(ptr, size);
-    } finally {
-      this.preStack = 0;
-    }
-  }
-
   /** A heap that debugs or has hooks, bad sizes and the oversize arena. */
   private allocSlow(size: number): number {
     if (size > 0 && size <= 1024 && (size | 0) === size && this.intercepting) {
@@ -1385,22 +1363,22 @@ class AuditingHeap extends Heap {
   /** `umem_alloc`, its stack captured here when it is audited. */
   override alloc(size: number): number {
     if (!auditsNext(this)) return super.alloc(size) | 0;
-    const limit = ErrorApi.stackTraceLimit, raw = RAW_BY_ERROR ? null : {};
+    const limit = ErrorApi.stackTraceLimit;
     ErrorApi.stackTraceLimit = entryCaptureLimit(this);
-    if (raw !== null) ErrorApi.captureStackTrace(raw, AuditingHeap.prototype.alloc);
-    const holder = raw ?? new Error();
+    const holder = RAW_BY_ERROR ? new Error() : {};
+    if (!RAW_BY_ERROR) ErrorApi.captureStackTrace(holder, AuditingHeap.prototype.alloc);
     ErrorApi.stackTraceLimit = limit;
-    return this.allocAudited(size, keepPending(this, holder)) | 0;
+    return withPreStack(this, keepPending(this, holder), () => super.alloc(size)) | 0;
   }
 
   /** `umem_free`, its stack captured here when it is audited. */
   override free(ptr: number, size: number): void {
     if (!auditsNext(this)) return super.free(ptr, size);
-    const limit = ErrorApi.stackTraceLimit, raw = RAW_BY_ERROR ? null : {};
+    const limit = ErrorApi.stackTraceLimit;
     ErrorApi.stackTraceLimit = entryCaptureLimit(this);
-    if (raw !== null) ErrorApi.captureStackTrace(raw, AuditingHeap.prototype.free);
-    const holder = raw ?? new Error();
+    const holder = RAW_BY_ERROR ? new Error() : {};
+    if (!RAW_BY_ERROR) ErrorApi.captureStackTrace(holder, AuditingHeap.prototype.free);
     ErrorApi.stackTraceLimit = limit;
-    this.freeAudited(ptr, size, keepPending(this, holder));
+    withPreStack(this, keepPending(this, holder), () => super.free(ptr, size));
   }
 }

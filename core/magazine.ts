@@ -83,7 +83,7 @@ import {
   PAGE_SHIFT,
 } from "./image.ts";
 import { lock, unlock } from "./lock.ts";
-import { asideFromTransaction } from "./stack.ts";
+import { withPreStack } from "./stack.ts";
 import {
   badFree,
   BUF_ALLOC,
@@ -289,8 +289,8 @@ export function cacheFreeChecked(h: HeapView, cp: number, buf: number, fn: strin
   // The state byte's address when buf is the start of a buffer in a slab of this cache, else
   // 0. Interior granules hold BUF_INTERIOR, so an aligned interior pointer fails below too.
   let at = 0;
-  // (A fraction fails the index test, which only a whole offset passes; a negative address
-  // finds no slab of this cache, or a negative offset.)
+  // (A fraction fails the index test, which only a whole offset passes, so `off` is not
+  // truncated with `| 0`; a negative address finds no slab of this cache, or a negative offset.)
   if (buf < h.mapped) {
     const sb = i32[(h.pagemap >> 2) + (buf >>> Fp.PAGE_SHIFT)];
     if (sb !== 0 && i32[(sb + Fp.SB_CACHE) >> 2] === cp) {
@@ -709,7 +709,7 @@ function slabAllocConstructed(h: HeapView, cp: number): number {
 export function nofailOrThrow(h: HeapView, fail: () => Error): void {
   if ((w(h, HDR_FLAGS) & HF_NOFAIL) === 0) throw fail();
   const nofail = h.nofail;
-  const r = nofail === undefined ? 255 : asideFromTransaction(h, nofail);
+  const r = nofail === undefined ? 255 : withPreStack(h, 0, nofail);
   if (r === "retry") return;
   const g = globalThis as unknown as {
     Deno?: { exit(code: number): never };
@@ -734,7 +734,7 @@ function noMemory(h: HeapView, cp: number): OutOfMemoryError {
  * stack of the transaction under way set aside meanwhile.
  */
 export function reclaimAll(h: HeapView): void {
-  asideFromTransaction(h, () => {
+  withPreStack(h, 0, () => {
     for (const cb of h.callbacks) {
       if (cb?.reclaim !== undefined) cb.reclaim();
     }

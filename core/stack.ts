@@ -167,6 +167,12 @@ export function formatStack(raw: string, frames: number): string {
   return out.join("\n");
 }
 
+/** `Error`'s V8 extensions, as umem's captures use them (JavaScriptCore has them too). */
+export const ErrorApi = Error as unknown as {
+  stackTraceLimit: number;
+  captureStackTrace(o: object, above: unknown): void;
+};
+
 /**
  * Captures the caller's stack and returns its id in the table at `st`: a raw capture, a map
  * lookup, and on a miss the formatting and interning. `above` is the public function the user
@@ -179,10 +185,7 @@ export function captureStack(
   frames: number,
   above: unknown = captureStack,
 ): number {
-  const E = Error as unknown as {
-    stackTraceLimit: number;
-    captureStackTrace(o: object, above: unknown): void;
-  };
+  const E = ErrorApi;
   const limit = E.stackTraceLimit;
   // Frames from `above` (the public entry point) up are not even captured; one more is when
   // `above` is called by umem's own public function, which formatStack drops.
@@ -210,10 +213,12 @@ export function captureStack(
 }
 
 /**
- * JavaScriptCore (Bun) formats a stack in `Error.captureStackTrace` itself (7 µs for 16 frames),
- * and only lazily for `new Error()` (under 1 µs); V8 formats either lazily.
+ * Whether a raw capture is made with `new Error()` (JavaScriptCore, which formats a stack in
+ * `Error.captureStackTrace` itself, 7 µs for 16 frames, and only lazily for `new Error()`, under
+ * 1 µs; umem's own frames are then captured too, and formatting drops them) rather than with
+ * `Error.captureStackTrace(holder, above)` (V8, which formats either lazily).
  */
-const EAGER_CAPTURE = "Bun" in globalThis;
+export const RAW_BY_ERROR: boolean = "Bun" in globalThis;
 /**
  * The most frames of umem's own that lie between a public entry point and a capture (eight, in
  * heap.free's debug path): a capture by `new Error()`, which cannot start above the entry
@@ -249,9 +254,7 @@ if (MAX_SLOTS > 1 << PENDING_SLOT_BITS) throw new Error("stack.ts: PENDING_SLOT_
  * outside the image; what is in the image is the pending id.
  */
 export class PendingStacks {
-  /** Slots, a power of two. */
-  size: number;
-  /** The raw captures, by slot (undefined: free). */
+  /** The raw captures, by slot (undefined: free); their number is a power of two. */
   holders: (object | undefined)[];
   /** `PS_*` words of each slot. */
   meta: Int32Array;
@@ -264,7 +267,6 @@ export class PendingStacks {
    * @param size slots, a power of two
    */
   constructor(size: number) {
-    this.size = size;
     this.holders = new Array(size).fill(undefined);
     this.meta = new Int32Array(size * PS_WORDS);
   }
@@ -304,7 +306,7 @@ export function stackIdValid(h: HeapView, id: number): boolean {
 function pendingIndex(h: HeapView, id: number): number {
   const r = h.pending;
   if (id >= 0 || r === undefined || pendingSlot(id) !== h.slot) return -1;
-  const seq = (-id - 1) >>> PENDING_SLOT_BITS, i = seq & (r.size - 1);
+  const seq = (-id - 1) >>> PENDING_SLOT_BITS, i = seq & (r.holders.length - 1);
   return r.holders[i] !== undefined && r.meta[i * PS_WORDS + PS_SEQ] === seq ? i : -1;
 }
 
@@ -322,14 +324,10 @@ function pendingIndex(h: HeapView, id: number): number {
  * @returns the pending id
  */
 export function captureStackDeferred(h: HeapView, above: unknown): number {
-  const frames = h.i32[HDR_AUDIT_FRAMES >> 2];
-  const E = Error as unknown as {
-    stackTraceLimit: number;
-    captureStackTrace(o: object, above: unknown): void;
-  };
+  const frames = h.i32[HDR_AUDIT_FRAMES >> 2], E = ErrorApi;
   const limit = E.stackTraceLimit;
   let holder: object;
-  if (EAGER_CAPTURE) {
+  if (RAW_BY_ERROR) {
     E.stackTraceLimit = frames + OWN_FRAMES_MOST;
     holder = new Error();
   } else {
@@ -342,41 +340,30 @@ export function captureStackDeferred(h: HeapView, above: unknown): number {
 }
 
 /**
- * Whether a public entry point that captures its caller's stack itself does so with
- * `new Error()` (JavaScriptCore, where `captureStackTrace` formats at once; its own frame is
- * then captured too, and formatting drops it) rather than `Error.captureStackTrace(holder,
- * entry)` (V8).
- */
-export const RAW_BY_ERROR: boolean = EAGER_CAPTURE;
-
-/** `Error`'s V8 extensions, as the entry points that capture their caller's stack use them. */
-export const ErrorApi = Error as unknown as {
-  stackTraceLimit: number;
-  captureStackTrace(o: object, above: unknown): void;
-};
-
-/**
  * The `Error.stackTraceLimit` for a capture made by a public entry point itself (heap.ts's
  * `AuditingHeap`): the audit depth, and under JavaScriptCore one more for the entry point's own
  * frame (see {@linkcode RAW_BY_ERROR}).
  */
 export function entryCaptureLimit(h: HeapView): number {
-  return h.i32[HDR_AUDIT_FRAMES >> 2] + (EAGER_CAPTURE ? 1 : 0);
+  return h.i32[HDR_AUDIT_FRAMES >> 2] + (RAW_BY_ERROR ? 1 : 0);
 }
 
 /**
- * Runs `f`, a callback of the user's (a constructor, a destructor, a reclaim or nofail callback)
- * in the middle of a transaction whose stack its entry point may have captured already
- * (`HeapView.preStack`): the callback's own transactions capture their own, and the capture is
- * the transaction's again after it.
+ * Runs `f` with `HeapView.preStack`, the stack captured for the transaction under way, set to
+ * `id`, and puts the old value back after it. The audit record's writer takes the stack from
+ * there (and clears it), so that a transaction whose entry point captured its caller's stack is
+ * recorded with it. With `id` 0 it sets the capture aside while a callback of the user's runs in
+ * the middle of a transaction (a constructor, a destructor, a reclaim or nofail callback): the
+ * callback's own transactions then capture their own.
  *
  * @param h the worker's handle
- * @param f the callback
+ * @param id a pending id, or 0
+ * @param f what to run
  * @returns what `f` returns
  */
-export function asideFromTransaction<T>(h: HeapView, f: () => T): T {
+export function withPreStack<T>(h: HeapView, id: number, f: () => T): T {
   const pre = h.preStack;
-  h.preStack = 0;
+  h.preStack = id;
   try {
     return f();
   } finally {
@@ -399,7 +386,7 @@ export function keepPending(h: HeapView, holder: object): number {
   if (r === undefined) r = h.pending = newPendingStacks(h);
   const seq = r.seq & PENDING_SEQ_MASK;
   r.seq = seq + 1;
-  const i = seq & (r.size - 1), m = i * PS_WORDS;
+  const i = seq & (r.holders.length - 1), m = i * PS_WORDS;
   if (r.holders[i] !== undefined) evict(h, r, i);
   r.holders[i] = holder;
   r.meta[m + PS_SEQ] = seq;
@@ -453,7 +440,7 @@ export function resolveStack(h: HeapView, id: number, at = 0): number {
 export function internPending(h: HeapView): void {
   const r = h.pending;
   if (r === undefined) return;
-  for (let i = 0; i < r.size; i++) if (r.holders[i] !== undefined) evict(h, r, i);
+  for (let i = 0; i < r.holders.length; i++) if (r.holders[i] !== undefined) evict(h, r, i);
 }
 
 /**

@@ -192,4 +192,21 @@ describe("audit stacks, formatted when read", () => {
     assert.equal(leaks.classes[0].count, 5);
     assert.match(leaks.classes[0].stack, /leakOne|stack_test\.ts/);
   });
+
+  it("an audited transaction is captured once, by the entry point, for a heap and a cache", () => {
+    // A pending id holds the capture's sequence number above the worker's slot (6 bits): ids
+    // of consecutive captures are 64 apart. A second capture where the record is written (the
+    // entry's capture not handed down) would make them 128 apart.
+    const heap = auditHeap(), c = heap.createCache("node", 40);
+    const cacheStackWord = (p: number): number =>
+      heap.i32[(p + heap.i32[(c.addr + CA_TAGOFF) >> 2] + BT_A_STACK) >> 2];
+    const p = heap.alloc(40), q = heap.alloc(40);
+    assert.equal(allocStackWord(heap, p) - allocStackWord(heap, q), 64);
+    const r = c.alloc(), t = c.alloc();
+    assert.equal(cacheStackWord(r) - cacheStackWord(t), 64);
+    assert.equal(allocStackWord(heap, q) - cacheStackWord(r), 64);
+    for (const x of [p, q]) heap.free(x, 40);
+    for (const x of [r, t]) c.free(x);
+    assert.deepEqual(heap.verify(), []);
+  });
 });
