@@ -39,7 +39,6 @@ import {
   checkCacheId,
   cpuFlush,
   depotPurge,
-  initialLast,
   MAG_INITIAL_TYPE,
   MAG_ROUNDS,
   maxMagType,
@@ -198,8 +197,9 @@ export function createCacheRecord(
   if (!plain && (w(h, HDR_UMEM_OPTIONS) & UO_NOMAGAZINES) !== 0) flags |= CF_NOMAGAZINE;
   try {
     layCache(h, cp, name, size, a, source, flags, magtype, MAG_ROUNDS[magtype], debug);
-    const last = initialLast(w(h, cp + CA_FLAGS), debug), n = w(h, HDR_NSLOTS);
-    for (let s = 0; s < n; s++) h.i32[(cp + CA_CPU + s * CC_SIZE + CC_LAST) >> 2] = last;
+    // No slot has deferred a free, or popped one (the record may be reused memory).
+    const n = w(h, HDR_NSLOTS);
+    for (let s = 0; s < n; s++) h.i32[(cp + CA_CPU + s * CC_SIZE + CC_LAST) >> 2] = 0;
   } catch (e) {
     vmemFreeAddr(h, w(h, HDR_META_ARENA), cp, bytes);
     throw e;

@@ -99,7 +99,6 @@ import {
 } from "./log.ts";
 import {
   cacheAlloc,
-  cacheFree,
   CC_LOADED,
   CC_PLOADED,
   CC_PROUNDS,
@@ -109,6 +108,7 @@ import {
   MG_ROUNDS,
   nofailOrThrow,
   reclaimAll,
+  stateAddress,
 } from "./magazine.ts";
 import {
   BUF_ALLOC,
@@ -588,8 +588,7 @@ export function debugHandOut(
 ): number {
   const bad = checkFreeBuffer(h, cp, buf);
   if (bad !== undefined) {
-    restoreFree(h, cp, buf);
-    cacheFree(h, cp, buf, "umem_alloc");
+    giveBack(h, cp, buf);
     throw bad;
   }
   const flags = w(h, cp + CA_DEBUG), tag = buf + w(h, cp + CA_TAGOFF);
@@ -602,8 +601,7 @@ export function debugHandOut(
   setw(h, tag + BT_BXSTAT, buf ^ BT_ALLOC_MAGIC);
   // (The constructor's own transactions capture their own stacks: withPreStack's 0.)
   if (ctor !== undefined && withPreStack(h, 0, () => ctor(h, buf)) === false) {
-    restoreFree(h, cp, buf);
-    cacheFree(h, cp, buf, "umem_alloc");
+    giveBack(h, cp, buf);
     throw new UmemError(
       "out-of-memory",
       `umem_cache_alloc(${
@@ -621,12 +619,18 @@ function fillWords(h: HeapView, from: number, to: number, pattern: number): void
   for (let i = from >> 2, e = to >> 2; i < e; i++) i32[i] = pattern;
 }
 
-/** Puts a buffer's tag and pattern back to the free state. */
-function restoreFree(h: HeapView, cp: number, buf: number): void {
+/**
+ * Gives a buffer just taken from the magazine layer back to it, untouched by the caller: its tag
+ * and pattern back to the free state, its state byte to cached, and a push (never a deferred
+ * free: a debugged cache does not defer, magazine.ts).
+ */
+function giveBack(h: HeapView, cp: number, buf: number): void {
   const tag = buf + w(h, cp + CA_TAGOFF);
   if ((w(h, cp + CA_DEBUG) & DBG_CONTENTS) !== 0) fillWords(h, buf, tag, FREE_PATTERN);
   setw(h, tag + BT_REDZONE, REDZONE_PATTERN);
   setw(h, tag + BT_BXSTAT, buf ^ BT_FREE_MAGIC);
+  if (!h.trust) h.u8[stateAddress(h, cp, buf)] = BUF_CACHED;
+  magazinePush(h, cp, buf);
 }
 
 /**

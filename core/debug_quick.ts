@@ -255,8 +255,8 @@ export const debugAllocQuick = (h: HeapView, cp: number, size: number): number =
       ((dbg & Q_DBG_AUDIT) === 0 || i32[h.auditLeft] > 1) &&
       ((dbg & Q_DBG_CONTENTS) === 0 || freedToUninit(h, buf, tag))
     ) {
-      // The round, taken as cacheAlloc takes it: a debugged cache never defers a free
-      // (magazine.ts's initialLast), so its CC_LAST needs no look.
+      // The round, taken as cacheAlloc takes it: a debugged cache never defers a free (its
+      // frees push through magazinePush), so its CC_LAST is 0 and needs no look.
       i32[cc + Q_CC_ROUNDS_W] = r - 1;
       i32[cc + Q_CC_NALLOC_W]++;
       const sw = i32[(h.pagemap >> 2) + (buf >>> Q_PAGE_SHIFT)] >> 2;

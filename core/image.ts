@@ -32,8 +32,12 @@ import { CorruptImageError, hex, UmemError } from "./errors.ts";
 
 /** "UMEM" as a little-endian word. */
 export const HDR_MAGIC_VALUE = 0x4d454d55;
-/** The image format version this code reads and writes. */
-export const FORMAT_VERSION = 3;
+/**
+ * The image format version this code reads and writes. 4: a slot record's `CC_LAST` may hold a
+ * popped round (negative), no cache marks itself as never deferring (-1), and a deferred buffer
+ * holds no stamp (magazine.ts).
+ */
+export const FORMAT_VERSION = 4;
 /** The page size: the quantum of the root arena, the unit of slabs and of the page map. */
 export const PAGE_SIZE = 4096;
 /** log2 of {@linkcode PAGE_SIZE}. */

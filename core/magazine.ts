@@ -22,24 +22,32 @@
  *   path needs no other test.
  * - The depot holds only magazines of the cache's current type; full ones hold `CA_MAGROUNDS`.
  * - Buffers in magazines are constructed and in state `BUF_CACHED`, but for one per slot: the
- *   deferred free below (`CC_LAST > 0`: the top round, state `BUF_ALLOC_DEFER`, stamped).
+ *   deferred free below (`CC_LAST > 0`: the top round, state `BUF_ALLOC_DEFER`).
+ * - `CC_LAST < 0`: the popped round below, `~CC_LAST` the state address of the round just past
+ *   the loaded magazine's top, a live buffer in state `BUF_ALLOC_DEFER`.
+ * - A debugged cache never defers: its `CC_LAST` is 0.
  *
  * Deferred state. A checked free marks the buffer cached and an alloc marks it allocated again,
  * in the slab's state bytes, which neighbouring buffers share: two workers whose hot buffers sit
  * in one slab would write one cache line on every call. So when a slot frees the buffer it
- * popped last (an alloc+free pair; only in caches without constructors, whose bytes are the
- * allocator's once free), the state byte stays "allocated" (flagged `BUF_DEFER` the first
- * time), the buffer's first word gets its stamp (`freeStamp`, the complement of its address),
- * and the slot's own record remembers the state byte's address (`CC_LAST`). The next alloc
- * pops that very round and wipes only the stamp and the record; the next free marks it cached
- * and wipes its stamp before its own buffer takes the top. A pair then writes no shared line.
- * A second free from the same slot meets `CC_LAST`; from another slot, a flagged state sends it
- * to the stamp, and a stamp to every slot's `CC_LAST` (a stamp in a live buffer is the caller's
- * data, and that free goes on). Only flagged buffers have their line read, so a free of a cold
- * buffer costs what it did. Whatever else moves the loaded magazine (the slow paths, a flush, a
- * push from the debug layer) settles the deferred free first; the collector settles them all
- * with the world stopped; other readers of state bytes (verify, inspect, the page map, the
- * snapshot map) see through it with `bufferStateAt`.
+ * popped last (an alloc+free pair), the state byte stays "allocated" (flagged `BUF_ALLOC_DEFER`
+ * the first time) and the slot's own record remembers the state byte's address (`CC_LAST`):
+ * the deferred free. Nothing is written in the buffer, so a constructed object keeps every byte.
+ *
+ * The popped round. The next alloc pops that very round and turns the record into its
+ * complement: the round just past the top is a live buffer, allocated from this cache by this
+ * slot, whose state address the record holds. A free of it (the pair's next free) needs no look
+ * at the page map or the state byte: `buf` is the round past the top, and the record turns back.
+ * A pair then writes the slot's own line only, and reads nothing else. Any other alloc or push
+ * clears the record (the round is then an allocated buffer like any other, still flagged).
+ *
+ * Every other free of a flagged buffer goes to `cacheFreeSlow`, which asks every slot: one that
+ * holds it deferred makes it a duplicate free; one that holds it popped loses it (an atomic
+ * compare-and-swap, as that slot's worker may be writing the word), so that slot's own free of
+ * it meets the state byte and is told it is a duplicate. Whatever else moves the loaded magazine
+ * (the slow paths, a flush, a push from the debug layer) settles the record first; the collector
+ * settles them all with the world stopped; other readers of state bytes (verify, inspect, the
+ * page map, the snapshot map) see through the flag with `bufferStateAt`.
  *
  * V8's inlining budget. An alloc+free loop compiles into one function only while TurboFan's
  * cumulative budget lasts (920 bytecodes; a candidate is weighed at 1.2 times its size, plus
@@ -47,22 +55,24 @@
  * frequency per bytecode). In a real program `heap.alloc` and `heap.free` are optimized on their
  * own first, so each counts with its callees. So the fast paths are two functions that call
  * nothing inlinable: `cacheAlloc` (a round, and its state byte) and `cacheFreeChecked` (the
- * checks, the deferral, the push), each with one call for everything else, `cacheAllocSlow` and
- * `cacheFreeSlow`, both past V8's size limit for inlining (460 bytecodes), so they never weigh
- * on a caller however often the program takes them. Measured on V8 15 (`--trace-turbo-inlining`,
- * with `heap.alloc` and `heap.free` optimized first through `%OptimizeFunctionOnNextCall`):
- * `heap.alloc` 91 + `cacheAlloc` 222, `heap.free` 100 + `cacheFreeChecked` 378. Counted as the
- * model above has it, `heap.free` with its callee, the pair takes 313 + 1.2 × 478 = 887 of 920,
- * 33 to spare (3 before the layout's copies became a `const enum` below); `cacheFreeChecked`
- * itself is then weighed at 413 + 1.2 × 378 = 867. `Cache.alloc` (inlined as a small function)
- * and `Cache.free` 74 (one test each sends all but the common case to a method of its own): 296
- * used when `cacheFreeChecked` is weighed, 674 in all. So a bytecode added to these four
- * functions comes out of that margin: measure before and after (20 more in `cacheFreeChecked`,
- * a first word saved for the deferral, once put it out of a pair loop, whose free became a
- * call). A heap created with `trust` has a handle class of its own (`TrustingHeap` in heap.ts),
- * so that its free never enters `heap.free`'s optimized body. The free paths do not sync (a free
- * past this worker's views fails the checks, and `cacheFreeSlow` remaps and tries again; the
- * slow paths sync).
+ * popped round's shortest way; else the checks, the deferral, the push), each with one call for
+ * everything else, `cacheAllocSlow` and `cacheFreeSlow`, both past V8's size limit for inlining
+ * (460 bytecodes), so they never weigh on a caller however often the program takes them.
+ * Measured on V8 15 (`--trace-turbo-inlining`, with `heap.alloc` and `heap.free` optimized first
+ * through `%OptimizeFunctionOnNextCall`): `heap.alloc` 91 + `cacheAlloc` 225, `heap.free` 100 +
+ * `cacheFreeChecked` 377. Counted as the model above has it, `heap.free` with its callee, the
+ * pair takes 316 + 1.2 × 477 = 888 of 920, 32 to spare. The popped round cost no bytecode: it
+ * took the place of the stamp the deferred free used to write in the buffer and wipe (a first
+ * try kept the stamp and a word of its own for the popped round, 423 bytecodes in one function,
+ * or 165 + 357 in two: either way a loop of requests lost its inlined free and ran 9–13% slower).
+ * `Cache.alloc` (inlined as a small function) and `Cache.free` 74 (one test each sends all but the
+ * common case to a method of its own): 299 used when `cacheFreeChecked` is weighed, 676 in all.
+ * So a bytecode added to these four functions comes out of that margin: measure before and after
+ * (20 more in `cacheFreeChecked`, a first word saved for the deferral, once put it out of a pair
+ * loop, whose free became a call). A heap created with `trust` has a handle class of its own
+ * (`TrustingHeap` in heap.ts), so that its free never enters `heap.free`'s optimized body. The
+ * free paths do not sync (a free past this worker's views fails the checks, and `cacheFreeSlow`
+ * remaps and tries again; the slow paths sync).
  *
  * Lock order: depot lock, then slab locks (this cache's and the magazine caches').
  *
@@ -108,7 +118,6 @@ import {
   CA_RESIZES,
   CA_SHIFT,
   cacheName,
-  CF_HASCTOR,
   CF_NOMAGAZINE,
   construct,
   destructAndFree,
@@ -154,21 +163,12 @@ export const CC_TFREE = 40;
 /**
  * The deferred free: the state-byte address of the loaded magazine's top round while that
  * buffer's state byte still says allocated (`BUF_ALLOC_DEFER`) although it is cached (see
- * "Deferred state" above); 0 when there is none; -1 in a cache that never defers (constructed
- * objects, debugging, no magazines).
+ * "Deferred state" above); or the popped round, the complement of the state-byte address of the
+ * round just past the top, a live buffer (see "The popped round"); 0 when there is neither.
  */
 export const CC_LAST = 48;
 /** Size of a per-worker cache: one cache line, so that slots do not share lines. */
 export const CC_SIZE = 64;
-/**
- * What the first word of a deferred buffer holds: the complement of its address. A free that
- * finds it asks every slot whether the buffer is its deferred one (a duplicate free from
- * another worker).
- */
-export function freeStamp(buf: number): number {
-  return ~buf;
-}
-
 /** Contended depot acquisitions per interval that make a cache grow its magazines. */
 export const MAX_CONTENTION = 3;
 /** The contention interval, ms. */
@@ -230,8 +230,8 @@ export function checkFastPathLayout(): void {
 
 /**
  * Allocates a constructed buffer from cache `cp`: the fast path. A round from the slot's loaded
- * magazine; when it is the slot's deferred free, its stamp is wiped and nothing else is written,
- * else (unless the heap trusts) its state byte is set to allocated. An empty magazine is
+ * magazine; when it is the slot's deferred free, it becomes the slot's popped round and nothing
+ * else is written, else (unless the heap trusts) its state byte is set to allocated. An empty magazine is
  * {@linkcode cacheAllocSlow}'s.
  * @throws {OutOfMemoryError} when no buffer can be had
  */
@@ -244,12 +244,15 @@ export function cacheAlloc(h: HeapView, cp: number): number {
     const buf = i32[((i32[cc + Fp.CC_LOADED_W] >> 2) + r) | 0];
     i32[cc + Fp.CC_ROUNDS_W] = r - 1;
     i32[cc + Fp.CC_NALLOC_W]++;
-    if (i32[cc + Fp.CC_LAST_W] > 0) {
-      // The slot's deferred free: its state byte still says allocated. Wipe the stamp.
-      i32[cc + Fp.CC_LAST_W] = 0;
-      i32[buf >> 2] = 0;
+    const last = i32[cc + Fp.CC_LAST_W];
+    if (last > 0) {
+      // The slot's deferred free: its state byte still says allocated. It becomes the popped
+      // round (see the top), whose free is cacheFreeChecked's shortest way.
+      i32[cc + Fp.CC_LAST_W] = ~last;
     } else if (h.trust !== true) { // (one compare, not a truthiness test: heap.ts's alloc)
-      // Any other round: its state byte says cached; set it to allocated.
+      // Any other round: its state byte says cached; set it to allocated. A popped round
+      // before it is now below the top: an allocated buffer like any other (still flagged).
+      i32[cc + Fp.CC_LAST_W] = 0;
       const sb = i32[(h.pagemap >> 2) + (buf >>> Fp.PAGE_SHIFT)];
       h.u8[
         sb + Fp.SB_STATE + ((buf - i32[(sb + Fp.SB_BASE) >> 2]) >> i32[(cp + Fp.CA_SHIFT) >> 2])
@@ -264,14 +267,7 @@ export function cacheAlloc(h: HeapView, cp: number): number {
 
 /**
  * Frees buffer `buf` to cache `cp`: the fast path. Unless the heap trusts its callers, checks
- * that `buf` is a live buffer of this cache (page map, slab, index, state byte), then pushes it
- * on the slot's loaded magazine.
- *
- * The body is kept small, because V8 inlines a call only while the caller's cumulative budget
- * of inlined bytecode lasts, and `heap.alloc` + `heap.free` with everything they call must fit
- * it: the push is written out here (not a call to {@linkcode magazinePush}), every failed check
- * reaches the one `throw` (the cold `badFree` says which check failed), and every other case
- * is in `cacheFreeSlow`.
+ * that `buf` is a live buffer of this cache, then pushes it on the slot's loaded magazine.
  * @throws {UmemError} `bad-free`, `duplicate-free`, `wrong-cache` or `wrong-size`
  */
 export function cacheFree(h: HeapView, cp: number, buf: number, fn: string): void {
@@ -281,49 +277,61 @@ export function cacheFree(h: HeapView, cp: number, buf: number, fn: string): voi
 
 /**
  * {@linkcode cacheFree} on a heap that checks its frees (not `trust`): the fast path that
- * `heap.free` and `Cache.free` call directly.
+ * `heap.free` and `Cache.free` call directly. The free of the slot's popped round takes the
+ * shortest way (see the top); any other checks that `buf` is a live buffer of this cache (page
+ * map, slab, index, state byte), then pushes it, deferred when it is the round popped last.
+ *
+ * The body is kept small, because V8 inlines a call only while the caller's cumulative budget
+ * of inlined bytecode lasts, and `heap.alloc` + `heap.free` with everything they call must fit
+ * it: the push is written out here (not a call to {@linkcode magazinePush}), every failed check
+ * reaches the one call of `cacheFreeSlow` (which says which check failed), and every other case
+ * is there too.
  * @throws {UmemError} `bad-free`, `duplicate-free`, `wrong-cache` or `wrong-size`
  */
 export function cacheFreeChecked(h: HeapView, cp: number, buf: number, fn: string): void {
   const i32 = h.i32, cc = (cp + h.ccOff) >> 2, r = i32[cc + Fp.CC_ROUNDS_W];
-  // The state byte's address when buf is the start of a buffer in a slab of this cache, else
-  // 0. Interior granules hold BUF_INTERIOR, so an aligned interior pointer fails below too.
-  let at = 0;
-  // (A fraction fails the index test, which only a whole offset passes, so `off` is not
-  // truncated with `| 0`; a negative address finds no slab of this cache, or a negative offset.)
-  if (buf < h.mapped) {
-    const sb = i32[(h.pagemap >> 2) + (buf >>> Fp.PAGE_SHIFT)];
-    if (sb !== 0 && i32[(sb + Fp.SB_CACHE) >> 2] === cp) {
-      const shift = i32[(cp + Fp.CA_SHIFT) >> 2], off = buf - i32[(sb + Fp.SB_BASE) >> 2];
-      const index = off >> shift;
-      if (off >= 0 && index << shift === off) at = (sb + Fp.SB_STATE + index) | 0;
+  // The word of the round just past the loaded magazine's top, where a push goes.
+  const top = ((i32[cc + Fp.CC_LOADED_W] >> 2) + 1 + r) | 0, last = i32[cc + Fp.CC_LAST_W];
+  if (last < 0 && i32[top] === buf) {
+    // The popped round: buf is that live buffer, allocated by this slot and freed since by no
+    // one. Deferred again: its state byte still says allocated (flagged), the round is in place.
+    i32[cc + Fp.CC_LAST_W] = ~last;
+  } else {
+    // The state byte's address when buf is the start of a buffer in a slab of this cache, else
+    // 0. Interior granules hold BUF_INTERIOR, so an aligned interior pointer fails below too.
+    let at = 0;
+    // (A fraction fails the index test, which only a whole offset passes, so `off` is not
+    // truncated with `| 0`; a negative address finds no slab of this cache, or a negative
+    // offset.)
+    if (buf < h.mapped) {
+      const sb = i32[(h.pagemap >> 2) + (buf >>> Fp.PAGE_SHIFT)];
+      if (sb !== 0 && i32[(sb + Fp.SB_CACHE) >> 2] === cp) {
+        const shift = i32[(cp + Fp.CA_SHIFT) >> 2], off = buf - i32[(sb + Fp.SB_BASE) >> 2];
+        const index = off >> shift;
+        if (off >= 0 && index << shift === off) at = (sb + Fp.SB_STATE + index) | 0;
+      }
     }
-  }
-  const last = i32[cc + Fp.CC_LAST_W], u8 = h.u8, st = u8[at];
-  // Allocated, or allocated and deferred once (then maybe still deferred by a slot: the stamp
-  // tells, and only such a buffer's line is read, so a free of a cold buffer stays cheap); no
-  // deferred free of this slot's to settle first, and room in the loaded magazine. Anything
-  // else (a bad free, a full magazine) is cacheFreeSlow's.
-  if (
-    at !== 0 && last <= 0 && r < i32[cc + Fp.CC_MAGSIZE_W] &&
-    (st === Fp.BUF_ALLOC || (st === Fp.BUF_ALLOC_DEFER && i32[buf >> 2] !== ~buf))
-  ) {
-    const top = ((i32[cc + Fp.CC_LOADED_W] >> 2) + 1 + r) | 0;
+    const u8 = h.u8;
+    // Allocated (a flagged buffer, deferred or popped by some slot, is cacheFreeSlow's), no
+    // deferred free of this slot's to settle first, and room in the loaded magazine. Anything
+    // else (a bad free, a full magazine) is cacheFreeSlow's.
+    if (at === 0 || last > 0 || r >= i32[cc + Fp.CC_MAGSIZE_W] || u8[at] !== Fp.BUF_ALLOC) {
+      return cacheFreeSlow(h, cp, buf, fn);
+    }
     if (last === 0 && i32[top] === buf) {
       // Defer (see the top): buf is the round this slot popped last, so its line is this
-      // worker's; its state byte stays "allocated" (flagged once) while it is the top round.
-      if (st === Fp.BUF_ALLOC) u8[at] = Fp.BUF_ALLOC_DEFER;
+      // worker's; its state byte stays "allocated" (flagged) while it is the top round.
+      u8[at] = Fp.BUF_ALLOC_DEFER;
       i32[cc + Fp.CC_LAST_W] = at;
-      i32[buf >> 2] = ~buf; // freeStamp(buf), written out
     } else {
+      // The push covers the popped round's place, if one was set: it is an allocated buffer.
       u8[at] = Fp.BUF_CACHED;
       i32[top] = buf;
+      i32[cc + Fp.CC_LAST_W] = 0;
     }
-    i32[cc + Fp.CC_ROUNDS_W] = r + 1;
-    i32[cc + Fp.CC_NFREE_W]++;
-    return;
   }
-  cacheFreeSlow(h, cp, buf, fn);
+  i32[cc + Fp.CC_ROUNDS_W] = r + 1;
+  i32[cc + Fp.CC_NFREE_W]++;
 }
 
 /** The free of a heap created with `trust`: no checks, the push or the slow path. */
@@ -364,6 +372,20 @@ export function deferredSlot(h: HeapView, cp: number, at: number): number {
   return -1;
 }
 
+/**
+ * Takes the buffer whose state byte is at `at` in cache `cp` out of any slot's `CC_LAST` as its
+ * popped round: it is being freed some other way (from another worker, say), after which that
+ * slot's own free of it must meet the state byte and be told it is a duplicate. An atomic
+ * compare-and-swap, as the slot's own worker may be writing the word: it either still holds the
+ * round and is cleared, or has moved on already.
+ */
+function dropPopped(h: HeapView, cp: number, at: number): void {
+  const n = w(h, HDR_NSLOTS);
+  for (let s = 0; s < n; s++) {
+    Atomics.compareExchange(h.i32, (cp + CA_CPU + s * CC_SIZE + CC_LAST) >> 2, ~at, 0);
+  }
+}
+
 /** The state of the buffer whose state byte is at `at` in cache `cp`, deferral seen through. */
 export function bufferStateAt(h: HeapView, cp: number, at: number): number {
   const st = h.u8[at];
@@ -372,15 +394,15 @@ export function bufferStateAt(h: HeapView, cp: number, at: number): number {
 }
 
 /**
- * Settles slot record `cc`'s deferred free, if any: the buffer's state byte says cached and its
- * stamp is wiped. Every path that changes the loaded magazine other than the fast paths calls
- * it first; only the slot's own worker may, or anyone while that worker is stopped or dead.
+ * Settles slot record `cc`'s `CC_LAST`: a deferred free's state byte then says cached, and a
+ * popped round is forgotten (it stays an allocated buffer, flagged). Every path that changes the
+ * loaded magazine other than the fast paths calls it first; only the slot's own worker may, or
+ * anyone while that worker is stopped or dead.
  */
 function settleDeferred(h: HeapView, cc: number): void {
   const last = w(h, cc + CC_LAST);
-  if (last <= 0) return;
-  h.u8[last] = BUF_CACHED;
-  setw(h, w(h, w(h, cc + CC_LOADED) + MG_ROUNDS + (w(h, cc + CC_ROUNDS) - 1) * 4), 0);
+  if (last === 0) return;
+  if (last > 0) h.u8[last] = BUF_CACHED; // (a popped round stays allocated, and flagged)
   setw(h, cc + CC_LAST, 0);
 }
 
@@ -393,11 +415,6 @@ export function settleAllDeferred(h: HeapView): void {
   for (let cp = w(h, HDR_CACHE_LIST); cp !== 0; cp = w(h, cp + CA_NEXT)) {
     for (let s = 0; s < n; s++) settleDeferred(h, cp + CA_CPU + s * CC_SIZE);
   }
-}
-
-/** The first value of a new cache's `CC_LAST`: whether it may defer (cache flags, debugging). */
-export function initialLast(flags: number, debug: number): number {
-  return (flags & (CF_HASCTOR | CF_NOMAGAZINE)) !== 0 || debug !== 0 ? -1 : 0;
 }
 
 /**
@@ -580,9 +597,9 @@ function cacheAllocSlow(h: HeapView, cp: number): number {
 /**
  * Every free that the fast paths do not finish, in one function. With a name `fn`: a checked
  * free that {@linkcode cacheFreeChecked} refused: not a live buffer of this cache (throws what
- * is wrong), a buffer some slot deferred (a duplicate free), a live buffer whose first word
- * happens to be its stamp, or a sound free while the slot has a deferred free to settle or a
- * full loaded magazine; it is checked here, marked cached and pushed. With `fn` empty: a buffer
+ * is wrong), a buffer some slot deferred (a duplicate free), any other flagged buffer, or a
+ * sound free while the slot has a deferred free to settle or a full loaded magazine; it is
+ * checked here, marked cached and pushed. With `fn` empty: a buffer
  * already checked and marked cached (or a `trust` heap's), whose loaded magazine is full. The
  * push then swaps magazines, trades one at the depot, or frees to the slabs.
  *
@@ -602,8 +619,9 @@ function cacheFreeSlow(h: HeapView, cp: number, buf: number, fn: string): void {
     }
     const at = stateAddress(h, cp, buf), st = at === 0 ? -1 : h.u8[at];
     if (st !== BUF_ALLOC && st !== BUF_ALLOC_DEFER) throw badFree(h, cp, buf, fn);
-    const stamped = st === BUF_ALLOC_DEFER && w(h, buf) === freeStamp(buf);
-    if (at === w(h, cc + CC_LAST) || (stamped && deferredSlot(h, cp, at) >= 0)) {
+    // A flagged buffer is a slot's deferred free (cached: a duplicate free), a slot's popped
+    // round, or an allocated buffer that was one of those.
+    if (st === BUF_ALLOC_DEFER && deferredSlot(h, cp, at) >= 0) {
       throw new UmemError(
         "duplicate-free",
         `${fn}(${cacheName(h, cp)}): duplicate free: buffer freed twice: buffer=0x${
@@ -612,9 +630,9 @@ function cacheFreeSlow(h: HeapView, cp: number, buf: number, fn: string): void {
         buf,
       );
     }
-    // Sound. A stamp in a live buffer is the caller's data: wipe it, or it would send the
-    // buffer's next free here again (only a cache that defers stamps, so no constructed object).
-    if (stamped) setw(h, buf, 0);
+    // Sound. A slot that holds it as its popped round must not free it again on its shortest
+    // way: take it out of that record (see dropPopped).
+    if (st === BUF_ALLOC_DEFER) dropPopped(h, cp, at);
     h.u8[at] = BUF_CACHED; // (the slot's deferred free, another buffer, is settled below)
   }
   foldCounts(h, cc);

@@ -196,8 +196,9 @@ export const BUF_CACHED = 2;
 export const BUF_INTERIOR = 3;
 /**
  * Flag on `BUF_ALLOC`: the buffer's free was deferred once since it left a magazine (see
- * magazine.ts). Such a buffer is allocated, or cached when it is a slot's `CC_LAST`; a free
- * of it reads its stamp. Readers see through it with `bufferStateAt`.
+ * magazine.ts). Such a buffer is cached when it is a slot's deferred free (`CC_LAST`), else
+ * allocated (a slot's popped round, or one that was); a checked free of it is
+ * `cacheFreeSlow`'s, which asks the slots. Readers see through it with `bufferStateAt`.
  */
 export const BUF_DEFER = 0x40;
 /** `BUF_ALLOC | BUF_DEFER`. */

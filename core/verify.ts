@@ -35,12 +35,11 @@ import {
   bufferStateAt,
   CC_LAST,
   CC_LOADED,
+  CC_MAGSIZE,
   CC_PLOADED,
   CC_PROUNDS,
   CC_ROUNDS,
   CC_SIZE,
-  freeStamp,
-  initialLast,
   MG_NEXT,
   MG_ROUNDS,
 } from "./magazine.ts";
@@ -384,8 +383,9 @@ function verifyCache(h: HeapView, cp: number, out: string[]): void {
 }
 
 /**
- * Checks slot record `cc`'s deferred free (magazine.ts): none in a cache that may not defer;
- * else the state byte of the loaded magazine's top round, saying allocated, the buffer stamped.
+ * Checks slot record `cc`'s `CC_LAST` (magazine.ts): 0 in a debugged cache, which never defers;
+ * a deferred free is the state byte of the loaded magazine's top round, a popped round that of
+ * the round just past the top, each saying allocated (flagged).
  */
 function verifyDeferred(
   h: HeapView,
@@ -395,19 +395,22 @@ function verifyDeferred(
   bad: (msg: string) => void,
 ): void {
   const last = w(h, cc + CC_LAST);
-  const may = initialLast(w(h, cp + CA_FLAGS), w(h, cp + CA_DEBUG)) === 0;
   if (last === 0 || h.trust) return;
-  if (last < 0) {
-    if (may) bad(`slot ${slot}: deferral off (CC_LAST -1) in a cache that defers`);
+  if (w(h, cp + CA_DEBUG) !== 0) {
+    bad(`slot ${slot}: CC_LAST ${last} in a debugged cache, which never defers`);
     return;
   }
-  const m = w(h, cc + CC_LOADED), r = w(h, cc + CC_ROUNDS);
-  const top = m !== 0 && r > 0 && inBounds(h, m) ? w(h, m + MG_ROUNDS + (r - 1) * 4) : 0;
-  const sb = top > 0 && inBounds(h, top) ? h.i32[(h.pagemap >> 2) + (top >>> PAGE_SHIFT)] : 0;
-  const idx = sb !== 0 && w(h, sb + SB_CACHE) === cp ? bufIndex(h, cp, sb, top) : -1;
-  if (!may || idx < 0 || sb + SB_STATE + idx !== last) {
-    bad(`slot ${slot}: deferred free ${hex(last)} is not the state of its top round`);
-  } else if (h.u8[last] !== BUF_ALLOC_DEFER || w(h, top) !== freeStamp(top)) {
-    bad(`slot ${slot}: deferred buffer ${hex(top)} is not allocated and stamped`);
+  // The round the record names: the top (deferred) or the one past it (popped).
+  const m = w(h, cc + CC_LOADED), i = w(h, cc + CC_ROUNDS) - (last > 0 ? 1 : 0);
+  const buf = m !== 0 && i >= 0 && i < w(h, cc + CC_MAGSIZE) && inBounds(h, m)
+    ? w(h, m + MG_ROUNDS + i * 4)
+    : 0;
+  const sb = buf > 0 && inBounds(h, buf) ? h.i32[(h.pagemap >> 2) + (buf >>> PAGE_SHIFT)] : 0;
+  const idx = sb !== 0 && w(h, sb + SB_CACHE) === cp ? bufIndex(h, cp, sb, buf) : -1;
+  const at = last > 0 ? last : ~last, what = last > 0 ? "deferred free" : "popped round";
+  if (idx < 0 || sb + SB_STATE + idx !== at) {
+    bad(`slot ${slot}: ${what} ${hex(at)} is not the state of its round ${hex(buf)}`);
+  } else if (h.u8[at] !== BUF_ALLOC_DEFER) {
+    bad(`slot ${slot}: ${what} ${hex(buf)} is not flagged allocated (state ${h.u8[at]})`);
   }
 }

@@ -5,7 +5,11 @@
  * blocks must never overlap; `verify()` must be empty at the end of each list. The `debugheap`
  * target runs the same lists on a heap with a `UMEM_DEBUG` setting drawn per list (guards,
  * contents, sampled or full audit, firewall), so the debug fast path, its fallbacks and the
- * checked paths are all driven by sound programs, which must raise no report.
+ * checked paths are all driven by sound programs, which must raise no report. Sized blocks are
+ * allocated and freed through either of two worker slots (a second handle attached in this
+ * thread), alone or as alloc+free pairs (the deferred free and the popped round of
+ * core/magazine.ts), and a block freed before may be freed again: that must throw a
+ * `UmemError` and change nothing.
  *
  * Run: `npx deno run --allow-read --allow-env tests/fuzz/main.ts --target heap --runs 1000
  * --seed 7` (this file alone also runs as a program with the same flags). The runner, the
@@ -15,8 +19,8 @@
  */
 
 import fc from "fast-check";
-import { type Cache, Heap, inspect } from "../../mod.ts";
-import { UMEM_SIZE_CLASSES } from "../../core/size_class.ts";
+import { type Cache, Heap, inspect, UmemError } from "../../mod.ts";
+import { UMEM_MAXBUF, UMEM_SIZE_CLASSES } from "../../core/size_class.ts";
 import {
   checkPattern,
   exit,
@@ -33,8 +37,10 @@ import {
 /** One fuzz command. */
 export type FuzzCmd =
   | { op: "debug"; setting: string }
-  | { op: "alloc"; size: number }
-  | { op: "free"; pick: number }
+  | { op: "alloc"; size: number; via: number }
+  | { op: "free"; pick: number; via: number }
+  | { op: "pair"; size: number; via: number }
+  | { op: "again"; pick: number; via: number }
   | { op: "malloc"; size: number }
   | { op: "realloc"; pick: number; size: number }
   | { op: "cfree"; pick: number }
@@ -54,9 +60,26 @@ const sizeArb = fc.oneof(
   { weight: 2, arbitrary: fc.constantFrom(...UMEM_SIZE_CLASSES) },
 );
 
+/** Which worker slot a sized command goes through: the heap's creator (0) or another (1). */
+const viaArb = fc.constantFrom(0, 0, 1);
+
 const cmdArb: fc.Arbitrary<FuzzCmd> = fc.oneof(
-  { weight: 6, arbitrary: fc.record({ op: fc.constant("alloc" as const), size: sizeArb }) },
-  { weight: 6, arbitrary: fc.record({ op: fc.constant("free" as const), pick: fc.nat() }) },
+  {
+    weight: 6,
+    arbitrary: fc.record({ op: fc.constant("alloc" as const), size: sizeArb, via: viaArb }),
+  },
+  {
+    weight: 6,
+    arbitrary: fc.record({ op: fc.constant("free" as const), pick: fc.nat(), via: viaArb }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({ op: fc.constant("pair" as const), size: sizeArb, via: viaArb }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ op: fc.constant("again" as const), pick: fc.nat(), via: viaArb }),
+  },
   {
     weight: 3,
     arbitrary: fc.record({
@@ -129,7 +152,13 @@ export function runCommands(cmds: FuzzCmd[]): void {
   const debug = first?.op === "debug" ? first.setting : "";
   // sbrk, as mk() (helpers.ts): under Bun an mmap heap costs ms to create, and a run makes 150.
   const heap = Heap.create({ size: 1 << 20, debug, logging: "", options: "", backend: "sbrk" });
+  const other = Heap.attach(heap.buffer); // a second worker slot, in this thread
+  const via = (v: number): Heap => v === 0 ? heap : other;
   const live: Block[] = [];
+  // Sized blocks of the caches freed and not handed out since (so no live block overlaps
+  // them): a second free of one must be refused. (Not of the oversize arena: its spans may
+  // become another's, as libumem's may.)
+  const dead: { addr: number; size: number }[] = [];
   const caches: Cache[] = [];
   let nextId = 1;
   const add = (b: Omit<Block, "id">): void => {
@@ -145,6 +174,10 @@ export function runCommands(cmds: FuzzCmd[]): void {
     }
     fill(heap, block);
     live.push(block);
+    for (let i = dead.length - 1; i >= 0; i--) {
+      const d = dead[i];
+      if (block.lo < d.addr + d.size && d.addr < block.addr + block.size) dead.splice(i, 1);
+    }
   };
   const take = (kind: Kind, pick: number): Block | undefined => {
     const of = live.filter((b) => b.kind === kind);
@@ -157,13 +190,40 @@ export function runCommands(cmds: FuzzCmd[]): void {
   cmds.forEach((c, step) => {
     switch (c.op) {
       case "alloc": {
-        const p = heap.alloc(c.size);
+        const p = via(c.via).alloc(c.size);
         add({ kind: "sized", addr: p, size: c.size, lo: p });
         break;
       }
       case "free": {
         const b = take("sized", c.pick);
-        if (b !== undefined) heap.free(b.addr, b.size);
+        if (b === undefined) break;
+        via(c.via).free(b.addr, b.size);
+        if (b.size <= UMEM_MAXBUF) dead.push({ addr: b.addr, size: b.size });
+        break;
+      }
+      case "pair": {
+        const h = via(c.via), p = h.alloc(c.size);
+        add({ kind: "sized", addr: p, size: c.size, lo: p });
+        const b = live.pop()!; // the block just added
+        check(heap, b, "before freeing");
+        h.free(b.addr, b.size);
+        if (b.size <= UMEM_MAXBUF) dead.push({ addr: b.addr, size: b.size });
+        break;
+      }
+      case "again": {
+        if (dead.length === 0) break;
+        const d = dead[c.pick % dead.length];
+        let threw: unknown;
+        try {
+          via(c.via).free(d.addr, d.size);
+        } catch (e) {
+          threw = e;
+        }
+        if (!(threw instanceof UmemError)) {
+          fail(`a second free of ${d.addr} (${d.size} B) was not refused (${threw})`);
+        }
+        const problems = heap.verify();
+        if (problems.length > 0) fail(`verify() after a refused free: ${problems.join("; ")}`);
         break;
       }
       case "malloc": {
@@ -221,6 +281,7 @@ export function runCommands(cmds: FuzzCmd[]): void {
   });
   const problems = heap.verify();
   if (problems.length > 0) fail(`verify() at the end: ${problems.join("; ")}`);
+  other.detach(); // its magazines go back to the depot and slabs
   // Each audited allocation still live names this file in its stack, read back through its
   // pending id (core/stack.ts): not another capture's, not a placeholder.
   const ins = inspect(heap);
