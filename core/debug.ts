@@ -833,6 +833,9 @@ export function firewallAlloc(h: HeapView, size: number): number {
       );
     }
   }
+  // The span may lie past this handle's views (another worker grew the heap, or the arena just
+  // did): a write there through the old views would be dropped without a word.
+  h.sync();
   fillPattern(h, p, roundUp(p + size, 4) & ~3, UNINIT_PATTERN);
   h.u8.fill(REDZONE_BYTE, p + size, p + bytes - 8);
   setw(h, p + bytes - 8, encodeSize(size));

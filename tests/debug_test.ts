@@ -181,6 +181,23 @@ describe("UMEM_DEBUG", () => {
     heap.free(q, 10000);
   });
 
+  it("firewall: a buffer past this handle's views (another worker grew the heap) is laid out whole", () => {
+    const heap = Heap.create({ size: 1 << 20, maxSize: 16 << 20, debug: "guards,firewall=2048" });
+    const other = Heap.attach(heap.buffer);
+    const big = other.alloc(2 << 20); // the heap grows in the other slot
+    const old = heap.mapped;
+    const p = heap.alloc(3000); // firewalled, from the grown part: past this handle's views
+    assert.ok(p + 3000 > old, `buffer ${p} lies past the views the alloc started with (${old})`);
+    assert.equal(heap.u8[p + 3000], 0xbb, "its redzone was laid");
+    heap.u8[p + 3000] = 1;
+    assert.equal(corruption(() => heap.free(p, 3000)).kind, "redzone-violation");
+    heap.u8[p + 3000] = 0xbb;
+    heap.free(p, 3000); // before the fix: "firewalled buffer ... not found", its check word lost
+    other.free(big, 2 << 20);
+    assert.deepEqual(heap.verify(), []);
+    other.detach();
+  });
+
   it("the Vmalloc paper's Figure 8 program is caught in full", () => {
     // char *s = malloc(strlen("hello")); strcpy(s, "hello"); free(s); free("literal"); free(s);
     const heap = debugHeap();
