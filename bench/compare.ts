@@ -28,8 +28,10 @@
  * blocks of random sizes 8..512 freed in random order; a 256-byte object with a constructor
  * (the cache) against constructing it on every allocation; a request (32 small allocations,
  * then all dropped); one worker against two on one heap; producer/consumer across two workers.
- * Then two measurements that are not timings: the memory overhead of the batch (extent / peak
- * busy) and the Vmalloc paper's fragment pattern (moves, bytes copied, extent against busy).
+ * Then measurements that are not timings: the memory overhead of the batch (extent / bytes
+ * requested) and of the profile module's synthetic traces (`gawk`, `db`, `parser`: peak extent /
+ * peak busy, replayed by `profile/replay.ts`), and the Vmalloc paper's fragment pattern (moves,
+ * bytes copied, extent against busy).
  *
  * Permissions under Deno: `--allow-read` (to start the workers from compare_worker.ts),
  * `--allow-env` (`@thi.ng/errors` reads NODE_ENV) and `--allow-sys=cpus` (the CPU model, left
@@ -47,7 +49,8 @@ import { growableDiscipline, heapDiscipline, Region } from "../region/mod.ts";
 import { BumpArena, scope } from "../sbo/mod.ts";
 import { type MemoryContext, topContext } from "../budget/mod.ts";
 import { FLOOR_BASE, FLOOR_END } from "./pair_loops.ts";
-import { prng } from "../profile/generators.ts"; // mulberry32: every run, the same batch
+import { dbTrace, gawkTrace, parserTrace, prng } from "../profile/generators.ts";
+import { replay, type ReplayAllocator, type Trace } from "../profile/mod.ts";
 
 // ---- settings ----
 
@@ -825,6 +828,97 @@ function overheads(): Overhead[] {
   return out;
 }
 
+// ---- memory overhead on the profile module's synthetic traces: peak extent / peak busy ----
+
+/**
+ * The traces (the fragment pattern has a table of its own below): `gawk` at a tenth of its
+ * 700,000 allocations, since MemPool's first fit walks a free list that its leaking `realloc`
+ * keeps long (the whole trace would take it minutes; a twentieth took 0.55 s).
+ */
+const TRACES: readonly (readonly [string, () => Trace])[] = [
+  ["gawk", () => gawkTrace({ scale: 0.1 })],
+  ["db", () => dbTrace()],
+  ["parser", () => parserTrace()],
+];
+/** The profile module's adapters that run them, by column. */
+const TRACE_ADAPTERS: readonly (readonly [string, string])[] = [
+  ["umem alloc/free", "heap"],
+  ["umem libc", "libc"],
+  ["umem cache", "cache"],
+  ["umem sbo arena", "bump"],
+  ["umem budget context", "context"],
+];
+/** Bytes of MemPool's buffer for a trace: its `realloc` leaks (see the fragment pattern). */
+const TRACE_POOL = 256 << 20;
+
+/** MemPool behind the replay interface; its extent is the growth of its top. */
+function poolAdapter(): ReplayAllocator {
+  const p = pool(TRACE_POOL), top0 = p.top();
+  return {
+    name: "thi.ng MemPool",
+    alloc: (n) => p.m.malloc(n),
+    free: (q) => {
+      p.m.free(q);
+    },
+    resize: (q, _old, n) => p.m.realloc(q, n),
+    extent: () => p.top() - top0,
+  };
+}
+
+/**
+ * The floor of space: the live bytes, each block rounded to 8, with no fragmentation and no
+ * metadata at all (no allocator can do with less); addresses are made up and never reused.
+ */
+function floorAdapter(): ReplayAllocator {
+  let live = 0, next = 8;
+  const take = (n: number) => {
+    live += (n + 7) & ~7;
+    next += (n + 7) & ~7 || 8;
+    return next;
+  };
+  return {
+    name: "floor (live bytes, 8-aligned)",
+    alloc: take,
+    free: (_q, n) => {
+      live -= (n + 7) & ~7;
+    },
+    resize: (_q, old, n) => {
+      live -= (old + 7) & ~7;
+      return take(n);
+    },
+    extent: () => live,
+  };
+}
+
+/** Each trace replayed against each allocator, space only: extent ÷ busy, or the failure. */
+function traceOverheads(): { head: string[]; body: string[][]; notes: string[] } {
+  const head = [
+    "trace",
+    "peak busy",
+    ...TRACE_ADAPTERS.map(([who]) => who),
+    "thi.ng MemPool",
+    "floor (live bytes, 8-aligned)",
+  ];
+  const body: string[][] = [], notes: string[] = [];
+  for (const [name, make] of TRACES) {
+    const trace = make();
+    const results = [
+      ...TRACE_ADAPTERS.map(([, a]) => replay(trace, a, { time: false })),
+      replay(trace, poolAdapter(), { time: false }),
+      replay(trace, floorAdapter(), { time: false }),
+    ];
+    body.push([
+      `${name} (${trace.count} records)`,
+      kib(results[0].peakBusy),
+      ...results.map((r) => times(r.ratio) + (r.failed !== undefined ? " (failed)" : "")),
+    ]);
+    for (const r of results) {
+      if (r.failed !== undefined) notes.push(`${name}, ${r.allocator}: ${r.failed}`);
+    }
+  }
+  return { head, body, notes };
+}
+
 // ---- the Vmalloc paper's fragment pattern ----
 
 interface Fragment {
@@ -1061,6 +1155,19 @@ function memory(): Fragment[] {
   console.log(
     "\numem: growth of heap.vmem.stats().inUse over the empty heap (slabs, magazines and" +
       " metadata included); MemPool: growth of its top.",
+  );
+
+  const tr = traceOverheads();
+  console.log(
+    "\nMemory overhead on the profile module's synthetic traces (peak extent ÷ peak busy," +
+      " replayed by profile/replay.ts):\n",
+  );
+  console.log(table(tr.head, tr.body));
+  console.log(
+    "\numem: what the adapter's heap took from its root arena (profile/allocators.ts); the sbo" +
+      " arena frees only its last block, so it keeps the rest; MemPool: growth of its top (its" +
+      " realloc leaks the old block on every move, see the fragment pattern); floor: the live" +
+      " bytes rounded to 8." + tr.notes.map((n) => `\n- ${n}`).join(""),
   );
 
   const frag = fragments();
