@@ -231,8 +231,8 @@ export function checkFastPathLayout(): void {
 /**
  * Allocates a constructed buffer from cache `cp`: the fast path. A round from the slot's loaded
  * magazine; when it is the slot's deferred free, it becomes the slot's popped round and nothing
- * else is written, else (unless the heap trusts) its state byte is set to allocated. An empty magazine is
- * {@linkcode cacheAllocSlow}'s.
+ * else is written, else (unless the heap trusts) its state byte is set to allocated. An empty
+ * magazine is {@linkcode cacheAllocSlow}'s.
  * @throws {OutOfMemoryError} when no buffer can be had
  */
 export function cacheAlloc(h: HeapView, cp: number): number {
