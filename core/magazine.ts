@@ -382,7 +382,10 @@ export function deferredSlot(h: HeapView, cp: number, at: number): number {
 function dropPopped(h: HeapView, cp: number, at: number): void {
   const n = w(h, HDR_NSLOTS);
   for (let s = 0; s < n; s++) {
-    Atomics.compareExchange(h.i32, (cp + CA_CPU + s * CC_SIZE + CC_LAST) >> 2, ~at, 0);
+    // A plain read first: a locked compare-and-swap takes the line from its worker even when
+    // the word does not match, and every slot's record is its worker's hottest line.
+    const word = (cp + CA_CPU + s * CC_SIZE + CC_LAST) >> 2;
+    if (h.i32[word] === ~at) Atomics.compareExchange(h.i32, word, ~at, 0);
   }
 }
 
