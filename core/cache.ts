@@ -34,8 +34,6 @@ import {
   cacheFreeChecked,
   cacheInUse,
   cacheReap,
-  CC_LAST,
-  CC_SIZE,
   checkCacheId,
   cpuFlush,
   depotPurge,
@@ -50,7 +48,6 @@ import {
   CA_BUFSIZE,
   CA_CHUNK,
   CA_CONTENTION,
-  CA_CPU,
   CA_DEBUG,
   CA_DEPOT_LOCK,
   CA_DEPOT_NEMPTY,
@@ -196,10 +193,8 @@ export function createCacheRecord(
   const debug = plain ? 0 : w(h, HDR_DEBUG) & CACHE_DEBUG_FLAGS;
   if (!plain && (w(h, HDR_UMEM_OPTIONS) & UO_NOMAGAZINES) !== 0) flags |= CF_NOMAGAZINE;
   try {
+    // (layCache zeroes the record: no slot has a deferred free or a popped round.)
     layCache(h, cp, name, size, a, source, flags, magtype, MAG_ROUNDS[magtype], debug);
-    // No slot has deferred a free, or popped one (the record may be reused memory).
-    const n = w(h, HDR_NSLOTS);
-    for (let s = 0; s < n; s++) h.i32[(cp + CA_CPU + s * CC_SIZE + CC_LAST) >> 2] = 0;
   } catch (e) {
     vmemFreeAddr(h, w(h, HDR_META_ARENA), cp, bytes);
     throw e;
