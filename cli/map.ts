@@ -267,7 +267,7 @@ export function mapHeap(h: HeapView): HeapMap {
     for (let i = 0; i < n; i++) {
       const b = base + i * chunk;
       const st = r.inside(sb + SB_STATE + ((i * chunk) >> shift), 1)
-        ? bufferStateAt(h, cp, sb + SB_STATE + ((i * chunk) >> shift))
+        ? bufferStateAt(h, cp, sb + SB_STATE + ((i * chunk) >> shift), b)
         : BUF_FREE;
       add(
         b,

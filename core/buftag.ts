@@ -3,16 +3,23 @@
  *
  * Theory. In a cache with debugging on, each chunk is the buffer, rounded to 8 bytes, then the
  * tag: a redzone word (0xfeedface), the requested size encoded as libumem encodes it
- * (`251 * size + 1`), the check word `BT_BXSTAT` (the buffer's address XORed with one constant
- * while allocated and another while free: a duplicate free, or a tag overwritten by a stray
- * write, shows there), the slab free-list link (so a free buffer's own bytes can hold the
- * 0xdeadbeef pattern whole), and with `audit` the last allocation's and the last free's stack,
- * worker and time. The bytes between the requested size and the tag hold 0xbb, so even a
- * one-byte overrun is caught at free.
+ * (`251 * size + 1`), the check word `BT_BXSTAT`, the slab free-list link (so a free buffer's own
+ * bytes can hold the 0xdeadbeef pattern whole), and with `audit` the last allocation's and the
+ * last free's stack, worker and time. The bytes between the requested size and the tag hold
+ * 0xbb, so even a one-byte overrun is caught at free.
  *
- * Invariants. While a buffer is free in its slab: `BT_BXSTAT = buf ^ BT_FREE_MAGIC`, the redzone
- * word is intact, and with `contents` every byte of the buffer holds the freed pattern. While
- * allocated: `BT_BXSTAT = buf ^ BT_ALLOC_MAGIC`, the size decodes, the redzone is intact.
+ * The check word is the buffer's address XOR its cache record's address XOR one constant while
+ * allocated and another while free, as libumem's `bt_bxstat` is its bufctl's address XOR one of
+ * two constants. It vouches for the tag on its own, so a free can be checked without the page
+ * map (debug_quick.ts): a duplicate free finds the free word; a buffer freed to another cache
+ * (even one with the same layout) and a pointer into the middle of a buffer (whose "tag" is other
+ * words) find neither; a tag overwritten by a stray write shows. Both constants have the top bit
+ * set and no address has, so no address stored in the heap is ever a check word.
+ *
+ * Invariants. While a buffer is free in its slab or its cache's magazines:
+ * `BT_BXSTAT = freeCheck(cp, buf)`, the redzone word is intact, and with `contents` every byte of
+ * the buffer holds the freed pattern. While allocated: `BT_BXSTAT = allocCheck(cp, buf)`, the size
+ * decodes, the redzone is intact.
  *
  * @module
  */
@@ -52,10 +59,20 @@ export const REDZONE_BYTE = 0xbb;
 export const FREE_PATTERN = 0xdeadbeef | 0;
 /** The pattern of a new, unconstructed buffer. */
 export const UNINIT_PATTERN = 0xbaddcafe | 0;
-/** Check-word constant of an allocated buffer. */
+/** Check-word constant of an allocated buffer (see {@linkcode allocCheck}). */
 export const BT_ALLOC_MAGIC = 0xa110c8ed | 0;
-/** Check-word constant of a free buffer. */
+/** Check-word constant of a free buffer (see {@linkcode freeCheck}). */
 export const BT_FREE_MAGIC = 0xf4eef4ee | 0;
+
+/** The check word of buffer `buf` of cache `cp` while it is allocated. */
+export function allocCheck(cp: number, buf: number): number {
+  return buf ^ cp ^ BT_ALLOC_MAGIC;
+}
+
+/** The check word of buffer `buf` of cache `cp` while it is free. */
+export function freeCheck(cp: number, buf: number): number {
+  return buf ^ cp ^ BT_FREE_MAGIC;
+}
 
 /** `UMEM_DEBUG=audit`. */
 export const DBG_AUDIT = 1;
@@ -103,12 +120,18 @@ export function findPatternBreak(h: HeapView, from: number, to: number, pattern:
   return -1;
 }
 
-/** Lays the tag of a fresh buffer in a new slab: free, intact, filled if `contents`. */
-export function initFreeBuffer(h: HeapView, buf: number, tagOff: number, flags: number): void {
+/** Lays the tag of a fresh buffer in a new slab of cache `cp`: free, intact, filled if `contents`. */
+export function initFreeBuffer(
+  h: HeapView,
+  cp: number,
+  buf: number,
+  tagOff: number,
+  flags: number,
+): void {
   const tag = buf + tagOff;
   if ((flags & DBG_CONTENTS) !== 0) fillPattern(h, buf, tag, FREE_PATTERN);
   h.i32[(tag + BT_REDZONE) >> 2] = REDZONE_PATTERN;
   h.i32[(tag + BT_SIZE) >> 2] = 0;
-  h.i32[(tag + BT_BXSTAT) >> 2] = buf ^ BT_FREE_MAGIC;
+  h.i32[(tag + BT_BXSTAT) >> 2] = freeCheck(cp, buf);
   if ((flags & DBG_AUDIT) !== 0) h.i32.fill(0, (tag + BT_A_STACK) >> 2, (tag + BT_AUDIT_SIZE) >> 2);
 }

@@ -71,6 +71,7 @@ import {
   CF_INTERNAL,
   CF_NOMAGAZINE,
   CF_QCACHE,
+  CF_TAGSTATE,
   layCache,
   slabDestroyAll,
   unlinkCache,
@@ -191,6 +192,7 @@ export function createCacheRecord(
   const plain = (flags & CF_QCACHE) !== 0 ||
     ((flags & CF_INTERNAL) !== 0 && (flags & CF_NOMAGAZINE) !== 0);
   const debug = plain ? 0 : w(h, HDR_DEBUG) & CACHE_DEBUG_FLAGS;
+  if (debug !== 0 && (flags & CF_INTERNAL) !== 0) flags |= CF_TAGSTATE; // (a size class)
   if (!plain && (w(h, HDR_UMEM_OPTIONS) & UO_NOMAGAZINES) !== 0) flags |= CF_NOMAGAZINE;
   try {
     // (layCache zeroes the record: no slot has a deferred free or a popped round.)

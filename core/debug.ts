@@ -25,15 +25,14 @@
  */
 
 import {
+  allocCheck,
   BT_A_SLOT,
   BT_A_STACK,
   BT_A_TIME,
-  BT_ALLOC_MAGIC,
   BT_BXSTAT,
   BT_F_SLOT,
   BT_F_STACK,
   BT_F_TIME,
-  BT_FREE_MAGIC,
   BT_REDZONE,
   BT_SIZE,
   DBG_AUDIT,
@@ -47,6 +46,7 @@ import {
   fillPattern,
   findPatternBreak,
   FREE_PATTERN,
+  freeCheck,
   REDZONE_BYTE,
   REDZONE_PATTERN,
   UNINIT_PATTERN,
@@ -112,6 +112,7 @@ import {
 } from "./magazine.ts";
 import {
   BUF_ALLOC,
+  BUF_ALLOC_TAGGED,
   BUF_CACHED,
   bufIndex,
   CA_BUFSIZE,
@@ -128,6 +129,7 @@ import {
   CF_HASCTOR,
   CF_HASDTOR,
   CF_INTERNAL,
+  CF_TAGSTATE,
   SB_BASE,
   SB_CACHE,
   SB_NEXT,
@@ -422,7 +424,7 @@ export function checkFreeBuffer(
 ): HeapCorruptionError | undefined {
   const tag = buf + w(h, cp + CA_TAGOFF), flags = w(h, cp + CA_DEBUG);
   const bx = w(h, tag + BT_BXSTAT);
-  if (bx !== (buf ^ BT_FREE_MAGIC)) {
+  if (bx !== freeCheck(cp, buf)) {
     return tagCorrupted(h, bx, buf, cp);
   }
   if (w(h, tag + BT_REDZONE) !== REDZONE_PATTERN) {
@@ -462,7 +464,7 @@ export function checkFreeBuffer(
 function allocatedLooksSound(h: HeapView, cp: number, buf: number): boolean {
   const i32 = h.i32, tagOff = i32[(cp + CA_TAGOFF) >> 2], tag = buf + tagOff;
   if (
-    i32[(tag + BT_BXSTAT) >> 2] !== (buf ^ BT_ALLOC_MAGIC) ||
+    i32[(tag + BT_BXSTAT) >> 2] !== allocCheck(cp, buf) ||
     i32[(tag + BT_REDZONE) >> 2] !== REDZONE_PATTERN
   ) return false;
   if ((i32[(cp + CA_DEBUG) >> 2] & DBG_AUDIT) !== 0) {
@@ -484,7 +486,7 @@ export function checkAllocatedBuffer(
 ): HeapCorruptionError | undefined {
   const tagOff = w(h, cp + CA_TAGOFF), tag = buf + tagOff;
   const bx = w(h, tag + BT_BXSTAT);
-  if (bx === (buf ^ BT_FREE_MAGIC)) {
+  if (bx === freeCheck(cp, buf)) {
     return report(h, "duplicate-free", "duplicate free: buffer freed twice", [], buf, cp);
   }
   if (w(h, tag + BT_REDZONE) !== REDZONE_PATTERN) {
@@ -501,7 +503,7 @@ export function checkAllocatedBuffer(
       cp,
     );
   }
-  if (bx !== (buf ^ BT_ALLOC_MAGIC)) {
+  if (bx !== allocCheck(cp, buf)) {
     return tagCorrupted(h, bx, buf, cp);
   }
   if ((w(h, cp + CA_DEBUG) & DBG_AUDIT) !== 0) {
@@ -598,7 +600,9 @@ export function debugHandOut(
   if ((flags & DBG_CONTENTS) !== 0 && ctor === undefined) fillWords(h, buf, tag, UNINIT_PATTERN);
   setw(h, tag + BT_SIZE, encodeSize(size));
   for (let i = buf + size; i < tag; i++) h.u8[i] = REDZONE_BYTE;
-  setw(h, tag + BT_BXSTAT, buf ^ BT_ALLOC_MAGIC);
+  setw(h, tag + BT_BXSTAT, allocCheck(cp, buf));
+  // (The magazine layer set the state byte to allocated; a size class's says tagged.)
+  if (!h.trust && isTagState(h, cp)) h.u8[stateAddress(h, cp, buf)] = BUF_ALLOC_TAGGED;
   // (The constructor's own transactions capture their own stacks: withPreStack's 0.)
   if (ctor !== undefined && withPreStack(h, 0, () => ctor(h, buf)) === false) {
     giveBack(h, cp, buf);
@@ -619,6 +623,16 @@ function fillWords(h: HeapView, from: number, to: number, pattern: number): void
   for (let i = from >> 2, e = to >> 2; i < e; i++) i32[i] = pattern;
 }
 
+/** Whether debugged cache `cp` is a size class, whose state bytes say only "out" (slab.ts). */
+function isTagState(h: HeapView, cp: number): boolean {
+  return (w(h, cp + CA_FLAGS) & CF_TAGSTATE) !== 0;
+}
+
+/** The state byte of a buffer of debugged cache `cp` that goes to a magazine. */
+function cachedState(h: HeapView, cp: number): number {
+  return isTagState(h, cp) ? BUF_ALLOC_TAGGED : BUF_CACHED;
+}
+
 /**
  * Gives a buffer just taken from the magazine layer back to it, untouched by the caller: its tag
  * and pattern back to the free state, its state byte to cached, and a push (never a deferred
@@ -628,8 +642,8 @@ function giveBack(h: HeapView, cp: number, buf: number): void {
   const tag = buf + w(h, cp + CA_TAGOFF);
   if ((w(h, cp + CA_DEBUG) & DBG_CONTENTS) !== 0) fillWords(h, buf, tag, FREE_PATTERN);
   setw(h, tag + BT_REDZONE, REDZONE_PATTERN);
-  setw(h, tag + BT_BXSTAT, buf ^ BT_FREE_MAGIC);
-  if (!h.trust) h.u8[stateAddress(h, cp, buf)] = BUF_CACHED;
+  setw(h, tag + BT_BXSTAT, freeCheck(cp, buf));
+  if (!h.trust) h.u8[stateAddress(h, cp, buf)] = cachedState(h, cp);
   magazinePush(h, cp, buf);
 }
 
@@ -703,7 +717,8 @@ export function debugFree(
     throw checkAllocatedBuffer(h, cp, buf) ??
       report(h, "boundary-tag-corrupted", "boundary tag corrupted", [], buf, cp);
   }
-  if (h.u8[sb + SB_STATE + idx] !== BUF_ALLOC) {
+  const st = h.u8[sb + SB_STATE + idx];
+  if (st !== BUF_ALLOC && st !== BUF_ALLOC_TAGGED) {
     throw report(h, "duplicate-free", "duplicate free: buffer freed twice", [], buf, cp);
   }
   const tag = buf + w(h, cp + CA_TAGOFF);
@@ -727,8 +742,8 @@ export function debugFree(
   if ((flags & DBG_CTLOG) !== 0) logContents(h, cp, buf, asked);
   if ((flags & (DBG_AUDIT | DBG_TXLOG)) !== 0) record(h, cp, buf, asked, TXOP_FREE, above);
   if ((flags & DBG_CONTENTS) !== 0) fillWords(h, buf, tag, FREE_PATTERN);
-  setw(h, tag + BT_BXSTAT, buf ^ BT_FREE_MAGIC);
-  if (!h.trust) h.u8[sb + SB_STATE + idx] = BUF_CACHED;
+  setw(h, tag + BT_BXSTAT, freeCheck(cp, buf));
+  if (!h.trust) h.u8[sb + SB_STATE + idx] = cachedState(h, cp);
   magazinePush(h, cp, buf);
 }
 

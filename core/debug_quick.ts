@@ -63,37 +63,40 @@ import {
 } from "./buftag.ts";
 import { debugAlloc, debugFree } from "./debug.ts";
 import { captureStackDeferred, markInnerEntry, withPreStack } from "./stack.ts";
-import {
-  HDR_AUDIT_SAMPLE,
-  HDR_FIREWALL,
-  HDR_MAXVERIFY,
-  type HeapView,
-  PAGE_SHIFT,
-} from "./image.ts";
+import { HDR_AUDIT_SAMPLE, HDR_FIREWALL, HDR_MAXVERIFY, type HeapView } from "./image.ts";
 import { CC_LOADED, CC_MAGSIZE, CC_NALLOC, CC_NFREE, CC_ROUNDS, MG_ROUNDS } from "./magazine.ts";
-import {
-  BUF_ALLOC,
-  BUF_CACHED,
-  CA_DEBUG,
-  CA_SHIFT,
-  CA_TAGOFF,
-  SB_BASE,
-  SB_CACHE,
-  SB_STATE,
-} from "./slab.ts";
+import { CA_DEBUG, CA_TAGOFF } from "./slab.ts";
 
 // Module-local copies of the layout (V8 folds these, not imported ones; see magazine.ts),
-// checked by checkDebugQuickLayout() when a heap handle is made.
-// Cache and slab record fields as word indices (`CA_* >> 2`, `SB_* >> 2`).
-const Q_CA_DEBUG_W = 49, Q_CA_TAGOFF_W = 50, Q_CA_SHIFT_W = 32, Q_SB_CACHE_W = 0, Q_SB_BASE_W = 1;
-const Q_PAGE_SHIFT = 12, Q_SB_STATE = 40, Q_BUF_ALLOC = 1, Q_BUF_CACHED = 2;
-// The slot record's words (`CC_* >> 2`); a magazine's first round is its word 1 (`MG_ROUNDS` 4).
-const Q_CC_LOADED_W = 0, Q_CC_ROUNDS_W = 1, Q_CC_MAGSIZE_W = 4, Q_CC_NALLOC_W = 6;
-const Q_CC_NFREE_W = 7;
-const Q_BT_REDZONE_W = 0, Q_BT_SIZE_W = 1, Q_BT_BXSTAT_W = 2, Q_HDR_MAXVERIFY_W = 44;
-// The audit record's allocation half (`BT_A_* >> 2`); its free half is Q_BT_F_HALF words on.
-const Q_BT_A_STACK_W = 4, Q_BT_A_SLOT_W = 5, Q_BT_A_TIME_W = 6, Q_BT_F_HALF = 4;
-const Q_DBG_AUDIT = 1, Q_DBG_CONTENTS = 2, Q_REDZONE_BYTE = 0xbb;
+// checked by checkDebugQuickLayout() when a heap handle is made. A `const enum`, as magazine.ts's
+// `Fp`: the compiler writes each use out as a number, where a module's `const` is a context load
+// in bytecode, and bytecode is what V8's inlining budget counts.
+const enum Q {
+  // Cache record fields as word indices (`CA_* >> 2`).
+  CA_DEBUG_W = 49,
+  CA_TAGOFF_W = 50,
+  // The slot record's words (`CC_* >> 2`); a magazine's first round is its word 1 (`MG_ROUNDS`).
+  CC_LOADED_W = 0,
+  CC_ROUNDS_W = 1,
+  CC_MAGSIZE_W = 4,
+  CC_NALLOC_W = 6,
+  CC_NFREE_W = 7,
+  // The tag's words (`BT_* >> 2`) and the header's `maxverify` word.
+  BT_REDZONE_W = 0,
+  BT_SIZE_W = 1,
+  BT_BXSTAT_W = 2,
+  HDR_MAXVERIFY_W = 44,
+  // The audit record's allocation half (`BT_A_* >> 2`); its free half is BT_F_HALF words on.
+  BT_A_STACK_W = 4,
+  BT_A_SLOT_W = 5,
+  BT_A_TIME_W = 6,
+  BT_F_HALF = 4,
+  DBG_AUDIT = 1,
+  DBG_CONTENTS = 2,
+  REDZONE_BYTE = 0xbb,
+}
+// The words' patterns, each a module constant: written out as numbers, values this large take
+// longer bytecodes (a 32-bit operand) than a constant's load does.
 const Q_REDZONE = 0xfeedface | 0, Q_FREE = 0xdeadbeef | 0, Q_UNINIT = 0xbaddcafe | 0;
 const Q_ALLOC_MAGIC = 0xa110c8ed | 0, Q_FREE_MAGIC = 0xf4eef4ee | 0;
 // The free and uninitialised patterns twice over, as the float64 with those bits.
@@ -125,22 +128,19 @@ export function servesQuick(flags: number, sample: number): boolean {
 /** Checks the module-local copies of the layout against the declarations. */
 export function checkDebugQuickLayout(): void {
   if (
-    Q_CA_DEBUG_W !== CA_DEBUG >> 2 || Q_CA_TAGOFF_W !== CA_TAGOFF >> 2 ||
-    Q_BUF_ALLOC !== BUF_ALLOC || Q_BUF_CACHED !== BUF_CACHED ||
-    Q_BT_REDZONE_W !== BT_REDZONE >> 2 || Q_BT_SIZE_W !== BT_SIZE >> 2 ||
-    Q_BT_A_STACK_W !== BT_A_STACK >> 2 || Q_BT_A_SLOT_W !== BT_A_SLOT >> 2 ||
-    Q_BT_A_TIME_W !== BT_A_TIME >> 2 || Q_BT_F_HALF !== (BT_F_STACK - BT_A_STACK) >> 2 ||
-    Q_DBG_AUDIT !== DBG_AUDIT ||
-    Q_BT_BXSTAT_W !== BT_BXSTAT >> 2 || !patternsDoubled() ||
-    Q_HDR_MAXVERIFY_W !== HDR_MAXVERIFY >> 2 || Q_DBG_CONTENTS !== DBG_CONTENTS ||
-    Q_REDZONE_BYTE !== REDZONE_BYTE || Q_REDZONE !== REDZONE_PATTERN || Q_FREE !== FREE_PATTERN ||
+    Q.CA_DEBUG_W !== CA_DEBUG >> 2 || Q.CA_TAGOFF_W !== CA_TAGOFF >> 2 ||
+    Q.BT_REDZONE_W !== BT_REDZONE >> 2 || Q.BT_SIZE_W !== BT_SIZE >> 2 ||
+    Q.BT_A_STACK_W !== BT_A_STACK >> 2 || Q.BT_A_SLOT_W !== BT_A_SLOT >> 2 ||
+    Q.BT_A_TIME_W !== BT_A_TIME >> 2 || Q.BT_F_HALF !== (BT_F_STACK - BT_A_STACK) >> 2 ||
+    Q.DBG_AUDIT !== DBG_AUDIT ||
+    Q.BT_BXSTAT_W !== BT_BXSTAT >> 2 || !patternsDoubled() ||
+    Q.HDR_MAXVERIFY_W !== HDR_MAXVERIFY >> 2 || Q.DBG_CONTENTS !== DBG_CONTENTS ||
+    Q.REDZONE_BYTE !== REDZONE_BYTE || Q_REDZONE !== REDZONE_PATTERN || Q_FREE !== FREE_PATTERN ||
     Q_UNINIT !== UNINIT_PATTERN || Q_ALLOC_MAGIC !== BT_ALLOC_MAGIC ||
-    Q_FREE_MAGIC !== BT_FREE_MAGIC || Q_PAGE_SHIFT !== PAGE_SHIFT ||
-    Q_SB_CACHE_W !== SB_CACHE >> 2 ||
-    Q_SB_BASE_W !== SB_BASE >> 2 || Q_SB_STATE !== SB_STATE || Q_CA_SHIFT_W !== CA_SHIFT >> 2 ||
-    Q_CC_LOADED_W !== CC_LOADED >> 2 || Q_CC_ROUNDS_W !== CC_ROUNDS >> 2 ||
-    Q_CC_MAGSIZE_W !== CC_MAGSIZE >> 2 || Q_CC_NALLOC_W !== CC_NALLOC >> 2 ||
-    Q_CC_NFREE_W !== CC_NFREE >> 2 || MG_ROUNDS !== 4
+    Q_FREE_MAGIC !== BT_FREE_MAGIC ||
+    Q.CC_LOADED_W !== CC_LOADED >> 2 || Q.CC_ROUNDS_W !== CC_ROUNDS >> 2 ||
+    Q.CC_MAGSIZE_W !== CC_MAGSIZE >> 2 || Q.CC_NALLOC_W !== CC_NALLOC >> 2 ||
+    Q.CC_NFREE_W !== CC_NFREE >> 2 || MG_ROUNDS !== 4
   ) {
     throw new Error("core/debug_quick.ts: the fast path's copies of the layout are out of date");
   }
@@ -163,7 +163,7 @@ export function debugQuickMax(h: HeapView, flags: number): number {
 
 /** True when the bytes `[from, to)` all hold 0xbb. */
 const redzoneBytesIntact = (u8: Uint8Array, from: number, to: number): boolean => {
-  for (let i = from; i < to; i++) if (u8[i] !== Q_REDZONE_BYTE) return false;
+  for (let i = from; i < to; i++) if (u8[i] !== Q.REDZONE_BYTE) return false;
   return true;
 };
 
@@ -174,7 +174,7 @@ const redzoneBytesIntact = (u8: Uint8Array, from: number, to: number): boolean =
  * bit for bit). False, with the buffer as it was found, when a byte was modified.
  */
 const freedToUninit = (h: HeapView, buf: number, tag: number): boolean => {
-  const f64 = h.f64, b = buf >> 3, t = tag >> 3, max = h.i32[Q_HDR_MAXVERIFY_W];
+  const f64 = h.f64, b = buf >> 3, t = tag >> 3, max = h.i32[Q.HDR_MAXVERIFY_W];
   const v = max > 0 && b + ((max + 7) >> 3) < t ? b + ((max + 7) >> 3) : t;
   for (let i = b; i < v; i++) {
     if (f64[i] !== Q_FREE2) {
@@ -195,20 +195,20 @@ const fillFreed = (h: HeapView, buf: number, tag: number): void => {
 
 /** Writes 0xbb in the bytes `[from, to)` after a buffer's requested size. */
 const layRedzoneBytes = (u8: Uint8Array, from: number, to: number): void => {
-  for (let i = from; i < to; i++) u8[i] = Q_REDZONE_BYTE;
+  for (let i = from; i < to; i++) u8[i] = Q.REDZONE_BYTE;
 };
 
 /**
  * Counts a transaction that is not sampled (the caller saw the slot's `WS_AUDIT_LEFT` above 1)
  * and clears its half of the audit record at tag word `t`: `half` is 0 for an alloc and
- * Q_BT_F_HALF for a free. As debug.ts's `record` does for one: no stack, this worker, time 0.
+ * Q.BT_F_HALF for a free. As debug.ts's `record` does for one: no stack, this worker, time 0.
  */
 const auditSkipped = (h: HeapView, t: number, half: number): void => {
   const i32 = h.i32;
   i32[h.auditLeft]--;
-  i32[t + half + Q_BT_A_STACK_W] = 0;
-  i32[t + half + Q_BT_A_SLOT_W] = h.slot;
-  h.f64[(t + half + Q_BT_A_TIME_W) >> 1] = 0;
+  i32[t + half + Q.BT_A_STACK_W] = 0;
+  i32[t + half + Q.BT_A_SLOT_W] = h.slot;
+  h.f64[(t + half + Q.BT_A_TIME_W) >> 1] = 0;
 };
 
 /**
@@ -236,6 +236,74 @@ const quickFreeOut = (h: HeapView, cp: number, buf: number, size: number): void 
   withPreStack(h, id, () => debugFree(h, cp, buf, size, "umem_free", debugFreeQuick));
 };
 
+/** True when the tag at word `t` of buffer `buf` of cache `cp` says free and intact. */
+const freeTagSound = (i32: Int32Array, cp: number, buf: number, t: number): boolean =>
+  i32[t + Q.BT_BXSTAT_W] === (buf ^ cp ^ Q_FREE_MAGIC) && i32[t + Q.BT_REDZONE_W] === Q_REDZONE;
+
+/**
+ * Takes round `buf`, the top of the `r` in slot record `cc`'s loaded magazine, as an allocation
+ * of `size` bytes: the pop, as cacheAlloc's (a debugged cache never defers a free: its frees push
+ * through magazinePush, so its CC_LAST is 0 and needs no look), then the encoded size, the 0xbb
+ * bytes and the allocated check word. The state byte already says out of the slab
+ * (`BUF_ALLOC_TAGGED`, slab.ts's `CF_TAGSTATE`): the check word says which.
+ */
+const takeTop = (
+  h: HeapView,
+  cp: number,
+  cc: number,
+  r: number,
+  buf: number,
+  tag: number,
+  size: number,
+): void => {
+  const i32 = h.i32, t = tag >> 2;
+  i32[cc + Q.CC_ROUNDS_W] = r - 1;
+  i32[cc + Q.CC_NALLOC_W]++;
+  i32[t + Q.BT_SIZE_W] = (251 * size + 1) | 0;
+  if (buf + size < tag) layRedzoneBytes(h.u8, buf + size, tag);
+  i32[t + Q.BT_BXSTAT_W] = buf ^ cp ^ Q_ALLOC_MAGIC;
+};
+
+/**
+ * True when buffer `buf` of cache `cp`, tag at `tag`, may be freed with `size`, judged by its
+ * tag alone as libumem's `umem_cache_free_debug` judges it: the check word (buftag.ts) says a
+ * buffer of `cp`, allocated (not a duplicate free, not a buffer of another cache, not a pointer
+ * into the middle of a buffer: its "tag" would be other words), then the redzone word, the
+ * encoded size and the 0xbb bytes.
+ */
+const allocatedTagSound = (
+  h: HeapView,
+  cp: number,
+  buf: number,
+  tag: number,
+  size: number,
+): boolean => {
+  const i32 = h.i32, t = tag >> 2;
+  return i32[t + Q.BT_BXSTAT_W] === (buf ^ cp ^ Q_ALLOC_MAGIC) && (buf | 0) === buf &&
+    i32[t + Q.BT_REDZONE_W] === Q_REDZONE && i32[t + Q.BT_SIZE_W] === ((251 * size + 1) | 0) &&
+    (buf + size >= tag || redzoneBytesIntact(h.u8, buf + size, tag));
+};
+
+/**
+ * Pushes freed buffer `buf` of cache `cp` on slot record `cc`'s loaded magazine, which holds `r`
+ * rounds and has room, as cacheFreeChecked pushes (no deferred free to settle: see takeTop),
+ * with the free check word.
+ */
+const pushFreed = (
+  h: HeapView,
+  cp: number,
+  cc: number,
+  r: number,
+  buf: number,
+  tag: number,
+): void => {
+  const i32 = h.i32;
+  i32[(tag >> 2) + Q.BT_BXSTAT_W] = buf ^ cp ^ Q_FREE_MAGIC;
+  i32[(i32[cc + Q.CC_LOADED_W] >> 2) + 1 + r] = buf;
+  i32[cc + Q.CC_ROUNDS_W] = r + 1;
+  i32[cc + Q.CC_NFREE_W]++;
+};
+
 /**
  * Allocates `size` bytes from sized cache `cp` with guards (and contents) checked and laid: the
  * top round of the slot's loaded magazine, checked before it is taken. Anything else (an empty
@@ -246,26 +314,16 @@ const quickFreeOut = (h: HeapView, cp: number, buf: number, size: number): void 
  */
 export const debugAllocQuick = (h: HeapView, cp: number, size: number): number => {
   // Word indices: of the cache record, of the slot's record in it, of the top round's tag.
-  const i32 = h.i32, cw = cp >> 2, cc = (cp + h.ccOff) >> 2, r = i32[cc + Q_CC_ROUNDS_W];
+  const i32 = h.i32, cw = cp >> 2, cc = (cp + h.ccOff) >> 2, r = i32[cc + Q.CC_ROUNDS_W];
   if (r > 0) {
-    const buf = i32[(i32[cc + Q_CC_LOADED_W] >> 2) + r], tag = buf + i32[cw + Q_CA_TAGOFF_W];
-    const t = tag >> 2, dbg = i32[cw + Q_CA_DEBUG_W];
+    const buf = i32[(i32[cc + Q.CC_LOADED_W] >> 2) + r], tag = buf + i32[cw + Q.CA_TAGOFF_W];
+    const t = tag >> 2, dbg = i32[cw + Q.CA_DEBUG_W];
     if (
-      i32[t + Q_BT_BXSTAT_W] === (buf ^ Q_FREE_MAGIC) && i32[t + Q_BT_REDZONE_W] === Q_REDZONE &&
-      ((dbg & Q_DBG_AUDIT) === 0 || i32[h.auditLeft] > 1) &&
-      ((dbg & Q_DBG_CONTENTS) === 0 || freedToUninit(h, buf, tag))
+      freeTagSound(i32, cp, buf, t) && ((dbg & Q.DBG_AUDIT) === 0 || i32[h.auditLeft] > 1) &&
+      ((dbg & Q.DBG_CONTENTS) === 0 || freedToUninit(h, buf, tag))
     ) {
-      // The round, taken as cacheAlloc takes it: a debugged cache never defers a free (its
-      // frees push through magazinePush), so its CC_LAST is 0 and needs no look.
-      i32[cc + Q_CC_ROUNDS_W] = r - 1;
-      i32[cc + Q_CC_NALLOC_W]++;
-      const sw = i32[(h.pagemap >> 2) + (buf >>> Q_PAGE_SHIFT)] >> 2;
-      h.u8[(sw << 2) + Q_SB_STATE + ((buf - i32[sw + Q_SB_BASE_W]) >> i32[cw + Q_CA_SHIFT_W])] =
-        Q_BUF_ALLOC;
-      i32[t + Q_BT_SIZE_W] = (251 * size + 1) | 0;
-      if (buf + size < tag) layRedzoneBytes(h.u8, buf + size, tag);
-      i32[t + Q_BT_BXSTAT_W] = buf ^ Q_ALLOC_MAGIC;
-      if ((dbg & Q_DBG_AUDIT) !== 0) auditSkipped(h, t, 0);
+      takeTop(h, cp, cc, r, buf, tag, size);
+      if ((dbg & Q.DBG_AUDIT) !== 0) auditSkipped(h, t, 0);
       return buf;
     }
   }
@@ -273,43 +331,64 @@ export const debugAllocQuick = (h: HeapView, cp: number, size: number): number =
 };
 
 /**
- * Frees `buf` of `size` bytes to sized cache `cp` with every check of debug.ts: the state byte
- * found through the page map (so a buffer of another cache, an interior pointer and a duplicate
- * free are told apart), the tag and the 0xbb bytes; then the fill and the push on the slot's
- * loaded magazine. Anything else (a full magazine, any check failed) goes to debug.ts's
- * `debugFree`, which checks again and reports, or frees through the magazine layer.
+ * Frees `buf` of `size` bytes to sized cache `cp` with every check of debug.ts, on the tag alone
+ * (see allocatedTagSound), then the fill and the push on the slot's loaded magazine. Anything
+ * else (a full magazine, any check failed) goes to debug.ts's `debugFree`, which finds the
+ * buffer through the page map, checks again and reports, or frees through the magazine layer.
  * @throws {HeapCorruptionError} naming the kind of misuse or corruption
  */
 export const debugFreeQuick = (h: HeapView, cp: number, buf: number, size: number): void => {
   // The caller (heap.ts's DebuggingHeap.free) saw buf below this handle's mapped size.
-  const i32 = h.i32, u8 = h.u8, cw = cp >> 2;
-  const sw = buf > 0 && (buf | 0) === buf ? i32[(h.pagemap >> 2) + (buf >>> Q_PAGE_SHIFT)] >> 2 : 0;
-  if (sw !== 0 && i32[sw + Q_SB_CACHE_W] === cp) {
-    const shift = i32[cw + Q_CA_SHIFT_W], off = buf - i32[sw + Q_SB_BASE_W];
-    const at = (sw << 2) + Q_SB_STATE + (off >> shift), tag = buf + i32[cw + Q_CA_TAGOFF_W];
-    const t = tag >> 2, cc = (cp + h.ccOff) >> 2, r = i32[cc + Q_CC_ROUNDS_W];
-    const dbg = i32[cw + Q_CA_DEBUG_W];
-    if (
-      off >= 0 && (off >> shift) << shift === off && u8[at] === Q_BUF_ALLOC &&
-      i32[t + Q_BT_BXSTAT_W] === (buf ^ Q_ALLOC_MAGIC) && i32[t + Q_BT_REDZONE_W] === Q_REDZONE &&
-      i32[t + Q_BT_SIZE_W] === ((251 * size + 1) | 0) &&
-      (buf + size >= tag || redzoneBytesIntact(u8, buf + size, tag)) &&
-      r < i32[cc + Q_CC_MAGSIZE_W] && ((dbg & Q_DBG_AUDIT) === 0 || i32[h.auditLeft] > 1)
-    ) {
-      if ((dbg & Q_DBG_AUDIT) !== 0) auditSkipped(h, t, Q_BT_F_HALF);
-      if ((dbg & Q_DBG_CONTENTS) !== 0) fillFreed(h, buf, tag);
-      i32[t + Q_BT_BXSTAT_W] = buf ^ Q_FREE_MAGIC;
-      u8[at] = Q_BUF_CACHED;
-      // The push, as cacheFreeChecked's (no deferred free to settle: see debugAllocQuick).
-      i32[(i32[cc + Q_CC_LOADED_W] >> 2) + 1 + r] = buf;
-      i32[cc + Q_CC_ROUNDS_W] = r + 1;
-      i32[cc + Q_CC_NFREE_W]++;
-      return;
-    }
+  const i32 = h.i32, cw = cp >> 2, tag = buf + i32[cw + Q.CA_TAGOFF_W];
+  const cc = (cp + h.ccOff) >> 2, r = i32[cc + Q.CC_ROUNDS_W], dbg = i32[cw + Q.CA_DEBUG_W];
+  if (
+    allocatedTagSound(h, cp, buf, tag, size) && r < i32[cc + Q.CC_MAGSIZE_W] &&
+    ((dbg & Q.DBG_AUDIT) === 0 || i32[h.auditLeft] > 1)
+  ) {
+    if ((dbg & Q.DBG_AUDIT) !== 0) auditSkipped(h, tag >> 2, Q.BT_F_HALF);
+    if ((dbg & Q.DBG_CONTENTS) !== 0) fillFreed(h, buf, tag);
+    return pushFreed(h, cp, cc, r, buf, tag);
   }
   quickFreeOut(h, cp, buf, size);
+};
+
+/**
+ * {@linkcode debugAllocQuick} for a heap whose only checks are the guards' (`guards`, with
+ * `verbose` or `firewall` or not): no pattern, no audit record, so no test of the cache's flags
+ * either. Fewer bytecodes: with its handle's `alloc` and {@linkcode guardsFreeQuick} with its
+ * `free`, a loop of pairs inlines the whole of both (heap.ts's `GuardingHeap`).
+ * @throws {HeapCorruptionError} when the buffer taken is not whole
+ * @throws {OutOfMemoryError} when no memory can be had
+ */
+export const guardsAllocQuick = (h: HeapView, cp: number, size: number): number => {
+  const i32 = h.i32, cc = (cp + h.ccOff) >> 2, r = i32[cc + Q.CC_ROUNDS_W];
+  if (r > 0) {
+    const buf = i32[(i32[cc + Q.CC_LOADED_W] >> 2) + r];
+    const tag = buf + i32[(cp >> 2) + Q.CA_TAGOFF_W];
+    if (freeTagSound(i32, cp, buf, tag >> 2)) {
+      takeTop(h, cp, cc, r, buf, tag, size);
+      return buf;
+    }
+  }
+  return debugAlloc(h, cp, size, guardsAllocQuick) | 0;
+};
+
+/**
+ * {@linkcode debugFreeQuick} for a heap whose only checks are the guards' (see
+ * {@linkcode guardsAllocQuick}).
+ * @throws {HeapCorruptionError} naming the kind of misuse or corruption
+ */
+export const guardsFreeQuick = (h: HeapView, cp: number, buf: number, size: number): void => {
+  const i32 = h.i32, tag = buf + i32[(cp >> 2) + Q.CA_TAGOFF_W];
+  const cc = (cp + h.ccOff) >> 2, r = i32[cc + Q.CC_ROUNDS_W];
+  if (allocatedTagSound(h, cp, buf, tag, size) && r < i32[cc + Q.CC_MAGSIZE_W]) {
+    return pushFreed(h, cp, cc, r, buf, tag);
+  }
+  debugFree(h, cp, buf, size, "umem_free", guardsFreeQuick);
 };
 
 // Their fallbacks name them as the frame above which a stack is captured; alloc or free calls them.
 markInnerEntry(debugAllocQuick);
 markInnerEntry(debugFreeQuick);
+markInnerEntry(guardsAllocQuick);
+markInnerEntry(guardsFreeQuick);

@@ -92,6 +92,8 @@ import {
   checkDebugQuickLayout,
   debugAllocQuick,
   debugFreeQuick,
+  guardsAllocQuick,
+  guardsFreeQuick,
   servesQuick,
 } from "./debug_quick.ts";
 import { Libc } from "./libc.ts";
@@ -182,6 +184,7 @@ const FP_MAXBUF = 131072;
  */
 const fastAlloc = cacheAlloc, fastFree = cacheFreeChecked, fastTrustFree = trustFree;
 const quickAlloc = debugAllocQuick, quickFree = debugFreeQuick;
+const guardsAlloc = guardsAllocQuick, guardsFree = guardsFreeQuick;
 
 /**
  * A new image's buffer: growable from `size` up to `maxSize` bytes (`sbrk`), or `maxSize` bytes
@@ -582,7 +585,9 @@ export class Heap extends HeapView {
     if ((hdr[HDR_FLAGS >> 2] & HF_TRUST) !== 0) return new TrustingHeap(sab, slot);
     const flags = debug ?? hdr[HDR_DEBUG >> 2];
     if (servesQuick(flags, sample ?? hdr[HDR_AUDIT_SAMPLE >> 2])) {
-      return new DebuggingHeap(sab, slot);
+      return (flags & (DBG_AUDIT | DBG_CONTENTS)) === 0
+        ? new GuardingHeap(sab, slot)
+        : new DebuggingHeap(sab, slot);
     }
     return (flags & DBG_AUDIT) !== 0 ? new AuditingHeap(sab, slot) : new Heap(sab, slot);
   }
@@ -1328,6 +1333,40 @@ class DebuggingHeap extends Heap {
   override free(ptr: number, size: number): void {
     if (size > 0 && size <= this.debugQuick && (size | 0) === size && ptr < this.mapped) {
       return quickFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
+    }
+    super.free(ptr, size);
+  }
+}
+
+/**
+ * The handle of a heap whose only checks are the guards' (`guards`, with `verbose` or
+ * `firewall` or not): a {@linkcode DebuggingHeap} whose `alloc` and `free` go to the guards'
+ * own fast path (debug_quick.ts's `guardsAllocQuick`), which tests no flag and lays no pattern.
+ * The two are small enough that a loop of pairs inlines both whole, as it does a plain heap's.
+ */
+class GuardingHeap extends DebuggingHeap {
+  /**
+   * See {@linkcode Heap.create} and {@linkcode Heap.attach}, which make it.
+   *
+   * @param sab the image
+   * @param slot the worker slot
+   */
+  constructor(sab: SharedArrayBuffer, slot: number) {
+    super(sab, slot);
+  }
+
+  /** `umem_alloc` with the buffer's tag checked and laid; other sizes as {@linkcode Heap.alloc}. */
+  override alloc(size: number): number {
+    if (size > 0 && size <= this.debugQuick && (size | 0) === size) {
+      return guardsAlloc(this, this.i32[this.sizeTab + ((size + 7) >> 3)], size);
+    }
+    return super.alloc(size) | 0;
+  }
+
+  /** `umem_free` with the buffer's tag checked; as {@linkcode DebuggingHeap.free} otherwise. */
+  override free(ptr: number, size: number): void {
+    if (size > 0 && size <= this.debugQuick && (size | 0) === size && ptr < this.mapped) {
+      return guardsFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
     }
     super.free(ptr, size);
   }

@@ -35,9 +35,11 @@ export const HDR_MAGIC_VALUE = 0x4d454d55;
 /**
  * The image format version this code reads and writes. 4: a slot record's `CC_LAST` may hold a
  * popped round (negative), no cache marks itself as never deferring (-1), and a deferred buffer
- * holds no stamp (magazine.ts).
+ * holds no stamp (magazine.ts). 5: a debugged buffer's check word names its cache too
+ * (buftag.ts), and a debugged size class's state bytes say `BUF_ALLOC_TAGGED` for every buffer
+ * out of its slab (slab.ts's `CF_TAGSTATE`).
  */
-export const FORMAT_VERSION = 4;
+export const FORMAT_VERSION = 5;
 /** The page size: the quantum of the root arena, the unit of slabs and of the page map. */
 export const PAGE_SIZE = 4096;
 /** log2 of {@linkcode PAGE_SIZE}. */

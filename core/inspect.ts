@@ -373,7 +373,7 @@ export class Inspector {
       ) {
         const base = this.w(sb + SB_BASE);
         for (let i = 0; i < n && i < 65536; i++) {
-          const st = bufferStateAt(h, cp, sb + SB_STATE + ((i * chunk) >> shift));
+          const st = bufferStateAt(h, cp, sb + SB_STATE + ((i * chunk) >> shift), base + i * chunk);
           const state: BufferState = st === BUF_ALLOC
             ? "allocated"
             : st === BUF_CACHED
@@ -449,7 +449,8 @@ export class Inspector {
       const idx = chunk > 0 ? Math.floor((a - base) / chunk) : -1;
       if (idx >= 0 && idx < this.w(cp + CA_NCHUNKS)) {
         const buf = base + idx * chunk;
-        const st = bufferStateAt(h, cp, sb + SB_STATE + ((idx * chunk) >> this.w(cp + CA_SHIFT)));
+        const at = sb + SB_STATE + ((idx * chunk) >> this.w(cp + CA_SHIFT));
+        const st = bufferStateAt(h, cp, at, buf);
         const state: BufferState = st === BUF_ALLOC
           ? "allocated"
           : st === BUF_CACHED

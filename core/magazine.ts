@@ -94,10 +94,12 @@ import {
 } from "./image.ts";
 import { lock, unlock } from "./lock.ts";
 import { withPreStack } from "./stack.ts";
+import { BT_BXSTAT, freeCheck } from "./buftag.ts";
 import {
   badFree,
   BUF_ALLOC,
   BUF_ALLOC_DEFER,
+  BUF_ALLOC_TAGGED,
   BUF_CACHED,
   CA_BUFSIZE,
   CA_CONT_BASE,
@@ -117,6 +119,7 @@ import {
   CA_NEXT,
   CA_RESIZES,
   CA_SHIFT,
+  CA_TAGOFF,
   cacheName,
   CF_NOMAGAZINE,
   construct,
@@ -389,11 +392,16 @@ function dropPopped(h: HeapView, cp: number, at: number): void {
   }
 }
 
-/** The state of the buffer whose state byte is at `at` in cache `cp`, deferral seen through. */
-export function bufferStateAt(h: HeapView, cp: number, at: number): number {
+/**
+ * The state of buffer `buf` of cache `cp`, whose state byte is at `at`: a deferral seen through
+ * (the slots say), and a debugged size class's tagged state (the tag's check word says).
+ */
+export function bufferStateAt(h: HeapView, cp: number, at: number, buf: number): number {
   const st = h.u8[at];
-  if (st !== BUF_ALLOC_DEFER) return st;
-  return deferredSlot(h, cp, at) >= 0 ? BUF_CACHED : BUF_ALLOC;
+  if (st === BUF_ALLOC_DEFER) return deferredSlot(h, cp, at) >= 0 ? BUF_CACHED : BUF_ALLOC;
+  if (st !== BUF_ALLOC_TAGGED) return st;
+  const bx = h.i32[(buf + w(h, cp + CA_TAGOFF) + BT_BXSTAT) >> 2];
+  return bx === freeCheck(cp, buf) ? BUF_CACHED : BUF_ALLOC;
 }
 
 /**

@@ -102,5 +102,5 @@ export function bufferState(h: HeapView, ptr: number): number {
   const sb = h.i32[(h.pagemap >> 2) + (ptr >>> PAGE_SHIFT)];
   const cp = h.i32[(sb + SB_CACHE) >> 2];
   const at = sb + SB_STATE + ((ptr - h.i32[(sb + SB_BASE) >> 2]) >> h.i32[(cp + CA_SHIFT) >> 2]);
-  return bufferStateAt(h, cp, at);
+  return bufferStateAt(h, cp, at, ptr);
 }

@@ -160,6 +160,12 @@ export const CF_HASDTOR = 8;
 export const CF_INTERNAL = 16;
 /** A quantum cache of a vmem arena: destroyed with its arena. */
 export const CF_QCACHE = 32;
+/**
+ * A debugged size class (`umem_alloc_N` with `UMEM_DEBUG` on): its buffers' tags say whether
+ * they are allocated, and its state bytes only whether they are out of their slab
+ * (`BUF_ALLOC_TAGGED`), so that the debug fast path (debug_quick.ts) writes none.
+ */
+export const CF_TAGSTATE = 64;
 
 // ---- Slab record ----
 /** Cache the slab belongs to. */
@@ -203,6 +209,14 @@ export const BUF_INTERIOR = 3;
 export const BUF_DEFER = 0x40;
 /** `BUF_ALLOC | BUF_DEFER`. */
 export const BUF_ALLOC_DEFER = 0x41;
+/**
+ * Flag on `BUF_ALLOC`, in a `CF_TAGSTATE` cache only: the buffer is out of its slab, allocated
+ * or in a magazine as its tag's check word says (buftag.ts). Readers see through it with
+ * `bufferStateAt`.
+ */
+export const BUF_TAG = 0x20;
+/** `BUF_ALLOC | BUF_TAG`. */
+export const BUF_ALLOC_TAGGED = 0x21;
 
 /** Smallest and largest alignment a cache may ask for. */
 export const MIN_ALIGN = 8;
@@ -394,7 +408,7 @@ function slabCreate(h: HeapView, cp: number): number {
   const link = w(h, cp + CA_LINKOFF), debug = w(h, cp + CA_DEBUG), tagOff = w(h, cp + CA_TAGOFF);
   for (let i = 0; i < nchunks; i++) {
     const buf = base + i * chunk;
-    if (debug !== 0) initFreeBuffer(h, buf, tagOff, debug);
+    if (debug !== 0) initFreeBuffer(h, cp, buf, tagOff, debug);
     setw(h, buf + link, i + 1 < nchunks ? buf + chunk : 0);
     h.u8[sb + SB_STATE + ((i * chunk) >> shift)] = BUF_FREE;
   }

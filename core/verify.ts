@@ -46,6 +46,7 @@ import {
 import {
   BUF_ALLOC,
   BUF_ALLOC_DEFER,
+  BUF_ALLOC_TAGGED,
   BUF_CACHED,
   BUF_FREE,
   BUF_INTERIOR,
@@ -73,6 +74,7 @@ import {
   CA_SLABSIZE,
   cacheName,
   CF_NOMAGAZINE,
+  CF_TAGSTATE,
   SB_BASE,
   SB_CACHE,
   SB_FREE,
@@ -190,7 +192,8 @@ function verifyDebugBuffers(h: HeapView, cp: number, out: string[]): void {
     ) {
       const base = w(h, sb + SB_BASE);
       for (let i = 0; i < n; i++) {
-        const buf = base + i * chunk, st = h.u8[sb + SB_STATE + ((i * chunk) >> shift)];
+        const buf = base + i * chunk;
+        const st = bufferStateAt(h, cp, sb + SB_STATE + ((i * chunk) >> shift), buf);
         // Buffers in a debugged cache's magazines are free: patterned, not constructed.
         const bad = st === BUF_FREE || st === BUF_CACHED
           ? checkFreeBuffer(h, cp, buf)
@@ -273,6 +276,9 @@ function verifyCache(h: HeapView, cp: number, out: string[]): void {
   const nchunks = w(h, cp + CA_NCHUNKS), slabsize = w(h, cp + CA_SLABSIZE);
   const chunk = w(h, cp + CA_CHUNK), shift = w(h, cp + CA_SHIFT), nstate = w(h, cp + CA_NSTATE);
   const pm = h.pagemap >> 2;
+  // A debugged size class's buffers out of their slabs are tagged (its tags say which are
+  // allocated), every other cache's never; a trusting heap keeps no state past "out".
+  const tagged = (w(h, cp + CA_FLAGS) & CF_TAGSTATE) !== 0 && !h.trust;
   const limit = h.mapped / PAGE_SIZE;
   let slabs = 0;
   const cachedBufs = new Set<number>();
@@ -300,7 +306,10 @@ function verifyCache(h: HeapView, cp: number, out: string[]): void {
         const start = next < nchunks && ((next * chunk) >> shift) === g;
         if (start) {
           next++;
-          if (st === BUF_ALLOC || st === BUF_CACHED || st === BUF_ALLOC_DEFER) used++;
+          const out = tagged
+            ? st === BUF_ALLOC_TAGGED
+            : st === BUF_ALLOC || st === BUF_CACHED || st === BUF_ALLOC_DEFER;
+          if (out) used++;
           else if (st !== BUF_FREE) bad(`slab ${hex(sb)} buffer ${next - 1} has state ${st}`);
         } else if (st !== BUF_INTERIOR) {
           bad(`slab ${hex(sb)} granule ${g} has state ${st}, no buffer starts there`);
@@ -338,7 +347,7 @@ function verifyCache(h: HeapView, cp: number, out: string[]): void {
     const sb = inBounds(h, buf) ? h.i32[pm + (buf >>> PAGE_SHIFT)] : 0;
     const idx = sb !== 0 && w(h, sb + SB_CACHE) === cp ? bufIndex(h, cp, sb, buf) : -1;
     if (idx < 0) return void bad(`${where} holds ${hex(buf)}, not a buffer of this cache`);
-    if (!h.trust && bufferStateAt(h, cp, sb + SB_STATE + idx) !== BUF_CACHED) {
+    if (!h.trust && bufferStateAt(h, cp, sb + SB_STATE + idx, buf) !== BUF_CACHED) {
       bad(`${where} holds ${hex(buf)}, not in state cached`);
     }
     if (cachedBufs.has(buf)) bad(`${hex(buf)} is in two magazines`);

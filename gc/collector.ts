@@ -1233,7 +1233,8 @@ export class Collector implements Disposable {
     if (at < 0) return false;
     const st = h.u8[at] & ~BUF_MARK;
     // A free deferred by a slot (core/magazine.ts) leaves the state at allocated, flagged.
-    return st === BUF_ALLOC || (st === BUF_ALLOC_DEFER && bufferStateAt(h, cp, at) === BUF_ALLOC);
+    return st === BUF_ALLOC ||
+      (st === BUF_ALLOC_DEFER && bufferStateAt(h, cp, at, ptr) === BUF_ALLOC);
   }
 
   /**

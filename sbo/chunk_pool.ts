@@ -403,7 +403,7 @@ export class ChunkPool {
     const shift = i32[(cp + CA_SHIFT) >> 2];
     return i32[(cp + CA_BUFSIZE) >> 2] === size && off >= 0 &&
       (off & ((1 << shift) - 1)) === 0 &&
-      bufferStateAt(heap, cp, sb + SB_STATE + (off >> shift)) === BUF_ALLOC;
+      bufferStateAt(heap, cp, sb + SB_STATE + (off >> shift), chunk) === BUF_ALLOC;
   }
 
   /**

@@ -41,6 +41,7 @@ export type FuzzCmd =
   | { op: "free"; pick: number; via: number }
   | { op: "pair"; size: number; via: number }
   | { op: "again"; pick: number; via: number }
+  | { op: "stray"; pick: number; via: number }
   | { op: "malloc"; size: number }
   | { op: "realloc"; pick: number; size: number }
   | { op: "cfree"; pick: number }
@@ -81,6 +82,10 @@ const cmdArb: fc.Arbitrary<FuzzCmd> = fc.oneof(
     arbitrary: fc.record({ op: fc.constant("again" as const), pick: fc.nat(), via: viaArb }),
   },
   {
+    weight: 2,
+    arbitrary: fc.record({ op: fc.constant("stray" as const), pick: fc.nat(), via: viaArb }),
+  },
+  {
     weight: 3,
     arbitrary: fc.record({
       op: fc.constant("malloc" as const),
@@ -100,7 +105,9 @@ const cmdArb: fc.Arbitrary<FuzzCmd> = fc.oneof(
     weight: 1,
     arbitrary: fc.record({
       op: fc.constant("mkcache" as const),
-      size: fc.integer({ min: 1, max: 5000 }),
+      // A size class's size too: a cache laid out as the class, whose buffers only their check
+      // word (core/buftag.ts) tells from the class's when freed as sized blocks ("stray").
+      size: fc.oneof(fc.integer({ min: 1, max: 5000 }), fc.constantFrom(...UMEM_SIZE_CLASSES)),
       align: fc.constantFrom(8, 16, 64, 256),
     }),
   },
@@ -224,6 +231,25 @@ export function runCommands(cmds: FuzzCmd[]): void {
         }
         const problems = heap.verify();
         if (problems.length > 0) fail(`verify() after a refused free: ${problems.join("; ")}`);
+        break;
+      }
+      case "stray": {
+        // A cache's live buffer freed as a sized block of its size: refused, nothing changed.
+        const of = live.filter((b) => b.kind === "cache");
+        if (of.length === 0) break;
+        const b = of[c.pick % of.length];
+        let threw: unknown;
+        try {
+          via(c.via).free(b.addr, b.size);
+        } catch (e) {
+          threw = e;
+        }
+        if (!(threw instanceof UmemError)) {
+          fail(`a free of cache buffer ${b.addr} as a ${b.size}-byte block was not refused`);
+        }
+        const problems = heap.verify();
+        if (problems.length > 0) fail(`verify() after a refused free: ${problems.join("; ")}`);
+        check(heap, b, "after a refused free");
         break;
       }
       case "malloc": {
