@@ -4,6 +4,9 @@
  * any JavaScript audit must pay), and sampled auditing (1 transaction in 100, and in 10,000)
  * against none.
  *
+ * `contents` is measured with the floor of its own work beside it: the same pairs plus the three
+ * passes it makes over each buffer, with no check of anything else.
+ *
  * Run: `deno bench --allow-read --allow-env bench/debug_bench.ts`
  *
  * @module
@@ -51,6 +54,36 @@ function bareCapture(heap: Heap): void {
   if (last === undefined) throw new Error("no stacks");
 }
 
+/** The free and uninitialised patterns twice over, as the float64 with those bits. */
+const FREE2 = -1.1885959257070704e+148, UNINIT2 = -3.8506484546989115e-25;
+
+/**
+ * What `contents` cannot avoid: the pairs without debugging plus its three passes over each
+ * buffer, eight bytes at a time (the 0xdeadbeef check, the 0xbaddcafe fill, the 0xdeadbeef
+ * fill), written out in the loop as debug_quick.ts writes them. Returns the buffers found
+ * modified (none), so that nothing is optimised away.
+ */
+function contentsFloor(heap: Heap): number {
+  const f64 = heap.f64;
+  let modified = 0;
+  for (let i = 0; i < N; i++) {
+    const p = heap.alloc(64), b = p >> 3, t = b + 8;
+    let j = b;
+    while (j < t && f64[j] === FREE2) j++;
+    if (j < t) modified++;
+    for (j = b; j < t; j++) f64[j] = UNINIT2;
+    for (j = b; j < t; j++) f64[j] = FREE2;
+    heap.free(p, 64);
+  }
+  return modified;
+}
+{
+  // The buffer the pairs reuse starts out holding the freed pattern, as a debugged one does.
+  const p = heaps.none.alloc(64);
+  heaps.none.f64.fill(FREE2, p >> 3, (p >> 3) + 8);
+  heaps.none.free(p, 64);
+}
+
 /** The UMEM_DEBUG string of each bench's heap. */
 const settings = {
   none: "",
@@ -68,6 +101,14 @@ for (const name of ["none", "guards", "contents", "sampled", "sampledRarely", "d
     fn: () => pairs(name),
   });
 }
+
+Deno.bench({
+  name: `${N} pairs of 64 B + contents' three passes over each buffer, no checks`,
+  group: "debug settings against none",
+  fn: () => {
+    if (contentsFloor(heaps.none) !== 0) throw new Error("the pattern was not kept");
+  },
+});
 
 Deno.bench({
   name: `${N} pairs of 64 B + a bare stack capture per operation`,
