@@ -20,7 +20,10 @@
  * so is any pointer that is not granule-aligned. The magazine layer
  * flips ALLOC and CACHED on every alloc and free with plain byte stores (each byte is written
  * only by the worker that holds the buffer), which catches a double free, a free of an address
- * that is not a buffer, and a free to the wrong cache, on every heap.
+ * that is not a buffer, and a free to the wrong cache, on every heap. Two flags refine ALLOC:
+ * `BUF_DEFER` (a slot's deferred free or popped round, magazine.ts) and `BUF_TAG` (a debugged
+ * size class, `CF_TAGSTATE`, whose buffers out of the slab all say `BUF_ALLOC_TAGGED` and whose
+ * tags' check words say allocated or cached, buftag.ts); `bufferStateAt` sees through both.
  *
  * Constructed state lives in the magazine layer: a buffer leaving its slab is constructed, and
  * destroyed when it goes back. Slabs with no buffers out stay on the cache's empty list until a
@@ -30,6 +33,8 @@
  * - A slab is on exactly one of its cache's lists: full (no free buffer), partial, empty
  *   (`SB_REFCNT` 0).
  * - `SB_REFCNT` = buffers of the slab whose state is not `BUF_FREE` = nchunks - free-list length.
+ * - In a `CF_TAGSTATE` cache a buffer's state is `BUF_FREE` or `BUF_ALLOC_TAGGED`, never ALLOC or
+ *   CACHED alone (a trusting heap keeps none past "out"); in any other cache never tagged.
  * - Every page of a slab maps to its record in the page map; no other page does.
  *
  * Lock order: a cache's depot lock, then its slab lock (`CA_LOCK`), then the slab-record
