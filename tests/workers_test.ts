@@ -85,17 +85,16 @@ describe("many workers, one heap", () => {
     });
   }
 
-  it("two workers on a debugged heap (sampled audit, contents): the debug fast path across workers", async () => {
-    // Each worker's handle is a DebuggingHeap; buffers freed by the other worker go through the
-    // same checks; a sound program raises no report, and every pattern and tag is whole after.
-    const heap = await stress(2, 100_000, {
-      debug: "audit=8/50,contents",
-      logging: "",
-      options: "",
+  for (const debug of ["audit=8/50,contents", "guards"]) {
+    it(`two workers on a debugged heap (${debug}): the debug fast path across workers`, async () => {
+      // Each worker's handle is a DebuggingHeap (a GuardingHeap for guards alone); buffers freed
+      // by the other worker go through the same checks, on their tags alone; a sound program
+      // raises no report, and every pattern, tag and tagged state byte is whole after.
+      const heap = await stress(2, 100_000, { debug, logging: "", options: "" });
+      assert.ok(heap.debugQuick > 0);
+      assert.equal(heap.i32[HDR_ERRORS >> 2], 0, "no corruption report was raised");
     });
-    assert.ok(heap.debugQuick > 0);
-    assert.equal(heap.i32[HDR_ERRORS >> 2], 0, "no corruption report was raised");
-  });
+  }
 
   it("two workers auditing every transaction into the log: each stack is read back whole", async () => {
     // Each worker keeps its captures raw (core/stack.ts) and interns, when it detaches, those
