@@ -32,6 +32,7 @@ import {
   topContext,
 } from "../../budget/mod.ts";
 import { mk } from "../helpers.ts";
+import { Heap } from "../../mod.ts";
 import {
   checkApart,
   checkPattern,
@@ -54,6 +55,7 @@ export type BudgetCmd =
   | { op: "resetOnly"; ctx: number }
   | { op: "delete"; ctx: number }
   | { op: "switch"; ctx: number }
+  | { op: "grow"; size: number }
   | { op: "check" };
 
 /** Contexts a list may create. */
@@ -111,6 +113,13 @@ const cmdArb: fc.Arbitrary<BudgetCmd> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ op: fc.constant("resetOnly" as const), ctx: ctxArb }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("delete" as const), ctx: ctxArb }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant("switch" as const), ctx: ctxArb }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      op: fc.constant("grow" as const),
+      size: fc.integer({ min: 1 << 16, max: 1 << 21 }),
+    }),
+  },
   { weight: 1, arbitrary: fc.constant({ op: "check" as const }) },
 );
 
@@ -149,9 +158,17 @@ export function runBudget(cmds: BudgetCmd[]): void {
   let chunks: Chunk[] = [];
   let cur: Model = root;
   let nextId = 1;
+  // Blocks of a second worker slot (a handle attached in this thread), big enough to grow the
+  // heap past the first handle's views: every context must then sync before it writes into
+  // memory the heap hands it, and never keep a view of its own.
+  const grown: { id: number; addr: number; size: number }[] = [];
+  let other: Heap | undefined;
 
   const pick = (n: number) => contexts[n % contexts.length];
-  const ranges = () => chunks.map((c) => [c.addr, c.addr + c.size, `chunk ${c.id}`] as const);
+  const ranges = () => [
+    ...chunks.map((c) => [c.addr, c.addr + c.size, `chunk ${c.id}`] as const),
+    ...grown.map((b) => [b.addr, b.addr + b.size, `other slot's block ${b.id}`] as const),
+  ];
   const subtree = (m: Model): Model[] => [m, ...m.kids.flatMap(subtree)];
   const check = (c: Chunk, what: string) =>
     checkPattern(heap, c.id, c.addr, c.size, `${what}: chunk of ${c.owner.name}`);
@@ -380,12 +397,32 @@ export function runBudget(cmds: BudgetCmd[]): void {
         }
         break;
       }
+      case "grow": {
+        other ??= Heap.attach(heap.buffer);
+        if (grown.length >= 3) {
+          // The oldest goes back, through either handle (the first's views may be stale).
+          const b = grown.shift()!;
+          checkPattern(other, b.id, b.addr, b.size, "the other slot's block");
+          (b.id % 2 === 0 ? heap : other).free(b.addr, b.size);
+        }
+        const p = other.alloc(c.size);
+        checkApart("the other slot's block", p, p + c.size, ranges());
+        const b = { id: nextId++, addr: p, size: c.size };
+        fillPattern(other, b.id, p, c.size);
+        grown.push(b);
+        break;
+      }
       case "check":
         expectClean("top.check()", top.check());
         expectClean("verify()", heap.verify());
         break;
     }
   }
+  for (const b of grown) {
+    checkPattern(other!, b.id, b.addr, b.size, "the other slot's block at the end");
+    other!.free(b.addr, b.size);
+  }
+  other?.detach(); // its magazines go back to the depot
   expectClean("top.check() at the end", top.check());
   expectClean("verify() at the end", heap.verify());
   for (const ch of chunks) check(ch, "at the end");

@@ -20,7 +20,7 @@
  */
 
 import fc from "fast-check";
-import { type Cache, type Heap, Vmem } from "../../mod.ts";
+import { type Cache, Heap, Vmem } from "../../mod.ts";
 import { BumpArena, ChunkPool, scope } from "../../sbo/mod.ts";
 import { CH_HEADER } from "../../sbo/chunk.ts";
 import { mk } from "../helpers.ts";
@@ -54,6 +54,7 @@ export type SboCmd =
   | { op: "give"; pick: number }
   | { op: "trim" }
   | { op: "maxBytes"; bytes: number }
+  | { op: "grow"; size: number }
   | { op: "verify" };
 
 /** The cache source's buffer size (every chunk of a cache arena is one buffer). */
@@ -142,6 +143,13 @@ const cmdArb: fc.Arbitrary<SboCmd> = fc.oneof(
       bytes: fc.constantFrom(0, 8192, 1 << 20),
     }),
   },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      op: fc.constant("grow" as const),
+      size: fc.integer({ min: 1 << 16, max: 1 << 21 }),
+    }),
+  },
   { weight: 1, arbitrary: fc.constant({ op: "verify" as const }) },
 );
 
@@ -170,12 +178,17 @@ interface Model {
 }
 
 /** Every block of live arenas, as checkApart wants them. */
-function* liveRanges(arenas: Model[], pooled: Block[]): Iterable<[number, number, string]> {
+function* liveRanges(
+  arenas: Model[],
+  pooled: Block[],
+  grown: Block[],
+): Iterable<[number, number, string]> {
   for (const a of arenas) {
     if (a.ended) continue;
     for (const b of a.blocks) yield [b.addr, b.addr + b.size, `${a.name} block ${b.id}`];
   }
   for (const b of pooled) yield [b.addr, b.addr + b.size, `pool chunk ${b.id}`];
+  for (const b of grown) yield [b.addr, b.addr + b.size, `other slot's block ${b.id}`];
 }
 
 /** Runs one command list on a fresh heap; throws on any disagreement with the model. */
@@ -190,6 +203,12 @@ export function runSbo(cmds: SboCmd[]): void {
   const start = heap.vmem.stats().inUse;
   const arenas: Model[] = [];
   const pooled: Block[] = [];
+  // Blocks of a second worker slot (a handle attached in this thread), big enough to grow the
+  // heap past the first handle's views: every arena and the pool must then sync before they
+  // write into memory the heap hands them, and never keep a view of their own.
+  const grown: Block[] = [];
+  let other: Heap | undefined;
+  const live = () => liveRanges(arenas, pooled, grown);
   let nextId = 1, opened = 0;
 
   const pick = (n: number): Model | undefined =>
@@ -213,7 +232,7 @@ export function runSbo(cmds: SboCmd[]): void {
   /** A new block of `a`: checked apart from every live block, aligned, filled. */
   const addBlock = (a: Model, addr: number, size: number, align: number, what: string) => {
     if (addr <= 0 || addr % align !== 0) fail(`${what}: ${addr} is not ${align}-aligned`);
-    checkApart(`${what} ${a.name}`, addr, addr + size, liveRanges(arenas, pooled));
+    checkApart(`${what} ${a.name}`, addr, addr + size, live());
     const b = { id: nextId++, addr, size, align };
     fillPattern(heap, b.id, addr, size);
     a.blocks.push(b);
@@ -453,7 +472,7 @@ export function runSbo(cmds: SboCmd[]): void {
               break;
             }
             const addr = out.value!;
-            checkApart("scope block", addr, addr + c.size, liveRanges(arenas, pooled));
+            checkApart("scope block", addr, addr + c.size, live());
             checkApart(
               "scope block",
               addr,
@@ -481,7 +500,7 @@ export function runSbo(cmds: SboCmd[]): void {
         if (pooled.length >= 4) break;
         const size = 1 << c.log, p = ChunkPool.of(heap).take(size);
         if (p <= 0 || p % 8 !== 0) fail(`pool take(${size}) returned ${p}`);
-        checkApart("pool chunk", p, p + size, liveRanges(arenas, pooled));
+        checkApart("pool chunk", p, p + size, live());
         const b = { id: nextId++, addr: p, size, align: 8 };
         fillPattern(heap, b.id, p, size);
         pooled.push(b);
@@ -504,11 +523,31 @@ export function runSbo(cmds: SboCmd[]): void {
         if (pool.stats().pooledBytes > c.bytes) fail(`pool holds more than ${c.bytes} B`);
         break;
       }
+      case "grow": {
+        other ??= Heap.attach(heap.buffer);
+        if (grown.length >= 3) {
+          // The oldest goes back, through either handle (the first's views may be stale).
+          const b = grown.shift()!;
+          checkPattern(other, b.id, b.addr, b.size, "the other slot's block");
+          (b.id % 2 === 0 ? heap : other).free(b.addr, b.size);
+        }
+        const p = other.alloc(c.size);
+        checkApart("the other slot's block", p, p + c.size, live());
+        const b = { id: nextId++, addr: p, size: c.size, align: 8 };
+        fillPattern(other, b.id, p, c.size);
+        grown.push(b);
+        break;
+      }
       case "verify":
         expectClean("verify()", heap.verify());
         break;
     }
   }
+  for (const b of grown) {
+    checkPattern(other!, b.id, b.addr, b.size, "the other slot's block at the end");
+    other!.free(b.addr, b.size);
+  }
+  other?.detach(); // its magazines go back to the depot
   expectClean("verify() at the end", heap.verify());
   for (const a of arenas) {
     if (a.ended) {
