@@ -8,6 +8,14 @@
  * header before the aligned pointer holding the distance back to the block, XORed with
  * `MEMALIGN_MAGIC`. `realloc` stays in place while the new size keeps the same size class.
  *
+ * `malloc` and `free` have a fast path each, as `heap.alloc` and `heap.free` do, for a heap that
+ * neither debugs nor hooks nor trusts (`checkedFast`): sizes up to 32 KiB less a byte, a plain
+ * header, checked inline, then the size class's magazine round (`cacheAlloc`) or checked free
+ * (`cacheFreeChecked`) straight, not through the heap's `alloc` and `free`, whose bytecodes would
+ * crowd the pair out of V8's inlining budget (magazine.ts). Everything else (memalign blocks,
+ * large ones, mistakes, a header past this worker's views) takes the checked way, which finds
+ * the block with `block` and frees it through the heap.
+ *
  * Invariants. For a pointer p from this interface, the two words before p are a header whose
  * second word is the first XORed with one of the two magics. A second free of a block finds
  * its header intact and is refused by the size class's state byte as a duplicate free.
@@ -25,8 +33,32 @@ import {
   runResizeHooks,
 } from "./hooks.ts";
 import { checkSize, hex, UmemError } from "./errors.ts";
-import { type HeapView, MAX_IMAGE, PAGE_SIZE } from "./image.ts";
+import { HDR_SIZE_TABLE, type HeapView, MAX_IMAGE, PAGE_SIZE } from "./image.ts";
+import { cacheAlloc, cacheFreeChecked } from "./magazine.ts";
 import { classSize, UMEM_MAXBUF } from "./size_class.ts";
+
+// The magazine layer's fast paths, called through module constants as heap.ts calls them (V8
+// folds a constant of this module into the caller, not an imported binding).
+const fastAlloc = cacheAlloc, fastFree = cacheFreeChecked;
+/**
+ * The fast paths' copies of the header's layout and of UMEM_MAXBUF, checked by the Libc
+ * constructor. A `const enum`, as magazine.ts's `Fp`: written out as numbers at each use, where
+ * a module's `const` is a context load in bytecode, and bytecode is what V8's inlining budget
+ * counts (the pair of malloc and free must leave room for the magazine layer's two fast paths).
+ */
+const enum Lc {
+  HEADER = 8,
+  HEADER_W = 2,
+  SIZE_W = 0,
+  TAG_W = 1,
+  MIN_PTR = 16,
+  MAXBUF = 131072,
+  FAST_MAX = 131064,
+  /** The largest `n` malloc's fast path serves, a mask (32 KiB less a byte: a 16-bit operand). */
+  FAST_MASK = 0x7fff,
+  /** The largest block less its header that free's fast path serves (a 16-bit operand too). */
+  FAST_FREE = 0x7fff,
+}
 
 /** Bytes of a malloc header. */
 export const MALLOC_HEADER = 8;
@@ -38,6 +70,8 @@ export const MH_TAG = 4;
 export const MALLOC_MAGIC = 0x3a10c000 | 0;
 /** Tag of a memalign back-pointer header. */
 export const MEMALIGN_MAGIC = 0x3a10c0de | 0;
+/** The largest `malloc`: the largest image less a header. */
+const MAX_MALLOC = MAX_IMAGE - MALLOC_HEADER;
 
 /** The allocator underneath: a `Heap`'s sized interface. */
 export interface SizedAllocator extends HeapView {
@@ -77,7 +111,22 @@ export class Libc {
    */
   constructor(heap: SizedAllocator) {
     this.heap = heap;
+    this.tab = heap.i32[HDR_SIZE_TABLE >> 2] >> 2;
+    if (
+      Lc.MAXBUF !== UMEM_MAXBUF || Lc.HEADER !== MALLOC_HEADER ||
+      Lc.HEADER_W !== MALLOC_HEADER >> 2 || Lc.SIZE_W !== MH_SIZE >> 2 ||
+      Lc.TAG_W !== MH_TAG >> 2 || Lc.MIN_PTR !== 2 * MALLOC_HEADER ||
+      Lc.FAST_MAX !== UMEM_MAXBUF - MALLOC_HEADER
+    ) {
+      throw new Error("core/libc.ts: the fast paths' copies of the layout are out of date");
+    }
   }
+
+  /**
+   * The size table's word index (a heap being created lays its table after its handle, then
+   * makes its `libc` again: see Heap.create).
+   */
+  private readonly tab: number;
 
   /**
    * Allocates `n` bytes, 8-aligned; `malloc(0)` returns a unique minimal block.
@@ -95,9 +144,29 @@ export class Libc {
    * ```
    */
   malloc(n: number): number {
+    // The fast path, as heap.alloc's (no debugging, no hooks, not trust: `checkedFast`): the
+    // size class's magazine round, then the header. One inline test of the size (checkSize, a
+    // call and a message, only on the slow way): the fewer bytecodes here, the more of the
+    // magazine layer V8 inlines into the caller.
+    const h = this.heap;
+    if (
+      (n & Lc.FAST_MASK) === n && h.checkedFast === true // (a whole number in [0, FAST_MASK])
+    ) {
+      const total = n + Lc.HEADER;
+      const base = fastAlloc(h, h.i32[this.tab + ((total + 7) >> 3)]), w = base >> 2;
+      const i32 = h.i32;
+      i32[w] = total; // (word Lc.SIZE_W, 0)
+      i32[w + Lc.TAG_W] = total ^ MALLOC_MAGIC;
+      return base + Lc.HEADER;
+    }
+    return this.mallocSlow(n);
+  }
+
+  /** `malloc` off the fast path: hooks, debugging, `trust`, large or bad sizes. */
+  private mallocSlow(n: number): number {
     const h = this.heap;
     if (h.intercepting === true && hooksLive(h)) return this.mallocHooked(n);
-    checkSize("malloc", "size", n, 0, MAX_IMAGE - MALLOC_HEADER);
+    checkSize("malloc", "size", n, 0, MAX_MALLOC);
     const total = n + MALLOC_HEADER;
     const base = h.alloc(total);
     const i32 = h.i32;
@@ -148,13 +217,34 @@ export class Libc {
    * ```
    */
   free(ptr: number): void {
+    // The fast path, as heap.free's: a plain malloc header of a size class within this worker's
+    // views, checked inline, then the size class's checked free (which refuses a second free by
+    // the buffer's state byte). Anything else is freeSlow's: 0, a memalign block, a large one,
+    // one past the views, hooks, debugging, `trust`, a mistake.
+    const h = this.heap, i32 = h.i32;
+    // (`ptr & -8` is ptr itself only for a whole multiple of 8 in the int32 range; a header
+    // past this worker's views reads as undefined, which is no header.)
+    if ((ptr & -8) === ptr && ptr >= Lc.MIN_PTR) {
+      const w = (ptr >> 2) - Lc.HEADER_W, total = i32[w]; // (word Lc.SIZE_W, 0)
+      if (
+        i32[w + Lc.TAG_W] === (total ^ MALLOC_MAGIC) && // (one compare: HEADER <= total <= ...)
+        (total - Lc.HEADER) >>> 0 <= Lc.FAST_FREE && h.checkedFast === true
+      ) {
+        // The header stays: a second free finds it and the size class's state byte reports the
+        // duplicate; once the buffer is reused or back on its slab the header no longer matches.
+        return fastFree(h, i32[this.tab + ((total + 7) >> 3)], ptr - Lc.HEADER, "umem_free");
+      }
+    }
+    this.freeSlow(ptr);
+  }
+
+  /** `free` off the fast path (see there). */
+  private freeSlow(ptr: number): void {
     if (ptr === 0) return;
     const h = this.heap;
     if (h.intercepting === true && hooksLive(h)) return this.freeHooked(ptr);
-    const base = this.block(ptr, "free"), total = this.total(base);
-    // The header stays: a second free finds it and the size class's state byte reports the
-    // duplicate; once the buffer is reused or back on its slab the header no longer matches.
-    h.free(base, total);
+    const base = this.block(ptr, "free");
+    h.free(base, this.total(base));
   }
 
   /** `free` with hooks: they see the program's pointer and size, not the sized free beneath. */
@@ -208,7 +298,7 @@ export class Libc {
   /** `realloc` without hooks (but with them for its `malloc(n)` and `free(p)` cases). */
   private reallocBlock(ptr: number, n: number): number {
     if (ptr === 0) return this.malloc(n);
-    checkSize("realloc", "size", n, 0, MAX_IMAGE - MALLOC_HEADER);
+    checkSize("realloc", "size", n, 0, MAX_MALLOC);
     const base = this.block(ptr, "realloc"), total = this.total(base);
     if (n === 0) {
       this.free(ptr);

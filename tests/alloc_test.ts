@@ -478,6 +478,56 @@ describe("libc: malloc, calloc, realloc, memalign, free, usableSize", () => {
     for (const p of ps) heap.libc.free(p);
     assert.deepEqual(heap.verify(), []);
   });
+
+  // malloc and free have a fast path of their own (sizes up to 32 KiB, plain headers, a heap
+  // that neither debugs nor hooks nor trusts); every other case takes the checked way. Both
+  // must give the same blocks, headers and refusals.
+  for (const options of [{}, { trust: true }, { debug: "guards" }] as HeapOptions[]) {
+    it(`the fast and the checked way agree (${JSON.stringify(options)})`, () => {
+      const heap = mk({ size: 1 << 20, ...options }), { libc } = heap;
+      const sizes = [0, 1, 7, 8, 100, 32759, 32767, 32768, 40000, UMEM_MAXBUF, UMEM_MAXBUF + 1];
+      const blocks = sizes.map((n, id) => {
+        const p = libc.malloc(n);
+        assert.equal(p % 8, 0);
+        assert.ok(libc.usableSize(p) >= n);
+        fillPattern(heap, id, p, n);
+        return p;
+      });
+      sizes.forEach((n, id) => checkPattern(heap, id, blocks[id], n, `malloc(${n})`));
+      for (const p of blocks) libc.free(p);
+      assert.deepEqual(heap.verify(), []);
+      // A second free, a pointer into a block, an odd one, one past the heap: refused.
+      const p = libc.malloc(24);
+      libc.free(p);
+      if (options.trust !== true) throwsKind(() => libc.free(p), ["duplicate-free", "bad-free"]);
+      const q = libc.malloc(24);
+      throwsKind(() => libc.free(q + 8), "bad-free");
+      throwsKind(() => libc.free(q + 3), "bad-free");
+      throwsKind(() => libc.free(q + 0.5), "bad-free");
+      throwsKind(() => libc.free(heap.size + 64), "bad-free");
+      libc.free(q);
+      // A memalign block goes the checked way; so does a bad size.
+      const a = libc.memalign(256, 100);
+      libc.free(a);
+      throwsKind(() => libc.malloc(-1), "invalid-argument");
+      throwsKind(() => libc.malloc(1.5), "invalid-argument");
+      assert.deepEqual(heap.verify(), []);
+    });
+  }
+
+  it("free of a block from memory another worker grew the heap by, past this handle's views", () => {
+    const heap = mk({ size: 1 << 20 }), other = Heap.attach(heap.buffer);
+    const before = heap.u8.length;
+    const big = other.alloc(2 << 20); // grows the heap; this handle's views stay as they were
+    const ps = Array.from({ length: 2000 }, () => other.libc.malloc(1000));
+    const far = ps.filter((p) => p >= before);
+    assert.ok(far.length > 0, "some blocks lie past the first handle's views");
+    assert.equal(heap.u8.length, before);
+    for (const p of ps) heap.libc.free(p); // found after a sync, not refused
+    other.free(big, 2 << 20);
+    other.detach();
+    assert.deepEqual(heap.verify(), []);
+  });
 });
 
 describe("bad input: a clear error, and the heap unharmed", () => {
