@@ -517,7 +517,7 @@ export class Heap extends HeapView {
     layCaches(heap);
     layRoots(heap);
     heap.sizeTab = heap.i32[HDR_SIZE_TABLE >> 2] >> 2;
-    (heap as { libc: Libc }).libc = new Libc(heap); // the first was made before the size table
+    setDispatch(heap); // checkedTab: the table is laid now
     return heap;
   }
 

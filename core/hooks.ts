@@ -21,7 +21,7 @@
  */
 import { debugQuickMax } from "./debug_quick.ts";
 import { DBG_AUDIT } from "./buftag.ts";
-import { HDR_AUDIT_SAMPLE, HDR_DEBUG, HDR_STACKS, type HeapView } from "./image.ts";
+import { HDR_AUDIT_SAMPLE, HDR_DEBUG, HDR_SIZE_TABLE, HDR_STACKS, type HeapView } from "./image.ts";
 
 /** The `cache` argument of a hook for a call through `heap.libc` (0 is the sized interface). */
 export const HOOK_LIBC = -1;
@@ -87,7 +87,7 @@ export function attachHeapHook(h: HeapView, hook: HeapHook): () => void {
 /**
  * Derives the handle's dispatch flags, which the fast paths test, from the image's debugging
  * flags and this worker's hooks: `debugging`, `debugQuick` (0 while a hook is attached: the
- * debug fast path calls none), `intercepting`, `checkedFast`, `auditEntry` (not with a hook
+ * debug fast path calls none), `intercepting`, `checkedFast`, `checkedTab`, `auditEntry` (not with a hook
  * either: a hook's own transactions would take the stack meant for the one it is called in)
  * and `auditSampled`. Called when a handle is made, when a new image has laid its debugging,
  * and when a hook comes or goes.
@@ -100,6 +100,7 @@ export function setDispatch(h: HeapView): void {
   h.debugQuick = h.hooks.length > 0 ? 0 : debugQuickMax(h, flags);
   h.intercepting = h.debugging || h.hooks.length > 0;
   h.checkedFast = !h.intercepting && !h.trust;
+  h.checkedTab = h.checkedFast ? h.i32[HDR_SIZE_TABLE >> 2] >> 2 : 0;
   h.auditEntry = (flags & DBG_AUDIT) !== 0 && h.i32[HDR_STACKS >> 2] !== 0 &&
     h.hooks.length === 0;
   h.auditSampled = h.i32[HDR_AUDIT_SAMPLE >> 2] > 1 && h.auditLeft !== 0;

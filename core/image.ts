@@ -287,6 +287,11 @@ export class HeapView {
   /** Neither `intercepting` nor `trust`: `heap.free` and `Cache.free` take the checked fast path. */
   checkedFast = false;
   /**
+   * The size table's word index while `checkedFast` (0 otherwise, and before a new image has
+   * its table): `heap.libc`'s fast paths test this one word for both.
+   */
+  checkedTab = 0;
+  /**
    * Sized transactions are audited with a stack (`UMEM_DEBUG=audit`) and no hook is attached:
    * the audited handles' `alloc` and `free` (heap.ts's `AuditingHeap`, cache.ts's
    * `AuditingCache`) and the debug fast path's ways out capture an audited one's stack

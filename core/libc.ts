@@ -33,7 +33,7 @@ import {
   runResizeHooks,
 } from "./hooks.ts";
 import { checkSize, hex, UmemError } from "./errors.ts";
-import { HDR_SIZE_TABLE, type HeapView, MAX_IMAGE, PAGE_SIZE } from "./image.ts";
+import { type HeapView, MAX_IMAGE, PAGE_SIZE } from "./image.ts";
 import { cacheAlloc, cacheFreeChecked } from "./magazine.ts";
 import { classSize, UMEM_MAXBUF } from "./size_class.ts";
 
@@ -111,7 +111,6 @@ export class Libc {
    */
   constructor(heap: SizedAllocator) {
     this.heap = heap;
-    this.tab = heap.i32[HDR_SIZE_TABLE >> 2] >> 2;
     if (
       Lc.MAXBUF !== UMEM_MAXBUF || Lc.HEADER !== MALLOC_HEADER ||
       Lc.HEADER_W !== MALLOC_HEADER >> 2 || Lc.SIZE_W !== MH_SIZE >> 2 ||
@@ -121,12 +120,6 @@ export class Libc {
       throw new Error("core/libc.ts: the fast paths' copies of the layout are out of date");
     }
   }
-
-  /**
-   * The size table's word index (a heap being created lays its table after its handle, then
-   * makes its `libc` again: see Heap.create).
-   */
-  private readonly tab: number;
 
   /**
    * Allocates `n` bytes, 8-aligned; `malloc(0)` returns a unique minimal block.
@@ -148,12 +141,10 @@ export class Libc {
     // size class's magazine round, then the header. One inline test of the size (checkSize, a
     // call and a message, only on the slow way): the fewer bytecodes here, the more of the
     // magazine layer V8 inlines into the caller.
-    const h = this.heap;
-    if (
-      (n & Lc.FAST_MASK) === n && h.checkedFast === true // (a whole number in [0, FAST_MASK])
-    ) {
+    const h = this.heap, tab = h.checkedTab; // (0 unless `checkedFast`)
+    if ((n & Lc.FAST_MASK) === n && tab !== 0) { // (a whole number in [0, FAST_MASK])
       const total = n + Lc.HEADER;
-      const base = fastAlloc(h, h.i32[this.tab + ((total + 7) >> 3)]), w = base >> 2;
+      const base = fastAlloc(h, h.i32[tab + ((total + 7) >> 3)]), w = base >> 2;
       const i32 = h.i32;
       i32[w] = total; // (word Lc.SIZE_W, 0)
       i32[w + Lc.TAG_W] = total ^ MALLOC_MAGIC;
@@ -221,18 +212,17 @@ export class Libc {
     // views, checked inline, then the size class's checked free (which refuses a second free by
     // the buffer's state byte). Anything else is freeSlow's: 0, a memalign block, a large one,
     // one past the views, hooks, debugging, `trust`, a mistake.
-    const h = this.heap, i32 = h.i32;
+    const h = this.heap, i32 = h.i32, tab = h.checkedTab; // (0 unless `checkedFast`)
     // (`ptr & -8` is ptr itself only for a whole multiple of 8 in the int32 range; a header
     // past this worker's views reads as undefined, which is no header.)
-    if ((ptr & -8) === ptr && ptr >= Lc.MIN_PTR) {
+    if ((ptr & -8) === ptr && ptr >= Lc.MIN_PTR && tab !== 0) {
       const w = (ptr >> 2) - Lc.HEADER_W, total = i32[w]; // (word Lc.SIZE_W, 0)
       if (
-        i32[w + Lc.TAG_W] === (total ^ MALLOC_MAGIC) && // (one compare: HEADER <= total <= ...)
-        (total - Lc.HEADER) >>> 0 <= Lc.FAST_FREE && h.checkedFast === true
+        i32[w + Lc.TAG_W] === (total ^ MALLOC_MAGIC) && (total - Lc.HEADER) >>> 0 <= Lc.FAST_FREE
       ) {
         // The header stays: a second free finds it and the size class's state byte reports the
         // duplicate; once the buffer is reused or back on its slab the header no longer matches.
-        return fastFree(h, i32[this.tab + ((total + 7) >> 3)], ptr - Lc.HEADER, "umem_free");
+        return fastFree(h, i32[tab + ((total + 7) >> 3)], ptr - Lc.HEADER, "umem_free");
       }
     }
     this.freeSlow(ptr);
