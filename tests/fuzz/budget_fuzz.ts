@@ -32,7 +32,6 @@ import {
   topContext,
 } from "../../budget/mod.ts";
 import { mk } from "../helpers.ts";
-import { Heap } from "../../mod.ts";
 import {
   checkApart,
   checkPattern,
@@ -40,6 +39,7 @@ import {
   expectKind,
   fail,
   fillPattern,
+  OtherSlot,
   type Target,
 } from "./runner.ts";
 
@@ -158,16 +158,13 @@ export function runBudget(cmds: BudgetCmd[]): void {
   let chunks: Chunk[] = [];
   let cur: Model = root;
   let nextId = 1;
-  // Blocks of a second worker slot (a handle attached in this thread), big enough to grow the
-  // heap past the first handle's views: every context must then sync before it writes into
-  // memory the heap hands it, and never keep a view of its own.
-  const grown: { id: number; addr: number; size: number }[] = [];
-  let other: Heap | undefined;
+  // A second worker slot whose big blocks grow the heap past this handle's views (runner.ts).
+  const other = new OtherSlot(heap, 3);
 
   const pick = (n: number) => contexts[n % contexts.length];
   const ranges = () => [
     ...chunks.map((c) => [c.addr, c.addr + c.size, `chunk ${c.id}`] as const),
-    ...grown.map((b) => [b.addr, b.addr + b.size, `other slot's block ${b.id}`] as const),
+    ...other.ranges(),
   ];
   const subtree = (m: Model): Model[] => [m, ...m.kids.flatMap(subtree)];
   const check = (c: Chunk, what: string) =>
@@ -397,32 +394,16 @@ export function runBudget(cmds: BudgetCmd[]): void {
         }
         break;
       }
-      case "grow": {
-        other ??= Heap.attach(heap.buffer);
-        if (grown.length >= 3) {
-          // The oldest goes back, through either handle (the first's views may be stale).
-          const b = grown.shift()!;
-          checkPattern(other, b.id, b.addr, b.size, "the other slot's block");
-          (b.id % 2 === 0 ? heap : other).free(b.addr, b.size);
-        }
-        const p = other.alloc(c.size);
-        checkApart("the other slot's block", p, p + c.size, ranges());
-        const b = { id: nextId++, addr: p, size: c.size };
-        fillPattern(other, b.id, p, c.size);
-        grown.push(b);
+      case "grow":
+        other.grow(nextId++, c.size, ranges);
         break;
-      }
       case "check":
         expectClean("top.check()", top.check());
         expectClean("verify()", heap.verify());
         break;
     }
   }
-  for (const b of grown) {
-    checkPattern(other!, b.id, b.addr, b.size, "the other slot's block at the end");
-    other!.free(b.addr, b.size);
-  }
-  other?.detach(); // its magazines go back to the depot
+  other.finish();
   expectClean("top.check() at the end", top.check());
   expectClean("verify() at the end", heap.verify());
   for (const ch of chunks) check(ch, "at the end");

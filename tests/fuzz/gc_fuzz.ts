@@ -26,8 +26,7 @@
 import fc from "fast-check";
 import { Collector, type PinHandle } from "../../gc/mod.ts";
 import { mk } from "../helpers.ts";
-import { Heap } from "../../mod.ts";
-import { checkPattern, expectClean, fail, fillPattern, type Target } from "./runner.ts";
+import { checkPattern, expectClean, fail, fillPattern, OtherSlot, type Target } from "./runner.ts";
 
 /** The kind of an object. */
 type Kind = "scanned" | "atomic" | "uncoll";
@@ -140,11 +139,8 @@ export function runGc(cmds: GcCmd[]): void {
   /** Unreachable objects not yet known to be freed (never touched again). */
   let garbage: Obj[] = [];
   let nextId = 1;
-  // Blocks of a second worker slot (a handle attached in this thread), big enough to grow the
-  // heap past the first handle's views: the collector must then sync before it reads or writes
-  // memory the heap hands it, and never keep a view of its own.
-  const grown: { id: number; addr: number; size: number }[] = [];
-  let other: Heap | undefined;
+  // A second worker slot whose big blocks grow the heap past this handle's views (runner.ts).
+  const other = new OtherSlot(heap, 2);
 
   /** The small number word `i` of object `o` holds when it is not a pointer. */
   const filler = (o: Obj, i: number) => ((o.id * 31 + i * 7) % 1000) + 1;
@@ -399,30 +395,15 @@ export function runGc(cmds: GcCmd[]): void {
         sweepModel();
         break;
       }
-      case "grow": {
-        other ??= Heap.attach(heap.buffer);
-        if (grown.length >= 2) {
-          // The oldest goes back, through either handle (the first's views may be stale).
-          const b = grown.shift()!;
-          checkPattern(other, b.id, b.addr, b.size, "the other slot's block");
-          (b.id % 2 === 0 ? heap : other).free(b.addr, b.size);
-        }
-        const p = other.alloc(c.size);
-        const b = { id: nextId++, addr: p, size: c.size };
-        fillPattern(other, b.id, p, c.size);
-        grown.push(b);
+      case "grow":
+        other.grow(nextId++, c.size, () => other.ranges());
         break;
-      }
       case "collect":
         collect();
         break;
     }
   }
-  for (const b of grown) {
-    checkPattern(other!, b.id, b.addr, b.size, "the other slot's block at the end");
-    other!.free(b.addr, b.size);
-  }
-  other?.detach(); // its magazines go back to the depot
+  other.finish();
   collect();
   // Let everything go: roots, pins, uncollectable objects; two collections free it all.
   for (let i = 0; i < ROOT_WORDS; i++) (roots[i] = null, heap.i32[(rootArea >> 2) + i] = 0);

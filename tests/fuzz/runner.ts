@@ -18,6 +18,7 @@
  */
 
 import fc from "fast-check";
+import { Heap } from "../../mod.ts";
 
 /** A heap, as the pattern helpers need it: its bytes, refreshed after growth by `sync`. */
 export interface Bytes {
@@ -119,6 +120,69 @@ export function checkApart(
 ): void {
   for (const [a, b, name] of others) {
     if (lo < b && a < hi) fail(`${what} [${lo}, ${hi}) overlaps ${name} [${a}, ${b})`);
+  }
+}
+
+/** Bytes filled and checked at each end of a block of the other slot. */
+const OTHER_EDGE = 4096;
+
+/**
+ * A second worker slot (a handle attached in this thread) whose big blocks grow the heap past
+ * the first handle's views: a module's arenas, contexts or collections on the first handle must
+ * then sync before they touch memory the heap hands them, and never keep a view of their own.
+ * It keeps at most `keep` blocks, each filled with its identity's pattern at both ends (a
+ * whole block of megabytes costs a fuzz run more than the rest of its commands), and gives the
+ * oldest back through either handle.
+ */
+export class OtherSlot {
+  /** The live blocks, oldest first. */
+  readonly blocks: { id: number; addr: number; size: number }[] = [];
+  #other: Heap | undefined;
+
+  /**
+   * @param heap the first handle
+   * @param keep the most blocks held at once
+   */
+  constructor(readonly heap: Heap, readonly keep: number) {}
+
+  /**
+   * Allocates a block of `size` bytes with identity `id`, apart from every range `live()` gives
+   * (this slot's blocks among them), asked once the oldest block is back.
+   */
+  grow(id: number, size: number, live: () => Iterable<readonly [number, number, string]>): void {
+    const other = this.#other ??= Heap.attach(this.heap.buffer);
+    if (this.blocks.length >= this.keep) {
+      const b = this.blocks.shift()!;
+      this.check(b, "the other slot's block");
+      (b.id % 2 === 0 ? this.heap : other).free(b.addr, b.size); // (the first may be stale)
+    }
+    const addr = other.alloc(size);
+    checkApart("the other slot's block", addr, addr + size, live());
+    const b = { id, addr, size };
+    const edge = Math.min(OTHER_EDGE, size);
+    fillPattern(other, id, addr, edge);
+    fillPattern(other, id, addr + size - edge, edge);
+    this.blocks.push(b);
+  }
+
+  /** The live blocks as checkApart wants them. */
+  *ranges(): Iterable<readonly [number, number, string]> {
+    for (const b of this.blocks) yield [b.addr, b.addr + b.size, `other slot's block ${b.id}`];
+  }
+
+  /** Checks and frees every block, then detaches the slot (its magazines go to the depot). */
+  finish(): void {
+    for (const b of this.blocks.splice(0)) {
+      this.check(b, "the other slot's block at the end");
+      this.#other!.free(b.addr, b.size);
+    }
+    this.#other?.detach();
+  }
+
+  private check(b: { id: number; addr: number; size: number }, what: string): void {
+    const edge = Math.min(OTHER_EDGE, b.size);
+    checkPattern(this.#other!, b.id, b.addr, edge, what);
+    checkPattern(this.#other!, b.id, b.addr + b.size - edge, edge, what);
   }
 }
 

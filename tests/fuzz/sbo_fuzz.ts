@@ -20,7 +20,7 @@
  */
 
 import fc from "fast-check";
-import { type Cache, Heap, Vmem } from "../../mod.ts";
+import { type Cache, type Heap, Vmem } from "../../mod.ts";
 import { BumpArena, ChunkPool, scope } from "../../sbo/mod.ts";
 import { CH_HEADER } from "../../sbo/chunk.ts";
 import { mk } from "../helpers.ts";
@@ -32,6 +32,7 @@ import {
   expectKind,
   fail,
   fillPattern,
+  OtherSlot,
   type Target,
 } from "./runner.ts";
 
@@ -181,14 +182,14 @@ interface Model {
 function* liveRanges(
   arenas: Model[],
   pooled: Block[],
-  grown: Block[],
-): Iterable<[number, number, string]> {
+  other: OtherSlot,
+): Iterable<readonly [number, number, string]> {
   for (const a of arenas) {
     if (a.ended) continue;
     for (const b of a.blocks) yield [b.addr, b.addr + b.size, `${a.name} block ${b.id}`];
   }
   for (const b of pooled) yield [b.addr, b.addr + b.size, `pool chunk ${b.id}`];
-  for (const b of grown) yield [b.addr, b.addr + b.size, `other slot's block ${b.id}`];
+  yield* other.ranges();
 }
 
 /** Runs one command list on a fresh heap; throws on any disagreement with the model. */
@@ -203,12 +204,9 @@ export function runSbo(cmds: SboCmd[]): void {
   const start = heap.vmem.stats().inUse;
   const arenas: Model[] = [];
   const pooled: Block[] = [];
-  // Blocks of a second worker slot (a handle attached in this thread), big enough to grow the
-  // heap past the first handle's views: every arena and the pool must then sync before they
-  // write into memory the heap hands them, and never keep a view of their own.
-  const grown: Block[] = [];
-  let other: Heap | undefined;
-  const live = () => liveRanges(arenas, pooled, grown);
+  // A second worker slot whose big blocks grow the heap past this handle's views (runner.ts).
+  const other = new OtherSlot(heap, 3);
+  const live = () => liveRanges(arenas, pooled, other);
   let nextId = 1, opened = 0;
 
   const pick = (n: number): Model | undefined =>
@@ -523,31 +521,15 @@ export function runSbo(cmds: SboCmd[]): void {
         if (pool.stats().pooledBytes > c.bytes) fail(`pool holds more than ${c.bytes} B`);
         break;
       }
-      case "grow": {
-        other ??= Heap.attach(heap.buffer);
-        if (grown.length >= 3) {
-          // The oldest goes back, through either handle (the first's views may be stale).
-          const b = grown.shift()!;
-          checkPattern(other, b.id, b.addr, b.size, "the other slot's block");
-          (b.id % 2 === 0 ? heap : other).free(b.addr, b.size);
-        }
-        const p = other.alloc(c.size);
-        checkApart("the other slot's block", p, p + c.size, live());
-        const b = { id: nextId++, addr: p, size: c.size, align: 8 };
-        fillPattern(other, b.id, p, c.size);
-        grown.push(b);
+      case "grow":
+        other.grow(nextId++, c.size, live);
         break;
-      }
       case "verify":
         expectClean("verify()", heap.verify());
         break;
     }
   }
-  for (const b of grown) {
-    checkPattern(other!, b.id, b.addr, b.size, "the other slot's block at the end");
-    other!.free(b.addr, b.size);
-  }
-  other?.detach(); // its magazines go back to the depot
+  other.finish();
   expectClean("verify() at the end", heap.verify());
   for (const a of arenas) {
     if (a.ended) {
