@@ -120,7 +120,10 @@ export function findPatternBreak(h: HeapView, from: number, to: number, pattern:
   return -1;
 }
 
-/** Lays the tag of a fresh buffer in a new slab of cache `cp`: free, intact, filled if `contents`. */
+/**
+ * Lays the tag of a fresh buffer in a new slab of cache `cp`: free, intact, filled if
+ * `contents`.
+ */
 export function initFreeBuffer(
   h: HeapView,
   cp: number,

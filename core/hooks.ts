@@ -87,10 +87,10 @@ export function attachHeapHook(h: HeapView, hook: HeapHook): () => void {
 /**
  * Derives the handle's dispatch flags, which the fast paths test, from the image's debugging
  * flags and this worker's hooks: `debugging`, `debugQuick` (0 while a hook is attached: the
- * debug fast path calls none), `intercepting`, `checkedFast`, `checkedTab`, `auditEntry` (not with a hook
- * either: a hook's own transactions would take the stack meant for the one it is called in)
- * and `auditSampled`. Called when a handle is made, when a new image has laid its debugging,
- * and when a hook comes or goes.
+ * debug fast path calls none), `intercepting`, `checkedFast`, `checkedTab`, `auditEntry` (not
+ * with a hook either: a hook's own transactions would take the stack meant for the one it is
+ * called in) and `auditSampled`. Called when a handle is made, when a new image has laid its
+ * debugging and its size table, and when a hook comes or goes.
  *
  * @param h the heap handle
  */
