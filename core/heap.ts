@@ -125,7 +125,6 @@ import {
   layStackTable,
   RAW_BY_ERROR,
   stackTableBytes,
-  withPreStack,
 } from "./stack.ts";
 import { ATTACHING, lock, unlock } from "./lock.ts";
 import {
@@ -1408,7 +1407,14 @@ class AuditingHeap extends Heap {
     const holder = RAW_BY_ERROR ? new Error() : {};
     if (!RAW_BY_ERROR) ErrorApi.captureStackTrace(holder, AuditingHeap.prototype.alloc);
     ErrorApi.stackTraceLimit = limit;
-    return withPreStack(this, keepPending(this, holder), () => super.alloc(size)) | 0;
+    // withPreStack written out: no closure to make on every audited transaction.
+    const pre = this.preStack;
+    this.preStack = keepPending(this, holder);
+    try {
+      return super.alloc(size) | 0;
+    } finally {
+      this.preStack = pre;
+    }
   }
 
   /** `umem_free`, its stack captured here when it is audited. */
@@ -1419,6 +1425,12 @@ class AuditingHeap extends Heap {
     const holder = RAW_BY_ERROR ? new Error() : {};
     if (!RAW_BY_ERROR) ErrorApi.captureStackTrace(holder, AuditingHeap.prototype.free);
     ErrorApi.stackTraceLimit = limit;
-    withPreStack(this, keepPending(this, holder), () => super.free(ptr, size));
+    const pre = this.preStack; // (withPreStack written out, as alloc's)
+    this.preStack = keepPending(this, holder);
+    try {
+      super.free(ptr, size);
+    } finally {
+      this.preStack = pre;
+    }
   }
 }
