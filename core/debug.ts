@@ -119,9 +119,11 @@ import {
   CA_CHUNK,
   CA_DEBUG,
   CA_DEPOT_FULL,
+  CA_DEPOT_LOCK,
   CA_EMPTY,
   CA_FLAGS,
   CA_ID,
+  CA_LOCK,
   CA_MAGROUNDS,
   CA_NCHUNKS,
   CA_TAGOFF,
@@ -411,6 +413,19 @@ function tagCorrupted(h: HeapView, bx: number, buf: number, cp: number): HeapCor
     buf,
     cp,
   );
+}
+
+/**
+ * The quick form of {@linkcode checkFreeBuffer}: true when the free buffer's check word, redzone
+ * word and (with `contents`) pattern are as they should be. It builds nothing and takes no lock,
+ * so it may run while the cache's locks are held.
+ */
+function freeLooksSound(h: HeapView, cp: number, buf: number): boolean {
+  const tag = buf + w(h, cp + CA_TAGOFF);
+  return w(h, tag + BT_BXSTAT) === freeCheck(cp, buf) &&
+    w(h, tag + BT_REDZONE) === REDZONE_PATTERN &&
+    ((w(h, cp + CA_DEBUG) & DBG_CONTENTS) === 0 ||
+      findPatternBreak(h, buf, buf + verifyEnd(h, cp), FREE_PATTERN) < 0);
 }
 
 /**
@@ -974,7 +989,7 @@ export function flushQuarantine(h: HeapView): void {
  */
 export function checkEmptySlabs(h: HeapView, cp: number): HeapCorruptionError | undefined {
   if ((w(h, cp + CA_DEBUG) & DBG_CONTENTS) === 0) return undefined;
-  // The rounds a reap is about to purge: this slot's magazines and the depot's full ones.
+  // The rounds a reap is about to purge: this slot's magazines (its own: no lock)...
   const cc = cp + h.ccOff;
   for (const [mf, rf] of [[CC_LOADED, CC_ROUNDS], [CC_PLOADED, CC_PROUNDS]]) {
     const m = w(h, cc + mf);
@@ -983,21 +998,34 @@ export function checkEmptySlabs(h: HeapView, cp: number): HeapCorruptionError | 
       if (bad !== undefined) return bad;
     }
   }
-  for (let m = w(h, cp + CA_DEPOT_FULL); m !== 0; m = w(h, m + MG_NEXT)) {
-    for (let i = 0; i < w(h, cp + CA_MAGROUNDS); i++) {
-      const bad = checkFreeBuffer(h, cp, w(h, m + MG_ROUNDS + i * 4));
-      if (bad !== undefined) return bad;
+  // ...the depot's full ones and the empty slabs, which other workers change (a reap of theirs
+  // destroys slabs): walked under the depot lock and the slab lock, in that order, with the
+  // quick test, which takes no lock; the report is made once both are let go.
+  let bad = 0;
+  lock(h, cp + CA_DEPOT_LOCK);
+  try {
+    for (let m = w(h, cp + CA_DEPOT_FULL); m !== 0 && bad === 0; m = w(h, m + MG_NEXT)) {
+      for (let i = 0; i < w(h, cp + CA_MAGROUNDS) && bad === 0; i++) {
+        const buf = w(h, m + MG_ROUNDS + i * 4);
+        if (!freeLooksSound(h, cp, buf)) bad = buf;
+      }
     }
-  }
-  const n = w(h, cp + CA_NCHUNKS), chunk = w(h, cp + CA_CHUNK);
-  for (let sb = w(h, cp + CA_EMPTY); sb !== 0; sb = w(h, sb + SB_NEXT)) {
-    const base = w(h, sb + SB_BASE);
-    for (let i = 0; i < n; i++) {
-      const bad = checkFreeBuffer(h, cp, base + i * chunk);
-      if (bad !== undefined) return bad;
+    lock(h, cp + CA_LOCK);
+    try {
+      const n = w(h, cp + CA_NCHUNKS), chunk = w(h, cp + CA_CHUNK);
+      for (let sb = w(h, cp + CA_EMPTY); sb !== 0 && bad === 0; sb = w(h, sb + SB_NEXT)) {
+        const base = w(h, sb + SB_BASE);
+        for (let i = 0; i < n && bad === 0; i++) {
+          if (!freeLooksSound(h, cp, base + i * chunk)) bad = base + i * chunk;
+        }
+      }
+    } finally {
+      unlock(h, cp + CA_LOCK);
     }
+  } finally {
+    unlock(h, cp + CA_DEPOT_LOCK);
   }
-  return undefined;
+  return bad === 0 ? undefined : checkFreeBuffer(h, cp, bad);
 }
 
 /** The quarantined firewall buffers (for verify): address and span bytes. */

@@ -8,7 +8,8 @@
  * peak in-use bytes and errors; exits 1 on any error, or when in-use keeps rising after the
  * warm-up (the last third's maximum above the middle third's by more than 10% + 64 KiB).
  *
- * Run: `deno task soak -- --seconds 10`.
+ * Run: `deno task soak -- --seconds 10` (`--debug guards`, or any UMEM_DEBUG setting, runs it all
+ * on a debugged heap).
  *
  * @module
  */
@@ -22,10 +23,14 @@ const at = args.indexOf("--seconds");
 const seconds = at >= 0 ? Number(args[at + 1]) : 10;
 if (!(seconds > 0)) throw new Error("--seconds wants a positive number");
 
+// `--debug SETTING`: the heap's UMEM_DEBUG (guards, contents, audit=8/100, ...), empty by default.
+const dat = args.indexOf("--debug");
+const debug = dat >= 0 ? args[dat + 1] ?? "" : "";
+
 const heap = Heap.create({
   size: 8 << 20,
   maxSize: 256 << 20,
-  debug: "",
+  debug,
   logging: "",
   options: "",
 });
