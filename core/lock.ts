@@ -35,13 +35,20 @@ export const ATTACHING = LOCK_HOLDER_MASK - 1;
 const LOCK_SPIN = 64;
 
 /**
- * Takes the lock at byte address `addr`. Returns true if the lock was contended (someone held
- * it when we first tried), which the depot counts to size its magazines.
+ * Takes the lock at byte address `addr`, then syncs this worker's views: whatever another worker
+ * grew the heap by before it let a lock go (a span, a slab, a magazine, a segment record) lies
+ * inside them, so every address read under the lock can be read and written. (Without it a
+ * write past the views is dropped without a word: a slab laid out in memory another worker
+ * brought in, or a magazine's link, is lost.) Returns true if the lock was contended (someone
+ * held it when we first tried), which the depot counts to size its magazines.
  * @throws {HeapLockedError} when the lock is not released within the heap's lock timeout
  */
 export function lock(h: HeapView, addr: number): boolean {
   const i = addr >> 2;
-  if (Atomics.compareExchange(h.i32, i, 0, h.slot + 1) === 0) return false;
+  if (Atomics.compareExchange(h.i32, i, 0, h.slot + 1) === 0) {
+    h.sync();
+    return false;
+  }
   lockSlow(h, addr);
   h.sync();
   return true;

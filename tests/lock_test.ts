@@ -209,3 +209,29 @@ describe("lock: timeouts and misuse", () => {
     heap.vmem.free(page, 4096);
   });
 });
+
+describe("lock: views", () => {
+  it("taking a lock syncs the views: memory another worker grew the heap by can be written", () => {
+    // The heap's structures hand out addresses under locks; a worker whose views stopped short
+    // of memory another worker brought in would read it as undefined and drop its writes (a
+    // slab laid out there, a magazine's link), which four workers growing one heap did.
+    const heap = Heap.create({ size: 1 << 20, backend: "sbrk", debug: "", logging: "" });
+    const other = Heap.attach(heap.buffer);
+    try {
+      const before = heap.u8.length;
+      const big = other.alloc(4 << 20); // the heap grows; the first handle's views stay
+      const end = big + (4 << 20) - 1;
+      assert.equal(heap.u8.length, before);
+      assert.ok(other.u8.length > end, "the heap grew");
+      lock(heap, HDR_SLOT_LOCK); // (nothing else on this handle has synced it)
+      assert.equal(heap.u8.length, other.u8.length, "the views cover the heap once it is held");
+      heap.u8[end] = 7; // the grown memory's last byte, through these views
+      unlock(heap, HDR_SLOT_LOCK);
+      assert.equal(other.u8[end], 7);
+      other.free(big, 4 << 20);
+    } finally {
+      other.detach();
+    }
+    assert.deepEqual(heap.verify(), []);
+  });
+});
