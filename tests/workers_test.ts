@@ -85,6 +85,14 @@ describe("many workers, one heap", () => {
     });
   }
 
+  it("four workers on a heap they grow: every lock taken syncs the views", async () => {
+    // Slabs, magazines and spans handed out under a lock may lie in memory another worker grew
+    // the heap by; before lock() synced on its uncontended path too, this lost a slab's free list
+    // in about one run of fifteen (core/lock.ts).
+    const heap = await stress(4, 150_000, { size: 1 << 20, backend: "sbrk" });
+    assert.ok(heap.size > 1 << 20, `the heap did not grow (${heap.size} bytes)`);
+  });
+
   for (const debug of ["audit=8/50,contents", "guards"]) {
     it(`two workers on a debugged heap (${debug}): the debug fast path across workers`, async () => {
       // Each worker's handle is a DebuggingHeap (a GuardingHeap for guards alone); buffers freed
