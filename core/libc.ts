@@ -41,8 +41,8 @@ import { classSize, UMEM_MAXBUF } from "./size_class.ts";
 // folds a constant of this module into the caller, not an imported binding).
 const fastAlloc = cacheAlloc, fastFree = cacheFreeChecked;
 /**
- * The fast paths' copies of the header's layout and of UMEM_MAXBUF, checked by the Libc
- * constructor. A `const enum`, as magazine.ts's `Fp`: written out as numbers at each use, where
+ * The fast paths' copies of the header's layout, and the largest request they serve, checked by
+ * the Libc constructor. A `const enum`, as magazine.ts's `Fp`: written out as numbers at each use, where
  * a module's `const` is a context load in bytecode, and bytecode is what V8's inlining budget
  * counts (the pair of malloc and free must leave room for the magazine layer's two fast paths).
  */
@@ -52,12 +52,11 @@ const enum Lc {
   SIZE_W = 0,
   TAG_W = 1,
   MIN_PTR = 16,
-  MAXBUF = 131072,
-  FAST_MAX = 131064,
-  /** The largest `n` malloc's fast path serves, a mask (32 KiB less a byte: a 16-bit operand). */
-  FAST_MASK = 0x7fff,
-  /** The largest block less its header that free's fast path serves (a 16-bit operand too). */
-  FAST_FREE = 0x7fff,
+  /**
+   * The largest request (the block less its header) either fast path serves: 32 KiB less a
+   * byte, a mask for malloc's test and a 16-bit operand for free's.
+   */
+  FAST_N = 0x7fff,
 }
 
 /** Bytes of a malloc header. */
@@ -112,10 +111,10 @@ export class Libc {
   constructor(heap: SizedAllocator) {
     this.heap = heap;
     if (
-      Lc.MAXBUF !== UMEM_MAXBUF || Lc.HEADER !== MALLOC_HEADER ||
-      Lc.HEADER_W !== MALLOC_HEADER >> 2 || Lc.SIZE_W !== MH_SIZE >> 2 ||
-      Lc.TAG_W !== MH_TAG >> 2 || Lc.MIN_PTR !== 2 * MALLOC_HEADER ||
-      Lc.FAST_MAX !== UMEM_MAXBUF - MALLOC_HEADER
+      Lc.HEADER !== MALLOC_HEADER || Lc.HEADER_W !== MALLOC_HEADER >> 2 ||
+      Lc.SIZE_W !== MH_SIZE >> 2 || Lc.TAG_W !== MH_TAG >> 2 ||
+      Lc.MIN_PTR !== 2 * MALLOC_HEADER || Lc.FAST_N + Lc.HEADER > UMEM_MAXBUF ||
+      ((Lc.FAST_N + 1) & Lc.FAST_N) !== 0 // (a block the size table serves; a mask)
     ) {
       throw new Error("core/libc.ts: the fast paths' copies of the layout are out of date");
     }
@@ -142,7 +141,7 @@ export class Libc {
     // call and a message, only on the slow way): the fewer bytecodes here, the more of the
     // magazine layer V8 inlines into the caller.
     const h = this.heap, tab = h.checkedTab; // (0 unless `checkedFast`)
-    if ((n & Lc.FAST_MASK) === n && tab !== 0) { // (a whole number in [0, FAST_MASK])
+    if ((n & Lc.FAST_N) === n && tab !== 0) { // (a whole number in [0, FAST_N])
       const total = n + Lc.HEADER;
       const base = fastAlloc(h, h.i32[tab + ((total + 7) >> 3)]), w = base >> 2;
       const i32 = h.i32;
@@ -218,7 +217,7 @@ export class Libc {
     if ((ptr & -8) === ptr && ptr >= Lc.MIN_PTR && tab !== 0) {
       const w = (ptr >> 2) - Lc.HEADER_W, total = i32[w]; // (word Lc.SIZE_W, 0)
       if (
-        i32[w + Lc.TAG_W] === (total ^ MALLOC_MAGIC) && (total - Lc.HEADER) >>> 0 <= Lc.FAST_FREE
+        i32[w + Lc.TAG_W] === (total ^ MALLOC_MAGIC) && (total - Lc.HEADER) >>> 0 <= Lc.FAST_N
       ) {
         // The header stays: a second free finds it and the size class's state byte reports the
         // duplicate; once the buffer is reused or back on its slab the header no longer matches.
