@@ -4,8 +4,9 @@
  * any JavaScript audit must pay), and sampled auditing (1 transaction in 100, and in 10,000)
  * against none.
  *
- * `contents` is measured with the floor of its own work beside it: the same pairs plus the three
- * passes it makes over each buffer, with no check of anything else.
+ * `contents` is measured with the floor of its own work beside it: the same pairs plus the two
+ * passes libumem makes over each buffer, with no check of anything else. Sampled auditing at 1
+ * in 100 is also measured against the pairs plus a bare capture for every hundredth operation.
  *
  * Run: `deno bench --allow-read --allow-env bench/debug_bench.ts`
  *
@@ -58,24 +59,53 @@ function bareCapture(heap: Heap): void {
 const FREE2 = -1.1885959257070704e+148, UNINIT2 = -3.8506484546989115e-25;
 
 /**
- * What `contents` cannot avoid: the pairs without debugging plus its three passes over each
- * buffer, eight bytes at a time (the 0xdeadbeef check, the 0xbaddcafe fill, the 0xdeadbeef
- * fill), written out in the loop as debug_quick.ts writes them. Returns the buffers found
- * modified (none), so that nothing is optimised away.
+ * What `contents` cannot avoid: the pairs without debugging plus the two passes libumem makes
+ * over each buffer (its `verify_and_copy_pattern` on the way out, checking 0xdeadbeef and
+ * writing 0xbaddcafe in one loop, and its `copy_pattern` of 0xdeadbeef on the way back), eight
+ * bytes at a time, written out in the loop as debug_quick.ts writes them. Returns the buffers
+ * found modified (none), so that nothing is optimised away.
  */
 function contentsFloor(heap: Heap): number {
   const f64 = heap.f64;
   let modified = 0;
   for (let i = 0; i < N; i++) {
     const p = heap.alloc(64), b = p >> 3, t = b + 8;
-    let j = b;
-    while (j < t && f64[j] === FREE2) j++;
-    if (j < t) modified++;
-    for (j = b; j < t; j++) f64[j] = UNINIT2;
-    for (j = b; j < t; j++) f64[j] = FREE2;
+    for (let j = b; j < t; j++) {
+      if (f64[j] !== FREE2) {
+        modified++;
+        break;
+      }
+      f64[j] = UNINIT2;
+    }
+    for (let j = b; j < t; j++) f64[j] = FREE2;
     heap.free(p, 64);
   }
   return modified;
+}
+
+/**
+ * What sampled auditing at 1 in 100 cannot avoid: the pairs without debugging plus one raw
+ * stack captured, at the audit depth, for every hundredth operation.
+ */
+function sampledCapture(heap: Heap): void {
+  const E = Error as unknown as { stackTraceLimit: number };
+  let last: Error | undefined;
+  for (let i = 0, op = 0; i < N; i++) {
+    if (++op % 100 === 0) last = captureAt16(E);
+    const p = heap.alloc(64);
+    if (++op % 100 === 0) last = captureAt16(E);
+    heap.free(p, 64);
+  }
+  if (N >= 50 && last === undefined) throw new Error("no stacks");
+}
+
+/** One raw capture at the audit depth, the limit put back. */
+function captureAt16(E: { stackTraceLimit: number }): Error {
+  const limit = E.stackTraceLimit;
+  E.stackTraceLimit = 16;
+  const e = new Error();
+  E.stackTraceLimit = limit;
+  return e;
 }
 {
   // The buffer the pairs reuse starts out holding the freed pattern, as a debugged one does.
@@ -103,7 +133,7 @@ for (const name of ["none", "guards", "contents", "sampled", "sampledRarely", "d
 }
 
 Deno.bench({
-  name: `${N} pairs of 64 B + contents' three passes over each buffer, no checks`,
+  name: `${N} pairs of 64 B + contents' two passes over each buffer, no checks`,
   group: "debug settings against none",
   fn: () => {
     if (contentsFloor(heaps.none) !== 0) throw new Error("the pattern was not kept");
@@ -120,4 +150,16 @@ Deno.bench({
   name: `${N} pairs of 64 B, UMEM_DEBUG=audit`,
   group: "audit against bare stack capture",
   fn: () => pairs("audit"),
+});
+
+Deno.bench({
+  name: `${N} pairs of 64 B + a bare stack capture every 100th operation`,
+  group: "sampled audit against bare stack capture at the same rate",
+  baseline: true,
+  fn: () => sampledCapture(heaps.none),
+});
+Deno.bench({
+  name: `${N} pairs of 64 B, UMEM_DEBUG=audit=16/100`,
+  group: "sampled audit against bare stack capture at the same rate",
+  fn: () => pairs("sampled"),
 });
