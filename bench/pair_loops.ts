@@ -30,6 +30,64 @@ export function pairsHeap(h: Heap, size: number, n: number): number {
   return s;
 }
 
+/** `Error`'s V8 extension, as an audit's capture uses it. */
+const ErrorLimit = Error as unknown as { stackTraceLimit: number };
+/** The last capture, kept so that none is optimised away. */
+let lastCapture: Error | undefined;
+/** Operations since the last capture. */
+let sinceCapture = 0;
+
+/**
+ * `heap.alloc` after one raw capture of the stack, `frames` deep, on every `every`th operation:
+ * what an allocator's entry point that audits does first (its text is made only when something
+ * reads it). The capture is written out here, not called, so that it walks no frame of its own.
+ */
+function allocCapturing(h: Heap, size: number, frames: number, every: number): number {
+  if (++sinceCapture >= every) {
+    sinceCapture = 0;
+    const limit = ErrorLimit.stackTraceLimit;
+    ErrorLimit.stackTraceLimit = frames;
+    lastCapture = new Error();
+    ErrorLimit.stackTraceLimit = limit;
+  }
+  return h.alloc(size);
+}
+
+/** `heap.free` after a capture, as {@linkcode allocCapturing}. */
+function freeCapturing(h: Heap, p: number, size: number, frames: number, every: number): void {
+  if (++sinceCapture >= every) {
+    sinceCapture = 0;
+    const limit = ErrorLimit.stackTraceLimit;
+    ErrorLimit.stackTraceLimit = frames;
+    lastCapture = new Error();
+    ErrorLimit.stackTraceLimit = limit;
+  }
+  h.free(p, size);
+}
+
+/**
+ * {@linkcode pairsHeap} with one raw stack capture, `frames` deep, made by every `every`th
+ * alloc or free before it runs: the bare cost of the stacks an audit keeps, for
+ * `bench/debug_bench.ts` to measure auditing against. The capture is made one call below the
+ * loop, as an audited heap's `alloc` and `free` make theirs, so both walk the same frames.
+ */
+export function pairsCapturing(
+  h: Heap,
+  size: number,
+  n: number,
+  frames: number,
+  every: number,
+): number {
+  let s = 0;
+  for (let i = 0; i < n; i++) {
+    const p = allocCapturing(h, size, frames, every);
+    freeCapturing(h, p, size, frames, every);
+    s ^= p;
+  }
+  if (n * 2 >= every && lastCapture === undefined) throw new Error("no stack was captured");
+  return s;
+}
+
 /** `heap.libc` malloc/free of `size` bytes, `n` times. */
 export function pairsLibc(h: Heap, size: number, n: number): number {
   const libc = h.libc;
