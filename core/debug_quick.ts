@@ -7,26 +7,29 @@
  * call on the sound path: alloc looks at the top round of the slot's loaded magazine, checks
  * the tag's check word and redzone word and (with `contents`) that every word of the buffer
  * still holds 0xdeadbeef, then takes the round, writes 0xbaddcafe, the encoded size, the 0xbb
- * bytes after the requested size and the allocated check word. Free finds the buffer's state
- * byte through the page map as the checked fast path does (so a buffer of another cache, an
- * interior pointer and a duplicate free are told apart), compares the check word, the redzone
- * word, the encoded size and the 0xbb bytes, then fills 0xdeadbeef and pushes the buffer.
- * With sampled auditing (`audit=frames/rate`) both serve the transactions that are not
- * sampled: they count the worker's `WS_AUDIT_LEFT` down and clear their half of the audit
- * record, as debug.ts's `record` does; the sampled one (the count at 1) goes to debug.ts, which
- * captures its stack. So a sampled heap pays for a stack once in `rate` transactions and
- * otherwise little more than `guards` does.
+ * bytes after the requested size and the allocated check word. Free judges the buffer by its
+ * tag alone, as libumem's `umem_cache_free_debug` does (buftag.ts: the check word names the
+ * buffer and its cache, so a buffer of another cache, an interior pointer and a duplicate free
+ * all fail it): the check word, the redzone word, the encoded size and the 0xbb bytes, then it
+ * fills 0xdeadbeef and pushes the buffer. With sampled auditing (`audit=frames/rate`) both
+ * serve the transactions that are not sampled: they count the worker's `WS_AUDIT_LEFT` down and
+ * clear their half of the audit record, as debug.ts's `record` does; the sampled one (the count
+ * at 1) goes to debug.ts, which captures its stack. So a sampled heap pays for a stack once in
+ * `rate` transactions and otherwise little more than `guards` does.
  *
- * The round's pop and push and the state byte's address are written out here, as
- * `cacheFreeChecked` writes out its push, not called from magazine.ts: each such call re-reads
- * the handle's views and counts against V8's inlining budget (magazine.ts) with its own
- * bytecode. A `DebuggingHeap` (heap.ts) calls these two straight from `alloc` and `free`; its
- * alloc with this one inlined is 92 + 405 bytecodes and fits a loop's budget; the free, 105 +
- * 506, is past V8's limit for one inlined function (460) and stays one call, to a function that
- * calls nothing on the sound path. Functions here are constants declared before their callers:
- * V8 then checks none of their names, nor the layout's, for the temporal dead zone (two
- * bytecodes a use for a `function` declaration's). (The ways out name the fast paths, declared
- * after them, as the frame to capture a stack above: checked there, off the sound path.)
+ * Three pairs, one per handle class of heap.ts: `debugAllocQuick`/`debugFreeQuick` test the
+ * cache's flags and serve sampled audit (`DebuggingHeap`); `guardsAllocQuick`/`guardsFreeQuick`
+ * (`GuardingHeap`) and `contentsAllocQuick`/`contentsFreeQuick` (`PatterningHeap`) test none.
+ * V8's inliner counts bytecodes (magazine.ts): a loop of pairs inlines the whole of the guards'
+ * pair and the general alloc, but not the general free (375 bytecodes), which stays one call,
+ * to a function that calls nothing on the sound path; of the patterns' pair it inlines both
+ * entries, and the pattern check (167 bytecodes, with `maxverify`) stays a call. The round's pop
+ * and push are written out here, not called from magazine.ts, for the same budget: each such
+ * call re-reads the handle's views and brings its own bytecode. Functions here are constants
+ * declared before their callers: V8 then checks none of their names, nor the layout's, for the
+ * temporal dead zone (two bytecodes a use for a `function` declaration's). (The ways out name
+ * the fast paths, declared after them, as the frame to capture a stack above: checked there,
+ * off the sound path.)
  *
  * Anything unexpected (an empty or full magazine too) leaves the fast path before it has
  * changed a thing and goes to debug.ts, which checks again, writes libumem's report and throws,
@@ -385,6 +388,41 @@ export const guardsFreeQuick = (h: HeapView, cp: number, buf: number, size: numb
     return pushFreed(h, cp, cc, r, buf, tag);
   }
   debugFree(h, cp, buf, size, "umem_free", guardsFreeQuick);
+};
+
+/**
+ * {@linkcode debugAllocQuick} for a heap whose checks are the guards' and the patterns'
+ * (`contents`, with `guards`, `verbose` or `firewall` or not): no audit record, so no test of
+ * the cache's flags (heap.ts's `PatterningHeap`).
+ * @throws {HeapCorruptionError} when the buffer taken was modified after it was freed
+ * @throws {OutOfMemoryError} when no memory can be had
+ */
+export const contentsAllocQuick = (h: HeapView, cp: number, size: number): number => {
+  const i32 = h.i32, cc = (cp + h.ccOff) >> 2, r = i32[cc + Q.CC_ROUNDS_W];
+  if (r > 0) {
+    const buf = i32[(i32[cc + Q.CC_LOADED_W] >> 2) + r];
+    const tag = buf + i32[(cp >> 2) + Q.CA_TAGOFF_W];
+    if (freeTagSound(i32, cp, buf, tag >> 2) && freedToUninit(h, buf, tag)) {
+      takeTop(h, cp, cc, r, buf, tag, size);
+      return buf;
+    }
+  }
+  return debugAlloc(h, cp, size, contentsAllocQuick) | 0;
+};
+
+/**
+ * {@linkcode debugFreeQuick} for a heap whose checks are the guards' and the patterns' (see
+ * {@linkcode contentsAllocQuick}).
+ * @throws {HeapCorruptionError} naming the kind of misuse or corruption
+ */
+export const contentsFreeQuick = (h: HeapView, cp: number, buf: number, size: number): void => {
+  const i32 = h.i32, tag = buf + i32[(cp >> 2) + Q.CA_TAGOFF_W];
+  const cc = (cp + h.ccOff) >> 2, r = i32[cc + Q.CC_ROUNDS_W];
+  if (allocatedTagSound(h, cp, buf, tag, size) && r < i32[cc + Q.CC_MAGSIZE_W]) {
+    fillFreed(h, buf, tag);
+    return pushFreed(h, cp, cc, r, buf, tag);
+  }
+  debugFree(h, cp, buf, size, "umem_free", contentsFreeQuick);
 };
 
 // Their fallbacks name them as the frame above which a stack is captured; alloc or free calls them.

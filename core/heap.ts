@@ -90,6 +90,8 @@ import {
 import {
   auditsNext,
   checkDebugQuickLayout,
+  contentsAllocQuick,
+  contentsFreeQuick,
   debugAllocQuick,
   debugFreeQuick,
   guardsAllocQuick,
@@ -184,6 +186,7 @@ const FP_MAXBUF = 131072;
 const fastAlloc = cacheAlloc, fastFree = cacheFreeChecked, fastTrustFree = trustFree;
 const quickAlloc = debugAllocQuick, quickFree = debugFreeQuick;
 const guardsAlloc = guardsAllocQuick, guardsFree = guardsFreeQuick;
+const contentsAlloc = contentsAllocQuick, contentsFree = contentsFreeQuick;
 
 /**
  * A new image's buffer: growable from `size` up to `maxSize` bytes (`sbrk`), or `maxSize` bytes
@@ -568,7 +571,9 @@ export class Heap extends HeapView {
   /**
    * A handle of the class the image asks for: a heap created with `trust` gets a
    * `TrustingHeap`, whose `free` is a function of its own, and a heap whose debugging the
-   * debug fast path serves a `DebuggingHeap`, whose `alloc` and `free` are (see there).
+   * debug fast path serves a `DebuggingHeap`, whose `alloc` and `free` are (see there): a
+   * `GuardingHeap` for the guards alone, a `PatterningHeap` for the patterns (and the guards),
+   * a `DebuggingHeap` itself with sampled audit.
    *
    * @param sab the image
    * @param slot the worker slot, taken
@@ -585,9 +590,10 @@ export class Heap extends HeapView {
     if ((hdr[HDR_FLAGS >> 2] & HF_TRUST) !== 0) return new TrustingHeap(sab, slot);
     const flags = debug ?? hdr[HDR_DEBUG >> 2];
     if (servesQuick(flags, sample ?? hdr[HDR_AUDIT_SAMPLE >> 2])) {
-      return (flags & (DBG_AUDIT | DBG_CONTENTS)) === 0
+      if ((flags & DBG_AUDIT) !== 0) return new DebuggingHeap(sab, slot);
+      return (flags & DBG_CONTENTS) === 0
         ? new GuardingHeap(sab, slot)
-        : new DebuggingHeap(sab, slot);
+        : new PatterningHeap(sab, slot);
     }
     return (flags & DBG_AUDIT) !== 0 ? new AuditingHeap(sab, slot) : new Heap(sab, slot);
   }
@@ -1367,6 +1373,40 @@ class GuardingHeap extends DebuggingHeap {
   override free(ptr: number, size: number): void {
     if (size > 0 && size <= this.debugQuick && (size | 0) === size && ptr < this.mapped) {
       return guardsFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
+    }
+    super.free(ptr, size);
+  }
+}
+
+/**
+ * The handle of a heap whose debugging is the patterns' and perhaps the guards' (`contents`,
+ * with `guards`, `verbose` or `firewall` or not): a {@linkcode DebuggingHeap} whose `alloc` and
+ * `free` go to the patterns' own pair, debug_quick.ts's `contentsAllocQuick` and
+ * `contentsFreeQuick`, as {@linkcode GuardingHeap}'s go to the guards'.
+ */
+class PatterningHeap extends DebuggingHeap {
+  /**
+   * See {@linkcode Heap.create} and {@linkcode Heap.attach}, which make it.
+   *
+   * @param sab the image
+   * @param slot the worker slot
+   */
+  constructor(sab: SharedArrayBuffer, slot: number) {
+    super(sab, slot);
+  }
+
+  /** `umem_alloc` with the tag and the pattern checked and laid; as {@linkcode Heap.alloc} otherwise. */
+  override alloc(size: number): number {
+    if (size > 0 && size <= this.debugQuick && (size | 0) === size) {
+      return contentsAlloc(this, this.i32[this.sizeTab + ((size + 7) >> 3)], size);
+    }
+    return super.alloc(size) | 0;
+  }
+
+  /** `umem_free` with the tag checked and the pattern laid; as {@linkcode DebuggingHeap.free} otherwise. */
+  override free(ptr: number, size: number): void {
+    if (size > 0 && size <= this.debugQuick && (size | 0) === size && ptr < this.mapped) {
+      return contentsFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
     }
     super.free(ptr, size);
   }
