@@ -6,8 +6,9 @@
  * through as many frames, since V8's capture costs for every frame it walks. Sampled auditing
  * (1 transaction in 100, and in 10,000) is measured against none.
  *
- * `contents` is measured with the floor of its own work beside it: the same pairs plus the two
- * passes libumem makes over each buffer, with no check of anything else. Sampled auditing at 1
+ * `guards` and `contents` are measured with the floor of their own work beside them: the same
+ * pairs plus the tag words libumem's guards read and write, and plus the two passes libumem
+ * makes over each buffer, with no check of anything else. Sampled auditing at 1
  * in 100 is also measured against the pairs plus a bare capture for every hundredth operation.
  *
  * Run: `deno bench --allow-read --allow-env bench/debug_bench.ts`
@@ -76,11 +77,50 @@ function contentsFloor(heap: Heap): number {
   return modified;
 }
 
+/** libumem's redzone word, and the check-word constants of core/buftag.ts. */
+const REDZONE = 0xfeedface | 0, ALLOC_MAGIC = 0xa110c8ed | 0, FREE_MAGIC = 0xf4eef4ee | 0;
+/** 64 encoded as libumem encodes a requested size. */
+const SIZE64 = 251 * 64 + 1;
+/** A stand-in for the cache record's address in the floor's check words. */
+const FLOOR_CP = 0x1000;
+
+/**
+ * What `guards` cannot avoid: the pairs without debugging plus the tag words libumem's guards
+ * read and write, and nothing else: on the way out the check word read (free) and written
+ * (allocated) and the encoded size written; on the way back the encoded size, the check word
+ * and the redzone word read, and the check word written (free). The buffers are of 80 bytes,
+ * the last 16 standing for the tag, so the tag lies beside the 64 bytes as a debugged cache's
+ * does. Returns the tags found wrong (none), so that nothing is optimised away.
+ */
+function guardsFloor(heap: Heap): number {
+  const i32 = heap.i32;
+  let wrong = 0;
+  for (let i = 0; i < N; i++) {
+    const p = heap.alloc(80), t = (p + 64) >> 2;
+    if (i32[t + 2] !== (p ^ FLOOR_CP ^ FREE_MAGIC)) wrong++;
+    i32[t + 1] = SIZE64;
+    i32[t + 2] = p ^ FLOOR_CP ^ ALLOC_MAGIC;
+    if (
+      i32[t + 1] !== SIZE64 || i32[t + 2] !== (p ^ FLOOR_CP ^ ALLOC_MAGIC) || i32[t] !== REDZONE
+    ) {
+      wrong++;
+    }
+    i32[t + 2] = p ^ FLOOR_CP ^ FREE_MAGIC;
+    heap.free(p, 80);
+  }
+  return wrong;
+}
+
 {
   // The buffer the pairs reuse starts out holding the freed pattern, as a debugged one does.
   const p = heaps.none.alloc(64);
   heaps.none.f64.fill(FREE2, p >> 3, (p >> 3) + 8);
   heaps.none.free(p, 64);
+  // And the buffer of guards' floor, a free tag.
+  const q = heaps.none.alloc(80), t = (q + 64) >> 2;
+  heaps.none.i32[t] = REDZONE;
+  heaps.none.i32[t + 2] = q ^ FLOOR_CP ^ FREE_MAGIC;
+  heaps.none.free(q, 80);
 }
 
 /** The UMEM_DEBUG string of each bench's heap. */
@@ -100,6 +140,14 @@ for (const name of ["none", "guards", "contents", "sampled", "sampledRarely", "d
     fn: () => pairs(name),
   });
 }
+
+Deno.bench({
+  name: `${N} pairs of 64 B + guards' tag words beside each buffer, no other check`,
+  group: "debug settings against none",
+  fn: () => {
+    if (guardsFloor(heaps.none) !== 0) throw new Error("the tag was not kept");
+  },
+});
 
 Deno.bench({
   name: `${N} pairs of 64 B + contents' two passes over each buffer, no checks`,
