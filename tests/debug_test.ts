@@ -15,6 +15,9 @@ import { HDR_CTLOG, HDR_FAILLOG, HDR_TXLOG } from "../core/image.ts";
 import { parseDebug, parseLogging, parseOptions } from "../core/options.ts";
 import { sampleInterval } from "../core/debug.ts";
 import { attachHeapHook } from "../core/hooks.ts";
+import { spawnSync } from "node:child_process";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
 
 const debugHeap = (debug = "default", logging = "") =>
   Heap.create({ size: 4 << 20, debug, logging });
@@ -620,6 +623,40 @@ describe("the switches", () => {
     } finally {
       if (old === undefined) delete env.UMEM_DEBUG;
       else env.UMEM_DEBUG = old;
+    }
+  });
+
+  it("carries on with the defaults, saying nothing, without permission to read the environment", () => {
+    // Deno's permissions: Bun and Node have none, and always read the environment.
+    if (!("Deno" in globalThis)) return;
+    const probe = fileURLToPath(new URL("./fixtures/env_probe.ts", import.meta.url));
+    const run = (...flags: string[]) => {
+      const r = spawnSync(
+        process.execPath,
+        ["run", "--allow-read", "--no-prompt", ...flags, probe],
+        {
+          encoding: "utf8",
+          env: { ...process.env, UMEM_DEBUG: "guards", UMEM_LOGGING: "transaction", NO_COLOR: "1" },
+          timeout: 30_000,
+        },
+      );
+      if (r.error !== undefined) throw r.error;
+      return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+    };
+    // Allowed, the variable is read: the overrun is reported.
+    const allowed = run("--allow-env");
+    assert.deepEqual(allowed, {
+      code: 0,
+      stdout: "free: redzone-violation\nverify: 1\n",
+      stderr: "",
+    });
+    // Not granted (no flag; another variable only; denied): no debugging, no prompt, no word.
+    for (const flags of [[], ["--allow-env=HOME"], ["--deny-env"]]) {
+      assert.deepEqual(run(...flags), {
+        code: 0,
+        stdout: "free: no report\nverify: 0\n",
+        stderr: "",
+      }, `deno run ${flags.join(" ")}`);
     }
   });
 });
