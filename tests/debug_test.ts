@@ -636,25 +636,33 @@ describe("the switches", () => {
         ["run", "--allow-read", "--no-prompt", ...flags, probe],
         {
           encoding: "utf8",
-          env: { ...process.env, UMEM_DEBUG: "guards", UMEM_LOGGING: "transaction", NO_COLOR: "1" },
+          env: {
+            ...process.env,
+            UMEM_DEBUG: "guards",
+            UMEM_LOGGING: "transaction",
+            UMEM_OPTIONS: "size=3m",
+            NO_COLOR: "1",
+          },
           timeout: 30_000,
         },
       );
       if (r.error !== undefined) throw r.error;
       return { code: r.status, stdout: r.stdout, stderr: r.stderr };
     };
-    // Allowed, the variable is read: the overrun is reported.
+    const defaults = Heap.create().size; // (no UMEM_OPTIONS here: the test runs with none)
+    // Allowed, the variables are read: the overrun is reported, the log kept, the size taken.
     const allowed = run("--allow-env");
-    assert.deepEqual(allowed, {
-      code: 0,
-      stdout: "free: redzone-violation\nverify: 1\n",
-      stderr: "",
-    });
+    assert.equal(allowed.stderr, "");
+    assert.equal(allowed.code, 0);
+    assert.match(
+      allowed.stdout,
+      /^free: redzone-violation\nverify: 1\nlog: [1-9]\d* records\nsize: 3145728\n$/,
+    );
     // Not granted (no flag; another variable only; denied): no debugging, no prompt, no word.
     for (const flags of [[], ["--allow-env=HOME"], ["--deny-env"]]) {
       assert.deepEqual(run(...flags), {
         code: 0,
-        stdout: "free: no report\nverify: 0\n",
+        stdout: `free: no report\nverify: 0\nlog: 0 records\nsize: ${defaults}\n`,
         stderr: "",
       }, `deno run ${flags.join(" ")}`);
     }
