@@ -90,6 +90,11 @@ export const DBG_TXLOG = 32;
 export const DBG_CTLOG = 64;
 /** `UMEM_LOGGING=fail`. */
 export const DBG_FAILLOG = 128;
+/**
+ * A report aborts the process, as libumem's does: set with any debugging unless `UMEM_DEBUG`
+ * says `noabort` or `nosignal` (then the report is thrown). Never set by logging alone.
+ */
+export const DBG_ABORT = 256;
 
 /** Encodes a requested size as libumem does. */
 export function encodeSize(size: number): number {

@@ -35,6 +35,7 @@ import {
   BT_F_TIME,
   BT_REDZONE,
   BT_SIZE,
+  DBG_ABORT,
   DBG_AUDIT,
   DBG_CONTENTS,
   DBG_CTLOG,
@@ -163,12 +164,14 @@ export interface AuditTransaction {
 
 /**
  * A corruption or misuse of the heap found by debugging: which kind, at which buffer, in which
- * cache, and with auditing the buffer's last transactions.
+ * cache, and with auditing the buffer's last transactions. Thrown when `UMEM_DEBUG` says
+ * `noabort` (or `nosignal`); otherwise the report is printed and the process aborted, as
+ * libumem's.
  *
  * @example
  * ```ts
  * import { HeapCorruptionError, Heap } from "@umem/umem";
- * const heap = Heap.create({ size: 1 << 20, debug: "default" });
+ * const heap = Heap.create({ size: 1 << 20, debug: "default,noabort" });
  * const p = heap.alloc(50);
  * heap.free(p, 50);
  * try {
@@ -278,9 +281,40 @@ export function report(
   lines.push("umem: heap corruption detected");
   Atomics.add(h.i32, HDR_ERRORS >> 2, 1);
   const e = new HeapCorruptionError(kind, lines.join("\n"), buf, name, tag, audit);
-  if ((w(h, HDR_DEBUG) & DBG_VERBOSE) !== 0) console.error(e.message);
+  const flags = w(h, HDR_DEBUG);
+  if ((flags & DBG_ABORT) !== 0 && h.collecting === 0) {
+    console.error(e.message);
+    abortProcess();
+  } else if ((flags & DBG_VERBOSE) !== 0) {
+    console.error(e.message);
+  }
   return e;
 }
+
+/**
+ * Aborts the process, as libumem's `umem_panic` does after a report: `process.abort()` (Deno's
+ * main thread, Bun, Node), else a SIGABRT to the process itself (a Deno worker, where
+ * `process.abort` throws), the worker then blocked until the signal lands, at most
+ * {@linkcode ABORT_WAIT_MS}, so that no code of the program's runs after the report. Returns
+ * only when neither is possible; the caller then throws.
+ */
+function abortProcess(): void {
+  const g = globalThis as {
+    process?: { abort?: () => void };
+    Deno?: { pid: number; kill(pid: number, signal: string): void };
+  };
+  try {
+    g.process?.abort?.();
+  } catch { /* a Deno worker: signal the process instead */ }
+  try {
+    if (g.Deno === undefined) return;
+    g.Deno.kill(g.Deno.pid, "SIGABRT");
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ABORT_WAIT_MS);
+  } catch { /* no way to abort here: the report is thrown */ }
+}
+
+/** How long a Deno worker waits for its own SIGABRT before it throws the report instead. */
+const ABORT_WAIT_MS = 5000;
 
 /**
  * Transactions from one audited transaction to the next at sample rate `rate` (above 1): drawn

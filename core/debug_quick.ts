@@ -54,6 +54,7 @@ import {
   BT_FREE_MAGIC,
   BT_REDZONE,
   BT_SIZE,
+  DBG_ABORT,
   DBG_AUDIT,
   DBG_CONTENTS,
   DBG_FIREWALL,
@@ -114,10 +115,11 @@ function patternsDoubled(): boolean {
 
 /**
  * The debugging flags the fast path serves: guards, contents, verbose, audit (the transactions
- * a sample rate leaves out) and the firewall (sizes at or above it never come here). Any other
- * (the logs) sends every call to debug.ts.
+ * a sample rate leaves out), the firewall (sizes at or above it never come here) and abort (it
+ * only says what a report does). Any other (the logs) sends every call to debug.ts.
  */
-const QUICK_FLAGS = DBG_GUARDS | DBG_CONTENTS | DBG_VERBOSE | DBG_AUDIT | DBG_FIREWALL;
+const QUICK_FLAGS = DBG_GUARDS | DBG_CONTENTS | DBG_VERBOSE | DBG_AUDIT | DBG_FIREWALL |
+  DBG_ABORT;
 
 /**
  * True when debugging flags `flags` are some and all of them the fast path's, and auditing, if

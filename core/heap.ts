@@ -69,6 +69,7 @@ import {
   WS_STATE,
 } from "./image.ts";
 import {
+  DBG_ABORT,
   DBG_AUDIT,
   DBG_CONTENTS,
   DBG_CTLOG,
@@ -213,7 +214,8 @@ function debugFlags(d: DebugSettings, l: LoggingSettings): number {
   return (any ? DBG_GUARDS : 0) | (d.audit ? DBG_AUDIT : 0) |
     (d.contents ? DBG_CONTENTS : 0) | (d.verbose ? DBG_VERBOSE : 0) |
     (d.firewall > 0 ? DBG_FIREWALL : 0) | (l.transaction > 0 ? DBG_TXLOG : 0) |
-    (l.contents > 0 ? DBG_CTLOG : 0) | (l.fail > 0 ? DBG_FAILLOG : 0);
+    (l.contents > 0 ? DBG_CTLOG : 0) | (l.fail > 0 ? DBG_FAILLOG : 0) |
+    (any && !d.noabort ? DBG_ABORT : 0);
 }
 
 /** Writes the debugging and logging settings into a new image and lays the logs. */

@@ -277,6 +277,11 @@ export class HeapView {
   /** The heap debugs or logs: sized alloc and free take the debug path. */
   debugging = false;
   /**
+   * Walks under way that list problems rather than report them (`verify()`): while above 0, a
+   * report does not abort the process (debug.ts's `report`).
+   */
+  collecting = 0;
+  /**
    * The largest size whose sized alloc and free take the debug fast path (`debug_quick.ts`):
    * nonzero when the heap's only debugging is what that path serves (guards, contents, sampled
    * audit: debug_quick.ts's servesQuick).

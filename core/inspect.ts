@@ -55,6 +55,7 @@ import {
   TXOP_ALLOC,
 } from "./log.ts";
 import {
+  DBG_ABORT,
   DBG_AUDIT,
   DBG_CONTENTS,
   DBG_CTLOG,
@@ -748,6 +749,7 @@ export class Inspector {
     if ((d & DBG_GUARDS) !== 0) debug.push("guards");
     if ((d & DBG_FIREWALL) !== 0) debug.push(`firewall=${this.w(HDR_FIREWALL)}`);
     if ((d & DBG_VERBOSE) !== 0) debug.push("verbose");
+    if ((d & DBG_GUARDS) !== 0 && (d & DBG_ABORT) === 0) debug.push("noabort");
     const logs: Status["logs"] = [];
     const logging: string[] = [];
     for (

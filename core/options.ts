@@ -30,7 +30,10 @@ export interface DebugSettings {
   firewall: number;
   /** Print each report to the console as well. */
   verbose: boolean;
-  /** Report by throwing rather than exiting the process (the default here). */
+  /**
+   * Report by throwing rather than aborting the process (`noabort` or `nosignal`; libumem's
+   * default, and umem's, is to print the report and abort).
+   */
   noabort: boolean;
   /** Check at most this many bytes of a freed buffer's pattern (0: all). */
   maxverify: number;
@@ -109,7 +112,7 @@ export function parseDebug(s: string): DebugSettings {
     guards: false,
     firewall: 0,
     verbose: false,
-    noabort: true,
+    noabort: false,
     maxverify: 0,
   };
   const V = "UMEM_DEBUG";

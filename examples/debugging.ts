@@ -10,7 +10,7 @@
  */
 import { Heap, UmemError } from "../mod.ts";
 
-const heap = Heap.create({ size: 1 << 20, debug: "default", logging: "transaction" });
+const heap = Heap.create({ size: 1 << 20, debug: "default,noabort", logging: "transaction" });
 const { libc, u8 } = heap;
 
 function copyString(s: string): number {

@@ -317,9 +317,9 @@ describe("model: sized, libc and cache allocations against a model", () => {
 
 describe("model: the same under UMEM_DEBUG and UMEM_LOGGING", () => {
   const rows: [string, string, string][] = [
-    ["guards", "", ""],
-    ["default", "transaction,contents", ""],
-    ["firewall=8192", "", ""],
+    ["guards,noabort", "", ""],
+    ["default,noabort", "transaction,contents", ""],
+    ["firewall=8192,noabort", "", ""],
     ["", "", "nomagazines"],
   ];
   for (const [debug, logging, options] of rows) {
@@ -335,7 +335,9 @@ describe("model: the same under UMEM_DEBUG and UMEM_LOGGING", () => {
   }
 
   it("with debugging on, realloc in place and usableSize respect the buffer tag", () => {
-    for (const [debug, logging] of [["guards", ""], ["audit", ""], ["", "transaction"]]) {
+    for (
+      const [debug, logging] of [["guards,noabort", ""], ["audit,noabort", ""], ["", "transaction"]]
+    ) {
       const heap = mk({ debug, logging });
       const { libc } = heap;
       const p = libc.malloc(20);
@@ -482,7 +484,7 @@ describe("libc: malloc, calloc, realloc, memalign, free, usableSize", () => {
   // malloc and free have a fast path of their own (sizes up to 32 KiB, plain headers, a heap
   // that neither debugs nor hooks nor trusts); every other case takes the checked way. Both
   // must give the same blocks, headers and refusals.
-  for (const options of [{}, { trust: true }, { debug: "guards" }] as HeapOptions[]) {
+  for (const options of [{}, { trust: true }, { debug: "guards,noabort" }] as HeapOptions[]) {
     it(`the fast and the checked way agree (${JSON.stringify(options)})`, () => {
       const heap = mk({ size: 1 << 20, ...options }), { libc } = heap;
       const sizes = [0, 1, 7, 8, 100, 32759, 32767, 32768, 40000, UMEM_MAXBUF, UMEM_MAXBUF + 1];

@@ -571,7 +571,7 @@ table("inspect(heap).bufctl(addr)", [
   ['"8" (a string)', "invalid-argument", (f) => inspect(f.heap).bufctl(any("8"))],
   ["a buffer without audit", "ok", (f) => assert.deepEqual(inspect(f.heap).bufctl(f.a), [])],
   ["a freed buffer with audit", "ok", () => {
-    const heap = mk({ size: 1 << 20, debug: "audit" });
+    const heap = mk({ size: 1 << 20, debug: "audit,noabort" });
     const p = heap.alloc(10);
     heap.free(p, 10);
     assert.deepEqual(inspect(heap).bufctl(p + 3).map((t) => t.op), ["free", "alloc"]);
@@ -590,7 +590,7 @@ table("inspect(heap).log(filter)", [
   ["worker NaN", "invalid-argument", (f) => inspect(f.heap).log({ worker: NaN })],
   ["no log (logging off)", "ok", (f) => assert.deepEqual(inspect(f.heap).log(), [])],
   ["filters that match nothing", "ok", () => {
-    const heap = mk({ size: 1 << 20, debug: "audit", logging: "transaction" });
+    const heap = mk({ size: 1 << 20, debug: "audit,noabort", logging: "transaction" });
     heap.free(heap.alloc(10), 10);
     const ins = inspect(heap);
     assert.equal(ins.log().length, 2);

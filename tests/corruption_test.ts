@@ -30,9 +30,13 @@ import { CC_LOADED, CC_ROUNDS, MG_ROUNDS } from "../core/magazine.ts";
 import { HDR_MAGIC, HDR_VERSION } from "../core/image.ts";
 import { sizeCache } from "../core/size_class.ts";
 
-/** A heap that ignores the environment; short lock waits, so a lock left held cannot stall. */
+/**
+ * A heap that ignores the environment and reports by throwing (`noabort`); short lock waits,
+ * so a lock left held cannot stall.
+ */
 function mk(debug: string): Heap {
-  return Heap.create({ size: 1 << 20, debug, logging: "", options: "", lockTimeout: 50 });
+  const d = debug === "" ? "" : `${debug},noabort`;
+  return Heap.create({ size: 1 << 20, debug: d, logging: "", options: "", lockTimeout: 50 });
 }
 
 /** The address of the buffer tag of sized buffer `p` of `size` bytes. */

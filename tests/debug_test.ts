@@ -19,8 +19,11 @@ import { spawnSync } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 
+/** A heap with debugging `debug` that reports by throwing (`noabort`), and logging `logging`. */
+const IS_DENO = "Deno" in globalThis;
+
 const debugHeap = (debug = "default", logging = "") =>
-  Heap.create({ size: 4 << 20, debug, logging });
+  Heap.create({ size: 4 << 20, debug: `${debug},noabort`, logging });
 
 /** The frames on the stack from the caller's own down (at most 50). */
 function framesHere(): number {
@@ -185,7 +188,11 @@ describe("UMEM_DEBUG", () => {
   });
 
   it("firewall: a buffer past this handle's views (another worker grew the heap) is laid out whole", () => {
-    const heap = Heap.create({ size: 1 << 20, maxSize: 16 << 20, debug: "guards,firewall=2048" });
+    const heap = Heap.create({
+      size: 1 << 20,
+      maxSize: 16 << 20,
+      debug: "guards,firewall=2048,noabort",
+    });
     const other = Heap.attach(heap.buffer);
     const big = other.alloc(2 << 20); // the heap grows in the other slot
     const old = heap.mapped;
@@ -454,7 +461,7 @@ describe("UMEM_DEBUG", () => {
       const heap = Heap.create({
         size: 1 << 20,
         maxSize: 2 << 20,
-        debug: "audit=8",
+        debug: "audit=8,noabort",
         nofail: via === "nofail",
       });
       const held: number[] = [];
@@ -544,7 +551,7 @@ describe("UMEM_LOGGING", () => {
     const heap = Heap.create({
       size: 1 << 20,
       maxSize: 2 << 20,
-      debug: "audit",
+      debug: "audit,noabort",
       logging: "transaction,contents=4k,fail",
     });
     const p = heap.alloc(64);
@@ -614,7 +621,7 @@ describe("the switches", () => {
       ?.env;
     if (env === undefined) return;
     const old = env.UMEM_DEBUG;
-    env.UMEM_DEBUG = "guards";
+    env.UMEM_DEBUG = "guards,noabort";
     try {
       const heap = Heap.create({ size: 1 << 20 });
       const p = heap.alloc(10);
@@ -624,6 +631,50 @@ describe("the switches", () => {
       if (old === undefined) delete env.UMEM_DEBUG;
       else env.UMEM_DEBUG = old;
     }
+  });
+
+  it("a report aborts the process unless noabort or nosignal, in a worker too; verify() never does", () => {
+    // A subprocess of the runtime running the tests (tests/fixtures/abort_probe.ts).
+    const probe = fileURLToPath(new URL("./fixtures/abort_probe.ts", import.meta.url));
+    const run = (debug: string, where: "main" | "worker") => {
+      const args = [probe, debug, where];
+      const r = spawnSync(process.execPath, IS_DENO ? ["run", "--allow-read", ...args] : args, {
+        encoding: "utf8",
+        env: { ...process.env, NO_COLOR: "1" },
+        timeout: 30_000,
+      });
+      if (r.error !== undefined) throw r.error;
+      return { aborted: r.signal === "SIGABRT" || r.status === 134, ...r };
+    };
+    const duplicate =
+      /^umem allocator: duplicate free: buffer freed twice\nbuffer=0x[0-9a-f]+ {2}bufctl=0x[0-9a-f]+ {2}cache: umem_alloc_32\numem: heap corruption detected\n/m;
+    for (const where of ["main", "worker"] as const) {
+      // The default, as libumem's: the report on stderr, then abort; nothing runs after it.
+      const r = run("guards", where);
+      assert.ok(r.aborted, `${where}: aborted (status ${r.status}, signal ${r.signal})`);
+      assert.equal(r.stdout, "verify: 1\n", `${where}: verify() listed the overrun, no abort`);
+      assert.match(r.stderr, duplicate);
+      assert.doesNotMatch(r.stderr, /redzone violation/, "verify()'s problem is not reported");
+      // noabort and nosignal: thrown, caught, and the program goes on; nothing printed.
+      for (const debug of ["guards,noabort", "guards,nosignal"]) {
+        const t = run(debug, where);
+        assert.equal(t.aborted, false, `${where} ${debug}`);
+        assert.equal(t.status, 0, `${where} ${debug}: ${t.stderr}`);
+        const tail = where === "worker" ? "worker: done\n" : "";
+        assert.equal(t.stdout, `verify: 1\ncaught duplicate-free\nafter\n${tail}`);
+        assert.equal(t.stderr, "");
+      }
+    }
+    // The status says which: `noabort` is listed when a report is thrown.
+    const status = (debug: string) => inspect(Heap.create({ size: 1 << 20, debug })).status().debug;
+    assert.deepEqual(status("guards"), ["guards"]);
+    assert.deepEqual(status("guards,nosignal"), ["guards", "noabort"]);
+    assert.deepEqual(status("noabort"), [], "no debugging, nothing to report");
+    // verbose prints each report as well, verify()'s too.
+    const v = run("guards,verbose,noabort", "main");
+    assert.equal(v.stdout, "verify: 1\ncaught duplicate-free\nafter\n");
+    assert.match(v.stderr, /redzone violation: write past end of buffer/);
+    assert.match(v.stderr, duplicate);
   });
 
   it("carries on with the defaults, saying nothing, without permission to read the environment", () => {
@@ -638,7 +689,7 @@ describe("the switches", () => {
           encoding: "utf8",
           env: {
             ...process.env,
-            UMEM_DEBUG: "guards",
+            UMEM_DEBUG: "guards,nosignal",
             UMEM_LOGGING: "transaction",
             UMEM_OPTIONS: "size=3m",
             NO_COLOR: "1",

@@ -170,7 +170,7 @@ describe("gc: reachability", () => {
 
 describe("gc: on a debugging heap", () => {
   it("guards and audit: the same answers, and the debug checks pass", () => {
-    const heap = mk({ size: 16 << 20, debug: "guards,audit" });
+    const heap = mk({ size: 16 << 20, debug: "guards,audit,noabort" });
     const gc = Collector.create(heap, { auto: false });
     const nodes = list(heap, gc, 1000);
     using _pin = gc.pin(nodes[0]);

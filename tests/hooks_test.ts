@@ -24,7 +24,7 @@ function recorder(heap: Heap): { lines: string[]; detach: () => void } {
   return { lines, detach };
 }
 
-for (const debug of ["", "guards", "default"]) {
+for (const debug of ["", "guards,noabort", "default,noabort"]) {
   describe(`heap hooks (debug "${debug}")`, () => {
     it("see sized allocs and frees of every size path once, zalloc as one alloc", () => {
       const heap = mk({ size: 4 << 20, debug });

@@ -30,7 +30,7 @@ const debug = dat >= 0 ? args[dat + 1] ?? "" : "";
 const heap = Heap.create({
   size: 8 << 20,
   maxSize: 256 << 20,
-  debug,
+  debug: debug === "" ? "" : `${debug},noabort`, // (errors are counted and printed)
   logging: "",
   options: "",
 });

@@ -15,7 +15,7 @@ import { HDR_STACKS, HDR_TXLOG } from "../core/image.ts";
 import { ringRecords, TX_STACK } from "../core/log.ts";
 import { captureStackDeferred, notePendingAt, PENDING_STACKS, ST_COUNT } from "../core/stack.ts";
 
-const auditHeap = (logging = "") => Heap.create({ size: 4 << 20, debug: "audit", logging });
+const auditHeap = (logging = "") => Heap.create({ size: 4 << 20, debug: "audit,noabort", logging });
 
 /** The stack word of the alloc half of `p`'s audit record (a 40-byte buffer). */
 const allocStackWord = (heap: Heap, p: number): number =>

@@ -21,7 +21,7 @@ import { sizeCache } from "../core/size_class.ts";
 import { Ownership } from "../own/mod.ts";
 import { corruption } from "./helpers.ts";
 
-const SETTINGS = ["guards", "contents", "audit=8/100", "default"];
+const SETTINGS = ["guards", "contents", "audit=8/100", "default"].map((s) => `${s},noabort`);
 
 describe("a debugged size class's state is in its tags", () => {
   for (const debug of SETTINGS) {
@@ -59,7 +59,7 @@ describe("a debugged size class's state is in its tags", () => {
   }
 
   it("a cache of the user's keeps exact states; only size classes are tagged", () => {
-    const heap = Heap.create({ size: 4 << 20, debug: "guards" });
+    const heap = Heap.create({ size: 4 << 20, debug: "guards,noabort" });
     const c = heap.createCache("mine", 100);
     assert.equal(heap.i32[(c.addr + CA_FLAGS) >> 2] & CF_TAGSTATE, 0);
     const p = c.alloc(), q = c.alloc();
@@ -73,7 +73,7 @@ describe("a debugged size class's state is in its tags", () => {
   });
 
   it("verify() reports a size class's state byte that says allocated or cached", () => {
-    const heap = Heap.create({ size: 4 << 20, debug: "guards" });
+    const heap = Heap.create({ size: 4 << 20, debug: "guards,noabort" });
     const cp = sizeCache(heap, 100), p = heap.alloc(100), at = stateAddress(heap, cp, p);
     for (const wrong of [BUF_ALLOC, BUF_CACHED]) {
       heap.u8[at] = wrong;
@@ -86,7 +86,7 @@ describe("a debugged size class's state is in its tags", () => {
   });
 
   it("adopting a cached buffer of a size class is refused", () => {
-    const heap = Heap.create({ size: 4 << 20, debug: "guards" });
+    const heap = Heap.create({ size: 4 << 20, debug: "guards,noabort" });
     const own = Ownership.create(heap);
     const p = heap.alloc(100);
     heap.free(p, 100);

@@ -93,7 +93,7 @@ describe("many workers, one heap", () => {
     assert.ok(heap.size > 1 << 20, `the heap did not grow (${heap.size} bytes)`);
   });
 
-  for (const debug of ["audit=8/50,contents", "guards"]) {
+  for (const debug of ["audit=8/50,contents,noabort", "guards,noabort"]) {
     it(`two workers on a debugged heap (${debug}): the debug fast path across workers`, async () => {
       // Each worker's handle is a DebuggingHeap (a GuardingHeap for guards alone); buffers freed
       // by the other worker go through the same checks, on their tags alone; a sound program

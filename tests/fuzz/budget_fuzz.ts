@@ -146,7 +146,7 @@ export function runBudget(cmds: BudgetCmd[]): void {
   // The first command may ask for a heap with guards: redzones after every buffer and freed
   // buffers filled, which the heap checks on free and verify() checks everywhere.
   const guarded = cmds[0]?.op === "heap" && cmds[0].debug;
-  const heap = mk({ size: 4 << 20, debug: guarded ? "guards" : "" });
+  const heap = mk({ size: 4 << 20, debug: guarded ? "guards,noabort" : "" });
   const top = topContext(heap);
   if (currentContext() !== top && currentContext()?.address !== top.address) {
     fail("topContext did not make the top current");

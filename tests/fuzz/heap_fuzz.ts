@@ -158,7 +158,13 @@ export function runCommands(cmds: FuzzCmd[]): void {
   const first = cmds[0];
   const debug = first?.op === "debug" ? first.setting : "";
   // sbrk, as mk() (helpers.ts): under Bun an mmap heap costs ms to create, and a run makes 150.
-  const heap = Heap.create({ size: 1 << 20, debug, logging: "", options: "", backend: "sbrk" });
+  const heap = Heap.create({
+    size: 1 << 20,
+    debug: debug === "" ? "" : `${debug},noabort`, // (a report is thrown, for the model to see)
+    logging: "",
+    options: "",
+    backend: "sbrk",
+  });
   const other = Heap.attach(heap.buffer); // a second worker slot, in this thread
   const via = (v: number): Heap => v === 0 ? heap : other;
   const live: Block[] = [];

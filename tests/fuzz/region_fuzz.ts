@@ -190,7 +190,7 @@ export function runRegion(cmds: RegionCmd[]): void {
   let heap: Heap | null = null, foreign = 0, start = 0;
   let disc: Discipline;
   if (setup.disc === "heap") {
-    heap = mk({ size: HEAP_BYTES, debug: setup.guards ? "guards" : "" });
+    heap = mk({ size: HEAP_BYTES, debug: setup.guards ? "guards,noabort" : "" });
     foreign = heap.alloc(64);
     heap.reap();
     start = heap.vmem.stats().inUse;

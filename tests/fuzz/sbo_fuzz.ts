@@ -197,7 +197,7 @@ export function runSbo(cmds: SboCmd[]): void {
   // The first command may ask for a heap with guards: redzones after every buffer and freed
   // buffers filled, which the heap checks on free and verify() checks everywhere.
   const guarded = cmds[0]?.op === "heap" && cmds[0].debug;
-  const heap = mk({ size: 1 << 20, debug: guarded ? "guards" : "" });
+  const heap = mk({ size: 1 << 20, debug: guarded ? "guards,noabort" : "" });
   const pages = Vmem.create(heap, "fuzz_pages", { quantum: 16, source: heap.vmem });
   const cache: Cache = heap.createCache("fuzz_chunks", CACHE_BUF);
   heap.reap();
