@@ -361,7 +361,9 @@ export interface HeapOptions {
   /**
    * `UMEM_DEBUG`: `default`, `audit[=frames[/sample]]`, `contents[=bytes]`, `guards`,
    * `firewall=size`, `verbose`, `noabort`, `nosignal`, `maxverify=size`. Read from the
-   * environment when not given.
+   * environment when not given. With any debugging on, a report of a mistake is printed and
+   * the process aborted, as libumem's, unless `noabort` or `nosignal` is given: then it is a
+   * `HeapCorruptionError`, thrown.
    */
   debug?: string;
   /** `UMEM_LOGGING`: `transaction[=size]`, `contents[=size]`, `fail[=size]`. */
