@@ -224,21 +224,22 @@ export const auditsNext = (h: HeapView): boolean =>
   h.auditEntry === true && (h.auditSampled !== true || h.i32[h.auditLeft] <= 1);
 
 /**
- * The alloc fast path's way out to debug.ts. The sampled transaction's stack is captured here,
- * where the capture walks three of umem's frames rather than five from the audit record's
- * writer (about 0.15 µs a frame in Deno; heap.ts's AuditingHeap captures at the entry itself).
+ * The alloc fast path's way out to debug.ts; `entry` is the fast path that took it. The sampled
+ * transaction's stack is captured here, where the capture walks three of umem's frames rather
+ * than five from the audit record's writer (about 0.15 µs a frame in Deno; heap.ts's
+ * AuditingHeap captures at the entry itself).
  */
-const quickAllocOut = (h: HeapView, cp: number, size: number): number => {
-  if (!auditsNext(h)) return debugAlloc(h, cp, size, debugAllocQuick);
-  const id = captureStackDeferred(h, debugAllocQuick);
-  return withPreStack(h, id, () => debugAlloc(h, cp, size, debugAllocQuick));
+const quickAllocOut = (h: HeapView, cp: number, size: number, entry: unknown): number => {
+  if (!auditsNext(h)) return debugAlloc(h, cp, size, entry);
+  const id = captureStackDeferred(h, entry);
+  return withPreStack(h, id, () => debugAlloc(h, cp, size, entry));
 };
 
 /** The free fast path's way out to debug.ts, as quickAllocOut's. */
-const quickFreeOut = (h: HeapView, cp: number, buf: number, size: number): void => {
-  if (!auditsNext(h)) return debugFree(h, cp, buf, size, "umem_free", debugFreeQuick);
-  const id = captureStackDeferred(h, debugFreeQuick);
-  withPreStack(h, id, () => debugFree(h, cp, buf, size, "umem_free", debugFreeQuick));
+const quickFreeOut = (h: HeapView, cp: number, buf: number, size: number, entry: unknown): void => {
+  if (!auditsNext(h)) return debugFree(h, cp, buf, size, "umem_free", entry);
+  const id = captureStackDeferred(h, entry);
+  withPreStack(h, id, () => debugFree(h, cp, buf, size, "umem_free", entry));
 };
 
 /** True when the tag at word `t` of buffer `buf` of cache `cp` says free and intact. */
@@ -332,7 +333,7 @@ export const debugAllocQuick = (h: HeapView, cp: number, size: number): number =
       return buf;
     }
   }
-  return quickAllocOut(h, cp, size) | 0;
+  return quickAllocOut(h, cp, size, debugAllocQuick) | 0;
 };
 
 /**
@@ -354,7 +355,7 @@ export const debugFreeQuick = (h: HeapView, cp: number, buf: number, size: numbe
     if ((dbg & Q.DBG_CONTENTS) !== 0) fillFreed(h, buf, tag);
     return pushFreed(h, cp, cc, r, buf, tag);
   }
-  quickFreeOut(h, cp, buf, size);
+  quickFreeOut(h, cp, buf, size, debugFreeQuick);
 };
 
 /**
@@ -427,7 +428,48 @@ export const contentsFreeQuick = (h: HeapView, cp: number, buf: number, size: nu
   debugFree(h, cp, buf, size, "umem_free", contentsFreeQuick);
 };
 
+/**
+ * {@linkcode debugAllocQuick} for a heap whose checks are the guards' and a sampled audit's
+ * (`audit=frames/rate` without `contents`): no pattern, so no test of the cache's flags
+ * (heap.ts's `SamplingHeap`). The sampled transaction, as every doubt, takes the way out.
+ * @throws {HeapCorruptionError} when the buffer taken is not whole
+ * @throws {OutOfMemoryError} when no memory can be had
+ */
+export const sampledAllocQuick = (h: HeapView, cp: number, size: number): number => {
+  const i32 = h.i32, cc = (cp + h.ccOff) >> 2, r = i32[cc + Q.CC_ROUNDS_W];
+  if (r > 0 && i32[h.auditLeft] > 1) {
+    const buf = i32[(i32[cc + Q.CC_LOADED_W] >> 2) + r];
+    const tag = buf + i32[(cp >> 2) + Q.CA_TAGOFF_W];
+    if (freeTagSound(i32, cp, buf, tag >> 2)) {
+      takeTop(h, cp, cc, r, buf, tag, size);
+      auditSkipped(h, tag >> 2, 0);
+      return buf;
+    }
+  }
+  return quickAllocOut(h, cp, size, sampledAllocQuick) | 0;
+};
+
+/**
+ * {@linkcode debugFreeQuick} for a heap whose checks are the guards' and a sampled audit's (see
+ * {@linkcode sampledAllocQuick}).
+ * @throws {HeapCorruptionError} naming the kind of misuse or corruption
+ */
+export const sampledFreeQuick = (h: HeapView, cp: number, buf: number, size: number): void => {
+  const i32 = h.i32, tag = buf + i32[(cp >> 2) + Q.CA_TAGOFF_W];
+  const cc = (cp + h.ccOff) >> 2, r = i32[cc + Q.CC_ROUNDS_W];
+  if (
+    allocatedTagSound(h, cp, buf, tag, size) && r < i32[cc + Q.CC_MAGSIZE_W] &&
+    i32[h.auditLeft] > 1
+  ) {
+    auditSkipped(h, tag >> 2, Q.BT_F_HALF);
+    return pushFreed(h, cp, cc, r, buf, tag);
+  }
+  quickFreeOut(h, cp, buf, size, sampledFreeQuick);
+};
+
 // Their fallbacks name them as the frame above which a stack is captured; alloc or free calls them.
 // (The guards' own pair never audits, so no stack is captured above it.)
 markInnerEntry(debugAllocQuick);
 markInnerEntry(debugFreeQuick);
+markInnerEntry(sampledAllocQuick);
+markInnerEntry(sampledFreeQuick);

@@ -97,6 +97,8 @@ import {
   debugFreeQuick,
   guardsAllocQuick,
   guardsFreeQuick,
+  sampledAllocQuick,
+  sampledFreeQuick,
   servesQuick,
 } from "./debug_quick.ts";
 import { Libc } from "./libc.ts";
@@ -188,6 +190,7 @@ const fastAlloc = cacheAlloc, fastFree = cacheFreeChecked, fastTrustFree = trust
 const quickAlloc = debugAllocQuick, quickFree = debugFreeQuick;
 const guardsAlloc = guardsAllocQuick, guardsFree = guardsFreeQuick;
 const contentsAlloc = contentsAllocQuick, contentsFree = contentsFreeQuick;
+const sampledAlloc = sampledAllocQuick, sampledFree = sampledFreeQuick;
 
 /**
  * A new image's buffer: growable from `size` up to `maxSize` bytes (`sbrk`), or `maxSize` bytes
@@ -594,10 +597,14 @@ export class Heap extends HeapView {
     if ((hdr[HDR_FLAGS >> 2] & HF_TRUST) !== 0) return new TrustingHeap(sab, slot);
     const flags = debug ?? hdr[HDR_DEBUG >> 2];
     if (servesQuick(flags, sample ?? hdr[HDR_AUDIT_SAMPLE >> 2])) {
-      if ((flags & DBG_AUDIT) !== 0) return new DebuggingHeap(sab, slot);
+      if ((flags & DBG_AUDIT) === 0) {
+        return (flags & DBG_CONTENTS) === 0
+          ? new GuardingHeap(sab, slot)
+          : new PatterningHeap(sab, slot);
+      }
       return (flags & DBG_CONTENTS) === 0
-        ? new GuardingHeap(sab, slot)
-        : new PatterningHeap(sab, slot);
+        ? new SamplingHeap(sab, slot)
+        : new DebuggingHeap(sab, slot);
     }
     return (flags & DBG_AUDIT) !== 0 ? new AuditingHeap(sab, slot) : new Heap(sab, slot);
   }
@@ -1353,6 +1360,9 @@ class DebuggingHeap extends Heap {
  * `firewall` or not): a {@linkcode DebuggingHeap} whose `alloc` and `free` go to the guards'
  * own fast path (debug_quick.ts's `guardsAllocQuick`), which tests no flag and lays no pattern.
  * The two are small enough that a loop of pairs inlines both whole, as it does a plain heap's.
+ * ({@linkcode PatterningHeap} and {@linkcode SamplingHeap} are written the same way, each a
+ * class of its own rather than one class with the pair in a field: V8 keeps a call's feedback
+ * per method, and one `alloc` shared by the three would see three targets and inline none.)
  */
 class GuardingHeap extends DebuggingHeap {
   /**
@@ -1411,6 +1421,40 @@ class PatterningHeap extends DebuggingHeap {
   override free(ptr: number, size: number): void {
     if (size > 0 && size <= this.debugQuick && (size | 0) === size && ptr < this.mapped) {
       return contentsFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
+    }
+    super.free(ptr, size);
+  }
+}
+
+/**
+ * The handle of a heap that samples its audit, with the guards and without the patterns
+ * (`audit=frames/rate`, with `verbose` or `firewall` or not): a {@linkcode DebuggingHeap} whose
+ * `alloc` and `free` go to the sampled audit's own pair, debug_quick.ts's `sampledAllocQuick`
+ * and `sampledFreeQuick`, as {@linkcode GuardingHeap}'s go to the guards'.
+ */
+class SamplingHeap extends DebuggingHeap {
+  /**
+   * See {@linkcode Heap.create} and {@linkcode Heap.attach}, which make it.
+   *
+   * @param sab the image
+   * @param slot the worker slot
+   */
+  constructor(sab: SharedArrayBuffer, slot: number) {
+    super(sab, slot);
+  }
+
+  /** `umem_alloc` with the tag checked and laid and the audit counted; as {@linkcode Heap.alloc} otherwise. */
+  override alloc(size: number): number {
+    if (size > 0 && size <= this.debugQuick && (size | 0) === size) {
+      return sampledAlloc(this, this.i32[this.sizeTab + ((size + 7) >> 3)], size);
+    }
+    return super.alloc(size) | 0;
+  }
+
+  /** `umem_free` with the tag checked and the audit counted; as {@linkcode DebuggingHeap.free} otherwise. */
+  override free(ptr: number, size: number): void {
+    if (size > 0 && size <= this.debugQuick && (size | 0) === size && ptr < this.mapped) {
+      return sampledFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
     }
     super.free(ptr, size);
   }

@@ -344,7 +344,16 @@ describe("UMEM_DEBUG", () => {
         Math.min(8, callerFrames),
         "and all 8 frames (or as many as there are) are the caller's",
       );
-      heap.free(p, 40);
+      heap.i32[heap.auditLeft] = 1; // the next transaction, a free, is sampled
+      function freedWhenSampled(): void {
+        heap.free(p, 40);
+        callerFrames = framesHere();
+      }
+      freedWhenSampled();
+      assert.deepEqual(ins().map((t) => t.op), ["free", "alloc"]);
+      assert.match(ins()[0].stack, /freedWhenSampled|debug_test\.ts:\d+/);
+      assert.ok(!/core\/heap\.ts/.test(ins()[0].stack), "umem's own frames are left out");
+      assert.equal(ins()[0].stack.split("\n").length, Math.min(8, callerFrames));
       other.detach();
       assert.deepEqual(heap.verify(), []);
     });
