@@ -1,10 +1,11 @@
 /**
  * UMEM_DEBUG at work: the Vmalloc paper's Figure 8 program (a string one byte too short, a
  * free of something never allocated, a double free) on a heap with debugging on, and the
- * reports it gets.
+ * reports it gets. `noabort` makes each report a thrown `HeapCorruptionError` that the program
+ * catches and prints; without it the first report would abort the process, as libumem's does.
  *
  * Run: `deno run --allow-read --allow-env examples/debugging.ts`
- * (or with no `debug` option and `UMEM_DEBUG=default` in the environment).
+ * (or with no `debug` option and `UMEM_DEBUG=default,noabort` in the environment).
  *
  * @module
  */
