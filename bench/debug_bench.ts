@@ -8,14 +8,25 @@
  *
  * `guards` and `contents` are measured with the floor of their own work beside them: the same
  * pairs plus the tag words libumem's guards read and write, and plus the two passes libumem
- * makes over each buffer, with no check of anything else. Sampled auditing at 1
- * in 100 is also measured against the pairs plus a bare capture for every hundredth operation.
+ * makes over each buffer, with no check of anything else. Sampled auditing at 1 in 100 is also
+ * measured against the pairs plus a bare capture for every hundredth operation.
  *
  * Run: `deno bench --allow-read --allow-env bench/debug_bench.ts`
  *
  * @module
  */
 import { Heap } from "../mod.ts";
+import {
+  BT_ALLOC_MAGIC,
+  BT_BXSTAT,
+  BT_FREE_MAGIC,
+  BT_REDZONE,
+  BT_SIZE,
+  encodeSize,
+  FREE_PATTERN,
+  REDZONE_PATTERN,
+  UNINIT_PATTERN,
+} from "../core/buftag.ts";
 import type * as PairLoopsModule from "./pair_loops.ts";
 
 const N = 1000;
@@ -49,8 +60,10 @@ function bareCapture(every: number): void {
   loops.get("capture")!.pairsCapturing(heaps.none, 64, N, 16, every);
 }
 
-/** The free and uninitialised patterns twice over, as the float64 with those bits. */
-const FREE2 = -1.1885959257070704e+148, UNINIT2 = -3.8506484546989115e-25;
+/** A 32-bit pattern twice over, as the float64 with those bits (as debug_quick.ts stores it). */
+const doubled = (pattern: number) => new Float64Array(new Int32Array([pattern, pattern]).buffer)[0];
+/** The free and uninitialised patterns twice over. */
+const FREE2 = doubled(FREE_PATTERN), UNINIT2 = doubled(UNINIT_PATTERN);
 
 /**
  * What `contents` cannot avoid: the pairs without debugging plus the two passes libumem makes
@@ -77,10 +90,10 @@ function contentsFloor(heap: Heap): number {
   return modified;
 }
 
-/** libumem's redzone word, and the check-word constants of core/buftag.ts. */
-const REDZONE = 0xfeedface | 0, ALLOC_MAGIC = 0xa110c8ed | 0, FREE_MAGIC = 0xf4eef4ee | 0;
+/** The tag's words (core/buftag.ts), as word offsets from the tag's first. */
+const RZ_W = BT_REDZONE >> 2, SIZE_W = BT_SIZE >> 2, BX_W = BT_BXSTAT >> 2;
 /** 64 encoded as libumem encodes a requested size. */
-const SIZE64 = 251 * 64 + 1;
+const SIZE64 = encodeSize(64);
 /** A stand-in for the cache record's address in the floor's check words. */
 const FLOOR_CP = 0x1000;
 
@@ -97,15 +110,16 @@ function guardsFloor(heap: Heap): number {
   let wrong = 0;
   for (let i = 0; i < N; i++) {
     const p = heap.alloc(80), t = (p + 64) >> 2;
-    if (i32[t + 2] !== (p ^ FLOOR_CP ^ FREE_MAGIC)) wrong++;
-    i32[t + 1] = SIZE64;
-    i32[t + 2] = p ^ FLOOR_CP ^ ALLOC_MAGIC;
+    if (i32[t + BX_W] !== (p ^ FLOOR_CP ^ BT_FREE_MAGIC)) wrong++;
+    i32[t + SIZE_W] = SIZE64;
+    i32[t + BX_W] = p ^ FLOOR_CP ^ BT_ALLOC_MAGIC;
     if (
-      i32[t + 1] !== SIZE64 || i32[t + 2] !== (p ^ FLOOR_CP ^ ALLOC_MAGIC) || i32[t] !== REDZONE
+      i32[t + SIZE_W] !== SIZE64 || i32[t + BX_W] !== (p ^ FLOOR_CP ^ BT_ALLOC_MAGIC) ||
+      i32[t + RZ_W] !== REDZONE_PATTERN
     ) {
       wrong++;
     }
-    i32[t + 2] = p ^ FLOOR_CP ^ FREE_MAGIC;
+    i32[t + BX_W] = p ^ FLOOR_CP ^ BT_FREE_MAGIC;
     heap.free(p, 80);
   }
   return wrong;
@@ -118,8 +132,8 @@ function guardsFloor(heap: Heap): number {
   heaps.none.free(p, 64);
   // And the buffer of guards' floor, a free tag.
   const q = heaps.none.alloc(80), t = (q + 64) >> 2;
-  heaps.none.i32[t] = REDZONE;
-  heaps.none.i32[t + 2] = q ^ FLOOR_CP ^ FREE_MAGIC;
+  heaps.none.i32[t + RZ_W] = REDZONE_PATTERN;
+  heaps.none.i32[t + BX_W] = q ^ FLOOR_CP ^ BT_FREE_MAGIC;
   heaps.none.free(q, 80);
 }
 

@@ -464,13 +464,16 @@ function freeLooksSound(h: HeapView, cp: number, buf: number): boolean {
 
 /**
  * Checks a free buffer's tag and pattern; returns the problem, or undefined. Used when a buffer
- * is handed out, by `verify()` and when a slab is reaped.
+ * is handed out, by `verify()` and when a slab is reaped. The verdict is freeLooksSound's; only
+ * when it says no are the checks made again, to say which failed.
  */
 export function checkFreeBuffer(
   h: HeapView,
   cp: number,
   buf: number,
 ): HeapCorruptionError | undefined {
+  if (freeLooksSound(h, cp, buf)) return undefined;
+  // Which check failed, in the order freeLooksSound makes them.
   const tag = buf + w(h, cp + CA_TAGOFF), flags = w(h, cp + CA_DEBUG);
   const bx = w(h, tag + BT_BXSTAT);
   if (bx !== freeCheck(cp, buf)) {

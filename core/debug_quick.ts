@@ -17,9 +17,10 @@
  * at 1) goes to debug.ts, which captures its stack. So a sampled heap pays for a stack once in
  * `rate` transactions and otherwise little more than `guards` does.
  *
- * Three pairs, one per handle class of heap.ts: `debugAllocQuick`/`debugFreeQuick` test the
- * cache's flags and serve sampled audit (`DebuggingHeap`); `guardsAllocQuick`/`guardsFreeQuick`
- * (`GuardingHeap`) and `contentsAllocQuick`/`contentsFreeQuick` (`PatterningHeap`) test none.
+ * Four pairs, one per handle class of heap.ts: `debugAllocQuick`/`debugFreeQuick` test the
+ * cache's flags and serve every mix (`DebuggingHeap`); `guardsAllocQuick`/`guardsFreeQuick`
+ * (`GuardingHeap`), `contentsAllocQuick`/`contentsFreeQuick` (`PatterningHeap`) and
+ * `sampledAllocQuick`/`sampledFreeQuick` (`SamplingHeap`) test none.
  * V8's inliner counts bytecodes (magazine.ts): a loop of pairs inlines the whole of the guards'
  * pair and the general alloc, but not the general free (375 bytecodes), which stays one call,
  * to a function that calls nothing on the sound path; of the patterns' pair it inlines both
@@ -468,7 +469,7 @@ export const sampledFreeQuick = (h: HeapView, cp: number, buf: number, size: num
 };
 
 // Their fallbacks name them as the frame above which a stack is captured; alloc or free calls them.
-// (The guards' own pair never audits, so no stack is captured above it.)
+// (The guards' and the patterns' own pairs never audit, so no stack is captured above them.)
 markInnerEntry(debugAllocQuick);
 markInnerEntry(debugFreeQuick);
 markInnerEntry(sampledAllocQuick);

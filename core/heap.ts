@@ -579,8 +579,9 @@ export class Heap extends HeapView {
    * A handle of the class the image asks for: a heap created with `trust` gets a
    * `TrustingHeap`, whose `free` is a function of its own, and a heap whose debugging the
    * debug fast path serves a `DebuggingHeap`, whose `alloc` and `free` are (see there): a
-   * `GuardingHeap` for the guards alone, a `PatterningHeap` for the patterns (and the guards),
-   * a `DebuggingHeap` itself with sampled audit.
+   * `GuardingHeap` for the guards alone, a `PatterningHeap` for the patterns (and the guards), a
+   * `SamplingHeap` for a sampled audit without the patterns, a `DebuggingHeap` itself for a
+   * sampled audit with them.
    *
    * @param sab the image
    * @param slot the worker slot, taken
@@ -1409,7 +1410,7 @@ class PatterningHeap extends DebuggingHeap {
     super(sab, slot);
   }
 
-  /** `umem_alloc` with the tag and the pattern checked and laid; as {@linkcode Heap.alloc} otherwise. */
+  /** `umem_alloc` with the tag and the pattern checked and laid; else {@linkcode Heap.alloc}. */
   override alloc(size: number): number {
     if (size > 0 && size <= this.debugQuick && (size | 0) === size) {
       return contentsAlloc(this, this.i32[this.sizeTab + ((size + 7) >> 3)], size);
@@ -1417,7 +1418,7 @@ class PatterningHeap extends DebuggingHeap {
     return super.alloc(size) | 0;
   }
 
-  /** `umem_free` with the tag checked and the pattern laid; as {@linkcode DebuggingHeap.free} otherwise. */
+  /** `umem_free` with the tag checked and the pattern laid; else {@linkcode DebuggingHeap.free}. */
   override free(ptr: number, size: number): void {
     if (size > 0 && size <= this.debugQuick && (size | 0) === size && ptr < this.mapped) {
       return contentsFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);
@@ -1443,7 +1444,7 @@ class SamplingHeap extends DebuggingHeap {
     super(sab, slot);
   }
 
-  /** `umem_alloc` with the tag checked and laid and the audit counted; as {@linkcode Heap.alloc} otherwise. */
+  /** `umem_alloc` with the tag checked and laid, the audit counted; else {@linkcode Heap.alloc}. */
   override alloc(size: number): number {
     if (size > 0 && size <= this.debugQuick && (size | 0) === size) {
       return sampledAlloc(this, this.i32[this.sizeTab + ((size + 7) >> 3)], size);
@@ -1451,7 +1452,7 @@ class SamplingHeap extends DebuggingHeap {
     return super.alloc(size) | 0;
   }
 
-  /** `umem_free` with the tag checked and the audit counted; as {@linkcode DebuggingHeap.free} otherwise. */
+  /** `umem_free` with the tag checked, the audit counted; else {@linkcode DebuggingHeap.free}. */
   override free(ptr: number, size: number): void {
     if (size > 0 && size <= this.debugQuick && (size | 0) === size && ptr < this.mapped) {
       return sampledFree(this, this.i32[this.sizeTab + ((size + 7) >> 3)], ptr, size);

@@ -19,9 +19,10 @@ import { spawnSync } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 
-/** A heap with debugging `debug` that reports by throwing (`noabort`), and logging `logging`. */
+/** Deno, which has permissions and takes `run` before a script. */
 const IS_DENO = "Deno" in globalThis;
 
+/** A heap with debugging `debug` that reports by throwing (`noabort`), and logging `logging`. */
 const debugHeap = (debug = "default", logging = "") =>
   Heap.create({ size: 4 << 20, debug: `${debug},noabort`, logging });
 
@@ -688,7 +689,7 @@ describe("the switches", () => {
 
   it("carries on with the defaults, saying nothing, without permission to read the environment", () => {
     // Deno's permissions: Bun and Node have none, and always read the environment.
-    if (!("Deno" in globalThis)) return;
+    if (!IS_DENO) return;
     const probe = fileURLToPath(new URL("./fixtures/env_probe.ts", import.meta.url));
     const run = (...flags: string[]) => {
       const r = spawnSync(
