@@ -42,9 +42,10 @@ import { classSize, UMEM_MAXBUF } from "./size_class.ts";
 const fastAlloc = cacheAlloc, fastFree = cacheFreeChecked;
 /**
  * The fast paths' copies of the header's layout, and the largest request they serve, checked by
- * the Libc constructor. A `const enum`, as magazine.ts's `Fp`: written out as numbers at each use, where
- * a module's `const` is a context load in bytecode, and bytecode is what V8's inlining budget
- * counts (the pair of malloc and free must leave room for the magazine layer's two fast paths).
+ * the Libc constructor. A `const enum`, as magazine.ts's `Fp`: written out as numbers at each
+ * use, where a module's `const` is a context load in bytecode, and bytecode is what V8's
+ * inlining budget counts (the pair of malloc and free must leave room for the magazine layer's
+ * two fast paths).
  */
 const enum Lc {
   HEADER = 8,
