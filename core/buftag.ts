@@ -95,6 +95,24 @@ export const DBG_FAILLOG = 128;
  * says `noabort` or `nosignal` (then the report is thrown). Never set by logging alone.
  */
 export const DBG_ABORT = 256;
+/**
+ * `UMEM_DEBUG=mtbf=n`: about one allocation from a debugged cache in `n` fails, as libumem
+ * injects failures (the rate in `HDR_MTBF`).
+ */
+export const DBG_MTBF = 512;
+/**
+ * `UMEM_DEBUG=checknull`: an allocation that fails for want of memory is reported ("umem: out of
+ * heap space") and, unless `noabort`, aborts the process, as libumem's `UMF_CHECKNULL`.
+ */
+export const DBG_CHECKNULL = 1024;
+/**
+ * The flags whose work the debug layer does on every alloc and free: any of them makes a heap
+ * debug (`HeapView.debugging`) and lays a tag after every buffer of its caches. The others say
+ * only how a report or a failure is told (`verbose`, abort, `checknull`) or log what the slow
+ * paths see anyway (`UMEM_LOGGING=fail`), so a heap with no more than those keeps the fast paths.
+ */
+export const DBG_LAYER = DBG_AUDIT | DBG_CONTENTS | DBG_GUARDS | DBG_FIREWALL | DBG_TXLOG |
+  DBG_CTLOG | DBG_MTBF;
 
 /** Encodes a requested size as libumem does. */
 export function encodeSize(size: number): number {

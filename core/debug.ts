@@ -37,9 +37,11 @@ import {
   BT_SIZE,
   DBG_ABORT,
   DBG_AUDIT,
+  DBG_CHECKNULL,
   DBG_CONTENTS,
   DBG_CTLOG,
   DBG_FAILLOG,
+  DBG_MTBF,
   DBG_TXLOG,
   DBG_VERBOSE,
   decodeSize,
@@ -52,7 +54,7 @@ import {
   REDZONE_PATTERN,
   UNINIT_PATTERN,
 } from "./buftag.ts";
-import { hex, UmemError, type UmemErrorKind } from "./errors.ts";
+import { hex, OutOfMemoryError, UmemError, type UmemErrorKind } from "./errors.ts";
 import {
   HDR_AUDIT_FRAMES,
   HDR_AUDIT_SAMPLE,
@@ -61,13 +63,16 @@ import {
   HDR_DEBUG,
   HDR_ERRORS,
   HDR_FAILLOG,
+  HDR_FLAGS,
   HDR_MAXVERIFY,
+  HDR_MTBF,
   HDR_NSLOTS,
   HDR_OVERSIZE,
   HDR_QUARANTINE,
   HDR_STACKS,
   HDR_TXLOG,
   type HeapView,
+  HF_NOFAIL,
   PAGE_SIZE,
   roundUp,
 } from "./image.ts";
@@ -122,6 +127,7 @@ import {
   CA_DEPOT_FULL,
   CA_DEPOT_LOCK,
   CA_EMPTY,
+  CA_FAILS,
   CA_FLAGS,
   CA_ID,
   CA_LOCK,
@@ -616,14 +622,50 @@ export function checkAllocatedBuffer(
  * @throws {OutOfMemoryError} when no memory can be had
  */
 export function debugAlloc(h: HeapView, cp: number, size: number, above: unknown): number {
-  let buf: number;
-  try {
-    buf = cacheAlloc(h, cp);
-  } catch (e) {
-    logFailure(h, cp, size);
-    throw e;
+  if ((w(h, HDR_DEBUG) & DBG_MTBF) !== 0) injectFailure(h, cp, size);
+  return debugHandOut(h, cp, cacheAlloc(h, cp), size, above);
+}
+
+/**
+ * `UMEM_DEBUG=mtbf=n`: fails about one allocation in `n`, at random, as libumem's debug layer
+ * injects failures (it takes the time modulo `n`): the failure is logged in the fail log and
+ * counted in the cache's failures, and the allocation fails as one that found no memory does
+ * (`checknull` reports it; a `nofail` heap is never failed, as libumem spares `UMEM_NOFAIL`).
+ * Nothing is taken from the cache, so the heap is as it was. `cp` is 0 for a firewalled
+ * allocation.
+ * @throws {OutOfMemoryError} when the allocation is failed
+ */
+function injectFailure(h: HeapView, cp: number, size: number): void {
+  const n = w(h, HDR_MTBF);
+  if ((w(h, HDR_FLAGS) & HF_NOFAIL) !== 0 || Math.random() * n >= 1) return;
+  logFailure(h, cp, size);
+  if (cp !== 0) h.f64[(cp + CA_FAILS) >> 3]++;
+  const fn = cp !== 0 ? `umem_cache_alloc(${cacheName(h, cp)})` : "umem_alloc";
+  nofailOrThrow(
+    h,
+    () =>
+      new OutOfMemoryError(
+        `${fn}: ${size}-byte allocation failed on purpose (UMEM_DEBUG=mtbf=${n})`,
+      ),
+  );
+}
+
+/**
+ * `UMEM_DEBUG=checknull`, before a failed allocation fails (magazine.ts's `nofailOrThrow`, as
+ * libumem's `umem_alloc_retry` checks `UMF_CHECKNULL`): libumem's "umem: out of heap space" on
+ * stderr, with what failed, then the process aborted; with `noabort`, only printed with
+ * `verbose`, and the allocation fails as it would have.
+ *
+ * @param h the heap handle
+ * @param fail what the allocation throws
+ */
+export function checkNull(h: HeapView, fail: Error): void {
+  const flags = w(h, HDR_DEBUG);
+  if ((flags & DBG_CHECKNULL) === 0) return;
+  if ((flags & (DBG_ABORT | DBG_VERBOSE)) !== 0) {
+    console.error(`umem: out of heap space\n${fail.message}`);
   }
-  return debugHandOut(h, cp, buf, size, above);
+  if ((flags & DBG_ABORT) !== 0) abortProcess();
 }
 
 /**
@@ -882,6 +924,7 @@ export function firewallBytes(size: number): number {
  * the span a redzone of 0xbb ending with the size and a check word.
  */
 export function firewallAlloc(h: HeapView, size: number): number {
+  if ((w(h, HDR_DEBUG) & DBG_MTBF) !== 0) injectFailure(h, 0, size);
   const bytes = firewallBytes(size), over = w(h, HDR_OVERSIZE);
   let p = vmemAllocAddr(h, over, bytes);
   while (p === 0) {

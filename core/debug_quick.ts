@@ -57,7 +57,9 @@ import {
   BT_SIZE,
   DBG_ABORT,
   DBG_AUDIT,
+  DBG_CHECKNULL,
   DBG_CONTENTS,
+  DBG_FAILLOG,
   DBG_FIREWALL,
   DBG_GUARDS,
   DBG_VERBOSE,
@@ -116,19 +118,24 @@ function patternsDoubled(): boolean {
 
 /**
  * The debugging flags the fast path serves: guards, contents, verbose, audit (the transactions
- * a sample rate leaves out), the firewall (sizes at or above it never come here) and abort (it
- * only says what a report does). Any other (the logs) sends every call to debug.ts.
+ * a sample rate leaves out), the firewall (sizes at or above it never come here), abort and
+ * `checknull` (they only say what a report or a failure does) and the fail log (the slab layer
+ * writes it). Any other (the transaction and contents logs, `mtbf`) sends every call to
+ * debug.ts.
  */
 const QUICK_FLAGS = DBG_GUARDS | DBG_CONTENTS | DBG_VERBOSE | DBG_AUDIT | DBG_FIREWALL |
-  DBG_ABORT;
+  DBG_ABORT | DBG_CHECKNULL | DBG_FAILLOG;
 
 /**
- * True when debugging flags `flags` are some and all of them the fast path's, and auditing, if
- * on, samples (`sample`, the rate, above 1): a heap created with them gets a handle whose
- * `alloc` and `free` come here first (heap.ts's `DebuggingHeap`).
+ * True when debugging flags `flags` lay a tag after each buffer (`DBG_GUARDS`, which every
+ * checking feature sets), all of them are the fast path's, and auditing, if on, samples
+ * (`sample`, the rate, above 1): a heap created with them gets a handle whose `alloc` and `free`
+ * come here first (heap.ts's `DebuggingHeap`). Flags that only say how to report (`verbose`,
+ * no `noabort`) lay no tag, so they alone never come here.
  */
 export function servesQuick(flags: number, sample: number): boolean {
-  return flags !== 0 && (flags & ~QUICK_FLAGS) === 0 && ((flags & DBG_AUDIT) === 0 || sample > 1);
+  return (flags & DBG_GUARDS) !== 0 && (flags & ~QUICK_FLAGS) === 0 &&
+    ((flags & DBG_AUDIT) === 0 || sample > 1);
 }
 
 /** Checks the module-local copies of the layout against the declarations. */

@@ -41,6 +41,7 @@ import {
   HDR_MAXVERIFY,
   HDR_META_ARENA,
   HDR_META_BYTES,
+  HDR_MTBF,
   HDR_NSLOTS,
   HDR_OVERSIZE,
   HDR_QUARANTINE,
@@ -71,11 +72,13 @@ import {
 import {
   DBG_ABORT,
   DBG_AUDIT,
+  DBG_CHECKNULL,
   DBG_CONTENTS,
   DBG_CTLOG,
   DBG_FAILLOG,
   DBG_FIREWALL,
   DBG_GUARDS,
+  DBG_MTBF,
   DBG_TXLOG,
   DBG_VERBOSE,
 } from "./buftag.ts";
@@ -218,7 +221,8 @@ function debugFlags(d: DebugSettings, l: LoggingSettings): number {
     (d.contents ? DBG_CONTENTS : 0) | (d.verbose ? DBG_VERBOSE : 0) |
     (d.firewall > 0 ? DBG_FIREWALL : 0) | (l.transaction > 0 ? DBG_TXLOG : 0) |
     (l.contents > 0 ? DBG_CTLOG : 0) | (l.fail > 0 ? DBG_FAILLOG : 0) |
-    (any && !d.noabort ? DBG_ABORT : 0);
+    (d.mtbf > 0 ? DBG_MTBF : 0) | (d.checknull ? DBG_CHECKNULL : 0) |
+    ((any || d.checknull) && !d.noabort ? DBG_ABORT : 0);
 }
 
 /** Writes the debugging and logging settings into a new image and lays the logs. */
@@ -236,6 +240,7 @@ function layDebug(
   i32[HDR_CONTENTS_BYTES >> 2] = d.contentsBytes;
   i32[HDR_MAXVERIFY >> 2] = d.maxverify;
   i32[HDR_FIREWALL >> 2] = d.firewall;
+  i32[HDR_MTBF >> 2] = d.mtbf;
   i32[HDR_UMEM_OPTIONS >> 2] = o.nomagazines ? UO_NOMAGAZINES : 0;
   i32[HDR_MAX_CONTENTION >> 2] = o.maxContention ?? 0;
   const take = (bytes: number) => {
@@ -362,11 +367,12 @@ export interface HeapOptions {
    */
   trust?: boolean;
   /**
-   * `UMEM_DEBUG`: `default`, `audit[=frames[/sample]]`, `contents[=bytes]`, `guards`,
-   * `firewall=size`, `verbose`, `noabort`, `nosignal`, `maxverify=size`. Read from the
-   * environment when not given. With any debugging on, a report of a mistake is printed and
-   * the process aborted, as libumem's, unless `noabort` or `nosignal` is given: then it is a
-   * `HeapCorruptionError`, thrown.
+   * `UMEM_DEBUG`: `default`, `audit[=frames[/sample]]`, `contents[=bytes]`, `guards`, `lite`,
+   * `firewall=size`, `verbose`, `noabort`, `nosignal`, `maxverify=size`, `mtbf=n` (fail about
+   * one cache allocation in `n`, at random), `checknull` (report an allocation that finds no
+   * memory, and abort). Read from the environment when not given. With any debugging on, a
+   * report of a mistake is printed and the process aborted, as libumem's, unless `noabort` or
+   * `nosignal` is given: then it is a `HeapCorruptionError`, thrown.
    */
   debug?: string;
   /** `UMEM_LOGGING`: `transaction[=size]`, `contents[=size]`, `fail[=size]`. */

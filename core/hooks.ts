@@ -20,7 +20,7 @@
  * @module
  */
 import { debugQuickMax } from "./debug_quick.ts";
-import { DBG_AUDIT } from "./buftag.ts";
+import { DBG_AUDIT, DBG_LAYER } from "./buftag.ts";
 import { HDR_AUDIT_SAMPLE, HDR_DEBUG, HDR_SIZE_TABLE, HDR_STACKS, type HeapView } from "./image.ts";
 
 /** The `cache` argument of a hook for a call through `heap.libc` (0 is the sized interface). */
@@ -96,7 +96,7 @@ export function attachHeapHook(h: HeapView, hook: HeapHook): () => void {
  */
 export function setDispatch(h: HeapView): void {
   const flags = h.i32[HDR_DEBUG >> 2];
-  h.debugging = flags !== 0;
+  h.debugging = (flags & DBG_LAYER) !== 0;
   h.debugQuick = h.hooks.length > 0 ? 0 : debugQuickMax(h, flags);
   h.intercepting = h.debugging || h.hooks.length > 0;
   h.checkedFast = !h.intercepting && !h.trust;

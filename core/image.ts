@@ -132,7 +132,12 @@ export const HDR_CTLOG = 192;
 export const HDR_FAILLOG = 196;
 /** Heap corruption reports raised so far. */
 export const HDR_ERRORS = 200;
-// 204: unused (was a shared count of transactions for audit sampling; see WS_AUDIT_LEFT).
+/**
+ * `UMEM_DEBUG=mtbf=n`: the mean number of allocations between injected failures, read only
+ * while `DBG_MTBF` is set (images from before it may hold an old shared count of transactions
+ * for audit sampling here; see WS_AUDIT_LEFT).
+ */
+export const HDR_MTBF = 204;
 /** Firewall quarantine ring (address). */
 export const HDR_QUARANTINE = 208;
 /** `UO_*` flags of `UMEM_OPTIONS`. */
@@ -274,7 +279,10 @@ export class HeapView {
    * @ignore
    */
   pending: PendingStacks | undefined = undefined;
-  /** The heap debugs or logs: sized alloc and free take the debug path. */
+  /**
+   * The heap debugs or logs transactions (a `DBG_LAYER` flag): sized alloc and free take the
+   * debug path.
+   */
   debugging = false;
   /**
    * Walks under way that list problems rather than report them (`verify()`): while above 0, a

@@ -32,6 +32,7 @@ import {
   HDR_FAILLOG,
   HDR_FIREWALL,
   HDR_META,
+  HDR_MTBF,
   HDR_NSLOTS,
   HDR_OVERSIZE,
   HDR_SLOTS,
@@ -57,11 +58,13 @@ import {
 import {
   DBG_ABORT,
   DBG_AUDIT,
+  DBG_CHECKNULL,
   DBG_CONTENTS,
   DBG_CTLOG,
   DBG_FAILLOG,
   DBG_FIREWALL,
   DBG_GUARDS,
+  DBG_MTBF,
   DBG_TXLOG,
   DBG_VERBOSE,
 } from "./buftag.ts";
@@ -749,7 +752,9 @@ export class Inspector {
     if ((d & DBG_GUARDS) !== 0) debug.push("guards");
     if ((d & DBG_FIREWALL) !== 0) debug.push(`firewall=${this.w(HDR_FIREWALL)}`);
     if ((d & DBG_VERBOSE) !== 0) debug.push("verbose");
-    if ((d & DBG_GUARDS) !== 0 && (d & DBG_ABORT) === 0) debug.push("noabort");
+    if ((d & DBG_MTBF) !== 0) debug.push(`mtbf=${this.w(HDR_MTBF)}`);
+    if ((d & DBG_CHECKNULL) !== 0) debug.push("checknull");
+    if ((d & (DBG_GUARDS | DBG_CHECKNULL)) !== 0 && (d & DBG_ABORT) === 0) debug.push("noabort");
     const logs: Status["logs"] = [];
     const logging: string[] = [];
     for (

@@ -94,6 +94,7 @@ import {
 } from "./image.ts";
 import { lock, unlock } from "./lock.ts";
 import { withPreStack } from "./stack.ts";
+import { checkNull, logFailure } from "./debug.ts";
 import { BT_BXSTAT, freeCheck } from "./buftag.ts";
 import {
   badFree,
@@ -715,7 +716,10 @@ function slabAllocConstructed(h: HeapView, cp: number): number {
   while (buf === 0) {
     reclaimAll(h);
     buf = slabAllocRaw(h, cp, BUF_ALLOC);
-    if (buf === 0) nofailOrThrow(h, () => noMemory(h, cp));
+    if (buf === 0) {
+      logFailure(h, cp, w(h, cp + CA_BUFSIZE)); // (UMEM_LOGGING=fail, as libumem's slab layer)
+      nofailOrThrow(h, () => noMemory(h, cp));
+    }
   }
   h.sync(); // another worker may have grown the heap that this slab came from
   if (!construct(h, cp, buf)) {
@@ -731,12 +735,16 @@ function slabAllocConstructed(h: HeapView, cp: number): number {
 }
 
 /**
- * On a heap without `nofail`, throws `fail()`. On a nofail heap calls the worker's nofail
- * callback: "retry" returns (the caller tries again); a number exits the process with it, as
+ * What an allocation that found no memory does, as libumem's `umem_alloc_retry`: with
+ * `UMEM_DEBUG=checknull` it is reported first (debug.ts's `checkNull`). On a heap without
+ * `nofail`, throws `fail()`. On a nofail heap calls the worker's nofail callback: "retry"
+ * returns (the caller tries again); a number exits the process with it, as
  * `UMEM_CALLBACK_EXIT(status)` does (255 when no callback is registered).
  */
 export function nofailOrThrow(h: HeapView, fail: () => Error): void {
-  if ((w(h, HDR_FLAGS) & HF_NOFAIL) === 0) throw fail();
+  const e = fail(); // (once: it counts the failure in the cache, as libumem's slab layer does)
+  checkNull(h, e);
+  if ((w(h, HDR_FLAGS) & HF_NOFAIL) === 0) throw e;
   const nofail = h.nofail;
   const r = nofail === undefined ? 255 : withPreStack(h, 0, nofail);
   if (r === "retry") return;
@@ -744,10 +752,10 @@ export function nofailOrThrow(h: HeapView, fail: () => Error): void {
     Deno?: { exit(code: number): never };
     process?: { exit(code: number): never };
   };
-  console.error(`umem: ${fail().message}; nofail callback exits with status ${r}`);
+  console.error(`umem: ${e.message}; nofail callback exits with status ${r}`);
   if (g.Deno !== undefined) g.Deno.exit(r);
   if (g.process !== undefined) g.process.exit(r);
-  throw fail();
+  throw e;
 }
 
 function noMemory(h: HeapView, cp: number): OutOfMemoryError {

@@ -37,6 +37,10 @@ export interface DebugSettings {
   noabort: boolean;
   /** Check at most this many bytes of a freed buffer's pattern (0: all). */
   maxverify: number;
+  /** Fail about one allocation from a debugged cache in this many (`mtbf=n`; 0: never). */
+  mtbf: number;
+  /** Report an allocation that fails for want of memory, and abort unless `noabort`. */
+  checknull: boolean;
 }
 
 /** What `UMEM_LOGGING` turns on: ring sizes in bytes (0: off). */
@@ -93,6 +97,17 @@ function words(s: string): [string, string | undefined][] {
   });
 }
 
+/** `UMEM_DEBUG`'s keywords that are flags: one given a value is an error, as in libumem. */
+const FLAG_WORDS = new Set([
+  "default",
+  "guards",
+  "verbose",
+  "nosignal",
+  "noabort",
+  "lite",
+  "checknull",
+]);
+
 function unknown(variable: string, key: string): UmemError {
   return new UmemError("invalid-argument", `${variable}: '${key}' not recognized`);
 }
@@ -114,9 +129,14 @@ export function parseDebug(s: string): DebugSettings {
     verbose: false,
     noabort: false,
     maxverify: 0,
+    mtbf: 0,
+    checknull: false,
   };
   const V = "UMEM_DEBUG";
   for (const [k, v] of words(s)) {
+    if (v !== undefined && FLAG_WORDS.has(k)) {
+      throw new UmemError("invalid-argument", `${V}: ${k}=${v}: ${k} does not take a value`);
+    }
     switch (k) {
       case "default":
         d.audit = d.contents = d.guards = true;
@@ -154,6 +174,18 @@ export function parseDebug(s: string): DebugSettings {
       case "lite":
         d.guards = true;
         break;
+      case "mtbf":
+        if (v === undefined) {
+          throw new UmemError("invalid-argument", `${V}: mtbf: required value missing`);
+        }
+        d.mtbf = parseSize(V, k, v, 0);
+        if (d.mtbf > 0x7fffffff) {
+          throw new UmemError("invalid-argument", `${V}: mtbf=${v}: overflowed (at most 2^31 - 1)`);
+        }
+        break;
+      case "checknull":
+        d.checknull = true;
+        break;
       default:
         throw unknown(V, k);
     }
@@ -164,8 +196,9 @@ export function parseDebug(s: string): DebugSettings {
       `UMEM_DEBUG: audit=${d.auditFrames}: frames must be 1..64`,
     );
   }
-  // Every debugging feature needs the buffer tag that guards lay.
-  if (d.audit || d.contents) d.guards = true;
+  // Every debugging feature needs the buffer tag that guards lay; failures are injected where
+  // libumem injects them, in the debug layer.
+  if (d.audit || d.contents || d.mtbf > 0) d.guards = true;
   return d;
 }
 
