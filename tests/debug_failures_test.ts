@@ -7,6 +7,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { Heap, inspect, OutOfMemoryError, UmemError } from "../mod.ts";
 import { FL_CACHE, FL_SIZE, ringRecords } from "../core/log.ts";
 import { HDR_FAILLOG } from "../core/image.ts";
@@ -211,6 +212,70 @@ describe("words that only say how a report or a failure is told", () => {
         assert.match(e.message, new RegExp(`UMEM_DEBUG: ${word}: \\w+ does not take a value`));
         return true;
       });
+    }
+  });
+});
+
+describe("every mix of the switches", () => {
+  it("runs a mixed workload soundly: verify() finds nothing, before and after a reap", () => {
+    // Words of every kind: those that lay tags, those that sample, those that only say how a
+    // report or a failure is told, and the logs. The handle class, the fast path and the
+    // layout of each cache follow from the mix; each must serve every interface.
+    const words = [
+      "guards",
+      "contents",
+      "audit",
+      "audit=4/10",
+      "firewall=4096",
+      "verbose",
+      "maxverify=32",
+      "mtbf=50",
+      "checknull",
+      "lite",
+      "nosignal",
+    ];
+    const logs = ["transaction=8k", "contents=8k", "fail=8k"];
+    const quiet = console.error;
+    console.error = () => {}; // verbose prints what the workload's failures say
+    try {
+      fc.assert(
+        fc.property(
+          fc.subarray(words),
+          fc.subarray(logs),
+          fc.array(fc.tuple(fc.nat(9), fc.nat(1 << 16)), { maxLength: 150 }),
+          (debugWords, logWords, ops) => {
+            const heap = Heap.create({
+              size: 4 << 20,
+              debug: [...debugWords, "noabort"].join(","),
+              logging: logWords.join(","),
+            });
+            const cache = heap.createCache("c", 40, { ctor: () => true });
+            const held: [kind: number, ptr: number, size: number][] = [];
+            const release = ([kind, p, s]: [number, number, number]) =>
+              kind === 0 ? heap.free(p, s) : kind === 1 ? cache.free(p) : heap.libc.free(p);
+            for (const [op, arg] of ops) {
+              try {
+                if (op < 4) held.push([0, heap.alloc(1 + (arg % 300)), 1 + (arg % 300)]);
+                else if (op === 4) held.push([0, heap.alloc(4000 + arg % 9000), 4000 + arg % 9000]);
+                else if (op === 5) held.push([1, cache.alloc(), 40]);
+                else if (op === 6) {
+                  held.push([2, heap.libc.realloc(heap.libc.malloc(1 + (arg % 200)), 300), 300]);
+                } else if (held.length > 0) release(held.splice(arg % held.length, 1)[0]);
+              } catch (e) {
+                // Only mtbf fails an allocation here (the heap has room for all of them).
+                if (!(e instanceof OutOfMemoryError) || !debugWords.includes("mtbf=50")) throw e;
+              }
+            }
+            assert.deepEqual(heap.verify(), []);
+            held.forEach(release);
+            heap.reap();
+            assert.deepEqual(heap.verify(), []);
+          },
+        ),
+        { numRuns: 60 },
+      );
+    } finally {
+      console.error = quiet;
     }
   });
 });
