@@ -93,11 +93,15 @@ const COMMANDS: Record<string, Command> = {
       "Needs UMEM_DEBUG=audit on the heap that was snapshotted.",
   },
   log: {
-    usage: "log [--cache NAME] [--buffer ADDR] [--worker N] [--limit N] [-f json]",
-    summary: "the transaction log, newest first, filtered",
-    help: "The transaction log (UMEM_LOGGING=transaction), newest first.\n" +
+    usage:
+      "log [transaction|contents|fail] [--cache NAME] [--buffer ADDR] [--worker N] [--limit N] [-f json]",
+    summary: "a log of UMEM_LOGGING (the transaction log by default), newest first, filtered",
+    help: "A log of UMEM_LOGGING, newest first:\n" +
+      "  transaction    each alloc and free: worker, buffer, size, cache, stack (the default)\n" +
+      "  contents       the first bytes of each buffer as it was when freed, in hex and text\n" +
+      "  fail           each allocation that failed (no memory, or UMEM_DEBUG=mtbf), with its stack\n" +
       "  --cache NAME   only records of that cache\n" +
-      "  --buffer ADDR  only records of the buffer holding ADDR\n" +
+      "  --buffer ADDR  only records of the buffer holding ADDR (not for the fail log)\n" +
       "  --worker N     only records of worker slot N\n" +
       "  --limit N      show at most N records in the text (default 100)",
   },
@@ -168,6 +172,10 @@ interface Parsed {
 const VALUE_OPTIONS: Record<string, string[]> = {
   log: ["--cache", "--buffer", "--worker", "--limit"],
   map: ["-o", "--kib"],
+};
+/** Optional positional arguments each command takes after its own, with their values. */
+const OPTIONAL_ARGS: Record<string, [string, string[]]> = {
+  log: ["log", ["transaction", "contents", "fail"]],
 };
 /** Positional arguments each command takes. */
 const COMMAND_ARGS: Record<string, string[]> = {
@@ -251,11 +259,19 @@ function plan(p: Parsed, dump: string): Action {
       })`,
     );
   }
-  if (p.positional.length > positional.length) {
+  const optional = OPTIONAL_ARGS[command];
+  const most = positional.length + (optional !== undefined ? 1 : 0);
+  if (p.positional.length > most) {
     throw new UsageError(
-      `${command}: unexpected argument '${
-        p.positional[positional.length]
-      }' (usage: umem --dump FILE ${COMMANDS[command].usage})`,
+      `${command}: unexpected argument '${p.positional[most]}' (usage: umem --dump FILE ${
+        COMMANDS[command].usage
+      })`,
+    );
+  }
+  const extra = p.positional[positional.length];
+  if (optional !== undefined && extra !== undefined && !optional[1].includes(extra)) {
+    throw new UsageError(
+      `${command}: unknown ${optional[0]} '${extra}' (expected ${optional[1].join(", ")})`,
     );
   }
   switch (command) {
@@ -317,6 +333,10 @@ function plan(p: Parsed, dump: string): Action {
       const limit = o.has("--limit")
         ? parseCount(o.get("--limit"), "log --limit", 0, 1 << 30)
         : 100;
+      const which = p.positional[0] ?? "transaction";
+      if (which === "fail" && buffer !== undefined) {
+        throw new UsageError("log fail: --buffer does not apply (a failed allocation has none)");
+      }
       return (ins, _snap, out) => {
         const filter: { cache?: string; buffer?: number; worker?: number } = {};
         if (cache !== undefined) filter.cache = cache;
@@ -326,9 +346,19 @@ function plan(p: Parsed, dump: string): Action {
           const w = ins.whatis(buffer);
           filter.buffer = w.kind === "buffer" && w.buffer !== undefined ? w.buffer : buffer;
         }
-        const entries = ins.log(filter);
-        if (p.json) json(out, entries);
-        else out.log(ins.formatLog(entries, limit));
+        if (which === "fail") {
+          const entries = ins.failLog(filter);
+          if (p.json) json(out, entries);
+          else out.log(ins.formatFailLog(entries, limit));
+        } else if (which === "contents") {
+          const entries = ins.contentsLog(filter);
+          if (p.json) json(out, entries);
+          else out.log(ins.formatContentsLog(entries, limit));
+        } else {
+          const entries = ins.log(filter);
+          if (p.json) json(out, entries);
+          else out.log(ins.formatLog(entries, limit));
+        }
         return 0;
       };
     }

@@ -97,6 +97,14 @@ import { bufferStateAt } from "./magazine.ts";
 import { cacheStats } from "./cache.ts";
 import { readStack, resolveStack } from "./stack.ts";
 import {
+  type ContentsEntry,
+  type FailEntry,
+  formatContentsLog,
+  formatFailLog,
+  readContentsLog,
+  readFailLog,
+} from "./log_read.ts";
+import {
   arenaName,
   arenaStats,
   SEG_ALLOC,
@@ -600,12 +608,65 @@ export class Inspector {
         cache: cp > 0 && cp < h.mapped ? cacheName(h, cp) : "",
         stack: readStack(h, this.w(r + TX_STACK), r + TX_STACK),
       };
-      if (filter.cache !== undefined && e.cache !== filter.cache) continue;
-      if (filter.buffer !== undefined && e.buffer !== filter.buffer) continue;
-      if (filter.worker !== undefined && e.slot !== filter.worker) continue;
-      out.push(e);
+      if (matches(filter, e.cache, e.buffer, e.slot)) out.push(e);
     }
     return out;
+  }
+
+  /**
+   * The contents log (`UMEM_LOGGING=contents`), newest first, filtered by cache, buffer or
+   * worker: the first bytes of each buffer as they were when it was freed.
+   *
+   * @param filter `cache` (name), `buffer` (address), `worker` (slot)
+   * @returns the records
+   * @throws {UmemError} `invalid-argument` for a bad filter, as {@linkcode Inspector.log}
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20, debug: "guards", logging: "contents" });
+   * const p = heap.alloc(8);
+   * heap.u8.set([104, 105], p);
+   * heap.free(p, 8);
+   * console.log(inspect(heap).contentsLog({ buffer: p })[0].bytes.slice(0, 2)); // [ 104, 105 ]
+   * ```
+   */
+  contentsLog(filter: { cache?: string; buffer?: number; worker?: number } = {}): ContentsEntry[] {
+    checkLogFilter(filter);
+    return readContentsLog(this.heap).filter((e) => matches(filter, e.cache, e.buffer, e.slot));
+  }
+
+  /**
+   * The fail log (`UMEM_LOGGING=fail`), newest first, filtered by cache or worker: each
+   * allocation that found no memory, or that `UMEM_DEBUG=mtbf` failed, with its stack.
+   *
+   * @param filter `cache` (name), `worker` (slot)
+   * @returns the records
+   * @throws {UmemError} `invalid-argument` for a bad filter, as {@linkcode Inspector.log}, or a
+   *   `buffer` (a failed allocation has none)
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20, debug: "mtbf=1,noabort", logging: "fail" });
+   * try {
+   *   heap.alloc(100);
+   * } catch {
+   *   // failed on purpose: mtbf=1 fails every allocation
+   * }
+   * const [f] = inspect(heap).failLog();
+   * console.log(f.cache, f.size); // umem_alloc_112 100
+   * ```
+   */
+  failLog(filter: { cache?: string; worker?: number } = {}): FailEntry[] {
+    checkLogFilter(filter);
+    if ((filter as { buffer?: number }).buffer !== undefined) {
+      throw new UmemError(
+        "invalid-argument",
+        "log: a failed allocation has no buffer to filter by",
+      );
+    }
+    return readFailLog(this.heap).filter((e) => matches(filter, e.cache, undefined, e.slot));
   }
 
   /**
@@ -948,6 +1009,56 @@ export class Inspector {
     }
     return lines.join("\n");
   }
+
+  /**
+   * The contents log as text: a line per freed buffer, then its saved bytes, sixteen a line.
+   *
+   * @param entries records from {@linkcode Inspector.contentsLog} (all when absent)
+   * @param limit at most this many records
+   * @returns the text
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20, debug: "guards", logging: "contents" });
+   * heap.free(heap.alloc(8), 8);
+   * console.log(inspect(heap).formatContentsLog().split("\n")[0]);
+   * // contents log: 1 records (showing 1)
+   * ```
+   */
+  formatContentsLog(entries: ContentsEntry[] = this.contentsLog(), limit = 100): string {
+    return formatContentsLog(entries, limit);
+  }
+
+  /**
+   * The fail log as text: a line per failed allocation, then its stack.
+   *
+   * @param entries records from {@linkcode Inspector.failLog} (all when absent)
+   * @param limit at most this many records
+   * @returns the text
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20, logging: "fail" });
+   * console.log(inspect(heap).formatFailLog()); // fail log: 0 records (showing 0)
+   * ```
+   */
+  formatFailLog(entries: FailEntry[] = this.failLog(), limit = 100): string {
+    return formatFailLog(entries, limit, NO_STACK);
+  }
+}
+
+/** True when a log record of `cache`, `buffer` and `slot` passes `filter` (checkLogFilter's). */
+function matches(
+  filter: { cache?: string; buffer?: number; worker?: number },
+  cache: string,
+  buffer: number | undefined,
+  slot: number,
+): boolean {
+  return (filter.cache === undefined || cache === filter.cache) &&
+    (filter.buffer === undefined || buffer === filter.buffer) &&
+    (filter.worker === undefined || slot === filter.worker);
 }
 
 /** Refuses a log filter that would silently match nothing, or everything, by mistake. */

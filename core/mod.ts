@@ -30,6 +30,7 @@ export {
   type WalkEntry,
   type WhatIs,
 } from "./inspect.ts";
+export { type ContentsEntry, type FailEntry } from "./log_read.ts";
 export { readSnapshot, Snapshot, writeSnapshot } from "./snapshot.ts";
 export {
   Vmem,

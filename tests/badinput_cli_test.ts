@@ -98,6 +98,16 @@ const rows: Row[] = [
   [["--dump", good, "log", "--worker", "64"], 2, /--worker: '64' is not a whole number in 0\.\.63/],
   [["--dump", good, "log", "--buffer", "zz"], 2, /log --buffer: 'zz' is not an address/],
   [["--dump", good, "log", "--cache", "nope"], 0, /^$/],
+  [["--dump", good, "log", "contents", "--cache", "nope"], 0, /^$/],
+  [["--dump", good, "log", "fail"], 0, /^$/],
+  [
+    ["--dump", good, "log", "bogus"],
+    2,
+    /log: unknown log 'bogus' \(expected transaction, contents, fail\)/,
+  ],
+  [["--dump", good, "log", "Fail"], 2, /log: unknown log 'Fail'/],
+  [["--dump", good, "log", "fail", "--buffer", "0x10"], 2, /log fail: --buffer does not apply/],
+  [["--dump", good, "log", "fail", "contents"], 2, /log: unexpected argument 'contents'/],
   [["--dump", good, "map", "-o", join(dir, "m.svg"), "--kib", "0"], 2, /--kib: '0'/],
   [["--dump", good, "map", "-o", join(dir, "m.svg"), "--kib", "9999999"], 2, /--kib: '9999999'/],
   [["--dump", good, "map", "-o", join(dir, "no", "such", "dir.svg")], 2, /map: cannot write/],
@@ -180,7 +190,7 @@ describe("umem: as a process, no stack trace reaches the terminal", () => {
 describe("umem: damaged snapshots through every command", () => {
   // About 4 s (the subprocess's own timeout is 60 s), near `bun test`'s default limit of 5 s on a
   // loaded machine, where Bun killed it in one CI run.
-  it("a sweep of 48 variants x 11 commands ends in 0, 1 or 2, one line, no hang", {
+  it("a sweep of 48 variants x 13 commands ends in 0, 1 or 2, one line, no hang", {
     timeout: 120_000,
   }, () => {
     const sweep = join(ROOT, "tests", "fuzz", "cli_sweep.ts");
@@ -201,6 +211,6 @@ describe("umem: damaged snapshots through every command", () => {
       0,
       `${lines.filter((l) => l.startsWith("BAD")).join("\n")}\n${r.stderr}`,
     );
-    assert.match(lines.at(-1)!, /^sweep: 48 variants, 528 runs, .* 0 bad$/);
+    assert.match(lines.at(-1)!, /^sweep: 48 variants, 624 runs, .* 0 bad$/);
   });
 });

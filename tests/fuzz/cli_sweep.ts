@@ -29,9 +29,10 @@ import { exit, programArgs } from "./runner.ts";
 /** Writes the fixture's snapshot into `dir`; returns its path. */
 export function fixtureSnapshot(dir: string): string {
   const heap = Heap.create({
-    size: 1 << 20,
+    size: 2 << 20,
+    maxSize: 2 << 20,
     debug: "audit",
-    logging: "transaction",
+    logging: "transaction,contents=8k,fail=4k",
     options: "",
   });
   const table = heap.zalloc(64);
@@ -46,6 +47,12 @@ export function fixtureSnapshot(dir: string): string {
   arena.alloc(500);
   const ctx = topContext(heap).create("job", { budget: 1 << 18 });
   for (let i = 0; i < 20; i++) ctx.alloc(50);
+  const big: number[] = []; // into the fail log: the heap cannot grow
+  try {
+    for (;;) big.push(heap.alloc(65536));
+  } catch {
+    big.forEach((p) => heap.free(p, 65536));
+  }
   const path = join(dir, "sweep.ums");
   writeSnapshot(heap, path);
   return path;
@@ -127,6 +134,8 @@ function commands(dir: string): string[][] {
     ["whatis", "0x10000"],
     ["bufctl", "0x10000"],
     ["log", "--limit", "5"],
+    ["log", "contents", "--limit", "5"],
+    ["log", "fail", "-f", "json"],
     ["map", "-o", join(dir, "sweep.svg"), "--kib", "16"],
     ["findleaks", "-f", "json"],
   ];

@@ -1,0 +1,205 @@
+/**
+ * Readers of the contents log and the fail log (`UMEM_LOGGING=contents`, `fail`): each ring's
+ * records, newest first, as objects and as text. `inspect(heap).contentsLog()` and
+ * `failLog()` return them (inspect.ts) and the `umem` command's `log contents` and `log fail`
+ * print them, as mdb reads libumem's `umem_content_log` and `umem_failure_log`.
+ *
+ * Theory. A ring (log.ts) holds its last `LG_NREC` records; a reader walks back from the newest.
+ * The image read may be a live heap, whose workers may be writing a record as it is read (a
+ * record can read torn: logs are evidence, not state), or a snapshot that may be damaged: every
+ * read is bounded by the image, and a record that does not fit it ends the walk.
+ *
+ * @module
+ */
+
+import { hex } from "./errors.ts";
+import { HDR_CTLOG, HDR_FAILLOG, type HeapView } from "./image.ts";
+import {
+  CT_BUF,
+  CT_CACHE,
+  CT_DATA,
+  CT_LEN,
+  CT_SLOT,
+  CT_TIME,
+  FL_CACHE,
+  FL_SIZE,
+  FL_SLOT,
+  FL_STACK,
+  FL_TIME,
+  LG_RECSIZE,
+  ringRecords,
+} from "./log.ts";
+import { CA_MAGIC, CA_MAGIC_VALUE, cacheName } from "./slab.ts";
+import { readStack } from "./stack.ts";
+
+/**
+ * A buffer's first bytes, saved in the contents log when it was freed.
+ *
+ * @example
+ * ```ts
+ * import { type ContentsEntry, Heap, inspect } from "@umem/umem";
+ * const heap = Heap.create({ size: 1 << 20, debug: "guards", logging: "contents" });
+ * const p = heap.alloc(4);
+ * heap.u8.set([1, 2, 3, 4], p);
+ * heap.free(p, 4);
+ * const [e]: ContentsEntry[] = inspect(heap).contentsLog();
+ * console.log(e.buffer === p, e.bytes); // true [ 1, 2, 3, 4 ]
+ * ```
+ */
+export interface ContentsEntry {
+  /** The buffer. */
+  buffer: number;
+  /** Its cache's name. */
+  cache: string;
+  /** When it was freed, ms since the epoch. */
+  time: number;
+  /** The worker slot that freed it. */
+  slot: number;
+  /** Its first bytes as they were when it was freed (`UMEM_DEBUG=contents=bytes` of them). */
+  bytes: number[];
+}
+
+/**
+ * An allocation that failed, from the fail log.
+ *
+ * @example
+ * ```ts
+ * import { type FailEntry, Heap, inspect } from "@umem/umem";
+ * const heap = Heap.create({ size: 1 << 20, debug: "mtbf=1,noabort", logging: "fail" });
+ * try {
+ *   heap.alloc(64);
+ * } catch {
+ *   // mtbf=1: every allocation fails
+ * }
+ * const [f]: FailEntry[] = inspect(heap).failLog();
+ * console.log(f.cache, f.size); // umem_alloc_64 64
+ * ```
+ */
+export interface FailEntry {
+  /** The cache it was asked of ("" for a firewalled allocation). */
+  cache: string;
+  /** Bytes: the size asked for, or the cache's buffer size when its slab layer failed. */
+  size: number;
+  /** When, ms since the epoch. */
+  time: number;
+  /** The worker slot that asked. */
+  slot: number;
+  /** The stack, a frame a line ("" without a stack table: `UMEM_DEBUG=audit` or a log). */
+  stack: string;
+}
+
+/** The word at `a`, or 0 outside the image. */
+function word(h: HeapView, a: number): number {
+  return a >= 0 && a + 4 <= h.mapped ? h.i32[a >> 2] : 0;
+}
+
+/** The name of the cache whose record is at `cp`, or "" when there is none there. */
+function nameAt(h: HeapView, cp: number): string {
+  return cp > 0 && word(h, cp + CA_MAGIC) === CA_MAGIC_VALUE ? cacheName(h, cp) : "";
+}
+
+/** The records of the ring whose address is in header field `field`, newest first. */
+function records(h: HeapView, field: number): number[] {
+  const ring = word(h, field);
+  if (ring <= 0 || ring >= h.mapped) return [];
+  const size = word(h, ring + LG_RECSIZE);
+  const out: number[] = [];
+  for (const r of ringRecords(h, ring)) {
+    if (size <= 0 || r + size > h.mapped) break;
+    out.push(r);
+  }
+  return out;
+}
+
+/**
+ * The contents log, newest first (empty without `UMEM_LOGGING=contents`).
+ *
+ * @param h the heap or the snapshot's image
+ * @returns the records
+ */
+export function readContentsLog(h: HeapView): ContentsEntry[] {
+  return records(h, HDR_CTLOG).map((r) => {
+    const size = word(h, word(h, HDR_CTLOG) + LG_RECSIZE);
+    const n = Math.max(0, Math.min(word(h, r + CT_LEN), size - CT_DATA));
+    return {
+      buffer: word(h, r + CT_BUF),
+      cache: nameAt(h, word(h, r + CT_CACHE)),
+      time: h.f64[(r + CT_TIME) >> 3],
+      slot: word(h, r + CT_SLOT),
+      bytes: Array.from(h.u8.subarray(r + CT_DATA, r + CT_DATA + n)),
+    };
+  });
+}
+
+/**
+ * The fail log, newest first (empty without `UMEM_LOGGING=fail`).
+ *
+ * @param h the heap or the snapshot's image
+ * @returns the records
+ */
+export function readFailLog(h: HeapView): FailEntry[] {
+  return records(h, HDR_FAILLOG).map((r) => ({
+    cache: nameAt(h, word(h, r + FL_CACHE)),
+    size: word(h, r + FL_SIZE),
+    time: h.f64[(r + FL_TIME) >> 3],
+    slot: word(h, r + FL_SLOT),
+    stack: readStack(h, word(h, r + FL_STACK), r + FL_STACK),
+  }));
+}
+
+/** Sixteen bytes a line, as `od -A x -t x1z` shows them: offset, hex, printable text. */
+function hexdump(bytes: number[]): string[] {
+  const lines: string[] = [];
+  for (let i = 0; i < bytes.length; i += 16) {
+    const row = bytes.slice(i, i + 16);
+    const text = row.map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : ".")).join("");
+    const hexes = row.map((b) => b.toString(16).padStart(2, "0")).join(" ");
+    lines.push(`\t${i.toString(16).padStart(4, "0")}: ${hexes.padEnd(47)}  |${text}|`);
+  }
+  return lines;
+}
+
+/**
+ * The contents log as text: a line per freed buffer, then its saved bytes.
+ *
+ * @param entries records from {@linkcode readContentsLog}
+ * @param limit at most this many records
+ * @returns the text
+ */
+export function formatContentsLog(entries: ContentsEntry[], limit: number): string {
+  const lines = [
+    `contents log: ${entries.length} records (showing ${Math.min(limit, entries.length)})`,
+  ];
+  for (const e of entries.slice(0, limit)) {
+    lines.push(
+      `t=${new Date(e.time).toISOString()} thr=${e.slot} free ${
+        hex(e.buffer)
+      } cache=${e.cache} (${e.bytes.length} bytes saved)`,
+    );
+    lines.push(...hexdump(e.bytes));
+  }
+  return lines.join("\n");
+}
+
+/**
+ * The fail log as text: a line per failed allocation, then its stack.
+ *
+ * @param entries records from {@linkcode readFailLog}
+ * @param limit at most this many records
+ * @param noStack what a record without a stack shows
+ * @returns the text
+ */
+export function formatFailLog(entries: FailEntry[], limit: number, noStack: string): string {
+  const lines = [
+    `fail log: ${entries.length} records (showing ${Math.min(limit, entries.length)})`,
+  ];
+  for (const e of entries.slice(0, limit)) {
+    lines.push(
+      `t=${new Date(e.time).toISOString()} thr=${e.slot} size=${e.size} cache=${
+        e.cache === "" ? "(firewall)" : e.cache
+      }`,
+    );
+    lines.push(...(e.stack === "" ? [noStack] : e.stack.split("\n")).map((f) => `\t${f}`));
+  }
+  return lines.join("\n");
+}
