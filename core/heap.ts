@@ -24,6 +24,7 @@ import { checkSize, hex, OutOfMemoryError, UmemError } from "./errors.ts";
 import {
   type CacheCallbacks,
   checkHeader,
+  HDR_ALLOCATOR,
   HDR_ARENA_LIST,
   HDR_AUDIT_FRAMES,
   HDR_AUDIT_SAMPLE,
@@ -45,6 +46,7 @@ import {
   HDR_NSLOTS,
   HDR_OVERSIZE,
   HDR_QUARANTINE,
+  HDR_REAP_INTERVAL,
   HDR_ROOT_ARENA,
   HDR_SIZE_TABLE,
   HDR_SLOT_LOCK,
@@ -170,6 +172,7 @@ import { verifyHeap } from "./verify.ts";
 import {
   arenaName,
   layRootArena,
+  POLICY_NAMES,
   segCarve,
   VM_MAGIC,
   VM_MAGIC_VALUE,
@@ -243,6 +246,8 @@ function layDebug(
   i32[HDR_MTBF >> 2] = d.mtbf;
   i32[HDR_UMEM_OPTIONS >> 2] = o.nomagazines ? UO_NOMAGAZINES : 0;
   i32[HDR_MAX_CONTENTION >> 2] = o.maxContention ?? 0;
+  i32[HDR_REAP_INTERVAL >> 2] = o.reapInterval ?? 0;
+  i32[HDR_ALLOCATOR >> 2] = POLICY_NAMES.indexOf(o.allocator ?? "instantfit");
   const take = (bytes: number) => {
     const b = roundUp(bytes, PAGE_SIZE);
     const at = vmemAllocAddr(heap, heap.vmem.addr, b);
@@ -378,8 +383,10 @@ export interface HeapOptions {
   /** `UMEM_LOGGING`: `transaction[=size]`, `contents[=size]`, `fail[=size]`. */
   logging?: string;
   /**
-   * `UMEM_OPTIONS`: `nomagazines`, `max_contention=n`, `concurrency=n` (worker slots),
-   * `size=`, `maxsize=` (backing size), `allocator=best|next|instant`, `backend=sbrk|mmap`.
+   * `UMEM_OPTIONS`: `nomagazines`, `max_contention=n`, `reap_interval=secs` (the interval in
+   * which more contention than that grows magazines), `concurrency=n` (worker slots), `size=`,
+   * `maxsize=` (backing size), `allocator=best|first|next|instant` (the fit policy of the top
+   * arena, `heap.vmem`, where an allocation names none), `backend=sbrk|mmap`.
    */
   options?: string;
   /**

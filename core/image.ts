@@ -96,6 +96,11 @@ export const HDR_LOCK_TIMEOUT = 80;
 export const HDR_SIZE_TABLE = 84;
 /** Address of the oversize arena (0 until the slab layer creates it). */
 export const HDR_OVERSIZE = 88;
+/**
+ * `UMEM_OPTIONS=allocator=`: the fit policy of the oversize arena's allocations, a vmem
+ * `POLICY_*` code (0, instant fit, in images from before it).
+ */
+export const HDR_ALLOCATOR = 92;
 /** Creation time, milliseconds since the epoch (float64). */
 export const HDR_CREATED = 96;
 /** Next cache id (a cache handle remembers its id to notice a destroyed cache). */
@@ -108,6 +113,11 @@ export const HDR_NEXT_ARENA_ID = 112;
 export const HDR_NMAGTYPES = 116;
 /** Bytes the heap's arena gave to vmem's own records: segment pages, hash tables, arenas. */
 export const HDR_META_BYTES = 120;
+/**
+ * `UMEM_OPTIONS=reap_interval=`: seconds of a cache's update interval, in which more depot
+ * contention than `max_contention` grows its magazines (0: the default, 1 s).
+ */
+export const HDR_REAP_INTERVAL = 124;
 /** Addresses of the magazine caches, one per magazine type (8 words). */
 export const HDR_MAG_CACHES = 128;
 /** `DBG_*` flags of `UMEM_DEBUG` and `UMEM_LOGGING`. */

@@ -21,6 +21,7 @@ import { BT_A_STACK, BT_SIZE, decodeSize } from "./buftag.ts";
 import { auditOf, type AuditTransaction, formatTransaction } from "./debug.ts";
 import { CorruptImageError, hex, UmemError } from "./errors.ts";
 import {
+  HDR_ALLOCATOR,
   HDR_ARENA_LIST,
   HDR_AUDIT_FRAMES,
   HDR_AUDIT_SAMPLE,
@@ -31,15 +32,19 @@ import {
   HDR_ERRORS,
   HDR_FAILLOG,
   HDR_FIREWALL,
+  HDR_MAX_CONTENTION,
   HDR_META,
   HDR_MTBF,
   HDR_NSLOTS,
   HDR_OVERSIZE,
+  HDR_REAP_INTERVAL,
   HDR_SLOTS,
   HDR_TXLOG,
+  HDR_UMEM_OPTIONS,
   type HeapView,
   PAGE_SHIFT,
   SLOT_LIVE,
+  UO_NOMAGAZINES,
   WS_SIZE,
   WS_STATE,
 } from "./image.ts";
@@ -107,6 +112,7 @@ import {
 import {
   arenaName,
   arenaStats,
+  POLICY_NAMES,
   SEG_ALLOC,
   SEG_SPAN,
   SEG_TYPE_MASK,
@@ -249,6 +255,11 @@ export interface Status {
   debug: string[];
   /** `UMEM_LOGGING` words in force. */
   logging: string[];
+  /**
+   * `UMEM_OPTIONS` words in force: `concurrency=` (the worker slots) always, and each of
+   * `nomagazines`, `max_contention=`, `reap_interval=` and `allocator=` that is not the default.
+   */
+  options: string[];
   /** Each log: records written and its capacity. */
   logs: { name: string; written: number; capacity: number }[];
   /** Heap corruption reports raised. */
@@ -830,12 +841,30 @@ export class Inspector {
       logging.push(name);
       logs.push({ name, written: this.w(ring + LG_NEXT) >>> 0, capacity: this.w(ring + LG_NREC) });
     }
+    const options = [`concurrency=${this.w(HDR_NSLOTS)}`];
+    if ((this.w(HDR_UMEM_OPTIONS) & UO_NOMAGAZINES) !== 0) options.push("nomagazines");
+    if (this.w(HDR_MAX_CONTENTION) > 0) {
+      options.push(`max_contention=${this.w(HDR_MAX_CONTENTION)}`);
+    }
+    if (this.w(HDR_REAP_INTERVAL) > 0) options.push(`reap_interval=${this.w(HDR_REAP_INTERVAL)}`);
+    const policy = POLICY_NAMES[this.w(HDR_ALLOCATOR)];
+    if (policy !== undefined && policy !== "instantfit") {
+      options.push(`allocator=${policy.slice(0, -3)}`);
+    }
     const workers: number[] = [];
     const n = this.w(HDR_NSLOTS), table = this.w(HDR_SLOTS);
     for (let s = 0; s < n && s < 64; s++) {
       if (this.w(table + s * WS_SIZE + WS_STATE) === SLOT_LIVE) workers.push(s);
     }
-    return { debug, logging, logs, errors: this.w(HDR_ERRORS), workers, heapSize: h.mapped };
+    return {
+      debug,
+      logging,
+      options,
+      logs,
+      errors: this.w(HDR_ERRORS),
+      workers,
+      heapSize: h.mapped,
+    };
   }
 
   // ---- text, as the umem tool prints it ----
@@ -965,6 +994,7 @@ export class Inspector {
     const lines = [
       `umem status: UMEM_DEBUG=${s.debug.join(",")}`,
       `UMEM_LOGGING=${s.logging.join(",")}`,
+      `UMEM_OPTIONS=${s.options.join(",")}`,
       ...s.logs.map((l) =>
         `${l.name} log: ${
           Math.min(l.written, l.capacity)

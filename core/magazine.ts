@@ -86,6 +86,7 @@ import {
   HDR_MAG_CACHES,
   HDR_MAX_CONTENTION,
   HDR_NSLOTS,
+  HDR_REAP_INTERVAL,
   HDR_SAFEPOINT,
   HDR_SIZE,
   type HeapView,
@@ -468,15 +469,16 @@ function depotLock(h: HeapView, cp: number): void {
 
 /**
  * Counts one contended acquisition of cache `cp`'s depot lock (which the caller holds). More
- * than `MAX_CONTENTION` in one `CONTENTION_INTERVAL` moves the cache to the next larger
+ * than `MAX_CONTENTION` (`UMEM_OPTIONS=max_contention`) in one `CONTENTION_INTERVAL`
+ * (`reap_interval`, as libumem's update interval) moves the cache to the next larger
  * magazine type, up to the largest its buffer size allows: the depot is purged, and each slot
  * drops its old magazines on its next visit to the depot.
  */
 export function noteContention(h: HeapView, cp: number): void {
   const c = w(h, cp + CA_CONTENTION) + 1;
   setw(h, cp + CA_CONTENTION, c);
-  const now = Date.now();
-  if (now - h.f64[(cp + CA_CONT_TIME) >> 3] > CONTENTION_INTERVAL) {
+  const now = Date.now(), interval = w(h, HDR_REAP_INTERVAL) * 1000 || CONTENTION_INTERVAL;
+  if (now - h.f64[(cp + CA_CONT_TIME) >> 3] > interval) {
     h.f64[(cp + CA_CONT_TIME) >> 3] = now;
     setw(h, cp + CA_CONT_BASE, c);
   } else if (c - w(h, cp + CA_CONT_BASE) > (w(h, HDR_MAX_CONTENTION) || MAX_CONTENTION)) {

@@ -65,8 +65,10 @@ export interface UmemOptionSettings {
   size?: number;
   /** Largest heap size. */
   maxSize?: number;
-  /** Fit policy of the oversize arena. */
-  allocator?: "instantfit" | "bestfit" | "nextfit";
+  /** Fit policy of the oversize arena (`allocator=best|first|next|instant`). */
+  allocator?: "instantfit" | "bestfit" | "nextfit" | "firstfit";
+  /** Seconds of a cache's update interval for magazine growth (`reap_interval=secs`). */
+  reapInterval?: number;
   /** Where the buffer's memory comes from (see `HeapOptions.backend`). */
   backend?: "sbrk" | "mmap";
 }
@@ -237,6 +239,15 @@ export function parseOptions(s: string): UmemOptionSettings {
       case "backend_size":
         o.size = parseSize(V, k, v, 0);
         break;
+      case "reap_interval":
+        if (v === undefined) {
+          throw new UmemError("invalid-argument", `${V}: ${k}: required value missing`);
+        }
+        o.reapInterval = parseSize(V, k, v, 0);
+        if (o.reapInterval < 1 || o.reapInterval > 86400) {
+          throw new UmemError("invalid-argument", `${V}: ${k}=${v}: seconds must be 1..86400`);
+        }
+        break;
       case "maxsize":
         o.maxSize = parseSize(V, k, v, 0);
         break;
@@ -245,9 +256,7 @@ export function parseOptions(s: string): UmemOptionSettings {
         o.backend = v;
         break;
       case "allocator": {
-        const a = { best: "bestfit", next: "nextfit", instant: "instantfit" }[v ?? ""] as
-          | UmemOptionSettings["allocator"]
-          | undefined;
+        const a = ALLOCATORS.get(v ?? "");
         if (a === undefined) throw unknown(V, `allocator=${v}`);
         o.allocator = a;
         break;
@@ -258,6 +267,14 @@ export function parseOptions(s: string): UmemOptionSettings {
   }
   return o;
 }
+
+/** `UMEM_OPTIONS=allocator=`'s words, as libumem's, and the vmem policies they name. */
+const ALLOCATORS = new Map<string, NonNullable<UmemOptionSettings["allocator"]>>([
+  ["best", "bestfit"],
+  ["first", "firstfit"],
+  ["next", "nextfit"],
+  ["instant", "instantfit"],
+]);
 
 /** Reads an environment variable in Deno, Bun or Node; undefined when absent or not allowed. */
 export function readEnv(name: string): string | undefined {

@@ -10,7 +10,8 @@
  * - instant fit takes the head of the smallest list whose every member is large enough
  *   (constant time), falling back to a scan of the list below;
  * - best fit scans from the list of the request's size upward and takes the smallest fit;
- * - next fit walks the address list from a rotor (the last segment allocated) and wraps.
+ * - next fit walks the address list from a rotor (the last segment allocated) and wraps;
+ * - first fit walks the address list from its start and takes the lowest segment that fits.
  * Allocated segments are found at free through a hash of their start address that doubles
  * when its load passes 2. The root arena (`heap.vmem`) covers the heap after the metadata
  * area; when it runs out it grows the SharedArrayBuffer, the sbrk of this world, and extends its
@@ -37,6 +38,7 @@
 
 import { checkSize, hex, OutOfMemoryError, UmemError } from "./errors.ts";
 import {
+  HDR_ALLOCATOR,
   HDR_ARENA_LIST,
   HDR_ARENA_LOCK,
   HDR_MAXSIZE,
@@ -164,10 +166,21 @@ export const VMF_HASHGROW = 2;
 /** Free segment records kept in reserve before an operation begins. */
 const SEG_RESERVE = 48;
 
-/** Allocation policy of {@linkcode Vmem.alloc}, as `VM_INSTANTFIT`, `VM_BESTFIT`, `VM_NEXTFIT`. */
-export type VmemPolicy = "instantfit" | "bestfit" | "nextfit";
-/** Policy codes. */
-export const POLICY_INSTANT = 0, POLICY_BEST = 1, POLICY_NEXT = 2;
+/**
+ * Allocation policy of {@linkcode Vmem.alloc}, as `VM_INSTANTFIT`, `VM_BESTFIT`, `VM_NEXTFIT`
+ * and `VM_FIRSTFIT`.
+ */
+export type VmemPolicy = "instantfit" | "bestfit" | "nextfit" | "firstfit";
+/** Policy codes, in the order of {@linkcode POLICY_NAMES}. */
+export const POLICY_INSTANT = 0, POLICY_BEST = 1, POLICY_NEXT = 2, POLICY_FIRST = 3;
+/**
+ * The arena's own policy, for an allocation that names none: the root arena's is
+ * `UMEM_OPTIONS=allocator=` (`HDR_ALLOCATOR`), as libumem's applies to the heap's top arena;
+ * any other arena's is instant fit.
+ */
+export const POLICY_DEFAULT = -1;
+/** The policies by code. */
+export const POLICY_NAMES: readonly VmemPolicy[] = ["instantfit", "bestfit", "nextfit", "firstfit"];
 
 /** Constraints of {@linkcode Vmem.xalloc}, as `vmem_xalloc`'s parameters. */
 export interface XallocConstraints {
@@ -489,6 +502,15 @@ function findBest(h: HeapView, a: number, size: number): number {
   return 0;
 }
 
+/** The free segment of the lowest address that fits: a walk of the address list. */
+function findFirst(h: HeapView, a: number, size: number): number {
+  const sentinel = w(h, a + VM_SENTINEL);
+  for (let seg = w(h, sentinel + VS_ANEXT); seg !== sentinel; seg = w(h, seg + VS_ANEXT)) {
+    if (segType(h, seg) === SEG_FREE && segSize(h, seg) >= size) return seg;
+  }
+  return 0;
+}
+
 function findNext(h: HeapView, a: number, size: number): number {
   const rotor = w(h, a + VM_ROTOR);
   let seg = rotor;
@@ -566,11 +588,16 @@ function carve(h: HeapView, a: number, seg: number, addr: number, size: number):
  * nothing fits. Returns the address, or 0 (and counts a failure).
  */
 export function allocLocked(h: HeapView, a: number, size: number, policy: number): number {
+  if (policy === POLICY_DEFAULT) {
+    policy = (w(h, a + VM_FLAGS) & VMF_ROOT) !== 0 ? w(h, HDR_ALLOCATOR) : POLICY_INSTANT;
+  }
   for (let attempt = 0; attempt < 2; attempt++) {
     const seg = policy === POLICY_BEST
       ? findBest(h, a, size)
       : policy === POLICY_NEXT
       ? findNext(h, a, size)
+      : policy === POLICY_FIRST
+      ? findFirst(h, a, size)
       : findInstant(h, a, size);
     if (seg !== 0) {
       const addr = w(h, seg + VS_START);
@@ -743,8 +770,8 @@ function growHeap(h: HeapView, a: number, need: number): boolean {
 }
 
 /**
- * Allocates from arena `a`, taking its lock; returns 0 on failure. For internal callers;
- * `reserve` false when an arena lock is already held.
+ * Allocates from arena `a` with its own policy (POLICY_DEFAULT), taking its lock; returns 0
+ * on failure. For internal callers; `reserve` false when an arena lock is already held.
  */
 export function vmemAllocAddr(h: HeapView, a: number, size: number, reserve = true): number {
   // Nested calls (an import, a hash growing) run with an arena lock held: the reserve taken
@@ -752,7 +779,7 @@ export function vmemAllocAddr(h: HeapView, a: number, size: number, reserve = tr
   if (reserve) segReserve(h);
   lock(h, a + VM_LOCK);
   try {
-    return allocLocked(h, a, roundUp(size, w(h, a + VM_QUANTUM)), POLICY_INSTANT);
+    return allocLocked(h, a, roundUp(size, w(h, a + VM_QUANTUM)), POLICY_DEFAULT);
   } finally {
     unlock(h, a + VM_LOCK);
   }
@@ -1027,7 +1054,9 @@ export class Vmem {
    * Allocates `size` bytes (rounded up to the quantum), as `vmem_alloc`.
    *
    * @param size bytes, a whole number ≥ 1
-   * @param policy `"instantfit"` (default, constant time), `"bestfit"` or `"nextfit"`
+   * @param policy `"instantfit"` (constant time), `"bestfit"`, `"nextfit"` or `"firstfit"`
+   *   (the lowest address that fits); when absent the arena's own: instant fit, but for the
+   *   heap's top arena (`heap.vmem`) the policy `UMEM_OPTIONS=allocator=` names
    * @returns the address of the segment
    * @throws {OutOfMemoryError} when nothing fits and the source (or the heap) cannot grow
    * @throws {UmemError} `invalid-argument` for a bad size or policy
@@ -1040,21 +1069,15 @@ export class Vmem {
    * heap.vmem.free(a, 3 * 4096);
    * ```
    */
-  alloc(size: number, policy: VmemPolicy = "instantfit"): number {
+  alloc(size: number, policy?: VmemPolicy): number {
     this.check("vmem_alloc");
     const s = this.checkAllocSize("vmem_alloc", size);
     const h = this.heap, a = this.addr;
-    if (s <= w(h, a + VM_QCACHE_MAX) && policy === "instantfit") {
+    if (s <= w(h, a + VM_QCACHE_MAX) && (policy === undefined || policy === "instantfit")) {
       return cacheAlloc(h, w(h, a + VM_QCACHE + (s / w(h, a + VM_QUANTUM) - 1) * 4));
     }
-    const p = policy === "instantfit"
-      ? POLICY_INSTANT
-      : policy === "bestfit"
-      ? POLICY_BEST
-      : policy === "nextfit"
-      ? POLICY_NEXT
-      : -1;
-    if (p < 0) {
+    const p = policy === undefined ? POLICY_DEFAULT : POLICY_NAMES.indexOf(policy);
+    if (policy !== undefined && p < 0) {
       throw new UmemError(
         "invalid-argument",
         `vmem_alloc(${this.name}): unknown policy '${policy}'`,
@@ -1070,7 +1093,9 @@ export class Vmem {
     }
     if (addr === 0) {
       throw new OutOfMemoryError(
-        `vmem_alloc(${this.name}): no ${s} bytes free (${policy}); the arena and its source are exhausted`,
+        `vmem_alloc(${this.name}): no ${s} bytes free (${
+          policy ?? "its own policy"
+        }); the arena and its source are exhausted`,
       );
     }
     return addr;

@@ -213,7 +213,7 @@ describe("umem status, caches, arenas, walk", () => {
     const r = umem("--dump", dump, "status");
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^umem status: UMEM_DEBUG=audit/);
-    assert.match(r.stdout, /\nUMEM_LOGGING=transaction\n/);
+    assert.match(r.stdout, /\nUMEM_LOGGING=transaction\nUMEM_OPTIONS=concurrency=16\n/);
     assert.match(r.stdout, /\ntransaction log: \d+ of \d+ records used/);
     assert.match(r.stdout, new RegExp(`\\nheap size: ${heapBytes} bytes\\n`));
     assert.match(r.stdout, /CACHE\s+BUFSIZE\s+INUSE\s+TOTAL\s+MEMORY\s+ALLOCS\s+FAIL/);

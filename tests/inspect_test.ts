@@ -118,7 +118,23 @@ describe("whatis, walk, bufctl, log, status", () => {
     const s = ins.status();
     assert.deepEqual(s.debug, ["audit=16", "guards"]);
     assert.deepEqual(s.logging, ["transaction"]);
+    assert.deepEqual(s.options, ["concurrency=16"]);
     assert.deepEqual(s.workers, [0]);
+    const tuned = Heap.create({
+      size: 1 << 20,
+      options: "concurrency=4,nomagazines,max_contention=7,reap_interval=30,allocator=next",
+    });
+    assert.deepEqual(inspect(tuned).status().options, [
+      "concurrency=4",
+      "nomagazines",
+      "max_contention=7",
+      "reap_interval=30",
+      "allocator=next",
+    ]);
+    assert.match(
+      inspect(tuned).formatStatus(),
+      /\nUMEM_OPTIONS=concurrency=4,nomagazines,max_contention=7,/,
+    );
     assert.match(ins.formatStatus(), /CACHE +BUFSIZE +INUSE +TOTAL +MEMORY +ALLOCS +FAIL/);
   });
 });

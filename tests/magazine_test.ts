@@ -5,7 +5,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Heap } from "../mod.ts";
-import { CA_DEPOT_LOCK } from "../core/slab.ts";
+import { CA_CONT_TIME, CA_DEPOT_LOCK } from "../core/slab.ts";
 import { lock, unlock } from "../core/lock.ts";
 import { MAG_ROUNDS, maxMagType, noteContention } from "../core/magazine.ts";
 
@@ -58,6 +58,27 @@ describe("magazines and the depot", () => {
     assert.equal(c.stats().magazineSize, MAG_ROUNDS[maxMagType(64)]);
     heap.reap();
     assert.deepEqual(heap.verify(), []);
+  });
+
+  it("UMEM_OPTIONS max_contention and reap_interval set how much contention, in how long, grows them", () => {
+    /** Magazine resizes after `n` contended acquisitions, the last interval begun `ago` ms back. */
+    const resizes = (options: string, n: number, ago: number) => {
+      const heap = Heap.create({ size: 4 << 20, options });
+      const c = heap.createCache("hot", 64);
+      lock(heap, c.addr + CA_DEPOT_LOCK);
+      noteContention(heap, c.addr); // begins an interval, now
+      heap.f64[(c.addr + CA_CONT_TIME) >> 3] = Date.now() - ago; // ... moved back
+      for (let i = 1; i < n; i++) noteContention(heap, c.addr);
+      unlock(heap, c.addr + CA_DEPOT_LOCK);
+      return c.stats().magazineResizes;
+    };
+    assert.equal(resizes("", 5, 0), 1, "more than 3 in a second: libumem's default grows");
+    assert.equal(resizes("max_contention=10", 5, 0), 0);
+    assert.equal(resizes("max_contention=10", 12, 0), 1);
+    // An interval begun 5 s ago is over at the default second: the count starts again.
+    assert.equal(resizes("", 5, 5000), 0);
+    assert.equal(resizes("reap_interval=10", 5, 5000), 1, "a 10 s interval is still running");
+    assert.equal(resizes("reap_interval=2", 5, 5000), 0);
   });
 
   it("a buffer freed by another worker slot is reused by that slot", () => {

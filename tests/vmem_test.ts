@@ -6,7 +6,14 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { Heap, OutOfMemoryError, type UmemErrorKind, Vmem, type VmemPolicy } from "../mod.ts";
+import {
+  Heap,
+  inspect,
+  OutOfMemoryError,
+  type UmemErrorKind,
+  Vmem,
+  type VmemPolicy,
+} from "../mod.ts";
 import { HDR_SIZE, HDR_VERSION } from "../core/image.ts";
 import { VM_HASH, VM_HASH0, VM_HASHMASK } from "../core/vmem.ts";
 import { NUMBERS } from "./badinput_table.ts";
@@ -66,63 +73,50 @@ describe("vmem: policies", () => {
     // nextfit: continues after the last segment it allocated... which was none yet, so the
     // walk starts at the beginning of the arena.
     assert.equal(r.nextfit, 0);
+    // firstfit: the lowest hole that fits, whatever its size.
+    assert.equal(r.firstfit, 0);
   });
 
-  it("instantfit takes an exact power-of-two list in constant time", () => {
+  it("firstfit takes the lowest hole that fits, even when a better one lies above", () => {
     const { w, a, base } = holes();
-    // 16 is a power of two: the list [16, 32) holds the 24-byte hole, all of whose members fit.
-    assert.equal(w.alloc(a, 16, "instantfit"), base);
+    // 16 bytes: the 24-byte hole at the base is the lowest; bestfit would take it too, so
+    // ask for 32, which only the 40-byte hole fits; then 8, which the base takes.
+    assert.equal(w.alloc(a, 32, "firstfit"), base + 32);
+    assert.equal(w.alloc(a, 8, "firstfit"), base);
+    // The 8 left of the 40-byte hole (at 64) and 16 left at the base (at 8): firstfit takes
+    // the base's, the lower; bestfit would take the exact 8 at 64.
+    assert.equal(w.alloc(a, 8, "firstfit"), base + 8);
     w.check();
     w.drain();
   });
 
-  it("nextfit does not reuse a freed lower segment until it wraps", () => {
-    const w = new World();
-    const a = w.create(8, 0, 64);
-    const base = a.region;
-    const x = w.alloc(a, 8, "nextfit"), y = w.alloc(a, 8, "nextfit"), z = w.alloc(a, 8, "nextfit");
-    assert.deepEqual([x, y, z], [base, base + 8, base + 16]);
-    w.free(a, x);
-    // instantfit would take the freed 8 bytes at the base (an exact list); nextfit goes on.
-    assert.equal(w.alloc(a, 8, "nextfit"), base + 24);
-    assert.equal(w.alloc(a, 8, "nextfit"), base + 32);
-    assert.equal(w.alloc(a, 16, "nextfit"), base + 40);
-    // The rest of the span after the rotor holds 8 bytes; 16 wraps around... and there is
-    // no 16-byte hole anywhere, so it fails.
-    assert.throws(() => a.vm.alloc(16, "nextfit"), OutOfMemoryError);
-    a.failures++;
-    assert.equal(w.alloc(a, 8, "nextfit"), base + 56);
-    // Now it wraps to the freed segment at the base.
-    assert.equal(w.alloc(a, 8, "nextfit"), base);
-    w.check();
-    w.drain();
-  });
-
-  it("instantfit reuses the freed segment that nextfit passes over", () => {
-    const w = new World();
-    const a = w.create(8, 0, 64);
-    const x = w.alloc(a, 8);
-    w.alloc(a, 8);
-    w.free(a, x);
-    assert.equal(w.alloc(a, 8, "instantfit"), x);
-    w.check();
-    w.drain();
-  });
-
-  it("bestfit and instantfit differ on the heap's arena too", () => {
-    const w = new World();
-    const r = w.root;
-    const p = [w.alloc(r, 3 * PAGE), w.alloc(r, PAGE), w.alloc(r, 2 * PAGE), w.alloc(r, PAGE)];
-    w.free(r, p[0]); // a 3-page hole, list [8K, 16K)
-    w.free(r, p[2]); // a 2-page hole, list [8K, 16K), now at its head
-    // instantfit looks only at lists whose every member fits: from [16K, 32K) up.
-    const i = w.alloc(r, 3 * PAGE, "instantfit");
-    assert.ok(i > p[3], `instantfit took ${i}, not the free space past the holes`);
-    w.free(r, i);
-    const b = w.alloc(r, 3 * PAGE, "bestfit");
-    assert.equal(b, p[0], "bestfit takes the exact 3-page hole");
-    w.check();
-    w.drain();
+  it("UMEM_OPTIONS=allocator= is the heap's top arena's own policy", () => {
+    /** Which hole a one-page allocation takes: a 3-page one, lowest, or a 1-page one above. */
+    const taken = (options: string, policy?: VmemPolicy) => {
+      const heap = Heap.create({ size: 8 << 20, options });
+      const v = heap.vmem;
+      const p = [v.alloc(3 * PAGE), v.alloc(PAGE), v.alloc(PAGE), v.alloc(PAGE)];
+      v.free(p[0], 3 * PAGE);
+      v.free(p[2], PAGE);
+      const got = v.alloc(PAGE, policy);
+      return got === p[0] ? "lowest" : got === p[2] ? "exact" : "other";
+    };
+    assert.equal(taken(""), "exact", "instant fit: the exact one-page list");
+    assert.equal(taken("allocator=instant"), "exact");
+    assert.equal(taken("allocator=best"), "exact");
+    assert.equal(taken("allocator=first"), "lowest");
+    assert.equal(taken("allocator=next"), "other", "next fit: on from the last allocated");
+    // A policy named by the caller is always the one taken.
+    assert.equal(taken("allocator=first", "instantfit"), "exact");
+    assert.equal(taken("", "firstfit"), "lowest");
+    // Any other arena keeps instant fit as its own.
+    const heap = Heap.create({ size: 8 << 20, options: "allocator=first" });
+    const arena = Vmem.create(heap, "own", { base: 1 << 20, size: 1 << 16, quantum: 8 });
+    const q = [arena.alloc(24), arena.alloc(8), arena.alloc(8), arena.alloc(8)];
+    arena.free(q[0], 24);
+    arena.free(q[2], 8);
+    assert.equal(arena.alloc(8), q[2], "instant fit: the exact 8-byte list");
+    assert.equal(inspect(heap).status().options.join(","), "concurrency=16,allocator=first");
   });
 });
 

@@ -30,7 +30,7 @@ export const REGION = 16 << 20;
 export const REGION0 = 64 << 20;
 /** A region holds 16 slots of 64 KiB; a span lies inside one slot. */
 export const SLOT = 1 << 16;
-export const POLICIES: VmemPolicy[] = ["instantfit", "bestfit", "nextfit"];
+export const POLICIES: VmemPolicy[] = ["instantfit", "bestfit", "nextfit", "firstfit"];
 
 export const roundUp = (n: number, a: number) => Math.ceil(n / a) * a;
 export const isPow2 = (x: number) => Number.isInteger(x) && x > 0 && (x & (x - 1)) === 0;
@@ -635,6 +635,8 @@ export function step(w: World, op: Op): void {
         assert.ok(chosen !== undefined, `${a.name}: ${op.policy} ${addr} is not a fitting segment`);
         if (op.policy === "bestfit") {
           assert.equal(chosen.size, Math.min(...fits.map((f) => f.size)), "bestfit: not smallest");
+        } else if (op.policy === "firstfit") {
+          assert.equal(chosen.start, Math.min(...fits.map((f) => f.start)), "firstfit: not lowest");
         } else if (op.policy === "instantfit") {
           const lo = flIndex(s), start = isPow2(s) ? lo : lo + 1;
           const lists = pre.free.map((f) => flIndex(f.size)).filter((i) => i >= start);
