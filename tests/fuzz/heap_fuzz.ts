@@ -139,7 +139,9 @@ function check(heap: Heap, b: Block, what: string, size = b.size): void {
 
 /**
  * The `UMEM_DEBUG` settings of the `debugheap` target: each fast path's flags, a sampled audit
- * (one transaction in 3: both the fast path and its fallback), everything, and the firewall.
+ * (one transaction in 3: both the fast path and its fallback), everything, the firewall, and
+ * words that lay no tag (a plain heap, which once got a debugging handle) or only say how a
+ * failure is told.
  */
 export const DEBUG_SETTINGS: readonly string[] = [
   "guards",
@@ -148,6 +150,8 @@ export const DEBUG_SETTINGS: readonly string[] = [
   "audit=4/3,contents",
   "default",
   "guards,firewall=2048",
+  "verbose",
+  "contents,checknull,maxverify=16",
 ];
 
 /**
