@@ -245,7 +245,8 @@ function layDebug(
   i32[HDR_FIREWALL >> 2] = d.firewall;
   i32[HDR_MTBF >> 2] = d.mtbf;
   i32[HDR_UMEM_OPTIONS >> 2] = o.nomagazines ? UO_NOMAGAZINES : 0;
-  i32[HDR_MAX_CONTENTION >> 2] = o.maxContention ?? 0;
+  // (0 is "not given": the default; an explicit 0, that any contention grows magazines, is -1.)
+  i32[HDR_MAX_CONTENTION >> 2] = o.maxContention === 0 ? -1 : o.maxContention ?? 0;
   i32[HDR_REAP_INTERVAL >> 2] = o.reapInterval ?? 0;
   i32[HDR_ALLOCATOR >> 2] = POLICY_NAMES.indexOf(o.allocator ?? "instantfit");
   const take = (bytes: number) => {

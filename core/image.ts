@@ -152,7 +152,10 @@ export const HDR_MTBF = 204;
 export const HDR_QUARANTINE = 208;
 /** `UO_*` flags of `UMEM_OPTIONS`. */
 export const HDR_UMEM_OPTIONS = 212;
-/** `UMEM_OPTIONS=max_contention`: depot contention that grows magazines (0: default). */
+/**
+ * `UMEM_OPTIONS=max_contention`: depot contention that grows magazines (0: the default; -1:
+ * an explicit 0, so any contention grows them; magazine.ts's `maxContention`).
+ */
 export const HDR_MAX_CONTENTION = 216;
 /** Address of the root table (`RT_*`): root words, ranges and pinned addresses. */
 export const HDR_ROOTS = 220;

@@ -32,7 +32,9 @@ import {
   HDR_ERRORS,
   HDR_FAILLOG,
   HDR_FIREWALL,
+  HDR_MAG_CACHES,
   HDR_MAX_CONTENTION,
+  HDR_MAXVERIFY,
   HDR_META,
   HDR_MTBF,
   HDR_NSLOTS,
@@ -81,7 +83,6 @@ import {
   CA_CHUNK,
   CA_DEBUG,
   CA_EMPTY,
-  CA_FLAGS,
   CA_FULL,
   CA_MAGIC,
   CA_MAGIC_VALUE,
@@ -91,14 +92,12 @@ import {
   CA_SHIFT,
   CA_TAGOFF,
   cacheName,
-  CF_INTERNAL,
-  CF_NOMAGAZINE,
   SB_BASE,
   SB_CACHE,
   SB_NEXT,
   SB_STATE,
 } from "./slab.ts";
-import { bufferStateAt } from "./magazine.ts";
+import { bufferStateAt, MAG_ROUNDS, maxContention } from "./magazine.ts";
 import { cacheStats } from "./cache.ts";
 import { readStack, resolveStack } from "./stack.ts";
 import {
@@ -701,9 +700,15 @@ export class Inspector {
     // Every allocated buffer: [start, bytes to scan, cache, stack id, size].
     const starts = new Map<number, [number, number, number, number]>();
     let cached = 0;
+    // The magazine caches' buffers are magazines, not the program's: they are named in the
+    // header (a flag would not do: with UMEM_OPTIONS=nomagazines the size classes have the
+    // magazine caches' flags, and their leaks must be found).
+    const magazines = new Set<number>();
+    for (let t = 0; t < MAG_ROUNDS.length; t++) {
+      magazines.add(this.w(HDR_MAG_CACHES + t * 4));
+    }
     for (const cp of this.cacheAddrs()) {
-      const flags = this.w(cp + CA_FLAGS);
-      if ((flags & CF_NOMAGAZINE) !== 0 && (flags & CF_INTERNAL) !== 0) continue; // magazines
+      if (magazines.has(cp)) continue;
       const debug = this.w(cp + CA_DEBUG), tagOff = this.w(cp + CA_TAGOFF);
       const bufsize = this.w(cp + CA_BUFSIZE);
       for (const b of this.buffers(cp)) {
@@ -824,6 +829,7 @@ export class Inspector {
     if ((d & DBG_GUARDS) !== 0) debug.push("guards");
     if ((d & DBG_FIREWALL) !== 0) debug.push(`firewall=${this.w(HDR_FIREWALL)}`);
     if ((d & DBG_VERBOSE) !== 0) debug.push("verbose");
+    if (this.w(HDR_MAXVERIFY) > 0) debug.push(`maxverify=${this.w(HDR_MAXVERIFY)}`);
     if ((d & DBG_MTBF) !== 0) debug.push(`mtbf=${this.w(HDR_MTBF)}`);
     if ((d & DBG_CHECKNULL) !== 0) debug.push("checknull");
     if ((d & (DBG_GUARDS | DBG_CHECKNULL)) !== 0 && (d & DBG_ABORT) === 0) debug.push("noabort");
@@ -843,8 +849,8 @@ export class Inspector {
     }
     const options = [`concurrency=${this.w(HDR_NSLOTS)}`];
     if ((this.w(HDR_UMEM_OPTIONS) & UO_NOMAGAZINES) !== 0) options.push("nomagazines");
-    if (this.w(HDR_MAX_CONTENTION) > 0) {
-      options.push(`max_contention=${this.w(HDR_MAX_CONTENTION)}`);
+    if (this.w(HDR_MAX_CONTENTION) !== 0) {
+      options.push(`max_contention=${maxContention(this.w(HDR_MAX_CONTENTION))}`);
     }
     if (this.w(HDR_REAP_INTERVAL) > 0) options.push(`reap_interval=${this.w(HDR_REAP_INTERVAL)}`);
     const policy = POLICY_NAMES[this.w(HDR_ALLOCATOR)];

@@ -481,7 +481,7 @@ export function noteContention(h: HeapView, cp: number): void {
   if (now - h.f64[(cp + CA_CONT_TIME) >> 3] > interval) {
     h.f64[(cp + CA_CONT_TIME) >> 3] = now;
     setw(h, cp + CA_CONT_BASE, c);
-  } else if (c - w(h, cp + CA_CONT_BASE) > (w(h, HDR_MAX_CONTENTION) || MAX_CONTENTION)) {
+  } else if (c - w(h, cp + CA_CONT_BASE) > maxContention(w(h, HDR_MAX_CONTENTION))) {
     const t = w(h, cp + CA_MAGTYPE);
     if (t < maxMagType(w(h, cp + CA_BUFSIZE))) {
       depotPurge(h, cp);
@@ -492,6 +492,14 @@ export function noteContention(h: HeapView, cp: number): void {
     h.f64[(cp + CA_CONT_TIME) >> 3] = now;
     setw(h, cp + CA_CONT_BASE, c);
   }
+}
+
+/**
+ * The contention that grows magazines, from the header's `HDR_MAX_CONTENTION` word `v`: 0 when
+ * `UMEM_OPTIONS=max_contention` was not given (the default), -1 when it was 0, else itself.
+ */
+export function maxContention(v: number): number {
+  return v === 0 ? MAX_CONTENTION : v < 0 ? 0 : v;
 }
 
 function magCache(h: HeapView, type: number): number {

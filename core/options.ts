@@ -55,7 +55,10 @@ export interface LoggingSettings {
 
 /** What `UMEM_OPTIONS` sets. */
 export interface UmemOptionSettings {
-  /** No magazine layer in user caches. */
+  /**
+   * No magazine layer in the caches the program allocates from (its own and the size classes),
+   * as libumem's: every alloc and free goes to the slabs.
+   */
   nomagazines: boolean;
   /** Contended depot acquisitions per interval before magazines grow (undefined: default). */
   maxContention?: number;

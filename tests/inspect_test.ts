@@ -136,6 +136,26 @@ describe("whatis, walk, bufctl, log, status", () => {
       /\nUMEM_OPTIONS=concurrency=4,nomagazines,max_contention=7,/,
     );
     assert.match(ins.formatStatus(), /CACHE +BUFSIZE +INUSE +TOTAL +MEMORY +ALLOCS +FAIL/);
+    const zero = Heap.create({ size: 1 << 20, options: "max_contention=0", debug: "maxverify=64" });
+    assert.deepEqual(inspect(zero).status().options, ["concurrency=16", "max_contention=0"]);
+    assert.deepEqual(inspect(zero).status().debug, ["maxverify=64"]);
+  });
+
+  it("findleaks finds sized leaks with UMEM_OPTIONS=nomagazines, and skips only the magazines", () => {
+    for (const options of ["", "nomagazines"]) {
+      const heap = Heap.create({ size: 1 << 20, options });
+      for (let i = 0; i < 3; i++) heap.alloc(40); // lost
+      heap.createCache("conn", 30).alloc(); // lost
+      heap.libc.malloc(100); // lost
+      for (let i = 0; i < 50; i++) heap.free(heap.alloc(64), 64); // magazines, if any, fill
+      const r = inspect(heap).findleaks();
+      assert.equal(r.total_buffers, 5, `options '${options}'`);
+      assert.deepEqual(r.classes.map((k) => k.cache).sort(), [
+        "conn",
+        "umem_alloc_112",
+        "umem_alloc_48",
+      ]);
+    }
   });
 });
 

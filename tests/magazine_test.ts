@@ -75,6 +75,8 @@ describe("magazines and the depot", () => {
     assert.equal(resizes("", 5, 0), 1, "more than 3 in a second: libumem's default grows");
     assert.equal(resizes("max_contention=10", 5, 0), 0);
     assert.equal(resizes("max_contention=10", 12, 0), 1);
+    assert.equal(resizes("max_contention=0", 1, 0), 1, "0: any contention grows them");
+    assert.equal(resizes("", 1, 0), 0);
     // An interval begun 5 s ago is over at the default second: the count starts again.
     assert.equal(resizes("", 5, 5000), 0);
     assert.equal(resizes("reap_interval=10", 5, 5000), 1, "a 10 s interval is still running");
