@@ -405,9 +405,15 @@ export interface HeapOptions {
    * callback (`heap.setNofailCallback`), which says "retry" or exits the process.
    */
   nofail?: boolean;
-  /** Initial size in bytes (default 4 MiB). Rounded up to pages. */
+  /**
+   * Initial size in bytes (default 4 MiB). Rounded up to pages, and raised to at least the
+   * metadata (the header, the page map: 8 KiB and 1 KiB per MiB of `maxSize`) plus 256 KiB.
+   */
   size?: number;
-  /** Largest size the buffer may grow to (default 256 MiB, at most 2 GiB - 4 KiB). */
+  /**
+   * Largest size the buffer may grow to (default 256 MiB, at most 2 GiB - 4 KiB). It must hold
+   * that least `size` (`Heap.create` says so when it does not: about 272 KiB and up).
+   */
   maxSize?: number;
   /** Worker slots, the creator's included (default 16, at most 64). */
   slots?: number;

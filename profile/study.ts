@@ -24,14 +24,18 @@ import { dbTrace, fragmentTrace, gawkTrace, parserTrace } from "./generators.ts"
 import { replay, type ReplayResult } from "./replay.ts";
 import { formatReplayTable } from "./table.ts";
 import type { Trace } from "./trace.ts";
+import { UmemError } from "../core/mod.ts";
 
 /** Options of {@linkcode study}. */
 export interface StudyOptions {
-  /** A factor on the generated traces' sizes (default 1: gawk's 700,000 allocations). */
+  /**
+   * A factor on the sizes of gawk, db and parser (default 1: gawk's 700,000 allocations);
+   * fragment is the paper's Figure 4 as it stands.
+   */
   scale?: number;
   /** The allocators (default every known one). */
   allocators?: readonly string[];
-  /** The traces (default gawk, db, parser, fragment). */
+  /** The traces (default gawk, db, parser, fragment; another name is an error). */
   traces?: readonly string[];
   /** Timed runs per replay, the fastest kept (default 3). */
   rounds?: number;
@@ -62,6 +66,7 @@ const TRACES: Record<string, (scale: number) => Trace> = {
  *
  * @param options scale, allocators, traces, progress
  * @returns a row per trace
+ * @throws {UmemError} `invalid-argument` naming a trace that is not one of the four
  *
  * @example
  * ```ts
@@ -74,15 +79,22 @@ const TRACES: Record<string, (scale: number) => Trace> = {
 export function study(options: StudyOptions = {}): StudyRow[] {
   const scale = options.scale ?? 1;
   const names = options.allocators ?? allocatorNames();
+  const traces = options.traces ?? Object.keys(TRACES);
+  for (const name of traces) {
+    if (typeof name !== "string" || !Object.hasOwn(TRACES, name)) {
+      throw new UmemError(
+        "invalid-argument",
+        `study: no trace '${String(name)}' (expected ${Object.keys(TRACES).join(", ")})`,
+      );
+    }
+  }
   const rows: StudyRow[] = [];
   // Warm the JIT on every allocator's code first, so that the first table's first row does
   // not pay for it.
   const warm = gawkTrace({ scale: 0.005 });
   for (const a of names) replay(warm, a, { space: false });
-  for (const name of options.traces ?? Object.keys(TRACES)) {
-    const make = TRACES[name];
-    if (make === undefined) continue;
-    const trace = make(scale);
+  for (const name of traces) {
+    const trace = TRACES[name](scale);
     const results = names.map((a) => {
       const r = replay(trace, a, { rounds: options.rounds ?? 3 });
       options.onResult?.(name, r);

@@ -13,6 +13,7 @@
  * @module
  */
 import type { ReplayResult } from "./replay.ts";
+import { UmemError } from "../core/mod.ts";
 
 /** Right-aligns `s` in `n` columns. */
 const pad = (s: string, n: number) => s.padStart(n);
@@ -32,6 +33,7 @@ const ratio = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "-");
  * @param results the replays, one per allocator
  * @param baseline the allocator to normalise to (default "heap" when present, else the first)
  * @returns the table's lines, joined by newlines
+ * @throws {UmemError} `invalid-argument` for a `baseline` none of the results is of
  *
  * @example
  * ```ts
@@ -43,7 +45,16 @@ const ratio = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "-");
  * ```
  */
 export function formatReplayTable(results: readonly ReplayResult[], baseline?: string): string {
-  const base = results.find((r) => r.allocator === (baseline ?? "heap")) ?? results[0];
+  const named = results.find((r) => r.allocator === (baseline ?? "heap"));
+  if (baseline !== undefined && named === undefined) {
+    throw new UmemError(
+      "invalid-argument",
+      `formatReplayTable: no replay of '${baseline}' to normalise to (have ${
+        results.map((r) => r.allocator).join(", ")
+      })`,
+    );
+  }
+  const base = named ?? results[0];
   const head = [
     "ALLOCATOR".padEnd(10),
     pad("TIME_MS", 9),

@@ -41,11 +41,13 @@ export interface MallocConfig {
 }
 
 /**
- * Reads `VMETHOD`, `VMDEBUG`, `VMTRACE` and `VMPROFILE`.
+ * Reads `VMETHOD`, `VMDEBUG`, `VMTRACE` and `VMPROFILE`. Each later one overrides the method
+ * of those before it: `VMDEBUG` (on) asks for Vmdebug, `VMPROFILE` for Vmprofile.
  *
  * @param env looks a variable up (default: the process environment)
  * @returns the configuration
- * @throws {UmemError} `invalid-argument` for an unknown method or a bad watch address
+ * @throws {UmemError} `invalid-argument` for an unknown method, a bad watch address, or watch
+ *   addresses with `VMPROFILE` (only Vmdebug watches)
  *
  * @example
  * ```ts
@@ -65,7 +67,7 @@ export function mallocConfig(env: (name: string) => string | undefined = readEnv
       Vmdebug: "debug",
       Vmprofile: "profile",
     };
-    const m = names[vm];
+    const m = Object.hasOwn(names, vm) ? names[vm] : undefined;
     if (m === undefined) {
       throw new UmemError(
         "invalid-argument",
@@ -89,6 +91,12 @@ export function mallocConfig(env: (name: string) => string | undefined = readEnv
   if (tr) c.traceFile = tr;
   const pr = env("VMPROFILE");
   if (pr) {
+    if (c.watch.length > 0) {
+      throw new UmemError(
+        "invalid-argument",
+        `VMDEBUG=${dbg}: watching addresses needs Vmdebug, but VMPROFILE=${pr} asks for Vmprofile`,
+      );
+    }
     c.profileFile = pr;
     c.method = "profile";
   }

@@ -27,6 +27,7 @@ import {
   dbTrace,
   decodeTrace,
   encodeTrace,
+  formatReplayTable,
   fragmentTrace,
   gawkTrace,
   loadTrace,
@@ -43,6 +44,7 @@ import {
   registerAllocator,
   replay,
   saveTrace,
+  study,
   summary,
   type Trace,
   TraceBuilder,
@@ -554,6 +556,27 @@ table("mergeTraces(traces)", [
     const m = mergeTraces([f.trace, f.trace]);
     assert.equal(m.count, 2 * f.trace.count);
     assert.deepEqual(f.heap.verify(), []);
+  }],
+]);
+
+table("study(options) and formatReplayTable(results, baseline)", [
+  ["study traces ['fragmnet'] (a typo)", "invalid-argument", () => {
+    study({ traces: ["fragmnet"], allocators: ["heap"] });
+  }],
+  ["study traces ['toString']", "invalid-argument", () => {
+    study({ traces: ["toString"], allocators: ["heap"] });
+  }],
+  ["study traces [] (none)", "ok", () => {
+    assert.deepEqual(study({ traces: [], allocators: ["heap"] }), []);
+  }],
+  ["formatReplayTable baseline 'libcc' (none of them)", "invalid-argument", () => {
+    const t = fragmentTrace({ iterations: 10 });
+    formatReplayTable([replay(t, "heap"), replay(t, "libc")], "libcc");
+  }],
+  ["formatReplayTable baseline 'libc'", "ok", () => {
+    const t = fragmentTrace({ iterations: 10 });
+    const table = formatReplayTable([replay(t, "heap"), replay(t, "libc")], "libc");
+    assert.match(table, /\nlibc +\S+ +\S+ +1\.00 /);
   }],
 ]);
 

@@ -455,6 +455,16 @@ table("the malloc interface: Malloc, mallocConfig, mallocFromEnv, malloc/free/re
   ['VMETHOD="best" (not a Vmalloc name)', "invalid-argument", () => {
     mallocConfig(envOf({ VMETHOD: "best" }));
   }],
+  ['VMETHOD="toString"', "invalid-argument", () => mallocConfig(envOf({ VMETHOD: "toString" }))],
+  ['VMETHOD="constructor"', "invalid-argument", () => {
+    mallocConfig(envOf({ VMETHOD: "constructor" }));
+  }],
+  ['VMDEBUG="1,0x1000" with VMPROFILE', "invalid-argument", () => {
+    mallocConfig(envOf({ VMDEBUG: "1,0x1000", VMPROFILE: "/tmp/p" }));
+  }],
+  ['VMDEBUG="1" with VMPROFILE (the later wins)', "ok", () => {
+    assert.equal(mallocConfig(envOf({ VMDEBUG: "1", VMPROFILE: "/tmp/p" })).method, "profile");
+  }],
   ['VMDEBUG="1,xyz"', "invalid-argument", () => mallocConfig(envOf({ VMDEBUG: "1,xyz" }))],
   ['VMDEBUG="1,-8"', "invalid-argument", () => mallocConfig(envOf({ VMDEBUG: "1,-8" }))],
   ['VMDEBUG="1,1.5"', "invalid-argument", () => mallocConfig(envOf({ VMDEBUG: "1,1.5" }))],
