@@ -288,7 +288,8 @@ export class Region implements RegionAllocator {
    * @param options trace, trust, check, onError, onAlert
    * @returns the region
    * @throws {UmemError} `invalid-argument` for an unknown method, a bad discipline, a reopened
-   *   region of another method, or an open the discipline refused; `corrupt-image` when the
+   *   region of another method or other `trust` or `check` (they are the region's, kept in its
+   *   record: a reopen that leaves them out gets them), or an open the discipline refused; `corrupt-image` when the
    *   buffer holds something that is not a region of this format; `out-of-memory` when the
    *   discipline has no memory for the record
    *
@@ -322,6 +323,24 @@ export class Region implements RegionAllocator {
               METHODS[BY_CODE.get(u32[(rec + RG_METHOD) >> 2])!].name
             }, not ${METHODS[name].name}`,
           );
+        }
+        // trust and check live in the record, for every user of the region: a reopen that asks
+        // for other ones would get the record's, silently, so it is refused, as another method is.
+        const flags = u32[(rec + RG_FLAGS) >> 2], debug = name === "debug";
+        for (
+          const [asked, flag, what] of [
+            [options.trust, RF_TRUST, "trust"],
+            [debug ? options.check : undefined, RF_CHECK, "check"],
+          ] as const
+        ) {
+          if (asked !== undefined && (asked === true) !== ((flags & flag) !== 0)) {
+            throw new UmemError(
+              "invalid-argument",
+              `vmopen: the region at ${hex(rec)} was opened with ${what} ${
+                (flags & flag) !== 0
+              }; a reopen cannot make it ${asked === true}`,
+            );
+          }
         }
         return Region.reopen(discipline, rec, options);
       }

@@ -222,6 +222,28 @@ table("Region.open(discipline, method, options)", [
     Region.open(bufferDiscipline(sab), "best").alloc(8);
     Region.open(bufferDiscipline(sab), "pool");
   }],
+  ["a reopen asking for trust on a region opened without it", "invalid-argument", () => {
+    const sab = new SharedArrayBuffer(1 << 16);
+    Region.open(bufferDiscipline(sab), "best").alloc(8);
+    Region.open(bufferDiscipline(sab), "best", { trust: true });
+  }],
+  ["a reopen asking to drop the trust a region was opened with", "invalid-argument", () => {
+    const sab = new SharedArrayBuffer(1 << 16);
+    Region.open(bufferDiscipline(sab), "best", { trust: true }).alloc(8);
+    Region.open(bufferDiscipline(sab), "best", { trust: false });
+  }],
+  ["a reopen asking for check on a debug region opened without it", "invalid-argument", () => {
+    const sab = new SharedArrayBuffer(1 << 16);
+    Region.open(bufferDiscipline(sab), "debug").alloc(8);
+    Region.open(bufferDiscipline(sab), "debug", { check: true });
+  }],
+  ["a reopen that leaves trust and check out gets the region's", "ok", () => {
+    const sab = new SharedArrayBuffer(1 << 16);
+    Region.open(bufferDiscipline(sab), "debug", { trust: true, check: true }).alloc(8);
+    const again = Region.open(bufferDiscipline(sab), "debug");
+    assert.equal(again.stat().busyCount, 1);
+    Region.open(bufferDiscipline(sab), "debug", { trust: true, check: true });
+  }],
   ["a buffer holding a region of another format version", "corrupt-image", () => {
     const sab = new SharedArrayBuffer(1 << 16);
     const r = Region.open(bufferDiscipline(sab), "best");
