@@ -307,7 +307,10 @@ export interface OwnershipOptions {
   frames?: number;
   /**
    * Refuse `heap.free`, `libc.free` and `Cache.free` of a tracked buffer (default true). Costs
-   * every free of this worker a lookup: the heap hook takes the sized free's slow path.
+   * every free of this worker a lookup: the heap hook takes the sized free's slow path. The
+   * hook is the worker's, not this `Ownership`'s: once any `Ownership` of the worker has asked
+   * for it (the default), frees of every tracked buffer are vetted, this one's too, until the
+   * worker's last `Ownership` closes; `false` only keeps this one from attaching it.
    */
   guardFrees?: boolean;
 }
