@@ -116,10 +116,11 @@ export interface MemoryContextOptions {
   /**
    * What a request past the budget does: `"error"` (default) throws; `"wait"` waits, up to
    * `waitTimeout` ms, until another worker frees enough in this subtree (libumem's
-   * backpressure), then succeeds or throws the same error.
+   * backpressure), then succeeds or throws the same error. It is this context's budget's: when
+   * an ancestor's budget is the one a request would pass, that ancestor's `onExceed` decides.
    */
   onExceed?: "error" | "wait";
-  /** How long a request waits under `onExceed: "wait"` (ms, default 10000). */
+  /** How long a request waits under `onExceed: "wait"` (ms, default 10000; unused otherwise). */
   waitTimeout?: number;
   /** Whether several workers may use the context at once (every operation locks). */
   shared?: boolean;

@@ -402,7 +402,9 @@ export interface HeapOptions {
   backend?: "sbrk" | "mmap";
   /**
    * Never fail an allocation, as `UMEM_NOFAIL`: reclaim, reap and grow, then call the nofail
-   * callback (`heap.setNofailCallback`), which says "retry" or exits the process.
+   * callback (`heap.setNofailCallback`), which says "retry" or exits the process. Allocations
+   * from caches and size classes (`alloc`, `libc`, `Cache.alloc`) and above them; a vmem
+   * arena's own `alloc` fails as `vmem_alloc` does, with an `OutOfMemoryError`.
    */
   nofail?: boolean;
   /**

@@ -167,7 +167,8 @@ export interface BumpArenaOptions {
   maxChunkSize?: number;
   /**
    * The most bytes the arena may use (blocks and their alignment padding), checked on every
-   * allocation. Default: none, or what the parent has left when a nested arena opens.
+   * allocation. Default: none, or what the parent has left when a nested arena opens; a nested
+   * arena's is never more than that (its parent's limit holds for what it nests).
    */
   limit?: number;
   /**
@@ -347,7 +348,8 @@ function opening(parent: unknown, options: BumpArenaOptions | undefined): Openin
       maxChunk = chunkBytes(m);
     }
     if (options.limit !== undefined) {
-      limit = Math.min(checkSize(fn, "limit", options.limit, 0, MAX_BYTES), BA_NO_LIMIT);
+      // (A nested arena's `limit` is already what its parent has left, or none.)
+      limit = Math.min(checkSize(fn, "limit", options.limit, 0, MAX_BYTES), limit);
     }
     if (options.pool !== undefined) {
       if (typeof options.pool !== "boolean") {

@@ -445,6 +445,12 @@ describe("BumpArena: the limit", () => {
     using inner = scope(outer);
     assert.equal(inner.stats().limit, 6000);
     throwsKind(() => inner.alloc(6001), "budget-exceeded");
+    // An explicit limit of its own is at most that: the parent's limit holds for what it nests.
+    using wide = scope(outer, { limit: 100_000 });
+    assert.equal(wide.stats().limit, 6000);
+    throwsKind(() => wide.alloc(6001), "budget-exceeded");
+    using narrow = scope(outer, { limit: 1000 });
+    assert.equal(narrow.stats().limit, 1000);
     using free = scope(heap);
     assert.equal(free.stats().limit, Infinity);
   });
