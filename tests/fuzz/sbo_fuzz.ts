@@ -279,6 +279,8 @@ export function runSbo(cmds: SboCmd[]): void {
           expectKind(`open under ended ${up.name}`, ["destroyed"], make);
           break;
         }
+        // A nested arena's limit is at most what its parent has left.
+        const left = up === null ? Infinity : Math.max(0, up.limit - up.h.stats().used);
         const h = make();
         opened++;
         const a: Model = {
@@ -293,9 +295,8 @@ export function runSbo(cmds: SboCmd[]): void {
           marks: [],
           ended: false,
         };
-        if (c.limit >= 0 && a.limit !== c.limit) {
-          fail(`${a.name}: limit ${a.limit}, not ${c.limit}`);
-        }
+        const want = c.limit >= 0 ? Math.min(c.limit, left) : up === null ? Infinity : left;
+        if (a.limit !== want) fail(`${a.name}: limit ${a.limit}, not ${want}`);
         up?.kids.push(a);
         arenas.push(a);
         checkStats(a, "open");
