@@ -7,7 +7,8 @@
  * bun cli/umem.ts --dump demo.ums map -o heap.svg --kib 32
  * ```
  *
- * Exit status: 0 on success, 1 when `findleaks` found leaks, 2 for bad arguments or a file that
+ * Exit status: 0 on success, 1 when `findleaks` found leaks or `verify` problems, 2 for bad
+ * arguments or a file that
  * cannot be read or is not a sound snapshot (one line on stderr says what was wrong).
  *
  * @module
@@ -57,6 +58,14 @@ const COMMANDS: Record<string, Command> = {
       "grouped into classes by cache and allocation stack (stacks need UMEM_DEBUG=audit).\n" +
       "Buffers in magazines are not allocated: they are counted and skipped.\n" +
       "Exit status 1 when there are leaks, 0 when there are none.",
+  },
+  verify: {
+    usage: "verify [-f json]",
+    summary: "every arena, slab and debugged buffer checked, as ::umem_verify",
+    help: "Checks the image as heap.verify() does: every arena's segments, every cache's slabs\n" +
+      "and state bytes, and in a debugged cache every free buffer's pattern and every allocated\n" +
+      "buffer's redzone; a cache per line, clean or how many problems name it, then each problem.\n" +
+      "Exit status 1 when there are problems, 0 when the image is sound.",
   },
   status: {
     usage: "status [-f json]",
@@ -135,7 +144,8 @@ const USAGE = [
   "  -h, --help    this help; `umem <command> --help` for a command's",
   "",
   "Addresses are accepted in hex (0x...) or decimal and printed in hex.",
-  "Exit status: 0 ok, 1 findleaks found leaks, 2 bad arguments or an unreadable or corrupt file.",
+  "Exit status: 0 ok, 1 findleaks found leaks or verify found problems, 2 bad arguments or an",
+  "unreadable or corrupt file.",
 ].join("\n");
 
 /** Parses an address: hex with 0x, or decimal. */
@@ -180,6 +190,7 @@ const OPTIONAL_ARGS: Record<string, [string, string[]]> = {
 /** Positional arguments each command takes. */
 const COMMAND_ARGS: Record<string, string[]> = {
   findleaks: [],
+  verify: [],
   status: [],
   caches: [],
   arenas: [],
@@ -281,6 +292,13 @@ function plan(p: Parsed, dump: string): Action {
         if (p.json) json(out, report);
         else out.log(ins.formatFindleaks(report));
         return report.total_buffers > 0 ? 1 : 0;
+      };
+    case "verify":
+      return (ins, _snap, out) => {
+        const problems = ins.verify();
+        if (p.json) json(out, problems);
+        else out.log(ins.formatVerify(problems));
+        return problems.length > 0 ? 1 : 0;
       };
     case "status":
       return (ins, snap, out) => {
@@ -434,7 +452,7 @@ function bufctl(ins: Inspector, addr: number, asJson: boolean, out: Output): num
  *
  * @param args the command line, without the program's name
  * @param out where to write (the console by default)
- * @returns the exit status: 0 ok, 1 leaks found, 2 bad arguments or a bad file
+ * @returns the exit status: 0 ok, 1 leaks or problems found, 2 bad arguments or a bad file
  */
 export function main(args: string[], out: Output = console): number {
   // `profile` and `replay` read a trace, not a snapshot: profile/cli.ts runs them.

@@ -90,6 +90,7 @@ import {
   CA_NEXT,
   CA_PARTIAL,
   CA_SHIFT,
+  CA_SLABS,
   CA_TAGOFF,
   cacheName,
   SB_BASE,
@@ -100,6 +101,7 @@ import {
 import { bufferStateAt, MAG_ROUNDS, maxContention } from "./magazine.ts";
 import { cacheStats } from "./cache.ts";
 import { readStack, resolveStack } from "./stack.ts";
+import { verifyHeap } from "./verify.ts";
 import {
   type ContentsEntry,
   type FailEntry,
@@ -951,6 +953,70 @@ export class Inspector {
         }`,
       );
     }
+    return lines.join("\n");
+  }
+
+  /**
+   * Verifies the image as `heap.verify()` does, as mdb's `::umem_verify` verifies a core file:
+   * every arena's segments, every cache's slabs and states, and in a debugged cache every free
+   * buffer's pattern and every allocated buffer's redzone. It lists what it finds; it never
+   * reports or aborts.
+   *
+   * @returns the problems, each one line (empty when the image is sound)
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20, debug: "guards,noabort" });
+   * const p = heap.alloc(50);
+   * heap.u8[p + 50] = 0; // one byte past the end
+   * console.log(inspect(heap).verify().length); // 1
+   * ```
+   */
+  verify(): string[] {
+    return verifyHeap(this.heap);
+  }
+
+  /**
+   * `::umem_verify` as text: a row per cache that holds memory, `clean` or how many of the
+   * problems name it, then every problem.
+   *
+   * @param problems from {@linkcode Inspector.verify} (found when absent)
+   * @returns the text
+   *
+   * @example
+   * ```ts
+   * import { Heap, inspect } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * heap.alloc(64);
+   * console.log(inspect(heap).formatVerify().split("\n").at(-1)); // umem_verify: no problems
+   * ```
+   */
+  formatVerify(problems: string[] = this.verify()): string {
+    const lines = [`${"CACHE".padEnd(24)} ${"ADDR".padStart(10)}  INTEGRITY`];
+    for (const cp of this.cacheAddrs()) {
+      if (this.heap.f64[(cp + CA_SLABS) >> 3] === 0) continue; // a cache that holds no memory
+      const name = cacheName(this.heap, cp);
+      // A problem names its cache as a report does (`cache: NAME`), as verify's own lines do
+      // (`umem_verify(NAME)`), or as a lock's (`cache NAME slab lock`).
+      const mine = problems.filter((p) =>
+        p.split("; ").some((part) =>
+          part.endsWith(`cache: ${name}`)
+        ) ||
+        p.startsWith(`umem_verify(${name})`) || p.includes(`cache ${name} `)
+      ).length;
+      lines.push(
+        `${name.padEnd(24)} ${hex(cp).padStart(10)}  ${
+          mine === 0 ? "clean" : `${mine} problem${mine === 1 ? "" : "s"}`
+        }`,
+      );
+    }
+    lines.push(
+      problems.length === 0
+        ? "umem_verify: no problems"
+        : `umem_verify: ${problems.length} problem${problems.length === 1 ? "" : "s"}:`,
+    );
+    lines.push(...problems.map((p) => `  ${p}`));
     return lines.join("\n");
   }
 

@@ -106,6 +106,8 @@ const rows: Row[] = [
     /log: unknown log 'bogus' \(expected transaction, contents, fail\)/,
   ],
   [["--dump", good, "log", "Fail"], 2, /log: unknown log 'Fail'/],
+  [["--dump", good, "verify", "0x10"], 2, /verify: unexpected argument '0x10'/],
+  [["--dump", good, "verify", "--limit", "3"], 2, /option --limit does not apply to verify/],
   [["--dump", good, "log", "fail", "--buffer", "0x10"], 2, /log fail: --buffer does not apply/],
   [["--dump", good, "log", "fail", "contents"], 2, /log: unexpected argument 'contents'/],
   [["--dump", good, "map", "-o", join(dir, "m.svg"), "--kib", "0"], 2, /--kib: '0'/],
@@ -190,7 +192,7 @@ describe("umem: as a process, no stack trace reaches the terminal", () => {
 describe("umem: damaged snapshots through every command", () => {
   // About 4 s (the subprocess's own timeout is 60 s), near `bun test`'s default limit of 5 s on a
   // loaded machine, where Bun killed it in one CI run.
-  it("a sweep of 48 variants x 13 commands ends in 0, 1 or 2, one line, no hang", {
+  it("a sweep of 48 variants x 14 commands ends in 0, 1 or 2, one line, no hang", {
     timeout: 120_000,
   }, () => {
     const sweep = join(ROOT, "tests", "fuzz", "cli_sweep.ts");
@@ -211,6 +213,6 @@ describe("umem: damaged snapshots through every command", () => {
       0,
       `${lines.filter((l) => l.startsWith("BAD")).join("\n")}\n${r.stderr}`,
     );
-    assert.match(lines.at(-1)!, /^sweep: 48 variants, 624 runs, .* 0 bad$/);
+    assert.match(lines.at(-1)!, /^sweep: 48 variants, 672 runs, .* 0 bad$/);
   });
 });

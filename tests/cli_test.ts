@@ -341,6 +341,46 @@ describe("umem log", () => {
   });
 });
 
+describe("umem verify", () => {
+  it("lists a cache per line, clean or with its problems, and exits 1 when there are any", () => {
+    const run = (file: string, ...args: string[]) => {
+      const out: string[] = [], err: string[] = [];
+      const code = main(["--dump", file, "verify", ...args], {
+        log: (t) => out.push(t),
+        error: (t) => err.push(t),
+      });
+      return { code, out: out.join("\n"), err: err.join("\n") };
+    };
+    const heap = Heap.create({ size: 1 << 20, debug: "guards,contents,noabort" });
+    const sound = join(dir, "sound.ums");
+    heap.createCache("conn", 40).alloc();
+    writeSnapshot(heap, sound);
+    const ok = run(sound);
+    assert.equal(ok.code, 0, ok.err);
+    assert.match(ok.out, /^CACHE +ADDR +INTEGRITY\n/);
+    assert.match(ok.out, /\nconn +0x[0-9a-f]+ +clean\n/);
+    assert.match(ok.out, /\numem_verify: no problems$/);
+
+    const p = heap.alloc(50);
+    heap.u8[p + 50] = 0; // one byte past the end
+    const q = heap.alloc(100);
+    heap.free(q, 100);
+    heap.u8[q + 3] = 7; // written after the free
+    const damaged = join(dir, "damaged.ums");
+    writeSnapshot(heap, damaged);
+    const bad = run(damaged);
+    assert.equal(bad.code, 1, bad.err);
+    assert.match(bad.out, /\numem_alloc_64 +0x[0-9a-f]+ +1 problem\n/);
+    assert.match(bad.out, /\numem_alloc_112 +0x[0-9a-f]+ +1 problem\n/);
+    assert.match(bad.out, /\nconn +0x[0-9a-f]+ +clean\n/);
+    assert.match(bad.out, /\numem_verify: 2 problems:\n {2}umem allocator: redzone violation/);
+    assert.match(bad.out, /\n {2}umem allocator: buffer modified after being freed; modification/);
+    const json = JSON.parse(run(damaged, "-f", "json").out);
+    assert.deepEqual(json, heap.verify());
+    assert.deepEqual(inspect(heap).verify(), heap.verify());
+  });
+});
+
 describe("umem map", () => {
   it("writes a well-formed SVG with a row per KiB step and the figures in the title", () => {
     for (const kib of [16, 64]) {

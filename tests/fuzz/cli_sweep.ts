@@ -126,6 +126,7 @@ export function* variants(
 function commands(dir: string): string[][] {
   return [
     ["findleaks"],
+    ["verify"],
     ["status"],
     ["caches"],
     ["arenas"],
