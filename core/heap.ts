@@ -776,7 +776,8 @@ export class Heap extends HeapView {
    * import { Heap, Vmem } from "@umem/umem";
    * const heap = Heap.create({ size: 1 << 20 });
    * Vmem.create(heap, "ids", { base: 1, size: 100, quantum: 1 });
-   * console.log(heap.arenas().map((a) => a.name).sort().join(",")); // heap,ids
+   * const names = heap.arenas().map((a) => a.name).sort();
+   * console.log(names.join(",")); // heap,ids,umem_meta,umem_oversize
    * ```
    */
   arenas(): Vmem[] {

@@ -691,7 +691,7 @@ export class Inspector {
    * ```ts
    * import { Heap, inspect } from "@umem/umem";
    * const heap = Heap.create({ size: 1 << 20 });
-   * const kept = heap.alloc(16);
+   * const kept = heap.zalloc(16); // (zeroed: a stale word in it would count as a pointer)
    * heap.pin(kept);
    * heap.alloc(16); // lost
    * console.log(inspect(heap).findleaks().total_buffers); // 1
