@@ -39,6 +39,7 @@ import {
   OR_ALLOC_STACK,
   OR_BORROW_STACK,
   OR_PTR,
+  OR_SOURCE,
   OR_STATE,
   OS_BUSY,
   OS_COUNT,
@@ -53,6 +54,7 @@ import {
   PC_PAGE_SHIFT,
   PH_DROPPING,
   PH_TRANSIT,
+  SRC_UNGUARDED,
 } from "./layout.ts";
 import { Ledger, reclaimLedger } from "./ledger.ts";
 import { type OwnershipDetail, OwnershipError } from "./own_error.ts";
@@ -184,7 +186,7 @@ export class OwnWorker {
     const h = this.heap, root = this.root;
     if (!tableMayHold(h, root, ptr)) return;
     lockTable(h, root);
-    let rec: number, s = 0, d: OwnershipDetail | undefined;
+    let rec: number, s = 0, d: OwnershipDetail | undefined, unguarded = false;
     try {
       rec = tableFind(h, root, ptr);
       // Read under the lock: once it is released the owner may drop the buffer and free the
@@ -192,11 +194,13 @@ export class OwnWorker {
       if (rec !== 0) {
         s = Atomics.load(h.i32, (rec + OR_STATE) >> 2);
         d = detail(h, rec, s, true, OR_BORROW_STACK);
+        unguarded = (h.i32[(rec + OR_SOURCE) >> 2] & SRC_UNGUARDED) !== 0;
       }
     } finally {
       unlockTable(h, root);
     }
-    if (rec === 0 || d === undefined) return;
+    // A buffer of an Ownership that asked for no vetting (guardFrees: false) goes through.
+    if (rec === 0 || d === undefined || unguarded) return;
     const phase = (s & OS_PHASE) >>> OS_PHASE_SHIFT, owner = (s & OS_OWNER) >>> OS_OWNER_SHIFT;
     if (phase === PH_DROPPING && owner === h.slot) return;
     // The core passes a cache record for Cache.free, a negative value (HOOK_LIBC) for libc.
@@ -307,10 +311,10 @@ export interface OwnershipOptions {
   frames?: number;
   /**
    * Refuse `heap.free`, `libc.free` and `Cache.free` of a tracked buffer (default true). Costs
-   * every free of this worker a lookup: the heap hook takes the sized free's slow path. The
-   * hook is the worker's, not this `Ownership`'s: once any `Ownership` of the worker has asked
-   * for it (the default), frees of every tracked buffer are vetted, this one's too, until the
-   * worker's last `Ownership` closes; `false` only keeps this one from attaching it.
+   * every free of this worker a lookup: the heap hook takes the sized free's slow path. With
+   * `false`, frees of the buffers this `Ownership` tracks go through unvetted, even while another
+   * `Ownership` of the worker has the hook vet its own; a buffer freed so stays tracked (its
+   * address cannot be adopted again while the record lives), so drop handles rather than free.
    */
   guardFrees?: boolean;
 }
@@ -331,6 +335,8 @@ export class OwnContext {
   readonly liveBits: number = 0;
   /** The stack table (`full` mode; 0 otherwise). */
   readonly stacks: number = 0;
+  /** Frees of this context's buffers are vetted (`guardFrees`, default true). */
+  readonly guardFrees: boolean = true;
 
   /**
    * Binds the context to a heap handle.
@@ -360,6 +366,7 @@ export class OwnContext {
     this.frames = frames;
     this.liveBits = (1 << OS_PHASE_SHIFT) | (heap.slot << OS_OWNER_SHIFT);
     this.stacks = this.full ? ownStackTable(heap, this.root) : 0;
+    this.guardFrees = options.guardFrees !== false;
   }
 
   /**

@@ -151,6 +151,12 @@ export const OR_BYTES = 32;
 export const SRC_HEAP = 0;
 /** Source: the heap's malloc-compatible interface. */
 export const SRC_LIBC = 1;
+/**
+ * Flag on a record's source (the sign bit: no address has it): the `Ownership` that tracks the
+ * buffer asked for no vetting of frees (`guardFrees: false`), so the worker's free hook, there
+ * for other `Ownership`s, lets a free of it through.
+ */
+export const SRC_UNGUARDED = 1 << 31;
 
 // ---- State word (OS_*) ----
 /** Mask of the shared-borrow count. */

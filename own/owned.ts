@@ -75,6 +75,7 @@ import {
   PH_TRANSIT,
   SRC_HEAP,
   SRC_LIBC,
+  SRC_UNGUARDED,
   stateWord,
 } from "./layout.ts";
 import { BorrowError, BorrowMutError, OwnershipError } from "./own_error.ts";
@@ -760,7 +761,7 @@ export class Owned {
     }
     w.quiet++;
     try {
-      const src = h.i32[(this.rec + OR_SOURCE) >> 2];
+      const src = h.i32[(this.rec + OR_SOURCE) >> 2] & ~SRC_UNGUARDED;
       if (src === SRC_HEAP) h.free(this.addr, this.size);
       else if (src === SRC_LIBC) h.libc.free(this.addr);
       else new Cache(h, src).free(this.addr);
@@ -1189,7 +1190,7 @@ export function track(
   i32[r + (OR_ALLOC_STACK >> 2)] = ctx.capture(above);
   i32[r + (OR_BORROW_STACK >> 2)] = 0;
   i32[r + (OR_MOVE_STACK >> 2)] = 0;
-  i32[r + (OR_SOURCE >> 2)] = source;
+  i32[r + (OR_SOURCE >> 2)] = ctx.guardFrees ? source : source | SRC_UNGUARDED;
   i32[r + W_GEN] = gen;
   Atomics.store(i32, r + (OR_STATE >> 2), ctx.liveBits);
   let old: [number, number] | undefined, there = -1, err: unknown;

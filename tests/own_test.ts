@@ -439,6 +439,32 @@ describe("own: the free hook", () => {
     assert.deepEqual(heap.verify(), []);
   });
 
+  it("guardFrees: false lets frees of its own buffers through, beside an Ownership that vets", () => {
+    const heap = mk({ size: 1 << 20 });
+    const open = Ownership.create(heap, { guardFrees: false });
+    assert.equal(heap.hooks.length, 0, "alone, it attaches no hook");
+    const guarded = Ownership.create(heap);
+    assert.equal(heap.hooks.length, 1);
+    const mine = open.alloc(40), theirs = guarded.alloc(40);
+    const cache = heap.createCache("own_open", 24);
+    const adopted = open.adopt(cache.alloc(), 24, cache);
+    heap.free(mine.deref(), 40); // not vetted: the caller's word
+    cache.free(adopted.deref());
+    throwsKind(() => heap.free(theirs.deref(), 40), "bad-free", /held by a live Owned handle/);
+    guarded.close();
+    const later = open.alloc(16);
+    heap.free(later.deref(), 16); // the hook, kept for `open`, still lets its buffers through
+    // Its handles still drop where their buffers came from.
+    open.alloc(8).drop();
+    const other = heap.createCache("own_open2", 24); // (a freed buffer's record stays: above)
+    open.adopt(other.alloc(), 24, other).drop();
+    open.adopt(heap.libc.malloc(30), 30, "libc").drop();
+    assert.equal(other.stats().inUse, 0);
+    open.close();
+    assert.equal(heap.hooks.length, 0);
+    assert.deepEqual(heap.verify(), []);
+  });
+
   it("close detaches the hook with the last Ownership on the heap handle", () => {
     const heap = mk({ size: 1 << 20 });
     const o1 = Ownership.create(heap), o2 = Ownership.create(heap);
