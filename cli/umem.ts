@@ -108,7 +108,8 @@ const COMMANDS: Record<string, Command> = {
     help: "A log of UMEM_LOGGING, newest first:\n" +
       "  transaction    each alloc and free: worker, buffer, size, cache, stack (the default)\n" +
       "  contents       the first bytes of each buffer as it was when freed, in hex and text\n" +
-      "  fail           each allocation that failed (no memory, or UMEM_DEBUG=mtbf), with its stack\n" +
+      "  fail           each allocation from a cache or firewalled that failed (no memory, or\n" +
+      "                 UMEM_DEBUG=mtbf), with its stack; as libumem's, not those above the caches\n" +
       "  --cache NAME   only records of that cache\n" +
       "  --buffer ADDR  only records of the buffer holding ADDR (not for the fail log)\n" +
       "  --worker N     only records of worker slot N\n" +

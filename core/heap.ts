@@ -414,7 +414,7 @@ export interface HeapOptions {
   size?: number;
   /**
    * Largest size the buffer may grow to (default 256 MiB, at most 2 GiB - 4 KiB). It must hold
-   * that least `size` (`Heap.create` says so when it does not: about 272 KiB and up).
+   * at least `size` (`Heap.create` says so when it does not: about 272 KiB and up).
    */
   maxSize?: number;
   /** Worker slots, the creator's included (default 16, at most 64). */

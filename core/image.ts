@@ -97,8 +97,9 @@ export const HDR_SIZE_TABLE = 84;
 /** Address of the oversize arena (0 until the slab layer creates it). */
 export const HDR_OVERSIZE = 88;
 /**
- * `UMEM_OPTIONS=allocator=`: the fit policy of the oversize arena's allocations, a vmem
- * `POLICY_*` code (0, instant fit, in images from before it).
+ * `UMEM_OPTIONS=allocator=`: the fit policy of the top arena (`heap.vmem`) for allocations
+ * that name none (vmem.ts's `POLICY_DEFAULT`), a vmem `POLICY_*` code (0, instant fit, in
+ * images from before it).
  */
 export const HDR_ALLOCATOR = 92;
 /** Creation time, milliseconds since the epoch (float64). */

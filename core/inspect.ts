@@ -650,7 +650,8 @@ export class Inspector {
 
   /**
    * The fail log (`UMEM_LOGGING=fail`), newest first, filtered by cache or worker: each
-   * allocation that found no memory, or that `UMEM_DEBUG=mtbf` failed, with its stack.
+   * allocation from a cache or the firewall that found no memory, or that `UMEM_DEBUG=mtbf`
+   * failed, with its stack (as libumem's, not the oversize allocations above the caches).
    *
    * @param filter `cache` (name), `worker` (slot)
    * @returns the records

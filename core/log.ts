@@ -5,7 +5,9 @@
  * with one `Atomics.add` and writes its record at `seq % nrec`, so workers log without a lock.
  * The transaction log records each alloc and free of a debugged cache (op, buffer, cache,
  * size, worker, time, stack); the contents log keeps the first bytes of each freed buffer; the
- * fail log records failed allocations.
+ * fail log records failed allocations of the caches (their slab layer's, as libumem's, and
+ * `UMEM_DEBUG=mtbf`'s) and of the firewall; an oversize allocation's failure is not logged,
+ * as libumem's is not.
  *
  * Invariants. `LG_NEXT` only grows; the newest record is at `(LG_NEXT - 1) % LG_NREC`. A record
  * being written while a reader reads it may be read torn: logs are evidence, not state.

@@ -76,7 +76,10 @@ export interface ContentsEntry {
  * ```
  */
 export interface FailEntry {
-  /** The cache it was asked of ("" for a firewalled allocation). */
+  /**
+   * The cache it was asked of ("" for a firewalled allocation; a cache destroyed since reads
+   * `(a cache since destroyed, at 0x..)`).
+   */
   cache: string;
   /** Bytes: the size asked for, or the cache's buffer size when its slab layer failed. */
   size: number;
@@ -93,9 +96,12 @@ function word(h: HeapView, a: number): number {
   return a >= 0 && a + 4 <= h.mapped ? h.i32[a >> 2] : 0;
 }
 
-/** The name of the cache whose record is at `cp`, or "" when there is none there. */
+/** The name of the cache whose record is at `cp`; "" for 0 (the firewall). */
 function nameAt(h: HeapView, cp: number): string {
-  return cp > 0 && word(h, cp + CA_MAGIC) === CA_MAGIC_VALUE ? cacheName(h, cp) : "";
+  if (cp === 0) return "";
+  return word(h, cp + CA_MAGIC) === CA_MAGIC_VALUE
+    ? cacheName(h, cp)
+    : `(a cache since destroyed, at ${hex(cp)})`;
 }
 
 /** The records of the ring whose address is in header field `field`, newest first. */

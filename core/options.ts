@@ -68,7 +68,7 @@ export interface UmemOptionSettings {
   size?: number;
   /** Largest heap size. */
   maxSize?: number;
-  /** Fit policy of the oversize arena (`allocator=best|first|next|instant`). */
+  /** Fit policy of the top arena (`allocator=best|first|next|instant`), as `heap.vmem`'s own. */
   allocator?: "instantfit" | "bestfit" | "nextfit" | "firstfit";
   /** Seconds of a cache's update interval for magazine growth (`reap_interval=secs`). */
   reapInterval?: number;
@@ -234,6 +234,9 @@ export function parseOptions(s: string): UmemOptionSettings {
         break;
       case "max_contention":
         o.maxContention = parseSize(V, k, v, 3);
+        if (o.maxContention > 1_000_000) {
+          throw new UmemError("invalid-argument", `${V}: ${k}=${v}: at most 1000000`);
+        }
         break;
       case "concurrency":
         o.concurrency = parseSize(V, k, v, 16);

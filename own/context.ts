@@ -53,6 +53,7 @@ import {
   OT_ORPHANS,
   PC_PAGE_SHIFT,
   PH_DROPPING,
+  PH_LIVE,
   PH_TRANSIT,
   SRC_UNGUARDED,
 } from "./layout.ts";
@@ -199,10 +200,13 @@ export class OwnWorker {
     } finally {
       unlockTable(h, root);
     }
-    // A buffer of an Ownership that asked for no vetting (guardFrees: false) goes through.
-    if (rec === 0 || d === undefined || unguarded) return;
+    if (rec === 0 || d === undefined) return;
     const phase = (s & OS_PHASE) >>> OS_PHASE_SHIFT, owner = (s & OS_OWNER) >>> OS_OWNER_SHIFT;
     if (phase === PH_DROPPING && owner === h.slot) return;
+    // A live buffer of this worker's, tracked by an Ownership that asked for no vetting
+    // (guardFrees: false), goes through: that Ownership's word, as when no hook is attached.
+    // Another worker's, or one sent and not received, is vetted as any other.
+    if (unguarded && owner === h.slot && phase === PH_LIVE) return;
     // The core passes a cache record for Cache.free, a negative value (HOOK_LIBC) for libc.
     const fn = cache > 0 ? "umem_cache_free" : cache < 0 ? "free" : "umem_free";
     let e: OwnershipError;

@@ -1333,6 +1333,11 @@ export function receive(ctx: OwnContext, token: OwnedToken): Owned {
         token.ptr,
         detail(h, rec, s, false, -1),
       );
+    } else {
+      // The receiving Ownership's guardFrees holds for the buffer now (under the table lock,
+      // where the free hook reads it).
+      const src = h.i32[(rec + OR_SOURCE) >> 2] & ~SRC_UNGUARDED;
+      h.i32[(rec + OR_SOURCE) >> 2] = ctx.guardFrees ? src : src | SRC_UNGUARDED;
     }
   } finally {
     unlockTable(h, ctx.root);

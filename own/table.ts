@@ -69,11 +69,24 @@ export const OWN_STACK_BYTES = 256 << 10;
 export function ownRoot(heap: Heap): number {
   const found = moduleAnchor(heap, MOD_OWN);
   if (found !== 0) return found;
-  const root = heap.alloc(OT_SIZE);
-  const table = heap.alloc(TABLE_MIN_CAP * TS_SIZE);
   const pb = pageCountBytes(heap);
-  const pages = heap.alloc(pb);
-  const ledgers = heap.alloc(LEDGER_SLOTS * 4);
+  // All four or none: a failure (no memory, or UMEM_DEBUG=mtbf) gives back what was taken.
+  const taken: [number, number][] = [];
+  const take = (bytes: number) => {
+    const p = heap.alloc(bytes);
+    taken.push([p, bytes]);
+    return p;
+  };
+  let root: number, table: number, pages: number, ledgers: number;
+  try {
+    root = take(OT_SIZE);
+    table = take(TABLE_MIN_CAP * TS_SIZE);
+    pages = take(pb);
+    ledgers = take(LEDGER_SLOTS * 4);
+  } catch (e) {
+    for (const [p, bytes] of taken) heap.free(p, bytes);
+    throw e;
+  }
   const i32 = heap.i32;
   i32.fill(0, root >> 2, (root + OT_SIZE) >> 2);
   i32.fill(0, ledgers >> 2, (ledgers >> 2) + LEDGER_SLOTS);

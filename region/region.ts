@@ -333,12 +333,13 @@ export class Region implements RegionAllocator {
             [debug ? options.check : undefined, RF_CHECK, "check"],
           ] as const
         ) {
-          if (asked !== undefined && (asked === true) !== ((flags & flag) !== 0)) {
+          // (Truthiness, as a new region's flags are taken.)
+          if (asked !== undefined && Boolean(asked) !== ((flags & flag) !== 0)) {
             throw new UmemError(
               "invalid-argument",
               `vmopen: the region at ${hex(rec)} was opened with ${what} ${
                 (flags & flag) !== 0
-              }; a reopen cannot make it ${asked === true}`,
+              }; a reopen cannot make it ${Boolean(asked)}`,
             );
           }
         }

@@ -168,7 +168,8 @@ export interface BumpArenaOptions {
   /**
    * The most bytes the arena may use (blocks and their alignment padding), checked on every
    * allocation. Default: none, or what the parent has left when a nested arena opens; a nested
-   * arena's is never more than that (its parent's limit holds for what it nests).
+   * arena's is never more than that, taken when it opens (what the parent uses after counts
+   * against the parent's limit alone).
    */
   limit?: number;
   /**

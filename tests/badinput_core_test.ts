@@ -157,6 +157,10 @@ table("Heap.create(options)", [
   ["options 'nomagazine' (a typo)", "invalid-argument", () => mk({ options: "nomagazine" })],
   ["options 'allocator=worst'", "invalid-argument", () => mk({ options: "allocator=worst" })],
   ["options 'allocator=toString'", "invalid-argument", () => mk({ options: "allocator=toString" })],
+  ["options 'max_contention=3g'", "invalid-argument", () => mk({ options: "max_contention=3g" })],
+  ["options 'max_contention=2147483648'", "invalid-argument", () => {
+    mk({ options: "max_contention=2147483648" });
+  }],
   ["options 'allocator' (no value)", "invalid-argument", () => mk({ options: "allocator" })],
   [
     "options 'reap_interval' (no value)",

@@ -237,6 +237,12 @@ table("Region.open(discipline, method, options)", [
     Region.open(bufferDiscipline(sab), "debug").alloc(8);
     Region.open(bufferDiscipline(sab), "debug", { check: true });
   }],
+  ["a reopen with the same truthy trust as the open (1, not true)", "ok", () => {
+    const sab = new SharedArrayBuffer(1 << 16);
+    Region.open(bufferDiscipline(sab), "best", { trust: 1 as never }).alloc(8);
+    const again = Region.open(bufferDiscipline(sab), "best", { trust: 1 as never });
+    assert.equal(again.stat().busyCount, 1);
+  }],
   ["a reopen that leaves trust and check out gets the region's", "ok", () => {
     const sab = new SharedArrayBuffer(1 << 16);
     Region.open(bufferDiscipline(sab), "debug", { trust: true, check: true }).alloc(8);

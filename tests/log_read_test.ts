@@ -107,6 +107,16 @@ describe("the fail log", () => {
     assert.match(text[2], /^\t/);
   });
 
+  it("names a cache destroyed since its failure as such, not as the firewall", () => {
+    const heap = Heap.create({ size: 1 << 20, debug: "mtbf=1,noabort", logging: "fail" });
+    const doomed = heap.createCache("doomed", 40);
+    assert.throws(() => doomed.alloc(), OutOfMemoryError);
+    doomed.destroy();
+    const [f] = inspect(heap).failLog();
+    assert.match(f.cache, /^\(a cache since destroyed, at 0x[0-9a-f]+\)$/);
+    assert.doesNotMatch(inspect(heap).formatFailLog(), /\(firewall\)/);
+  });
+
   it("names a firewalled allocation's failure, and logs nothing without UMEM_LOGGING=fail", () => {
     const heap = Heap.create({ size: 1 << 20, debug: "mtbf=1,firewall=8192,noabort" });
     assert.throws(() => heap.alloc(10000), OutOfMemoryError);

@@ -8,7 +8,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { Heap } from "../mod.ts";
+import { Heap, inspect, OutOfMemoryError } from "../mod.ts";
 import {
   BorrowError,
   BorrowMutError,
@@ -463,6 +463,48 @@ describe("own: the free hook", () => {
     open.close();
     assert.equal(heap.hooks.length, 0);
     assert.deepEqual(heap.verify(), []);
+  });
+
+  it("guardFrees: false spares only its own worker's frees of its live buffers", () => {
+    const heap = mk({ size: 1 << 20 });
+    const other = Heap.attach(heap.buffer); // another worker slot, in this thread
+    const open = Ownership.create(heap, { guardFrees: false });
+    const strict = Ownership.create(other);
+    // Another worker's free of it is vetted: only its owner may drop it.
+    const a = open.alloc(16);
+    throwsKind(() => other.free(a.deref(), 16), "not-owner");
+    // Sent to a worker whose Ownership vets: the receiver's choice holds for it now.
+    const b = open.alloc(16), t = b.send(other.slot);
+    const got = strict.receive(t);
+    throwsKind(() => other.free(got.deref(), 16), "bad-free", /held by a live Owned handle/);
+    got.drop();
+    // And the other way: a vetting Ownership's buffer received by one that does not.
+    const strictHere = Ownership.create(heap);
+    const c = strict.alloc(16), u = c.send(heap.slot);
+    const mine = open.receive(u);
+    heap.free(mine.deref(), 16); // this worker's, live, in an Ownership that vets nothing
+    a.drop();
+    strictHere.close();
+    strict.close();
+    open.close();
+    other.detach();
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("a failed Ownership.create leaves nothing allocated (UMEM_DEBUG=mtbf)", () => {
+    let failed = 0;
+    for (let k = 0; k < 40 && failed < 5; k++) {
+      const heap = mk({ size: 1 << 20, debug: "mtbf=3,noabort" });
+      try {
+        Ownership.create(heap).close();
+      } catch (e) {
+        if (!(e instanceof OutOfMemoryError)) throw e;
+        failed++;
+        assert.equal(inspect(heap).findleaks().total_buffers, 0, "nothing leaked");
+        assert.deepEqual(heap.verify(), []);
+      }
+    }
+    assert.ok(failed > 0, "mtbf=3 failed some creations");
   });
 
   it("close detaches the hook with the last Ownership on the heap handle", () => {
