@@ -53,7 +53,6 @@ import {
 import {
   LG_NEXT,
   LG_NREC,
-  ringRecords,
   TX_BUF,
   TX_CACHE,
   TX_OP,
@@ -109,6 +108,7 @@ import {
   formatFailLog,
   readContentsLog,
   readFailLog,
+  ringRecordsIn,
 } from "./log_read.ts";
 import {
   arenaName,
@@ -605,11 +605,9 @@ export class Inspector {
    */
   log(filter: { cache?: string; buffer?: number; worker?: number } = {}): LogEntry[] {
     checkLogFilter(filter);
-    const h = this.heap, ring = this.w(HDR_TXLOG);
-    if (ring <= 0 || ring >= h.mapped) return [];
+    const h = this.heap;
     const out: LogEntry[] = [];
-    for (const r of ringRecords(h, ring)) {
-      if (r + 32 > h.mapped) break;
+    for (const r of ringRecordsIn(h, HDR_TXLOG)) {
       const op = this.w(r + TX_OP), cp = this.w(r + TX_CACHE);
       const e: LogEntry = {
         op: (op & 0xff) === TXOP_ALLOC ? "alloc" : "free",

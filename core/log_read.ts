@@ -104,8 +104,15 @@ function nameAt(h: HeapView, cp: number): string {
     : `(a cache since destroyed, at ${hex(cp)})`;
 }
 
-/** The records of the ring whose address is in header field `field`, newest first. */
-function records(h: HeapView, field: number): number[] {
+/**
+ * The records of the ring whose address is in header field `field`, newest first, as far as
+ * they lie whole inside the image (inspect.ts reads the transaction log with it too).
+ *
+ * @param h the heap or the snapshot's image
+ * @param field the header field (`HDR_TXLOG`, `HDR_CTLOG`, `HDR_FAILLOG`)
+ * @returns the records' addresses
+ */
+export function ringRecordsIn(h: HeapView, field: number): number[] {
   const ring = word(h, field);
   if (ring <= 0 || ring >= h.mapped) return [];
   const size = word(h, ring + LG_RECSIZE);
@@ -124,8 +131,8 @@ function records(h: HeapView, field: number): number[] {
  * @returns the records
  */
 export function readContentsLog(h: HeapView): ContentsEntry[] {
-  return records(h, HDR_CTLOG).map((r) => {
-    const size = word(h, word(h, HDR_CTLOG) + LG_RECSIZE);
+  const size = word(h, word(h, HDR_CTLOG) + LG_RECSIZE);
+  return ringRecordsIn(h, HDR_CTLOG).map((r) => {
     const n = Math.max(0, Math.min(word(h, r + CT_LEN), size - CT_DATA));
     return {
       buffer: word(h, r + CT_BUF),
@@ -144,7 +151,7 @@ export function readContentsLog(h: HeapView): ContentsEntry[] {
  * @returns the records
  */
 export function readFailLog(h: HeapView): FailEntry[] {
-  return records(h, HDR_FAILLOG).map((r) => ({
+  return ringRecordsIn(h, HDR_FAILLOG).map((r) => ({
     cache: nameAt(h, word(h, r + FL_CACHE)),
     size: word(h, r + FL_SIZE),
     time: h.f64[(r + FL_TIME) >> 3],
