@@ -245,6 +245,12 @@ export function memoryContextStats(
   if (!(ctx instanceof MemoryContext)) {
     throw new UmemError("invalid-argument", `${fn}: expected a MemoryContext, got ${typeof ctx}`);
   }
+  if (typeof options !== "object" || options === null) {
+    throw new UmemError(
+      "invalid-argument",
+      `${fn}: options must be an object, got ${options === null ? "null" : typeof options}`,
+    );
+  }
   const maxChildren = options.maxChildren ?? 100, maxLevel = options.maxLevel ?? 100;
   for (const [k, v] of [["maxChildren", maxChildren], ["maxLevel", maxLevel]] as const) {
     if (!Number.isInteger(v) || v < 0) {

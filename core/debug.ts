@@ -143,6 +143,7 @@ import {
   SB_CACHE,
   SB_NEXT,
   SB_STATE,
+  setSlabReport,
   slabOf,
 } from "./slab.ts";
 import {
@@ -154,7 +155,8 @@ import {
   stackIdValid,
   withPreStack,
 } from "./stack.ts";
-import { vmemAllocAddr, vmemFreeAddr } from "./vmem.ts";
+import { hashFind, vmemAllocAddr, vmemFreeAddr, VS_END, VS_START } from "./vmem.ts";
+import { sizeCache, UMEM_MAXBUF } from "./size_class.ts";
 
 /** One transaction of an audit record, as a report prints it. */
 export interface AuditTransaction {
@@ -261,6 +263,11 @@ export function formatTransaction(buf: number, t: AuditTransaction): string {
   }\n${frames}`;
 }
 
+// The slab layer's broken free lists are reported as every other problem is.
+setSlabReport((h, cp, buf, detail) =>
+  report(h, "bufctl-corrupted", "bufctl corrupted", [detail], buf, buf === 0 ? 0 : cp)
+);
+
 /**
  * Builds the report of a problem with buffer `buf` of cache `cp` and counts it. `category` is
  * libumem's category line; `detail` lines follow it.
@@ -274,18 +281,19 @@ export function report(
   cp: number,
 ): HeapCorruptionError {
   const name = cp !== 0 ? cacheName(h, cp) : "";
-  const tag = cp !== 0 && (w(h, cp + CA_DEBUG) & DBG_AUDIT) !== 0 ? buf + w(h, cp + CA_TAGOFF) : 0;
-  const audit = tag !== 0 && tag < h.mapped ? auditOf(h, tag) : [];
+  // The tag (umem's bufctl) of a debugged cache's buffer; its audit record with `audit`.
+  const dbg = cp !== 0 ? w(h, cp + CA_DEBUG) : 0;
+  const tag = dbg !== 0 ? buf + w(h, cp + CA_TAGOFF) : 0;
+  const audit = tag !== 0 && tag < h.mapped && (dbg & DBG_AUDIT) !== 0 ? auditOf(h, tag) : [];
   const lines = [`umem allocator: ${category}`, ...detail];
-  lines.push(
-    `buffer=${hex(buf)}  bufctl=${hex(cp !== 0 ? buf + w(h, cp + CA_TAGOFF) : 0)}  cache: ${name}`,
-  );
+  lines.push(`buffer=${hex(buf)}  bufctl=${hex(tag)}  cache: ${name}`);
   if (audit.length > 0) {
     lines.push(`previous transaction on buffer ${hex(buf)}:`);
     for (const t of audit) lines.push(formatTransaction(buf, t));
   }
   lines.push("umem: heap corruption detected");
-  Atomics.add(h.i32, HDR_ERRORS >> 2, 1);
+  // A walk that lists problems (verify) reports nothing: the count is of reports made.
+  if (h.collecting === 0) Atomics.add(h.i32, HDR_ERRORS >> 2, 1);
   const e = new HeapCorruptionError(kind, lines.join("\n"), buf, name, tag, audit);
   const flags = w(h, HDR_DEBUG);
   if ((flags & DBG_ABORT) !== 0 && h.collecting === 0) {
@@ -755,6 +763,10 @@ export function debugFree(
   fn: string,
   above: unknown,
 ): void {
+  // Another worker may have grown the heap since this one last looked: the buffer, or only its
+  // tag (the fast path saw the buffer below its views and its tag past them), may lie past the
+  // views, and a word read there is undefined.
+  h.sync();
   if ((buf | 0) !== buf || buf <= 0 || buf >= h.mapped) {
     throw report(
       h,
@@ -769,6 +781,9 @@ export function debugFree(
   }
   const sb = slabOf(h, buf);
   if (sb === 0) {
+    // A firewalled or oversize buffer freed with a size of the size classes: a wrong size.
+    const span = size > 0 ? spanAt(h, buf) : undefined;
+    if (span !== undefined) throw wrongSizeSpan(h, buf, size, span);
     throw report(
       h,
       "bad-free",
@@ -953,15 +968,99 @@ export function firewallAlloc(h: HeapView, size: number): number {
   return p;
 }
 
+/** What the oversize arena holds at an address: a firewalled buffer's size, or a span's bytes. */
+interface SpanAt {
+  /** The size a firewalled buffer was asked with, or the bytes of an oversize span. */
+  size: number;
+  /** Whether it is a firewalled buffer. */
+  firewalled: boolean;
+}
+
+/**
+ * What starts at `p` in the oversize arena (a free whose size sent it the wrong way looks here):
+ * a firewalled buffer (its check word at its span's end), an oversize span, or nothing.
+ */
+function spanAt(h: HeapView, p: number): SpanAt | undefined {
+  if ((p | 0) !== p || p <= 0 || p >= h.mapped) return undefined;
+  const seg = hashFind(h, w(h, HDR_OVERSIZE), p);
+  if (seg === 0) return undefined;
+  const bytes = w(h, seg + VS_END) - w(h, seg + VS_START);
+  if (bytes >= 8 && p + bytes <= h.mapped && w(h, p + bytes - 4) === (p ^ FW_MAGIC)) {
+    return { size: decodeSize(w(h, p + bytes - 8)), firewalled: true };
+  }
+  return { size: bytes, firewalled: false };
+}
+
+/** The report of a free of `size` bytes at `p`, where `span` says what was allocated there. */
+function wrongSizeSpan(h: HeapView, p: number, size: number, span: SpanAt): HeapCorruptionError {
+  return report(
+    h,
+    "wrong-size",
+    `bad free: free size (${size}) != alloc size (${span.size})`,
+    span.firewalled ? [] : [
+      `${hex(p)} is a span of ${span.size} bytes of umem_oversize (an allocation past the ` +
+      `size classes, in whole pages)`,
+    ],
+    p,
+    0,
+  );
+}
+
+/**
+ * A debugged heap's free of `size` bytes past the size classes: a buffer of the size classes or
+ * a firewalled one freed with that size is a wrong size, told as such; else `free` (the
+ * oversize arena's), whose refusal is reported as every other mistake (it aborts but with
+ * `noabort`).
+ * @throws {HeapCorruptionError} naming the mistake
+ */
+export function oversizeFreeDebug(h: HeapView, p: number, size: number, free: () => void): void {
+  h.sync();
+  if (slabOf(h, p) !== 0) {
+    return debugFree(h, sizeCache(h, UMEM_MAXBUF), p, size, "umem_free", oversizeFreeDebug);
+  }
+  const span = spanAt(h, p);
+  if (span?.firewalled === true) throw wrongSizeSpan(h, p, size, span);
+  try {
+    free();
+  } catch (e) {
+    if (!(e instanceof UmemError) || e instanceof HeapCorruptionError) throw e;
+    if (e.kind === "wrong-size" && span !== undefined) throw wrongSizeSpan(h, p, size, span);
+    throw report(
+      h,
+      e.kind,
+      e.kind === "duplicate-free"
+        ? "duplicate free: buffer freed twice"
+        : "invalid free: buffer not in cache",
+      [e.message],
+      p,
+      0,
+    );
+  }
+}
+
 /**
  * Frees a firewalled buffer: checks its redzone, fills it with 0xdeadbeef and puts it in
  * quarantine; the buffer it pushes out is checked and given back to the arena.
  * @throws {HeapCorruptionError} for a redzone violation, a wrong size or a duplicate free
  */
 export function firewallFree(h: HeapView, p: number, size: number): void {
+  // A buffer of a slab freed with a size at or past the firewall's: debugFree, as a free to the
+  // size class of that size, tells a wrong size (a size class's buffer) or a wrong cache.
+  if (slabOf(h, p) !== 0) {
+    return debugFree(
+      h,
+      sizeCache(h, Math.min(size, UMEM_MAXBUF)),
+      p,
+      size,
+      "umem_free",
+      firewallFree,
+    );
+  }
   const bytes = firewallBytes(size);
   if ((p | 0) !== p || p <= 0 || p + bytes > h.mapped || w(h, p + bytes - 4) !== (p ^ FW_MAGIC)) {
     const was = p > 0 && p + bytes <= h.mapped && w(h, p + bytes - 4) === (p ^ FW_MAGIC ^ -1);
+    const span = was ? undefined : spanAt(h, p);
+    if (span !== undefined) throw wrongSizeSpan(h, p, size, span);
     throw report(
       h,
       was ? "duplicate-free" : "bad-free",
@@ -998,7 +1097,7 @@ export function firewallFree(h: HeapView, p: number, size: number): void {
       );
     }
   }
-  fillPattern(h, p, (p + size) & ~3, FREE_PATTERN);
+  fillPattern(h, p, roundUp(p + size, 4), FREE_PATTERN);
   setw(h, p + bytes - 4, p ^ FW_MAGIC ^ -1);
   const q = w(h, HDR_QUARANTINE);
   let out = 0, outBytes = 0;
@@ -1018,7 +1117,7 @@ export function firewallFree(h: HeapView, p: number, size: number): void {
 
 function releaseQuarantined(h: HeapView, p: number, bytes: number): void {
   const size = decodeSize(w(h, p + bytes - 8));
-  const off = findPatternBreak(h, p, (p + size) & ~3, FREE_PATTERN);
+  const off = findPatternBreak(h, p, roundUp(p + size, 4), FREE_PATTERN);
   vmemFreeAddr(h, w(h, HDR_OVERSIZE), p, bytes);
   if (off >= 0) {
     throw report(
@@ -1122,7 +1221,7 @@ export function quarantined(h: HeapView): [number, number][] {
 /** Checks a quarantined buffer's pattern (for verify); the problem's report, or undefined. */
 export function checkQuarantined(h: HeapView, p: number, bytes: number): string | undefined {
   const size = decodeSize(w(h, p + bytes - 8));
-  const off = findPatternBreak(h, p, (p + size) & ~3, FREE_PATTERN);
+  const off = findPatternBreak(h, p, roundUp(p + size, 4), FREE_PATTERN);
   if (off < 0) return undefined;
   return `umem allocator: buffer modified after being freed: firewalled buffer ${hex(p)}: ` +
     modified(off, FREE_PATTERN, w(h, p + off));

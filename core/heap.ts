@@ -91,6 +91,7 @@ import {
   firewallAlloc,
   firewallFree,
   flushQuarantine,
+  oversizeFreeDebug,
   QR_BYTES,
 } from "./debug.ts";
 import {
@@ -280,8 +281,11 @@ function layDebug(
   setDispatch(heap);
 }
 
-/** Creates the heap's own arenas and caches in a new image (slot 0, nothing else running). */
-function layCaches(heap: Heap): void {
+/**
+ * Creates the heap's own arenas and caches in a new image (slot 0, nothing else running), with
+ * the size classes `sizes` (ascending, the last `UMEM_MAXBUF`).
+ */
+function layCaches(heap: Heap, sizes: readonly number[]): void {
   const root = heap.vmem.addr;
   const meta = Vmem.create(heap, "umem_meta", {
     quantum: 64,
@@ -300,7 +304,7 @@ function layCaches(heap: Heap): void {
       root,
     );
   });
-  const classes = UMEM_SIZE_CLASSES.map((size) =>
+  const classes = sizes.map((size) =>
     createCacheRecord(
       heap,
       `umem_alloc_${size}`,
@@ -313,7 +317,7 @@ function layCaches(heap: Heap): void {
   const oversize = Vmem.create(heap, "umem_oversize", { quantum: PAGE_SIZE, source: heap.vmem });
   heap.i32[HDR_OVERSIZE >> 2] = oversize.addr;
   const table = vmemAllocAddr(heap, meta.addr, SIZE_TABLE_BYTES);
-  laySizeTable(heap, table, classes);
+  laySizeTable(heap, table, sizes, classes);
 }
 
 /** The keys {@linkcode HeapOptions} has. */
@@ -387,7 +391,9 @@ export interface HeapOptions {
    * `UMEM_OPTIONS`: `nomagazines`, `max_contention=n`, `reap_interval=secs` (the interval in
    * which more contention than that grows magazines), `concurrency=n` (worker slots), `size=`,
    * `maxsize=` (backing size), `allocator=best|first|next|instant` (the fit policy of the top
-   * arena, `heap.vmem`, where an allocation names none), `backend=sbrk|mmap`.
+   * arena, `heap.vmem`, where an allocation names none), `backend=sbrk|mmap`, and the size
+   * classes' edits, in order: `size_add=n` (a class of `n` bytes, rounded up to a multiple of 8;
+   * at most 73 classes), `size_remove=n`, `size_clear` (all but the largest, 131072).
    */
   options?: string;
   /**
@@ -545,7 +551,7 @@ export class Heap extends HeapView {
     segCarve(heap, meta - PAGE_SIZE, PAGE_SIZE);
     layRootArena(heap, meta, size);
     layDebug(heap, debug, logging, umemOptions);
-    layCaches(heap);
+    layCaches(heap, umemOptions.sizes ?? UMEM_SIZE_CLASSES);
     layRoots(heap);
     heap.sizeTab = heap.i32[HDR_SIZE_TABLE >> 2] >> 2;
     setDispatch(heap); // checkedTab: the table is laid now
@@ -824,7 +830,9 @@ export class Heap extends HeapView {
    * `umem_alloc(0)` does.
    *
    * @param size bytes, a whole number
-   * @returns the address (8-aligned; 16-aligned from 16 bytes, 64-aligned for multiples of 64)
+   * @returns the address, aligned as its class: 64 for classes that are multiples of 64, 16 for
+   * other multiples of 16, else 8 (with libumem's classes: 8-aligned, 16-aligned from 16 bytes,
+   * 64-aligned for multiples of 64; `UMEM_OPTIONS=size_add` may add others)
    * @throws {OutOfMemoryError} when the heap is at its maximum size (unless `nofail`)
    * @throws {UmemError} `invalid-argument` for a negative, fractional, NaN or huge size
    *
@@ -1004,6 +1012,12 @@ export class Heap extends HeapView {
       if (size <= UMEM_MAXBUF) {
         return debugFree(this, sizeCache(this, size), ptr, size, "umem_free", this.free);
       }
+      return oversizeFreeDebug(
+        this,
+        ptr,
+        size,
+        () => new Vmem(this, this.i32[HDR_OVERSIZE >> 2]).free(ptr, oversizeBytes(size)),
+      );
     }
     if (size <= UMEM_MAXBUF) {
       cacheFree(this, sizeCache(this, size), ptr, "umem_free");

@@ -56,6 +56,15 @@ export interface HeapHook {
    */
   freed?(ptr: number, size: number, cache: number): void;
   /**
+   * Before `libc.realloc` resizes or moves a block (not for `realloc(0, n)`, a malloc, nor for
+   * `realloc(p, 0)`, a free, which run those hooks); throwing refuses it, with nothing changed.
+   *
+   * @param ptr the block
+   * @param size the size it was asked with
+   * @param newSize the size asked for now
+   */
+  resizing?(ptr: number, size: number, newSize: number): void;
+  /**
    * After `libc.realloc` moved or resized a block.
    *
    * @param oldPtr the block before
@@ -122,6 +131,12 @@ export function runFreeHooks(h: HeapView, ptr: number, size: number, cache: numb
 export function runFreedHooks(h: HeapView, ptr: number, size: number, cache: number): void {
   const hooks = h.hooks;
   for (let i = 0; i < hooks.length; i++) hooks[i].freed?.(ptr, size, cache);
+}
+
+/** Runs the `resizing` hooks, before a realloc; one that throws refuses it. */
+export function runResizingHooks(h: HeapView, ptr: number, size: number, newSize: number): void {
+  const hooks = h.hooks;
+  for (let i = 0; i < hooks.length; i++) hooks[i].resizing?.(ptr, size, newSize);
 }
 
 /** Runs the `resize` hooks, after a realloc. */

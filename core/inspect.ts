@@ -40,6 +40,7 @@ import {
   HDR_NSLOTS,
   HDR_OVERSIZE,
   HDR_REAP_INTERVAL,
+  HDR_SIZE_TABLE,
   HDR_SLOTS,
   HDR_TXLOG,
   HDR_UMEM_OPTIONS,
@@ -101,6 +102,7 @@ import { bufferStateAt, MAG_ROUNDS, maxContention } from "./magazine.ts";
 import { cacheStats } from "./cache.ts";
 import { readStack, resolveStack } from "./stack.ts";
 import { verifyHeap } from "./verify.ts";
+import { SIZE_TABLE_BYTES, sizeClasses, UMEM_SIZE_CLASSES } from "./size_class.ts";
 import {
   type ContentsEntry,
   type FailEntry,
@@ -858,6 +860,7 @@ export class Inspector {
     if (policy !== undefined && policy !== "instantfit") {
       options.push(`allocator=${policy.slice(0, -3)}`);
     }
+    options.push(...this.sizeWords());
     const workers: number[] = [];
     const n = this.w(HDR_NSLOTS), table = this.w(HDR_SLOTS);
     for (let s = 0; s < n && s < 64; s++) {
@@ -872,6 +875,23 @@ export class Inspector {
       workers,
       heapSize: h.mapped,
     };
+  }
+
+  /**
+   * The `UMEM_OPTIONS` words that give this image's size classes from libumem's, the shorter of
+   * two ways: a `size_remove` for each missing and a `size_add` for each added, or `size_clear`
+   * and a `size_add` for each but the largest. None when they are libumem's.
+   */
+  private sizeWords(): string[] {
+    const table = this.w(HDR_SIZE_TABLE);
+    if (table <= 0 || table + SIZE_TABLE_BYTES > this.heap.mapped) return [];
+    const now = sizeClasses(this.heap), was = new Set(UMEM_SIZE_CLASSES), kept = new Set(now);
+    const edits = [
+      ...UMEM_SIZE_CLASSES.filter((c) => !kept.has(c)).map((c) => `size_remove=${c}`),
+      ...now.filter((c) => !was.has(c)).map((c) => `size_add=${c}`),
+    ];
+    const cleared = ["size_clear", ...now.slice(0, -1).map((c) => `size_add=${c}`)];
+    return cleared.length < edits.length ? cleared : edits;
   }
 
   // ---- text, as the umem tool prints it ----

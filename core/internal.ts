@@ -9,7 +9,16 @@ export { checkSize, hex } from "./errors.ts";
 export { lock, unlock } from "./lock.ts";
 export { imageSize, MAX_IMAGE } from "./image.ts";
 export { claimModuleAnchor, moduleAnchor } from "./anchor.ts";
-export { HDR_SAFEPOINT, MOD_GC, MOD_OWN, MOD_PROFILE, MOD_REGION, MOD_SBO } from "./image.ts";
+export {
+  HDR_FIREWALL,
+  HDR_MAGIC,
+  HDR_SAFEPOINT,
+  MOD_GC,
+  MOD_OWN,
+  MOD_PROFILE,
+  MOD_REGION,
+  MOD_SBO,
+} from "./image.ts";
 export {
   addSlotReclaimer,
   attachHeapHook,

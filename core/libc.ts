@@ -24,6 +24,7 @@
  */
 
 import { FREE_PATTERN } from "./buftag.ts";
+import { report } from "./debug.ts";
 import {
   HOOK_LIBC,
   hooksLive,
@@ -31,11 +32,14 @@ import {
   runFreedHooks,
   runFreeHooks,
   runResizeHooks,
+  runResizingHooks,
 } from "./hooks.ts";
 import { checkSize, hex, UmemError } from "./errors.ts";
 import { type HeapView, MAX_IMAGE, PAGE_SIZE } from "./image.ts";
 import { cacheAlloc, cacheFreeChecked } from "./magazine.ts";
-import { classSize, UMEM_MAXBUF } from "./size_class.ts";
+import { sizeCache, UMEM_MAXBUF } from "./size_class.ts";
+import { bufferState } from "./pagemap.ts";
+import { BUF_ALLOC, CA_BUFSIZE } from "./slab.ts";
 
 // The magazine layer's fast paths, called through module constants as heap.ts calls them (V8
 // folds a constant of this module into the caller, not an imported binding).
@@ -85,9 +89,11 @@ export interface SizedAllocator extends HeapView {
   free(ptr: number, size: number): void;
 }
 
-/** Bytes really available in a block of `total` bytes (its class, or whole pages). */
-function blockBytes(total: number): number {
-  return total <= UMEM_MAXBUF ? classSize(total) : Math.ceil(total / PAGE_SIZE) * PAGE_SIZE;
+/** Bytes really available in a block of `total` bytes of heap `h` (its class, or whole pages). */
+function blockBytes(h: HeapView, total: number): number {
+  return total <= UMEM_MAXBUF
+    ? h.i32[(sizeCache(h, total) + CA_BUFSIZE) >> 2]
+    : Math.ceil(total / PAGE_SIZE) * PAGE_SIZE;
 }
 
 /**
@@ -279,6 +285,7 @@ export class Libc {
     if (ptr === 0 || n === 0 || !h.intercepting || !hooksLive(h)) return this.reallocBlock(ptr, n);
     const base = this.block(ptr, "realloc"), total = this.total(base);
     const was = base + total - ptr;
+    runResizingHooks(h, ptr, was, n);
     h.hookDepth++;
     let q: number;
     try {
@@ -304,7 +311,8 @@ export class Libc {
     // In place while the class stays the same; on a debugged heap always move, as libumem's
     // realloc does, so the buffer's tag (requested size, redzone) stays true.
     if (
-      base + MALLOC_HEADER === ptr && blockBytes(want) === blockBytes(total) &&
+      base + MALLOC_HEADER === ptr &&
+      blockBytes(this.heap, want) === blockBytes(this.heap, total) &&
       !this.heap.debugging
     ) {
       i32[(base + MH_SIZE) >> 2] = want;
@@ -386,7 +394,7 @@ export class Libc {
   usableSize(ptr: number): number {
     const base = this.block(ptr, "usableSize"), total = this.total(base);
     // On a debugged heap the bytes past the request are the redzone.
-    return base + (this.heap.debugging ? total : blockBytes(total)) - ptr;
+    return base + (this.heap.debugging ? total : blockBytes(this.heap, total)) - ptr;
   }
 
   /** `malloc` with hooks: they see the program's size, not the sized allocation beneath. */
@@ -407,8 +415,23 @@ export class Libc {
   private block(ptr: number, fn: string): number {
     const h = this.heap;
     h.sync();
+    // On a debugged heap a bad free or realloc is reported as the heap's other mistakes are
+    // (libumem's report; the process aborts but with noabort); elsewhere, thrown.
+    const fail = (kind: "bad-free" | "duplicate-free", detail: string, buf = 0, cp = 0) =>
+      h.debugging && fn !== "usableSize"
+        ? report(
+          h,
+          kind,
+          kind === "duplicate-free"
+            ? "duplicate free: buffer freed twice"
+            : "invalid free: buffer not in cache",
+          [detail],
+          buf === 0 ? ptr : buf,
+          cp,
+        )
+        : new UmemError(kind, detail, ptr);
     if ((ptr | 0) !== ptr || ptr < 2 * MALLOC_HEADER || ptr >= h.mapped || (ptr & 7) !== 0) {
-      throw new UmemError("bad-free", `${fn}: ${hex(ptr)} is not a block from malloc`, ptr);
+      throw fail("bad-free", `${fn}: ${hex(ptr)} is not a block from malloc`);
     }
     const i32 = h.i32;
     let at = ptr - MALLOC_HEADER;
@@ -420,20 +443,27 @@ export class Libc {
     }
     if (w0 === FREE_PATTERN && tag === FREE_PATTERN) {
       // On a heap with UMEM_DEBUG=contents a freed block's header holds the freed pattern.
-      throw new UmemError(
+      throw fail(
         "duplicate-free",
         `${fn}: duplicate free: buffer freed twice: ${hex(ptr)} (its header holds 0xdeadbeef)`,
-        ptr,
       );
     }
     if (tag !== (w0 ^ MALLOC_MAGIC) || w0 < MALLOC_HEADER || at + w0 > h.mapped) {
-      throw new UmemError(
+      throw fail(
         "bad-free",
         `${fn}: bad free: ${hex(ptr)} is not a live block from malloc (header ${hex(w0)} ${
           hex(tag)
         } at ${hex(at)})`,
-        ptr,
       );
+    }
+    // A freed block's header may outlive its free: its buffer's state says (a block of the size
+    // classes; an oversize one's pages went back, and its header with them, or not: unknown).
+    // (free finds it through the heap's own checks.)
+    if (fn === "realloc") {
+      const st = bufferState(h, at);
+      if (st !== -1 && st !== BUF_ALLOC) {
+        throw fail("bad-free", `realloc: ${hex(ptr)} is a freed block`);
+      }
     }
     return at;
   }

@@ -11,6 +11,7 @@
  */
 
 import { UmemError } from "./errors.ts";
+import { MAX_SIZE_CLASSES, UMEM_MAXBUF, UMEM_SIZE_CLASSES } from "./size_class.ts";
 
 /** What `UMEM_DEBUG` turns on. */
 export interface DebugSettings {
@@ -74,6 +75,11 @@ export interface UmemOptionSettings {
   reapInterval?: number;
   /** Where the buffer's memory comes from (see `HeapOptions.backend`). */
   backend?: "sbrk" | "mmap";
+  /**
+   * The size classes of `umem_alloc`, ascending, when `size_clear`, `size_add=n` or
+   * `size_remove=n` changed libumem's (undefined: libumem's 49).
+   */
+  sizes?: readonly number[];
 }
 
 /** The default ring size of each log, as libumem's: 64 KiB. */
@@ -267,11 +273,68 @@ export function parseOptions(s: string): UmemOptionSettings {
         o.allocator = a;
         break;
       }
+      case "size_clear":
+        if (v !== undefined) {
+          throw new UmemError("invalid-argument", `${V}: ${k}=${v}: ${k} does not take a value`);
+        }
+        o.sizes = [UMEM_MAXBUF];
+        break;
+      case "size_add":
+      case "size_remove":
+        o.sizes = editSizes(o.sizes ?? UMEM_SIZE_CLASSES, k, v);
+        break;
       default:
         throw unknown(V, k);
     }
   }
   return o;
+}
+
+/**
+ * `UMEM_OPTIONS`'s `size_add=n` and `size_remove=n` applied to the size classes `sizes`, as
+ * libumem's `umem_alloc_sizes_add` and `_remove`: a size is rounded up to a multiple of 8, one
+ * already there is added once, and the largest class (`UMEM_MAXBUF`, which every size up to it
+ * falls back on) stays.
+ * @throws {UmemError} `invalid-argument` for a missing or bad size, a size to remove that is not
+ * a class, or more than `MAX_SIZE_CLASSES` classes
+ */
+function editSizes(
+  sizes: readonly number[],
+  k: "size_add" | "size_remove",
+  v: string | undefined,
+): number[] {
+  const V = "UMEM_OPTIONS";
+  if (v === undefined) {
+    throw new UmemError("invalid-argument", `${V}: ${k}: required value missing`);
+  }
+  const n = parseSize(V, k, v, 0);
+  if (n < 1 || n > UMEM_MAXBUF) {
+    throw new UmemError(
+      "invalid-argument",
+      `${V}: ${k}=${v}: a size class is 1..${UMEM_MAXBUF} bytes`,
+    );
+  }
+  const size = Math.ceil(n / 8) * 8;
+  if (k === "size_add") {
+    if (sizes.includes(size)) return [...sizes];
+    if (sizes.length >= MAX_SIZE_CLASSES) {
+      throw new UmemError(
+        "invalid-argument",
+        `${V}: ${k}=${v}: no room in the size table (at most ${MAX_SIZE_CLASSES} classes)`,
+      );
+    }
+    return [...sizes, size].sort((a, b) => a - b);
+  }
+  if (size === UMEM_MAXBUF) {
+    throw new UmemError(
+      "invalid-argument",
+      `${V}: ${k}=${v}: the largest class (${UMEM_MAXBUF}) cannot be removed`,
+    );
+  }
+  if (!sizes.includes(size)) {
+    throw new UmemError("invalid-argument", `${V}: ${k}=${v}: ${size} is not a size class`);
+  }
+  return sizes.filter((c) => c !== size);
 }
 
 /** `UMEM_OPTIONS=allocator=`'s words, as libumem's, and the vmem policies they name. */

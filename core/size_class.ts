@@ -7,15 +7,21 @@
  * the fast path takes any cached size with one load and one call). Larger sizes go to the
  * `umem_oversize` arena, which imports pages from the heap's arena.
  *
+ * `UMEM_OPTIONS`'s `size_clear`, `size_add=n` and `size_remove=n` change the classes of a new
+ * image, as libumem's (up to `MAX_SIZE_CLASSES`, the largest always 131072); the table is all
+ * that records them, so every handle reads them from it.
+ *
  * Invariants. Table entry i names the smallest class whose size is at least the largest size
- * that maps to i. Classes of 16 bytes or more are 16-aligned; classes that are multiples of 64
- * are 64-aligned.
+ * that maps to i. Classes are multiples of 8 and 8-aligned, as libumem aligns them: those that
+ * are multiples of 16 (all of libumem's but 8) are 16-aligned, and those that are multiples of
+ * 64 are 64-aligned.
  *
  * @module
  */
 
 import type { HeapView } from "./image.ts";
 import { HDR_OVERSIZE, HDR_SIZE_TABLE, PAGE_SIZE } from "./image.ts";
+import { CA_BUFSIZE } from "./slab.ts";
 
 /** libumem's size classes. */
 export const UMEM_SIZE_CLASSES: readonly number[] = [
@@ -73,6 +79,11 @@ export const UMEM_SIZE_CLASSES: readonly number[] = [
 /** The largest size served by a size-class cache. */
 export const UMEM_MAXBUF = 131072;
 /**
+ * The most size classes an image may have: libumem's 49 and the 24 its table keeps free for
+ * `UMEM_OPTIONS=size_add`.
+ */
+export const MAX_SIZE_CLASSES = 73;
+/**
  * Entries of the size table: one per 8 bytes up to `UMEM_MAXBUF`, indexed by `(size + 7) >> 3`,
  * as libumem's `umem_alloc_table` (entry 0 unused), so that the fast path finds any cached
  * size's cache with one load.
@@ -81,24 +92,54 @@ export const SIZE_TABLE_ENTRIES = (UMEM_MAXBUF >> 3) + 1;
 /** Bytes of the size table. */
 export const SIZE_TABLE_BYTES = SIZE_TABLE_ENTRIES * 4;
 
-/** The alignment of a size class. */
+/** The alignment of a size class (a multiple of 8), as libumem's: 64, 16 or 8. */
 export function classAlign(size: number): number {
-  return size % 64 === 0 ? 64 : size >= 16 ? 16 : 8;
+  return size % 64 === 0 ? 64 : size % 16 === 0 ? 16 : 8;
 }
 
-/** The class size serving `size` bytes (1 ≤ size ≤ UMEM_MAXBUF). */
-export function classSize(size: number): number {
-  for (const c of UMEM_SIZE_CLASSES) if (c >= size) return c;
+/**
+ * The class size serving `size` bytes (1 ≤ size ≤ UMEM_MAXBUF) among the ascending `classes`
+ * (libumem's when not given).
+ */
+export function classSize(size: number, classes: readonly number[] = UMEM_SIZE_CLASSES): number {
+  for (const c of classes) if (c >= size) return c;
   return 0;
 }
 
-/** Fills the size table at `table` given each class's cache address. */
-export function laySizeTable(h: HeapView, table: number, caches: readonly number[]): void {
-  const byClass = (size: number) => caches[UMEM_SIZE_CLASSES.indexOf(classSize(size))];
-  for (let i = 0; i < SIZE_TABLE_ENTRIES; i++) {
-    h.i32[(table >> 2) + i] = i === 0 ? 0 : byClass(i * 8);
+/**
+ * Fills the size table at `table` given the ascending class sizes `classes` (the last
+ * `UMEM_MAXBUF`) and each one's cache address in `caches`.
+ */
+export function laySizeTable(
+  h: HeapView,
+  table: number,
+  classes: readonly number[],
+  caches: readonly number[],
+): void {
+  let c = 0;
+  h.i32[table >> 2] = 0;
+  for (let i = 1; i < SIZE_TABLE_ENTRIES; i++) {
+    while (classes[c] < i * 8) c++;
+    h.i32[(table >> 2) + i] = caches[c];
   }
   h.i32[HDR_SIZE_TABLE >> 2] = table;
+}
+
+/**
+ * The size classes of the image `h`, ascending, read from its size table (they are libumem's
+ * unless `UMEM_OPTIONS` changed them).
+ */
+export function sizeClasses(h: HeapView): number[] {
+  const t = h.i32[HDR_SIZE_TABLE >> 2] >> 2, out: number[] = [];
+  let last = 0;
+  for (let i = 1; i < SIZE_TABLE_ENTRIES; i++) {
+    const cp = h.i32[t + i];
+    if (cp !== last && cp > 0 && cp < h.mapped) {
+      out.push(h.i32[(cp + CA_BUFSIZE) >> 2]);
+      last = cp;
+    }
+  }
+  return out;
 }
 
 /** The size-class cache for `size` (1 ≤ size ≤ UMEM_MAXBUF, a whole number). */

@@ -471,7 +471,27 @@ export function slabAllocRaw(h: HeapView, cp: number, state = BUF_ALLOC): number
   }
   setw(h, sb + SB_OWNER, me);
   const buf = w(h, sb + SB_FREE);
-  setw(h, sb + SB_FREE, w(h, buf + w(h, cp + CA_LINKOFF)));
+  // The free list runs through the free buffers themselves (or their tags): a write after free,
+  // or past the end of a buffer, can break it. Its head and the link it holds must be free
+  // buffers of this slab (or the link 0), or nothing is handed out.
+  const next = freeInSlab(h, cp, sb, buf) ? w(h, buf + w(h, cp + CA_LINKOFF)) : -1;
+  if (next !== 0 && !freeInSlab(h, cp, sb, next)) {
+    const bad = next === -1 ? buf : next;
+    rebuildFreeList(h, cp, sb);
+    unlock(h, cp + CA_LOCK);
+    throw slabReport(
+      h,
+      cp,
+      next === -1 ? 0 : buf,
+      `umem_cache_alloc(${cacheName(h, cp)}): slab ${hex(sb)}'s free list leads to ${
+        hex(bad)
+      }, not a free buffer of the slab${
+        next === -1 ? "" : ` (the link in free buffer ${hex(buf)})`
+      }: a write after free or past the end of a buffer; the list was made again from the ` +
+        `slab's state bytes`,
+    );
+  }
+  setw(h, sb + SB_FREE, next);
   const ref = w(h, sb + SB_REFCNT) + 1;
   setw(h, sb + SB_REFCNT, ref);
   h.u8[sb + SB_STATE + bufIndex(h, cp, sb, buf)] = state;
@@ -479,6 +499,52 @@ export function slabAllocRaw(h: HeapView, cp: number, state = BUF_ALLOC): number
   h.f64[(cp + CA_SLAB_ALLOCS) >> 3]++;
   unlock(h, cp + CA_LOCK);
   return buf;
+}
+
+/** True when `buf` is a buffer of slab `sb` of cache `cp` whose state says on the free list. */
+function freeInSlab(h: HeapView, cp: number, sb: number, buf: number): boolean {
+  const idx = buf > 0 && buf < h.mapped ? bufIndex(h, cp, sb, buf) : -1;
+  return idx >= 0 && h.u8[sb + SB_STATE + idx] === BUF_FREE;
+}
+
+/**
+ * Lays slab `sb`'s free list again from its state bytes (cache lock held), after a broken link:
+ * every buffer whose state is `BUF_FREE`, in address order; its count and list follow
+ * (`SB_REFCNT` = the buffers not free).
+ */
+function rebuildFreeList(h: HeapView, cp: number, sb: number): void {
+  const n = w(h, cp + CA_NCHUNKS), chunk = w(h, cp + CA_CHUNK), shift = w(h, cp + CA_SHIFT);
+  const base = w(h, sb + SB_BASE), link = w(h, cp + CA_LINKOFF);
+  let head = 0, free = 0;
+  for (let i = n - 1; i >= 0; i--) {
+    if (h.u8[sb + SB_STATE + ((i * chunk) >> shift)] !== BUF_FREE) continue;
+    setw(h, base + i * chunk + link, head);
+    head = base + i * chunk;
+    free++;
+  }
+  setw(h, sb + SB_FREE, head);
+  setw(h, sb + SB_REFCNT, n - free);
+  listMove(h, cp, sb, free === 0 ? CA_FULL : free === n ? CA_EMPTY : CA_PARTIAL);
+}
+
+/**
+ * How the slab layer reports a broken free list (`buf` the free buffer whose link is bad, 0 when
+ * the head itself is): debug.ts's `report` (libumem's "bufctl corrupted", with the abort or the
+ * print the heap's switches ask for), which debug.ts sets when it loads (it imports this file,
+ * so this file cannot import it).
+ */
+let slabReport: (h: HeapView, cp: number, buf: number, detail: string) => Error = (
+  _h,
+  _cp,
+  buf,
+  detail,
+) => new UmemError("bufctl-corrupted", detail, buf);
+
+/** Sets the slab layer's reporter of a broken free list (debug.ts, once). */
+export function setSlabReport(
+  f: (h: HeapView, cp: number, buf: number, detail: string) => Error,
+): void {
+  slabReport = f;
 }
 
 /** Puts buffer `buf` (already destroyed, if it was constructed) back on its slab. */

@@ -13,6 +13,7 @@
  */
 
 import { checkAllocatedBuffer, checkFreeBuffer, checkQuarantined, quarantined } from "./debug.ts";
+import { BT_BXSTAT, freeCheck } from "./buftag.ts";
 import { hex } from "./errors.ts";
 import { LOCK_HOLDER_MASK } from "./lock.ts";
 import {
@@ -72,6 +73,7 @@ import {
   CA_SHIFT,
   CA_SLABS,
   CA_SLABSIZE,
+  CA_TAGOFF,
   cacheName,
   CF_NOMAGAZINE,
   CF_TAGSTATE,
@@ -204,7 +206,14 @@ function verifyDebugBuffers(h: HeapView, cp: number, out: string[]): void {
       const base = w(h, sb + SB_BASE);
       for (let i = 0; i < n; i++) {
         const buf = base + i * chunk;
-        const st = bufferStateAt(h, cp, sb + SB_STATE + ((i * chunk) >> shift), buf);
+        let st = bufferStateAt(h, cp, sb + SB_STATE + ((i * chunk) >> shift), buf);
+        // A trusting heap keeps no state past "out of the slab": its tag's check word says
+        // whether the buffer is in a magazine (free) or the user's.
+        if (h.trust && st !== BUF_FREE) {
+          st = w(h, buf + w(h, cp + CA_TAGOFF) + BT_BXSTAT) === freeCheck(cp, buf)
+            ? BUF_CACHED
+            : BUF_ALLOC;
+        }
         // Buffers in a debugged cache's magazines are free: patterned, not constructed.
         const bad = st === BUF_FREE || st === BUF_CACHED
           ? checkFreeBuffer(h, cp, buf)

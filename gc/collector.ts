@@ -43,6 +43,7 @@ import {
   CA_SLABSIZE,
   cacheOf,
   claimModuleAnchor,
+  HDR_MAGIC,
   HDR_NSLOTS,
   HDR_SAFEPOINT,
   hex,
@@ -275,7 +276,7 @@ export class Collector implements Disposable {
   /** Word index of this slot's unfolded allocation bytes. */
   private readonly pendingWord: number = 0;
   /** Word index of this slot's state (`WS_*`). */
-  private readonly stateWord: number = 0;
+  private stateWord: number = 0;
   /** Caches by kind (1..3) and class, filled on first use. */
   private readonly caches: (Cache | undefined)[][] = [[], [], [], []];
   /** Cache handles by record address (for free and the sweep). */
@@ -491,7 +492,7 @@ export class Collector implements Disposable {
     const pending = h.i32[this.pendingWord] + csize;
     if (pending >= this.foldAt) this.fold(csize, "GC_malloc");
     else h.i32[this.pendingWord] = pending;
-    const p = c.alloc();
+    const p = this.allocCounted(c, csize);
     const i32 = h.i32;
     for (let i = p >> 2, e = (p + csize) >> 2; i < e; i++) i32[i] = 0;
     return p;
@@ -563,9 +564,30 @@ export class Collector implements Disposable {
     const pending = h.i32[this.pendingWord] + csize;
     if (pending >= this.foldAt) this.fold(csize, fn);
     else h.i32[this.pendingWord] = pending;
-    const p = c.alloc();
+    const p = this.allocCounted(c, csize);
     if (kind !== KIND_ATOMIC) h.i32.fill(0, p >> 2, (p + csize) >> 2);
     return p;
+  }
+
+  /**
+   * `c.alloc()` for an object of `bytes` already counted (pending, or folded into the shared
+   * counters): when it fails, the bytes are taken back out, or the collector would count them
+   * in use for ever.
+   */
+  private allocCounted(c: Cache, bytes: number): number {
+    try {
+      return c.alloc();
+    } catch (e) {
+      const h = this.heap, pend = h.i32[this.pendingWord];
+      // Pending still holds them, unless a fold (or a collection in the failing alloc) took
+      // them into the shared counters.
+      if (pend >= bytes) h.i32[this.pendingWord] = pend - bytes;
+      else {
+        Atomics.sub(h.i32, (this.record + GC_INUSE) >> 2, bytes);
+        Atomics.sub(h.i32, (this.record + GC_SINCE) >> 2, bytes);
+      }
+      throw e;
+    }
   }
 
   /** Allocates a large object (past the largest class): whole pages of `umem_oversize`. */
@@ -594,8 +616,9 @@ export class Collector implements Disposable {
    * `free(0)` does nothing.
    *
    * @param ptr an object's address
-   * @throws {UmemError} `bad-free` for an address that is not a collector object,
-   *   `duplicate-free` for one already freed; nothing changes
+   * @throws {UmemError} `bad-free` for an address that is not a collector object (a large
+   *   object already freed among them: its pages went back to the heap, and nothing says what
+   *   they held), `duplicate-free` for a small object already freed; nothing changes
    *
    * @example
    * ```ts
@@ -700,6 +723,7 @@ export class Collector implements Disposable {
    * ```
    */
   addRoots(start: number, end: number): void {
+    this.checkAttached("GC_add_roots");
     this.heap.addRoot(start, end - start);
   }
 
@@ -722,6 +746,7 @@ export class Collector implements Disposable {
    * ```
    */
   removeRoots(start: number, end: number): boolean {
+    this.checkAttached("GC_remove_roots");
     return this.heap.removeRoot(start, end - start);
   }
 
@@ -743,6 +768,7 @@ export class Collector implements Disposable {
    * ```
    */
   pin(ptr: number): PinHandle {
+    this.checkAttached("pin");
     return new PinHandle(this.heap, ptr);
   }
 
@@ -810,6 +836,7 @@ export class Collector implements Disposable {
    * ```
    */
   runFinalizers(): number {
+    this.checkAttached("GC_invoke_finalizers");
     const h = this.heap;
     h.sync();
     this.holding++;
@@ -865,12 +892,7 @@ export class Collector implements Disposable {
   collect(): CollectResult {
     const h = this.heap;
     h.sync();
-    if (Atomics.load(h.i32, this.stateWord) === WS_NONE) {
-      throw new UmemError(
-        "invalid-argument",
-        `GC_gcollect: worker ${this.slot} detached its collector handle`,
-      );
-    }
+    this.checkAttached("GC_gcollect");
     const deadline = Date.now() + h.i32[(this.record + GC_PARK_TIMEOUT) >> 2];
     while (!tryBeginCollection(h, this.record, this.slot)) {
       if (!park(h, this.record, this.slot)) {
@@ -1041,6 +1063,7 @@ export class Collector implements Disposable {
    * ```
    */
   safepoint(): void {
+    this.checkAttached("safepoint");
     const h = this.heap;
     park(h, this.record, this.slot);
     const nr = this.record + GC_SLOTS + this.slot * GS_SIZE + GS_NREADY;
@@ -1052,6 +1075,7 @@ export class Collector implements Disposable {
    * worker that left (or detached) may not allocate, since collections do not wait for it.
    */
   private entry(fn: string): void {
+    this.checkAttached(fn);
     const state = Atomics.load(this.heap.i32, this.stateWord);
     if (state !== WS_RUNNING) {
       throw new UmemError(
@@ -1079,6 +1103,7 @@ export class Collector implements Disposable {
    * ```
    */
   leave(): void {
+    this.checkAttached("GC_leave");
     leaveWorld(this.heap, this.record, this.slot);
   }
 
@@ -1098,6 +1123,7 @@ export class Collector implements Disposable {
    * ```
    */
   enter(): void {
+    this.checkAttached("GC_enter");
     enterWorld(this.heap, this.record, this.slot);
   }
 
@@ -1297,6 +1323,10 @@ export class Collector implements Disposable {
     this.foldPending();
     if (this.heap.safepoint !== undefined) this.heap.safepoint = undefined;
     setSlotState(this.heap, this.record, this.slot, WS_NONE);
+    // The fast paths test the state word alone: from now on they read the image's magic word,
+    // never WS_RUNNING, so every call takes entry(), which refuses it, even after another
+    // handle attaches in this slot and makes the slot's word WS_RUNNING again.
+    this.stateWord = HDR_MAGIC >> 2;
   }
 
   /** Detaches at the end of a `using` block. */
@@ -1305,6 +1335,19 @@ export class Collector implements Disposable {
   }
 
   // ---- internals ----
+
+  /**
+   * Refuses a call on a detached handle (its slot may have another handle now).
+   * @throws {UmemError} `invalid-argument` naming `fn`
+   */
+  private checkAttached(fn: string): void {
+    if (!this.attached) {
+      throw new UmemError(
+        "invalid-argument",
+        `${fn}: this collector handle of worker ${this.slot} was detached`,
+      );
+    }
+  }
 
   /** Adds this worker's pending allocation bytes to the shared counters. */
   private foldPending(): void {

@@ -295,12 +295,15 @@ export class Marker {
   }
 
   /**
-   * Whether the object starting at `p` is marked (or is not a collectable object at all).
+   * Whether the object starting at `p` is marked, or is not a collectable object at all (an
+   * uncollectable one is a root: never unreachable, so never made ready for its finalizer).
    *
    * @param p an object's first byte
    * @returns whether its mark bit is set
    */
   isMarked(p: number): boolean {
+    const kind = this.kindOf(p);
+    if (kind !== KIND_NORMAL && kind !== KIND_ATOMIC) return true;
     const at = this.stateAt(p);
     if (at >= 0) return (this.u8[at] & L_MARK) !== 0;
     const e = this.largeEntry(p);
@@ -314,8 +317,11 @@ export class Marker {
    */
   setMark(p: number): void {
     const at = this.stateAt(p);
-    if (at >= 0) this.u8[at] |= L_MARK;
-    else {
+    // As candidate's marking: the flag of a once-deferred free goes (the sweep knows a marked
+    // object by its whole state byte).
+    if (at >= 0) {
+      if ((this.u8[at] & ~L_DEFER) === L_ALLOC) this.u8[at] = L_ALLOC | L_MARK;
+    } else {
       const e = this.largeEntry(p);
       if (e >= 0) this.i32[e + LO_W_MARK] = 1;
     }

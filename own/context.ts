@@ -31,6 +31,7 @@ import {
   attachHeapHook,
   captureStack,
   hex,
+  HOOK_LIBC,
   MOD_OWN,
   moduleAnchor,
   readStack,
@@ -153,6 +154,9 @@ export class OwnWorker {
     if (this.detach !== undefined) return;
     this.detach = attachHeapHook(this.heap, {
       free: (ptr, _size, cache) => this.onFree(ptr, cache),
+      // A realloc frees the block when it moves it, and changes it behind its handle when it
+      // does not: vetted as a free.
+      resizing: (ptr) => this.onFree(ptr, HOOK_LIBC, "realloc"),
     });
   }
 
@@ -179,10 +183,11 @@ export class OwnWorker {
    *
    * @param ptr the buffer being freed
    * @param cache the cache record's address for `Cache.free`, negative for `libc.free`, else 0
+   * @param name the function the report names (by `cache` when not given)
    * @throws {OwnershipError} `not-owner`, `use-after-move`, `drop-while-borrowed`, or
    *   `bad-free` for a buffer its handle still holds
    */
-  private onFree(ptr: number, cache: number): void {
+  private onFree(ptr: number, cache: number, name?: string): void {
     if (this.quiet !== 0 || this.pages[ptr >>> PC_PAGE_SHIFT] === 0) return;
     const h = this.heap, root = this.root;
     if (!tableMayHold(h, root, ptr)) return;
@@ -208,7 +213,7 @@ export class OwnWorker {
     // Another worker's, or one sent and not received, is vetted as any other.
     if (unguarded && owner === h.slot && phase === PH_LIVE) return;
     // The core passes a cache record for Cache.free, a negative value (HOOK_LIBC) for libc.
-    const fn = cache > 0 ? "umem_cache_free" : cache < 0 ? "free" : "umem_free";
+    const fn = name ?? (cache > 0 ? "umem_cache_free" : cache < 0 ? "free" : "umem_free");
     let e: OwnershipError;
     if (owner !== h.slot) {
       e = new OwnershipError(

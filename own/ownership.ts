@@ -27,6 +27,7 @@ import {
   CA_BUFSIZE,
   cacheOf,
   checkSize,
+  HDR_FIREWALL,
   hex,
   lock,
   MAX_IMAGE,
@@ -68,8 +69,8 @@ import { tableFind, tableRecords } from "./table.ts";
 /**
  * Refuses to adopt what drop could not give back: an address that is not a live buffer of its
  * source and size (the start of an allocated buffer of the size class, of the cache, or a live
- * `malloc` block). Oversize allocations (whole pages past the largest class) are checked at
- * drop, by the heap.
+ * `malloc` block). Oversize allocations (whole pages past the largest class) and firewalled ones
+ * are checked at drop, by the heap.
  */
 function checkAdoptable(h: Heap, ptr: number, size: number, src: number): void {
   const bad = (what: string) =>
@@ -86,7 +87,10 @@ function checkAdoptable(h: Heap, ptr: number, size: number, src: number): void {
     if (usable < size) throw bad(`holds ${usable} bytes, fewer than ${size}`);
     return;
   }
-  if (src === SRC_HEAP && size > UMEM_MAXBUF) return;
+  // Past the largest class, and at or past `UMEM_DEBUG=firewall=`'s size, a sized allocation
+  // has a span of its own, in no cache.
+  const fw = h.i32[HDR_FIREWALL >> 2];
+  if (src === SRC_HEAP && (size > UMEM_MAXBUF || (fw > 0 && size >= fw))) return;
   const cp = src === SRC_HEAP ? sizeCache(h, size) : src;
   if (cacheOf(h, ptr) !== cp) {
     throw bad(

@@ -94,6 +94,12 @@ export const WATCH_MAX = 8;
 export const RG_CACHE = 124;
 /** Number of exact-size junk lists. */
 export const NCACHE = 16;
+/**
+ * The region's generation: drawn when it opens (one more than a closed region's at the same
+ * address, else at random). Each handle keeps the one it opened, so a handle on a region since
+ * closed fails even when a new region opens at the same address.
+ */
+export const RG_GEN = 188;
 /** Bytes of the record. */
 export const RG_SIZE = 192;
 

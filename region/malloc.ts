@@ -57,6 +57,14 @@ export interface MallocConfig {
  * ```
  */
 export function mallocConfig(env: (name: string) => string | undefined = readEnv): MallocConfig {
+  if (typeof env !== "function") {
+    throw new UmemError(
+      "invalid-argument",
+      `mallocConfig: env must be a function of a variable's name, got ${
+        env === null ? "null" : typeof env
+      }`,
+    );
+  }
   const c: MallocConfig = { method: "best", watch: [] };
   const vm = env("VMETHOD");
   if (vm !== undefined && vm !== "") {
@@ -146,6 +154,14 @@ export class Malloc {
     options: Pick<RegionOptions, "onError" | "onAlert"> = {},
     maxSize = 1 << 30,
   ) {
+    if (typeof config !== "object" || config === null) {
+      throw new UmemError(
+        "invalid-argument",
+        `Malloc: config must be a MallocConfig (see mallocConfig), got ${
+          config === null ? "null" : typeof config
+        }`,
+      );
+    }
     this.config = config;
     const trace = config.traceFile === undefined ? undefined : (line: string) => {
       this.lines.push(line);
@@ -201,7 +217,10 @@ export class Malloc {
    * @throws {UmemError} as {@linkcode Region.alloc}
    */
   calloc(n: number, size: number): number {
-    const bytes = Number.isInteger(n) && Number.isInteger(size) ? n * size : NaN; // NaN: refused
+    // NaN is refused by alloc: neither factor may be negative (two negatives multiply to a size).
+    const bytes = Number.isInteger(n) && Number.isInteger(size) && n >= 0 && size >= 0
+      ? n * size
+      : NaN;
     const p = this.region.alloc(bytes);
     if (p !== 0) new Uint8Array(this.region.buffer).fill(0, p, p + bytes);
     return p;

@@ -45,6 +45,7 @@ import {
   RG_COPIED,
   RG_EXTENT,
   RG_FLAGS,
+  RG_GEN,
   RG_LOCK,
   RG_MAGIC,
   RG_MAGIC_DEAD,
@@ -255,6 +256,8 @@ export class Region implements RegionAllocator {
   private readonly home: number;
   /** Set by close. */
   private closed = false;
+  /** The region's generation when this handle opened it (`RG_GEN`). */
+  private readonly gen: number;
 
   /**
    * Makes a handle over the record at `rec`.
@@ -276,6 +279,7 @@ export class Region implements RegionAllocator {
     this.tracer = options.trace;
     this.home = rec - SG_HDR;
     this.me = ((Atomics.add(this.bk.i32, (rec + RG_NEXTID) >> 2, 1) >>> 0) % 0x3ffffffe) + 1;
+    this.gen = this.bk.i32[(rec + RG_GEN) >> 2];
   }
 
   /**
@@ -359,7 +363,9 @@ export class Region implements RegionAllocator {
     }
     const rec = seg + SG_HDR;
     const bk = new Blocks(discipline, rec);
+    const gen = newGeneration(bk.i32, rec);
     bk.u8.fill(0, rec, rec + RG_SIZE);
+    bk.set(RG_GEN, gen);
     bk.set(RG_VERSION, RG_VERSION_VALUE);
     bk.set(RG_METHOD, m.code);
     bk.set(
@@ -915,10 +921,15 @@ export class Region implements RegionAllocator {
     }
   }
 
-  /** Throws `destroyed` when the region was closed (by any handle). */
+  /**
+   * Throws `destroyed` when the region was closed (by any handle), even when another has opened
+   * at its address since (its generation differs).
+   */
   private live(fn: string): void {
+    const i32 = this.bk.i32;
     if (
-      this.closed || Atomics.load(this.bk.i32, (this.address + RG_MAGIC) >> 2) !== RG_MAGIC_VALUE
+      this.closed || Atomics.load(i32, (this.address + RG_MAGIC) >> 2) !== RG_MAGIC_VALUE ||
+      i32[(this.address + RG_GEN) >> 2] !== this.gen
     ) {
       throw new UmemError(
         "destroyed",
@@ -1027,6 +1038,17 @@ function checkDiscipline(d: Discipline): void {
         "power-of-two `round` of at least 8",
     );
   }
+}
+
+/**
+ * The generation of a region about to open at record `rec`: one more than that of a region
+ * closed there (its record still says so), else a random one.
+ */
+function newGeneration(i32: Int32Array, rec: number): number {
+  if (rec + RG_SIZE <= i32.length * 4 && i32[(rec + RG_MAGIC) >> 2] === RG_MAGIC_DEAD) {
+    return (i32[(rec + RG_GEN) >> 2] + 1) | 0;
+  }
+  return (Math.random() * 0x100000000) | 0;
 }
 
 /** Checks that a region record of this format is at `rec`. */

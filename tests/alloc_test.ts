@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { mk, throwsKind } from "./helpers.ts";
 import { checkPattern, fillPattern } from "./fuzz/runner.ts";
 import fc from "fast-check";
-import { type Cache, Heap, type HeapOptions, UmemError } from "../mod.ts";
+import { type Cache, Heap, type HeapOptions, inspect, UmemError } from "../mod.ts";
 import { UMEM_MAXBUF, UMEM_SIZE_CLASSES } from "../core/size_class.ts";
 import { attachHeapHook } from "../core/internal.ts";
 
@@ -626,6 +626,9 @@ describe("bad input: a clear error, and the heap unharmed", () => {
       ["libc.realloc of a non-malloc pointer", "bad-free", () => libc.realloc(p, 10)],
       ["libc.usableSize of a non-malloc pointer", "bad-free", () => libc.usableSize(p)],
       ["libc double free", "duplicate-free|bad-free", () => libc.free(mfreed())],
+      // (its header outlives the free: before the fix realloc resized the freed block, which
+      // the next malloc handed out again)
+      ["libc.realloc of a freed block", "bad-free", () => libc.realloc(mfreed(), 5)],
       ["oversize free with a smaller size", "bad-free|wrong-size", () => heap.free(big, 150000)],
       ["oversize free with a larger size", "wrong-size", () => heap.free(big, 300000)],
       ["oversize free of an interior page", "bad-free", () => heap.free(big + 4096, 200000)],
@@ -812,6 +815,67 @@ describe("size classes", () => {
       assert.ok(from[0].bufsize >= size, `alloc(${size}) from ${from[0].name}`);
       assert.equal(p % sizedAlign(size), 0);
       heap.free(p, size);
+    }
+  });
+
+  it("UMEM_OPTIONS size_add and size_remove change the classes, as libumem's", () => {
+    const heap = mk({ size: 1 << 20, options: "size_add=24,size_remove=48,size_add=100" });
+    // The classes the test expects: libumem's less 48, plus 24 and 100 rounded up to 104.
+    const want = [...UMEM_SIZE_CLASSES.filter((c) => c !== 48), 24, 104].sort((a, b) => a - b);
+    const names = heap.caches().filter((c) => c.name.startsWith("umem_alloc_"));
+    assert.deepEqual(names.map((c) => c.bufsize).sort((a, b) => a - b), want);
+    const byName = new Map(names.map((c) => [c.name, c]));
+    const other = Heap.attach(heap.buffer); // a second handle reads the classes from the image
+    for (const h of [heap, other]) {
+      for (let size = 1; size <= 1100; size++) {
+        const cls = want.find((c) => c >= size)!;
+        const p = h.alloc(size);
+        assert.equal(byName.get(`umem_alloc_${cls}`)!.stats().inUse, 1, `alloc(${size})`);
+        // libumem's alignment: 64 for multiples of 64, 16 for multiples of 16, else 8.
+        assert.equal(p % (cls % 64 === 0 ? 64 : cls % 16 === 0 ? 16 : 8), 0);
+        h.free(p, size);
+      }
+    }
+    assert.equal(heap.libc.usableSize(heap.libc.malloc(10)), 16); // 10 + the 8-byte header: 24
+    assert.deepEqual(inspect(heap).status().options.slice(1), [
+      "size_remove=48",
+      "size_add=24",
+      "size_add=104",
+    ]);
+    other.detach();
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("UMEM_OPTIONS size_clear leaves only the largest class, and bad edits are refused", () => {
+    const heap = mk({ size: 1 << 20, options: "size_clear,size_add=64" });
+    const classes = heap.caches().filter((c) => c.name.startsWith("umem_alloc_"));
+    assert.deepEqual(classes.map((c) => c.bufsize), [64, UMEM_MAXBUF]);
+    const p = heap.alloc(65);
+    assert.equal(classes[1].stats().inUse, 1);
+    heap.free(p, 65);
+    assert.deepEqual(inspect(heap).status().options.slice(1), ["size_clear", "size_add=64"]);
+    // 24 classes may be added to libumem's 49, as libumem's table keeps room for; not 25.
+    const adds = (n: number) =>
+      Array.from({ length: n }, (_, i) => `size_add=${8 * (2 * i + 1) + 1024}`).join(",");
+    assert.equal(
+      mk({ size: 1 << 20, options: adds(24) }).caches().filter((c) =>
+        c.name.startsWith("umem_alloc_")
+      ).length,
+      UMEM_SIZE_CLASSES.length + 24,
+    );
+    for (
+      const [options, re] of [
+        [adds(25), /no room in the size table \(at most 73 classes\)/],
+        ["size_add", /size_add: required value missing/],
+        ["size_add=0", /size_add=0: a size class is 1\.\.131072 bytes/],
+        ["size_add=131073", /a size class is 1\.\.131072 bytes/],
+        ["size_remove=131072", /the largest class \(131072\) cannot be removed/],
+        ["size_remove=24", /size_remove=24: 24 is not a size class/],
+        ["size_clear=1", /size_clear does not take a value/],
+        ["size_add=lots", /size_add=lots: not a size/],
+      ] as const
+    ) {
+      throwsKind(() => mk({ size: 1 << 20, options }), "invalid-argument", re);
     }
   });
 

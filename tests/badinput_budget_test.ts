@@ -458,6 +458,9 @@ table("memoryContextStats(ctx, options)", [
     (f) => memoryContextStats(f.top, { maxLevel: -1, write: () => {} }),
   ],
   ["write 42", "invalid-argument", (f) => memoryContextStats(f.top, { write: 42 as never })],
+  ["options null (was a TypeError)", "invalid-argument", (f) => {
+    memoryContextStats(f.top, null as never);
+  }],
   [
     "maxChildren 0",
     "ok",

@@ -38,6 +38,8 @@ interface Fixture {
   plain: number;
   /** One past the heap's last byte. */
   end: number;
+  /** A large object (past the largest class) that was freed. */
+  bigFreed: number;
 }
 
 function fixture(): Fixture {
@@ -53,7 +55,9 @@ function fixture(): Fixture {
   gc.free(freed);
   const foreign = heap.createCache("other", 96).alloc();
   const plain = heap.alloc(64);
-  return { heap, gc, root, obj, atom, freed, foreign, plain, end: heap.size };
+  const bigFreed = gc.malloc(300_000);
+  gc.free(bigFreed);
+  return { heap, gc, root, obj, atom, freed, foreign, plain, end: heap.size, bigFreed };
 }
 
 type Row = TableRow<Fixture>;
@@ -143,6 +147,8 @@ table("free(ptr)", [
   ["a freed object (a second free)", "duplicate-free", (f) => f.gc.free(f.freed)],
   ["address 0 (nothing)", "ok", (f) => f.gc.free(0)],
   ["a detached handle", "invalid-argument", (f) => f.gc.free(f.obj), (f) => f.gc.detach()],
+  // (its pages went back to the heap: nothing tells it from an address that never held one)
+  ["a large object already freed", "bad-free", (f) => f.gc.free(f.bigFreed)],
 ]);
 
 table("realloc(ptr, size)", [
@@ -243,6 +249,24 @@ table("collect, isLive, stats, leave/enter, detach", [
     "invalid-argument",
     (f) => f.gc.collect(),
     (f) => f.gc.detach(),
+  ],
+  // (a detached handle once came back to life: enter() made its slot running again, and a
+  // handle attached after it in its slot made its fast paths pass)
+  ["enter on a detached handle", "invalid-argument", (f) => f.gc.enter(), (f) => f.gc.detach()],
+  ["malloc on a detached handle once another attached in its slot", "invalid-argument", (f) => {
+    f.gc.malloc(8);
+  }, (f) => {
+    f.gc.detach();
+    Collector.attach(f.heap);
+  }],
+  [
+    "registerFinalizer on a detached handle once another attached in its slot",
+    "invalid-argument",
+    (f) => f.gc.registerFinalizer(f.obj, () => {}),
+    (f) => {
+      f.gc.detach();
+      Collector.attach(f.heap);
+    },
   ],
   ["malloc between leave and enter", "invalid-argument", (f) => f.gc.malloc(8), (f) => {
     f.gc.leave();

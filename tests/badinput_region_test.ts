@@ -508,6 +508,11 @@ table("the malloc interface: Malloc, mallocConfig, mallocFromEnv, malloc/free/re
   ["new Malloc with maxSize 100", "invalid-argument", () => {
     new Malloc({ method: "best", watch: [] }, {}, 100);
   }],
+  ["new Malloc(null) (was a TypeError)", "invalid-argument", () => new Malloc(null as never)],
+  ['mallocConfig("x") (was a TypeError)', "invalid-argument", () => mallocConfig("x" as never)],
+  ["calloc -1 × -8 (two negatives multiply to a size)", "invalid-argument", (f) => {
+    f.m.calloc(-1, -8);
+  }],
   ...sized((f, n) => f.m.malloc(n), ["0"]).map(([l, e, r]): Row => [`malloc ${l}`, e, r]),
   ...sized((f, n) => f.m.realloc(f.mp, n), ["0"]).map(([l, e, r]): Row => [
     `realloc ${l}`,

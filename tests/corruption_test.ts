@@ -13,7 +13,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { corruption } from "./helpers.ts";
 import { CorruptImageError, Heap, inspect, UmemError } from "../mod.ts";
-import { BT_A_SLOT, BT_BXSTAT, BT_REDZONE } from "../core/buftag.ts";
+import { BT_A_SLOT, BT_BXSTAT, BT_LINK, BT_REDZONE } from "../core/buftag.ts";
 import {
   CA_LINKOFF,
   CA_SHIFT,
@@ -434,3 +434,60 @@ for (const mode of ["", "default"]) {
     });
   });
 }
+
+describe("a broken slab free list (the link a free buffer, or its tag, holds)", () => {
+  /** Allocates `n` 64-byte buffers until one is refused; what each call gave. */
+  function allocs(heap: Heap, n: number): (number | UmemError)[] {
+    const out: (number | UmemError)[] = [];
+    for (let i = 0; i < n; i++) {
+      try {
+        out.push(heap.alloc(64));
+      } catch (e) {
+        if (!(e instanceof UmemError)) throw e;
+        out.push(e);
+      }
+    }
+    return out;
+  }
+
+  /** Checks the calls: one "bufctl corrupted" report, every address a 64-byte buffer, distinct. */
+  function checkAfter(heap: Heap, got: (number | UmemError)[], size: number): void {
+    const errors = got.filter((g) => g instanceof UmemError) as UmemError[];
+    assert.equal(errors.length, 1, "one report");
+    assert.equal(errors[0].kind, "bufctl-corrupted");
+    assert.match(errors[0].message, /bufctl corrupted[\s\S]*free list leads to 0x/);
+    const ptrs = got.filter((g) => typeof g === "number") as number[];
+    assert.equal(new Set(ptrs).size, ptrs.length, "no buffer handed out twice");
+    for (const p of ptrs) {
+      assert.equal(inspect(heap).whatis(p).name, "umem_alloc_64", `${p} is a 64-byte buffer`);
+    }
+    assert.equal(heap.size, size, "the header is intact");
+    assert.deepEqual(heap.verify(), [], "the list was made again");
+  }
+
+  for (const options of ["", "nomagazines"]) {
+    it(`no debugging${options && `, ${options}`}: 8 bytes written past a buffer into its free neighbour`, () => {
+      const heap = Heap.create({ size: 1 << 20, debug: "", options });
+      const a = heap.alloc(64), b = heap.alloc(64);
+      heap.alloc(64);
+      heap.free(b, 64);
+      heap.reap(); // b back on its slab, the head of its free list
+      heap.i32[(a + 64) >> 2] = 0x12345670; // before the fix: handed out as a buffer
+      checkAfter(heap, allocs(heap, 6), 1 << 20);
+    });
+  }
+
+  for (const debug of ["guards,noabort", "default,noabort"]) {
+    it(`${debug}: a stray word in the link of free buffers' tags`, () => {
+      const heap = Heap.create({ size: 1 << 20, debug });
+      const ps = Array.from({ length: 20 }, () => heap.alloc(64));
+      for (const p of ps) heap.free(p, 64);
+      heap.reap();
+      const keep = heap.alloc(64), tagOff = 64;
+      for (const p of ps) if (p !== keep) heap.i32[(p + tagOff + BT_LINK) >> 2] = 0x7654320;
+      // Before the fix: the wild address was reported as a tag and pushed on the magazine, and
+      // with nomagazines freed to no slab, writing over the heap's header.
+      checkAfter(heap, allocs(heap, 40), heap.size);
+    });
+  }
+});

@@ -95,6 +95,23 @@ describe("UMEM_DEBUG", () => {
     assert.equal(corruption(() => heap.free(p, 64)).kind, "redzone-violation");
   });
 
+  it("a report's bufctl is the tag it prints, with or without audit; verify() counts no report", () => {
+    for (const debug of ["guards,noabort", "contents,noabort", "audit,noabort"]) {
+      const heap = Heap.create({ size: 1 << 20, debug });
+      const p = heap.alloc(50);
+      heap.u8[p + 50] = 0;
+      const before = inspect(heap).status().errors;
+      for (let i = 0; i < 3; i++) assert.equal(heap.verify().length, 1);
+      // Before the fix each verify() counted as a report.
+      assert.equal(inspect(heap).status().errors, before, debug);
+      const e = corruption(() => heap.free(p, 50));
+      const tag = p + heap.i32[(sizeCache(heap, 50) + CA_TAGOFF) >> 2];
+      assert.equal(e.bufctl, tag, debug); // before the fix 0 without audit
+      assert.match(e.message, new RegExp(`bufctl=0x${tag.toString(16)} `));
+      assert.equal(inspect(heap).status().errors, before + 1);
+    }
+  });
+
   it("contents: a write after free is found when the buffer is handed out again", () => {
     const heap = debugHeap();
     const p = heap.alloc(40);
@@ -159,6 +176,31 @@ describe("UMEM_DEBUG", () => {
     assert.deepEqual(heap.verify(), []);
   });
 
+  it("a wrong size is told as one when it crosses the firewall or the largest class", () => {
+    const heap = Heap.create({ size: 4 << 20, debug: "guards,firewall=4096,noabort" });
+    const cases: [number, number][] = [
+      [100, 5000], // a size class's buffer freed past the firewall
+      [4096, 4097], // a firewalled one, a page more
+      [4096, 100], // a firewalled one freed as a size class's
+      [131072, 131073], // the largest class freed as an oversize allocation
+      [200_000, 100], // an oversize one freed as a size class's
+    ];
+    for (const [size, wrong] of cases) {
+      const p = heap.alloc(size);
+      // Before the fix: "invalid free" or vmem's own error, by where the wrong size led.
+      const e = corruption(() => heap.free(p, wrong));
+      assert.equal(e.kind, "wrong-size", `${size} freed as ${wrong}: ${e.message}`);
+      assert.match(e.message, new RegExp(`bad free: free size \\(${wrong}\\) != alloc size`));
+      assert.equal(e.address, p);
+      heap.free(p, size);
+    }
+    // A cache's buffer freed with a size past the firewall is a free to the wrong cache.
+    const c = heap.createCache("big_things", 3584), q = c.alloc();
+    assert.equal(corruption(() => heap.free(q, 5000)).kind, "wrong-cache");
+    c.free(q);
+    assert.deepEqual(heap.verify(), []);
+  });
+
   it("a corrupt boundary tag and a corrupt bufctl are told apart", () => {
     const heap = debugHeap();
     const p = heap.alloc(24);
@@ -188,6 +230,18 @@ describe("UMEM_DEBUG", () => {
     heap.free(q, 10000);
   });
 
+  it("firewall with contents: a write after free to a buffer's last bytes is found", () => {
+    for (const size of [100, 101, 103]) {
+      const heap = Heap.create({ size: 1 << 20, debug: "contents,firewall=64,noabort" });
+      const p = heap.alloc(size);
+      heap.free(p, size); // quarantined, filled with 0xdeadbeef up to its last byte
+      heap.u8[p + size - 1] ^= 1; // before the fix, 101 and 103 went unseen: only whole words
+      const found = heap.verify();
+      assert.equal(found.length, 1, `size ${size}`);
+      assert.match(found[0], /buffer modified after being freed/);
+    }
+  });
+
   it("firewall: a buffer past this handle's views (another worker grew the heap) is laid out whole", () => {
     const heap = Heap.create({
       size: 1 << 20,
@@ -205,6 +259,30 @@ describe("UMEM_DEBUG", () => {
     heap.u8[p + 3000] = 0xbb;
     heap.free(p, 3000); // before the fix: "firewalled buffer ... not found", its check word lost
     other.free(big, 2 << 20);
+    assert.deepEqual(heap.verify(), []);
+    other.detach();
+  });
+
+  it("guards: a buffer whose tag lies past this handle's views (the heap grew) is freed, not reported", () => {
+    // 65 bytes from the 128 KiB class (size_clear): the tag lies 128 KiB past the buffer, so a
+    // buffer below the other handle's views can have its tag past them.
+    const heap = Heap.create({
+      size: 1 << 20,
+      maxSize: 16 << 20,
+      debug: "guards,noabort",
+      options: "size_clear,size_add=64",
+    });
+    const other = Heap.attach(heap.buffer);
+    const held: number[] = [];
+    let p = 0;
+    for (let i = 0; i < 64 && p === 0; i++) {
+      const q = heap.alloc(65);
+      if (q < other.mapped && q + 131072 >= other.mapped) p = q;
+      else held.push(q);
+    }
+    assert.ok(p !== 0, "a buffer straddles the other handle's views");
+    other.free(p, 65); // before the fix: "redzone violation", the tag read as 0 past the views
+    for (const q of held) heap.free(q, 65);
     assert.deepEqual(heap.verify(), []);
     other.detach();
   });
@@ -541,6 +619,26 @@ describe("UMEM_DEBUG", () => {
     assert.deepEqual(heap.verify(), []);
   });
 
+  it("a trusting heap that debugs: verify() is empty when sound and names a write after free", () => {
+    for (const debug of ["guards,noabort", "contents,noabort", "default,noabort"]) {
+      const heap = Heap.create({ size: 1 << 20, trust: true, debug });
+      const c = heap.createCache("trusted", 48);
+      heap.free(heap.alloc(64), 64);
+      c.free(c.alloc());
+      const live = heap.alloc(64);
+      // Before the fix: the freed buffers, whose state bytes a trusting heap leaves "out",
+      // were taken for allocated ones and reported as duplicate frees.
+      assert.deepEqual(heap.verify(), [], debug);
+      heap.free(live, 64);
+      if (debug !== "guards,noabort") {
+        heap.u8[live + 3] ^= 1;
+        const found = heap.verify();
+        assert.equal(found.length, 1, debug);
+        assert.match(found[0], /buffer modified after being freed/);
+      }
+    }
+  });
+
   it("the same mistakes with debugging off do not harm the heap's metadata", () => {
     const heap = Heap.create({ size: 4 << 20, debug: "" });
     const p = heap.alloc(50);
@@ -646,7 +744,7 @@ describe("the switches", () => {
   it("a report aborts the process unless noabort or nosignal, in a worker too; verify() never does", () => {
     // A subprocess of the runtime running the tests (tests/fixtures/abort_probe.ts).
     const probe = fileURLToPath(new URL("./fixtures/abort_probe.ts", import.meta.url));
-    const run = (debug: string, where: "main" | "worker") => {
+    const run = (debug: string, where: string) => {
       const args = [probe, debug, where];
       const r = spawnSync(process.execPath, IS_DENO ? ["run", "--allow-read", ...args] : args, {
         encoding: "utf8",
@@ -673,6 +771,17 @@ describe("the switches", () => {
         const tail = where === "worker" ? "worker: done\n" : "";
         assert.equal(t.stdout, `verify: 1\ncaught duplicate-free\nafter\n${tail}`);
         assert.equal(t.stderr, "");
+      }
+    }
+    // A libc free of a freed block or of a pointer into one, and an oversize duplicate free,
+    // are reported as the rest (they were thrown, and a try swallowed them).
+    for (const which of ["libc-double", "libc-interior", "oversize-double"]) {
+      for (const debug of ["guards", "contents"]) {
+        const r = run(debug, which);
+        assert.ok(r.aborted, `${which} ${debug}: aborted (status ${r.status}, ${r.stdout})`);
+        assert.match(r.stderr, /^umem allocator: (duplicate free|invalid free)/m);
+        const t = run(`${debug},noabort`, which);
+        assert.match(t.stdout, /caught (duplicate-free|bad-free)\nafter\n$/, `${which} ${debug}`);
       }
     }
     // The status says which: `noabort` is listed when a report is thrown.

@@ -7,7 +7,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { Heap, inspect } from "../mod.ts";
+import { Heap, inspect, UmemError } from "../mod.ts";
 import { Collector, type CollectorOptions } from "../gc/mod.ts";
 import { BUF_MARK, GC_BUSY } from "../gc/layout.ts";
 import { Marker } from "../gc/mark.ts";
@@ -359,6 +359,42 @@ describe("gc: finalizers", () => {
     assert.equal(gc.stats().finalizers, 0);
   });
 
+  it("an uncollectable object's finalizer never runs, and it stays a root", () => {
+    const { heap, gc } = setup();
+    const root = gc.mallocUncollectable(16), child = gc.malloc(16);
+    heap.i32[root >> 2] = child;
+    let ran = 0;
+    gc.registerFinalizer(root, () => ran++);
+    for (let i = 0; i < 2; i++) {
+      const r = gc.collect();
+      assert.equal(r.finalizable, 0);
+      assert.equal(r.objects, 0, "the child the root points at is kept");
+    }
+    assert.equal(ran, 0);
+    assert.ok(gc.isLive(child));
+    assert.deepEqual(heap.verify(), []);
+    gc.free(root); // before the fix: its state byte kept the mark, and this was a duplicate free
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("a finalized object in a buffer reused after a sweep is freed by the next collection", () => {
+    const { heap, gc } = setup();
+    const p = gc.malloc(32);
+    gc.free(p);
+    assert.equal(gc.malloc(32), p);
+    assert.equal(gc.collect().objects, 1); // garbage: the sweep frees it, a deferred free
+    const q = gc.malloc(32);
+    assert.equal(q, p, "the same buffer, handed straight back");
+    let ran = 0;
+    gc.registerFinalizer(q, () => ran++);
+    assert.equal(gc.collect().finalizable, 1);
+    assert.equal(ran, 1);
+    assert.deepEqual(heap.verify(), []); // before the fix: state 0xc1, a mark kept for ever
+    assert.equal(gc.collect().objects, 1);
+    assert.equal(gc.isLive(q), false);
+    assert.deepEqual(heap.verify(), []);
+  });
+
   it("random DAGs: each finalizer runs once, every object after all that reach it", () => {
     fc.assert(
       fc.property(
@@ -553,6 +589,27 @@ describe("gc: allocation, free, realloc, limits", () => {
     assert.ok(e.message.includes("1048576"));
     gc.setMaxHeapSize(0);
     gc.malloc(1024); // no limit now
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("an allocation the heap has no memory for counts nothing in use", () => {
+    const heap = mk({ size: 1 << 20, maxSize: 1 << 20 });
+    const gc = Collector.create(heap, { auto: false });
+    let failed = 0;
+    for (let i = 0; i < 100_000 && failed < 50; i++) {
+      try {
+        gc.malloc(1024); // garbage
+      } catch (e) {
+        if (!(e instanceof UmemError) || e.kind !== "out-of-memory") throw e;
+        failed++;
+      }
+    }
+    assert.equal(failed, 50);
+    gc.collect();
+    const s = gc.stats();
+    assert.equal(s.heapSize - s.freeBytes, 0, "nothing is live"); // before the fix: 51200
+    gc.setMaxHeapSize(40 * 1024);
+    for (let i = 0; i < 100; i++) gc.malloc(1024); // garbage: collected to stay under the limit
     assert.deepEqual(heap.verify(), []);
   });
 

@@ -410,6 +410,40 @@ describe("own: the free hook", () => {
     assert.equal(own.stats().tracked, 0);
   });
 
+  it("libc.realloc of an adopted block is refused, in place or moving, with nothing changed", () => {
+    const { heap, own } = setup();
+    const p = heap.libc.malloc(40);
+    heap.u8.fill(7, p, p + 40);
+    const a = own.adopt(p, 40, "libc");
+    const w = a.borrowMut();
+    // Before the fix the move went through: the block freed behind its handle, the handle's
+    // drop then a duplicate free (or a free of whatever block took its place).
+    throwsKind(() => heap.libc.realloc(p, 4000), "drop-while-borrowed", /^realloc: buffer/);
+    w.release();
+    throwsKind(() => heap.libc.realloc(p, 4000), "bad-free", /^realloc: .* drop it/);
+    throwsKind(() => heap.libc.realloc(p, 42), "bad-free"); // in place: still behind its handle
+    throwsKind(() => heap.libc.realloc(p, 0), "bad-free"); // a free
+    assert.equal(heap.libc.usableSize(p) >= 40, true);
+    assert.ok(heap.u8.subarray(p, p + 40).every((b) => b === 7), "the block is as it was");
+    a.drop();
+    const q = heap.libc.malloc(40); // an untracked block resizes as ever
+    assert.notEqual(heap.libc.realloc(q, 4000), 0);
+    assert.deepEqual(heap.verify(), []);
+    assert.equal(own.stats().tracked, 0);
+  });
+
+  it("adopt takes a firewalled allocation (UMEM_DEBUG=firewall=), in no cache", () => {
+    const heap = Heap.create({ size: 4 << 20, debug: "firewall=64,noabort" });
+    const own = Ownership.create(heap);
+    for (const size of [100, 5000]) {
+      const a = own.adopt(heap.alloc(size), size); // before the fix: "not in a buffer of the size class"
+      a.drop();
+    }
+    assert.equal(own.stats().tracked, 0);
+    assert.deepEqual(heap.verify(), []);
+    own.close();
+  });
+
   it("adopt refuses a wrong size, a free buffer and an interior address; nothing is tracked", () => {
     const { heap, own } = setup();
     const p = heap.alloc(40), q = heap.alloc(40);

@@ -536,6 +536,34 @@ describe("region: bad input gives a typed error and leaves the region usable", (
     throwsKind(() => Region.attach(heapDiscipline(heap), 12345), "corrupt-image");
     throwsKind(() => Region.open(growableDiscipline(), "quick" as MethodName), "invalid-argument");
   });
+
+  it("a handle on a closed region stays dead when a new region opens at its address", () => {
+    // In a buffer, where the record's place is fixed, and in a heap, whose freed segment comes
+    // back to the next open: the stale handle once ran its own method on the new region.
+    const sab = new SharedArrayBuffer(1 << 16);
+    const a = Region.open(bufferDiscipline(sab), "pool");
+    const b = Region.open(bufferDiscipline(sab), "pool");
+    b.alloc(40);
+    a.close();
+    const c = Region.open(bufferDiscipline(sab), "best");
+    assert.equal(c.address, a.address);
+    c.alloc(100);
+    throwsKind(() => b.alloc(40), "destroyed");
+    assert.equal(c.stat().busyCount, 1);
+    assert.deepEqual(c.verify(), []);
+    const heap = mk({ size: 1 << 20 });
+    const d = Region.open(heapDiscipline(heap), "last");
+    const e = Region.attach(heapDiscipline(heap), d.address);
+    d.close();
+    const f = Region.open(heapDiscipline(heap), "best");
+    assert.equal(f.address, d.address, "the same record");
+    throwsKind(() => e.alloc(8), "destroyed");
+    throwsKind(() => d.alloc(8), "destroyed");
+    f.alloc(8);
+    assert.deepEqual(f.verify(), []);
+    f.close();
+    assert.deepEqual(heap.verify(), []);
+  });
 });
 
 describe("region: disciplines", () => {

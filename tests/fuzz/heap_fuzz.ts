@@ -36,7 +36,7 @@ import {
 
 /** One fuzz command. */
 export type FuzzCmd =
-  | { op: "debug"; setting: string }
+  | { op: "debug"; setting: string; options?: string }
   | { op: "alloc"; size: number; via: number }
   | { op: "free"; pick: number; via: number }
   | { op: "pair"; size: number; via: number }
@@ -161,12 +161,13 @@ export const DEBUG_SETTINGS: readonly string[] = [
 export function runCommands(cmds: FuzzCmd[]): void {
   const first = cmds[0];
   const debug = first?.op === "debug" ? first.setting : "";
+  const options = first?.op === "debug" ? first.options ?? "" : "";
   // sbrk, as mk() (helpers.ts): under Bun an mmap heap costs ms to create, and a run makes 150.
   const heap = Heap.create({
     size: 1 << 20,
     debug: debug === "" ? "" : `${debug},noabort`, // (a report is thrown, for the model to see)
     logging: "",
-    options: "",
+    options,
     backend: "sbrk",
   });
   const other = Heap.attach(heap.buffer); // a second worker slot, in this thread
@@ -354,12 +355,27 @@ export const heapTarget: Target<FuzzCmd> = {
   run: runCommands,
 };
 
-/** The heap fuzzer's lists on a debugged heap: a `debug` command, then the list. */
+/**
+ * The `UMEM_OPTIONS` of the `debugheap` target's heaps: libumem's size classes, and classes
+ * edited (8-aligned ones among them, and a table of two).
+ */
+export const SIZE_OPTIONS: readonly string[] = [
+  "",
+  "size_add=24,size_add=40,size_remove=48,size_add=1000",
+  "size_clear,size_add=64",
+];
+
+/**
+ * The heap fuzzer's lists on a debugged heap: a `debug` command (with the heap's size-class
+ * options), then the list.
+ */
 export const debugHeapTarget: Target<FuzzCmd> = {
   name: "debugheap",
-  commands: fc.tuple(fc.constantFrom(...DEBUG_SETTINGS), heapTarget.commands).map((
-    [setting, cmds],
-  ): FuzzCmd[] => [{ op: "debug", setting }, ...cmds]),
+  commands: fc.tuple(
+    fc.constantFrom(...DEBUG_SETTINGS),
+    fc.constantFrom(...SIZE_OPTIONS),
+    heapTarget.commands,
+  ).map(([setting, options, cmds]): FuzzCmd[] => [{ op: "debug", setting, options }, ...cmds]),
   run: runCommands,
 };
 
