@@ -456,10 +456,19 @@ function bufctl(ins: Inspector, addr: number, asJson: boolean, out: Output): num
  * @returns the exit status: 0 ok, 1 leaks or problems found, 2 bad arguments or a bad file
  */
 export function main(args: string[], out: Output = console): number {
-  // `profile` and `replay` read a trace, not a snapshot: profile/cli.ts runs them.
-  const at = args.findIndex((a, i) =>
-    !a.startsWith("-") && !/^(-f|--format|-d|--dump)$/.test(args[i - 1])
-  );
+  // `profile` and `replay` read a trace, not a snapshot: profile/cli.ts runs them. The command
+  // is the first word that is neither an option nor an option's value (every option but -h
+  // takes one: `--cache replay log` is the command log).
+  let at = -1;
+  for (let i = 0; i < args.length && at < 0; i++) {
+    const a = args[i];
+    if (a === "-h" || a === "--help") continue;
+    if (a.startsWith("-") && a.length > 1) {
+      if (!(a.startsWith("--") && a.includes("="))) i++;
+      continue;
+    }
+    at = i;
+  }
   if (at >= 0 && PROFILE_COMMANDS.includes(args[at])) {
     return profileCommand([args[at], ...args.slice(0, at), ...args.slice(at + 1)], out);
   }

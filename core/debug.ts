@@ -54,7 +54,7 @@ import {
   REDZONE_PATTERN,
   UNINIT_PATTERN,
 } from "./buftag.ts";
-import { hex, OutOfMemoryError, UmemError, type UmemErrorKind } from "./errors.ts";
+import { hex, isoTime, OutOfMemoryError, UmemError, type UmemErrorKind } from "./errors.ts";
 import {
   HDR_AUDIT_FRAMES,
   HDR_AUDIT_SAMPLE,
@@ -258,9 +258,7 @@ export function auditOf(h: HeapView, tag: number): AuditTransaction[] {
 export function formatTransaction(buf: number, t: AuditTransaction): string {
   const frames = t.stack === "" ? "\t<no stack; enable UMEM_DEBUG=audit>" : t.stack.split("\n")
     .map((f) => `\t${f}`).join("\n");
-  return `${t.op} of buffer ${hex(buf)}: thr=${t.slot} time=${
-    new Date(t.time).toISOString()
-  }\n${frames}`;
+  return `${t.op} of buffer ${hex(buf)}: thr=${t.slot} time=${isoTime(t.time)}\n${frames}`;
 }
 
 // The slab layer's broken free lists are reported as every other problem is.

@@ -168,6 +168,19 @@ export function hex(addr: number): string {
 }
 
 /**
+ * A time in ms since the epoch as ISO 8601 text, as the logs and audit records print it; a time
+ * no Date can hold (a damaged image's) as `(bad time N)` rather than a RangeError.
+ *
+ * @param t ms since the epoch
+ * @returns the text
+ */
+export function isoTime(t: number): string {
+  return Number.isFinite(t) && Math.abs(t) <= 8.64e15
+    ? new Date(t).toISOString()
+    : `(bad time ${t})`;
+}
+
+/**
  * Checks that `n` is a whole number in [min, max]; throws an `invalid-argument` error naming
  * the function and the parameter otherwise. Accepts only numbers (a string is refused).
  */

@@ -19,7 +19,7 @@
 
 import { BT_A_STACK, BT_SIZE, decodeSize } from "./buftag.ts";
 import { auditOf, type AuditTransaction, formatTransaction } from "./debug.ts";
-import { CorruptImageError, hex, UmemError } from "./errors.ts";
+import { CorruptImageError, hex, isoTime, UmemError } from "./errors.ts";
 import {
   HDR_ALLOCATOR,
   HDR_ARENA_LIST,
@@ -91,8 +91,10 @@ import {
   CA_PARTIAL,
   CA_SHIFT,
   CA_SLABS,
+  CA_SLABSIZE,
   CA_TAGOFF,
   cacheName,
+  cacheRecordFault,
   SB_BASE,
   SB_CACHE,
   SB_NEXT,
@@ -307,26 +309,30 @@ export class Inspector {
 
   /** Live caches' record addresses, in creation order (bounded). */
   private cacheAddrs(): number[] {
-    const out: number[] = [];
-    const limit = this.heap.mapped >> 8;
-    for (
-      let cp = this.w(HDR_CACHE_LIST);
-      cp !== 0 && out.length < limit;
-      cp = this.w(cp + CA_NEXT)
-    ) {
-      if (this.w(cp + CA_MAGIC) === CA_MAGIC_VALUE) out.push(cp);
-    }
-    return out;
+    return this.listed(HDR_CACHE_LIST, CA_NEXT).filter((cp) =>
+      this.w(cp + CA_MAGIC) === CA_MAGIC_VALUE
+    );
   }
 
-  /** Arena record addresses (bounded). */
+  /** The arenas, newest first: a sub-arena before its source, the heap's own last. */
   private arenaAddrs(): number[] {
-    const out: number[] = [];
-    const limit = this.heap.mapped >> 12;
-    for (let a = this.w(HDR_ARENA_LIST); a !== 0 && out.length < limit; a = this.w(a + VM_NEXT)) {
-      if (this.w(a + VM_MAGIC) === VM_MAGIC_VALUE) out.push(a);
+    return this.listed(HDR_ARENA_LIST, VM_NEXT).filter((a) =>
+      this.w(a + VM_MAGIC) === VM_MAGIC_VALUE
+    );
+  }
+
+  /**
+   * The records of the list whose head is the header word `head`, linked through each one's
+   * word `next`, up to a link out of bounds or back to one seen (a damaged image's list ends).
+   */
+  private listed(head: number, next: number): number[] {
+    const seen = new Set<number>(), mapped = this.heap.mapped;
+    for (let a = this.w(head); a > 0 && (a & 3) === 0 && a + next + 4 <= mapped;) {
+      if (seen.has(a)) break;
+      seen.add(a);
+      a = this.w(a + next);
     }
-    return out;
+    return [...seen];
   }
 
   /**
@@ -388,8 +394,12 @@ export class Inspector {
   /** The buffers of cache `cp`, with their states. */
   private buffers(cp: number): WalkEntry[] {
     const h = this.heap, out: WalkEntry[] = [];
+    // A record no cache could have (a damaged image's) has no buffers to walk: one bad word
+    // there would have this list a hundred million.
+    if (cacheRecordFault(h, cp) !== undefined) return out;
     const n = this.w(cp + CA_NCHUNKS), chunk = this.w(cp + CA_CHUNK), shift = this.w(cp + CA_SHIFT);
-    const limit = h.mapped >> 12;
+    // No list holds more slabs than the image does.
+    const limit = h.mapped / this.w(cp + CA_SLABSIZE);
     for (const list of [CA_FULL, CA_PARTIAL, CA_EMPTY]) {
       let k = 0;
       for (
@@ -524,8 +534,8 @@ export class Inspector {
         text: `${hex(a)}: not in any umem cache (heap header and metadata)`,
       };
     }
-    // An arena segment: the innermost arena that has it allocated.
-    for (const ar of this.arenaAddrs().reverse()) {
+    // An arena segment: the innermost arena that has it allocated (the list is newest first).
+    for (const ar of this.arenaAddrs()) {
       const seg = this.segmentAt(ar, a);
       if (seg === undefined) continue;
       const [start, end] = seg;
@@ -1035,7 +1045,7 @@ export class Inspector {
         ? "umem_verify: no problems"
         : `umem_verify: ${problems.length} problem${problems.length === 1 ? "" : "s"}:`,
     );
-    lines.push(...problems.map((p) => `  ${p}`));
+    for (const p of problems) lines.push(`  ${p}`); // (a spread of 125,000 overflows the stack)
     return lines.join("\n");
   }
 
@@ -1122,7 +1132,7 @@ export class Inspector {
     ];
     for (const e of entries.slice(0, limit)) {
       lines.push(
-        `t=${new Date(e.time).toISOString()} thr=${e.slot} ${e.op} ${
+        `t=${isoTime(e.time)} thr=${e.slot} ${e.op} ${
           hex(e.buffer)
         } size=${e.size} cache=${e.cache}`,
       );

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { hex } from "./errors.ts";
+import { hex, isoTime } from "./errors.ts";
 import { HDR_CTLOG, HDR_FAILLOG, type HeapView } from "./image.ts";
 import {
   CT_BUF,
@@ -26,6 +26,8 @@ import {
   FL_SLOT,
   FL_STACK,
   FL_TIME,
+  LG_NREC,
+  LG_RECORDS,
   LG_RECSIZE,
   ringRecords,
 } from "./log.ts";
@@ -114,14 +116,12 @@ function nameAt(h: HeapView, cp: number): string {
  */
 export function ringRecordsIn(h: HeapView, field: number): number[] {
   const ring = word(h, field);
-  if (ring <= 0 || ring >= h.mapped) return [];
-  const size = word(h, ring + LG_RECSIZE);
-  const out: number[] = [];
-  for (const r of ringRecords(h, ring)) {
-    if (size <= 0 || r + size > h.mapped) break;
-    out.push(r);
-  }
-  return out;
+  if (ring <= 0 || ring + LG_RECORDS > h.mapped) return [];
+  const size = word(h, ring + LG_RECSIZE), n = word(h, ring + LG_NREC);
+  // A ring that says it holds more records than fit in the image is damaged: none are read
+  // (ringRecords would list them all first).
+  if (size <= 0 || n <= 0 || ring + LG_RECORDS + n * size > h.mapped) return [];
+  return ringRecords(h, ring);
 }
 
 /**
@@ -185,7 +185,7 @@ export function formatContentsLog(entries: ContentsEntry[], limit: number): stri
   ];
   for (const e of entries.slice(0, limit)) {
     lines.push(
-      `t=${new Date(e.time).toISOString()} thr=${e.slot} free ${
+      `t=${isoTime(e.time)} thr=${e.slot} free ${
         hex(e.buffer)
       } cache=${e.cache} (${e.bytes.length} bytes saved)`,
     );
@@ -208,7 +208,7 @@ export function formatFailLog(entries: FailEntry[], limit: number, noStack: stri
   ];
   for (const e of entries.slice(0, limit)) {
     lines.push(
-      `t=${new Date(e.time).toISOString()} thr=${e.slot} size=${e.size} cache=${
+      `t=${isoTime(e.time)} thr=${e.slot} size=${e.size} cache=${
         e.cache === "" ? "(firewall)" : e.cache
       }`,
     );

@@ -578,6 +578,29 @@ function pickSlab(h: HeapView, cp: number, me: number): number {
   return free || w(h, cp + CA_EMPTY);
 }
 
+/**
+ * What is wrong with the cache record at `cp`, when its fields could not have been laid by
+ * `createCacheRecord` (a damaged image: one bad word there would have a walk of its slabs read
+ * past them, or count to two billion); undefined when they could.
+ */
+export function cacheRecordFault(h: HeapView, cp: number): string | undefined {
+  if (cp <= 0 || (cp & 7) !== 0 || cp + cacheRecordSize(w(h, HDR_NSLOTS)) > h.mapped) {
+    return "is out of bounds";
+  }
+  if (w(h, cp + CA_MAGIC) !== CA_MAGIC_VALUE) return `has magic ${hex(w(h, cp + CA_MAGIC))}`;
+  const chunk = w(h, cp + CA_CHUNK), nchunks = w(h, cp + CA_NCHUNKS);
+  const slabsize = w(h, cp + CA_SLABSIZE), shift = w(h, cp + CA_SHIFT);
+  const nstate = w(h, cp + CA_NSTATE);
+  if (
+    !(slabsize > 0 && slabsize <= h.mapped && chunk > 0 && nchunks > 0 &&
+      nchunks * chunk <= slabsize && shift === granuleShift(chunk) && nstate === slabsize >> shift)
+  ) {
+    return `has a slab layout no cache has (${nchunks} chunks of ${chunk} bytes in ${slabsize}, ` +
+      `granule shift ${shift}, ${nstate} state bytes)`;
+  }
+  return undefined;
+}
+
 /** Gives every empty slab of cache `cp` back to vmem. Returns the bytes given back. */
 export function slabReap(h: HeapView, cp: number): number {
   let bytes = 0;

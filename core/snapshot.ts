@@ -77,15 +77,24 @@ export function crc32(bytes: Uint8Array): number {
 function snapshotLocks(h: HeapView): number[] {
   const w = (a: number) => h.i32[a >> 2];
   const locks = [HDR_SLOT_LOCK, HDR_ARENA_LOCK, HDR_CACHE_LOCK, HDR_ROOT_LOCK];
-  const caches: number[] = [];
-  for (let cp = w(HDR_CACHE_LIST); cp !== 0 && caches.length < 1 << 16; cp = w(cp + CA_NEXT)) {
-    if (w(cp + CA_MAGIC) === CA_MAGIC_VALUE) caches.push(cp);
-  }
+  // The records of a list, up to a link out of bounds or back to one seen (a damaged heap's
+  // snapshot is what a post-mortem needs: its walk ends, and takes no lock twice).
+  const list = (head: number, next: number): number[] => {
+    const seen = new Set<number>();
+    for (let a = w(head); a > 0 && (a & 3) === 0 && a + next + 4 <= h.mapped; a = w(a + next)) {
+      if (seen.has(a)) break;
+      seen.add(a);
+    }
+    return [...seen];
+  };
+  const caches = list(HDR_CACHE_LIST, CA_NEXT).filter((cp) =>
+    cp + CA_DEPOT_LOCK + 4 <= h.mapped && w(cp + CA_MAGIC) === CA_MAGIC_VALUE
+  );
   for (const cp of caches) locks.push(cp + CA_DEPOT_LOCK);
   for (const cp of caches) locks.push(cp + CA_LOCK);
   // The arena list is newest first: sub-arenas before their sources, the heap's arena last.
-  for (let a = w(HDR_ARENA_LIST), n = 0; a !== 0 && n < 1 << 16; a = w(a + VM_NEXT), n++) {
-    locks.push(a + VM_LOCK);
+  for (const a of list(HDR_ARENA_LIST, VM_NEXT)) {
+    if (a + VM_LOCK + 4 <= h.mapped) locks.push(a + VM_LOCK);
   }
   locks.push(HDR_SEG_LOCK);
   return locks;

@@ -41,6 +41,7 @@ import {
   CC_PROUNDS,
   CC_ROUNDS,
   CC_SIZE,
+  MAG_ROUNDS,
   MG_NEXT,
   MG_ROUNDS,
 } from "./magazine.ts";
@@ -75,6 +76,7 @@ import {
   CA_SLABSIZE,
   CA_TAGOFF,
   cacheName,
+  cacheRecordFault,
   CF_NOMAGAZINE,
   CF_TAGSTATE,
   SB_BASE,
@@ -123,40 +125,65 @@ export function verifyHeap(h: HeapView): string[] {
 /** {@linkcode verifyHeap}'s walk. */
 function verifyAll(h: HeapView): string[] {
   const out: string[] = [];
-  verifyLocks(h, out);
-  const limit = h.mapped >> 3;
-  let n = 0;
-  for (let a = w(h, HDR_ARENA_LIST); a !== 0 && n++ < limit; a = w(h, a + VM_NEXT)) {
-    if (!inBounds(h, a)) {
-      out.push(`vmem_verify: arena list points out of bounds (${hex(a)})`);
-      break;
-    }
-    verifyArena(h, a, out);
-  }
+  const arenas = listOf(h, HDR_ARENA_LIST, VM_NEXT, "vmem_verify: arena list", out);
+  const caches = listOf(h, HDR_CACHE_LIST, CA_NEXT, "umem_verify: cache list", out);
+  verifyLocks(h, out, arenas, caches);
+  for (const a of arenas) verifyArena(h, a, out);
   for (const [p, bytes] of quarantined(h)) {
     const bad = checkQuarantined(h, p, bytes);
     if (bad !== undefined) out.push(bad);
   }
-  n = 0;
-  for (let cp = w(h, HDR_CACHE_LIST); cp !== 0 && n++ < limit; cp = w(h, cp + CA_NEXT)) {
-    if (!inBounds(h, cp)) {
-      out.push(`umem_verify: cache list points out of bounds (${hex(cp)})`);
-      break;
-    }
-    verifyCache(h, cp, out);
+  for (const cp of caches) {
+    // A record whose layout cannot be (one bad word) would have the walks below read past it,
+    // or count to two billion: it is reported, and its slabs left alone.
+    const rounds = w(h, cp + CA_MAGROUNDS);
+    const fault = cacheRecordFault(h, cp) ??
+      (rounds < 0 || rounds > MAX_ROUNDS ? `has magazines of ${rounds} rounds` : undefined);
+    if (fault !== undefined) {
+      out.push(`umem_verify(${cacheName(h, cp)}): record ${hex(cp)} ${fault}`);
+    } else verifyCache(h, cp, out);
   }
   return out;
 }
 
+/**
+ * The records of the list whose head is the header word `head`, linked through the word `next`
+ * of each: up to the first that is out of bounds or seen before, each reported in `out`.
+ */
+function listOf(h: HeapView, head: number, next: number, what: string, out: string[]): number[] {
+  const seen = new Set<number>(), list: number[] = [];
+  for (let a = w(h, head); a !== 0; a = w(h, a + next)) {
+    if (!inBounds(h, a) || a + next + 4 > h.mapped) {
+      out.push(`${what} points out of bounds (${hex(a)})`);
+      break;
+    }
+    if (seen.has(a)) {
+      out.push(`${what} loops back to ${hex(a)}`);
+      break;
+    }
+    seen.add(a);
+    list.push(a);
+  }
+  return list;
+}
+
 const w = (h: HeapView, a: number) => h.i32[a >> 2];
+/** The most rounds a magazine holds (its largest type's). */
+const MAX_ROUNDS = MAG_ROUNDS[MAG_ROUNDS.length - 1];
 
 /**
  * Reports every lock held by a worker slot that is no longer attached (it died, or was
  * reclaimed, while it held the lock): the structure the lock guards may be half-changed.
  */
-function verifyLocks(h: HeapView, out: string[]): void {
+function verifyLocks(
+  h: HeapView,
+  out: string[],
+  arenas: readonly number[],
+  caches: readonly number[],
+): void {
   const nslots = w(h, HDR_NSLOTS), table = w(h, HDR_SLOTS);
   const check = (addr: number, what: string) => {
+    if (addr <= 0 || addr + 4 > h.mapped) return;
     const holder = (Atomics.load(h.i32, addr >> 2) & LOCK_HOLDER_MASK) - 1;
     if (holder < 0) return;
     const live = holder < nslots && w(h, table + holder * WS_SIZE + WS_STATE) === SLOT_LIVE;
@@ -173,21 +200,8 @@ function verifyLocks(h: HeapView, out: string[]): void {
   check(HDR_ARENA_LOCK, "the arena list lock");
   check(HDR_CACHE_LOCK, "the cache list lock");
   check(HDR_ROOT_LOCK, "the root table lock");
-  const limit = h.mapped >> 12;
-  let n = 0;
-  for (
-    let a = w(h, HDR_ARENA_LIST);
-    a !== 0 && inBounds(h, a) && n++ < limit;
-    a = w(h, a + VM_NEXT)
-  ) {
-    check(a + VM_LOCK, `arena ${arenaName(h, a)} lock`);
-  }
-  n = 0;
-  for (
-    let cp = w(h, HDR_CACHE_LIST);
-    cp !== 0 && inBounds(h, cp) && n++ < limit;
-    cp = w(h, cp + CA_NEXT)
-  ) {
+  for (const a of arenas) check(a + VM_LOCK, `arena ${arenaName(h, a)} lock`);
+  for (const cp of caches) {
     check(cp + CA_LOCK, `cache ${cacheName(h, cp)} slab lock`);
     check(cp + CA_DEPOT_LOCK, `cache ${cacheName(h, cp)} depot lock`);
   }
@@ -196,11 +210,13 @@ function verifyLocks(h: HeapView, out: string[]): void {
 /** Checks every buffer of a debugged cache: free ones' patterns, allocated ones' redzones. */
 function verifyDebugBuffers(h: HeapView, cp: number, out: string[]): void {
   const n = w(h, cp + CA_NCHUNKS), chunk = w(h, cp + CA_CHUNK), shift = w(h, cp + CA_SHIFT);
+  // (verifyCache reported a list longer than the slabs the heap could hold)
+  const limit = h.mapped / w(h, cp + CA_SLABSIZE);
   for (const list of [CA_FULL, CA_PARTIAL, CA_EMPTY]) {
     let k = 0;
     for (
       let sb = w(h, cp + list);
-      sb !== 0 && inBounds(h, sb) && k++ < 1e6;
+      sb !== 0 && inBounds(h, sb) && k++ < limit;
       sb = w(h, sb + SB_NEXT)
     ) {
       const base = w(h, sb + SB_BASE);
@@ -383,7 +399,7 @@ function verifyCache(h: HeapView, cp: number, out: string[]): void {
   ) {
     let k = 0;
     for (let m = w(h, cp + head); m !== 0; m = w(h, m + MG_NEXT)) {
-      if (!inBounds(h, m) || ++k > limit * 64) {
+      if (!inBounds(h, m) || m + MG_ROUNDS + rounds * 4 > h.mapped || ++k > limit * 64) {
         bad(`depot list broken at ${hex(m)}`);
         break;
       }
@@ -404,6 +420,10 @@ function verifyCache(h: HeapView, cp: number, out: string[]): void {
     for (const [mf, rf] of [[CC_LOADED, CC_ROUNDS], [CC_PLOADED, CC_PROUNDS]]) {
       const m = w(h, cc + mf), r = w(h, cc + rf);
       if (m === 0) continue;
+      if (!inBounds(h, m) || r < 0 || r > MAX_ROUNDS || m + MG_ROUNDS + r * 4 > h.mapped) {
+        bad(`slot ${s} magazine ${hex(m)} with ${r} rounds is out of bounds`);
+        continue;
+      }
       for (let i = 0; i < r; i++) {
         checkRound(w(h, m + MG_ROUNDS + i * 4), `slot ${s} magazine ${hex(m)}`);
       }

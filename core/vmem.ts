@@ -419,8 +419,12 @@ function hashInsert(h: HeapView, a: number, seg: number): void {
 
 /** The allocated segment that starts at `start`, or 0. */
 export function hashFind(h: HeapView, a: number, start: number): number {
-  let seg = w(h, bucket(h, a, start));
-  while (seg !== 0 && w(h, seg + VS_START) !== start) seg = w(h, seg + VS_KNEXT);
+  // Bounded, and each link checked: a damaged chain (a snapshot's, verify's) ends the search.
+  let seg = w(h, bucket(h, a, start)), k = h.mapped >> 5;
+  while (seg !== 0 && w(h, seg + VS_START) !== start) {
+    seg = w(h, seg + VS_KNEXT);
+    if (!(seg > 0 && seg < h.mapped) || --k < 0) return 0;
+  }
   return seg;
 }
 

@@ -341,6 +341,16 @@ describe("umem log", () => {
   });
 });
 
+describe("umem: the command among options", () => {
+  it("an option's value named as a profile command is a value, not the command", () => {
+    const out: string[] = [], err: string[] = [];
+    const quiet = { log: (t: string) => out.push(t), error: (t: string) => err.push(t) };
+    // Before the fix `replay`, the value of --cache, was taken for the command.
+    assert.equal(main(["--dump", dump, "--cache", "replay", "log"], quiet), 0, err.join("\n"));
+    assert.match(out.join("\n"), /^transaction log: \d+ records/);
+  });
+});
+
 describe("umem verify", () => {
   it("lists a cache per line, clean or with its problems, and exits 1 when there are any", () => {
     const run = (file: string, ...args: string[]) => {
