@@ -143,7 +143,6 @@ import {
   SB_CACHE,
   SB_NEXT,
   SB_STATE,
-  setSlabReport,
   slabOf,
 } from "./slab.ts";
 import {
@@ -261,11 +260,6 @@ export function formatTransaction(buf: number, t: AuditTransaction): string {
   return `${t.op} of buffer ${hex(buf)}: thr=${t.slot} time=${isoTime(t.time)}\n${frames}`;
 }
 
-// The slab layer's broken free lists are reported as every other problem is.
-setSlabReport((h, cp, buf, detail) =>
-  report(h, "bufctl-corrupted", "bufctl corrupted", [detail], buf, buf === 0 ? 0 : cp)
-);
-
 /**
  * Builds the report of a problem with buffer `buf` of cache `cp` and counts it. `category` is
  * libumem's category line; `detail` lines follow it.
@@ -281,7 +275,7 @@ export function report(
   const name = cp !== 0 ? cacheName(h, cp) : "";
   // The tag (umem's bufctl) of a debugged cache's buffer; its audit record with `audit`.
   const dbg = cp !== 0 ? w(h, cp + CA_DEBUG) : 0;
-  const tag = dbg !== 0 ? buf + w(h, cp + CA_TAGOFF) : 0;
+  const tag = dbg !== 0 && buf !== 0 ? buf + w(h, cp + CA_TAGOFF) : 0;
   const audit = tag !== 0 && tag < h.mapped && (dbg & DBG_AUDIT) !== 0 ? auditOf(h, tag) : [];
   const lines = [`umem allocator: ${category}`, ...detail];
   lines.push(`buffer=${hex(buf)}  bufctl=${hex(tag)}  cache: ${name}`);
@@ -972,6 +966,8 @@ interface SpanAt {
   size: number;
   /** Whether it is a firewalled buffer. */
   firewalled: boolean;
+  /** Whether it is a firewalled buffer already freed (in quarantine). */
+  freed: boolean;
 }
 
 /**
@@ -983,14 +979,29 @@ function spanAt(h: HeapView, p: number): SpanAt | undefined {
   const seg = hashFind(h, w(h, HDR_OVERSIZE), p);
   if (seg === 0) return undefined;
   const bytes = w(h, seg + VS_END) - w(h, seg + VS_START);
-  if (bytes >= 8 && p + bytes <= h.mapped && w(h, p + bytes - 4) === (p ^ FW_MAGIC)) {
-    return { size: decodeSize(w(h, p + bytes - 8)), firewalled: true };
+  const check = bytes >= 8 && p + bytes <= h.mapped ? w(h, p + bytes - 4) : 0;
+  if (check === (p ^ FW_MAGIC) || check === (p ^ FW_MAGIC ^ -1)) {
+    const freed = check !== (p ^ FW_MAGIC);
+    return { size: decodeSize(w(h, p + bytes - 8)), firewalled: true, freed };
   }
-  return { size: bytes, firewalled: false };
+  return { size: bytes, firewalled: false, freed: false };
 }
 
-/** The report of a free of `size` bytes at `p`, where `span` says what was allocated there. */
+/**
+ * The report of a free of `size` bytes at `p`, where `span` says what was allocated there: a
+ * duplicate free when it is a firewalled buffer already freed, else a wrong size.
+ */
 function wrongSizeSpan(h: HeapView, p: number, size: number, span: SpanAt): HeapCorruptionError {
+  if (span.freed) {
+    return report(
+      h,
+      "duplicate-free",
+      "duplicate free: buffer freed twice",
+      [`firewalled buffer of ${span.size} bytes at ${hex(p)}, in quarantine (freed with ${size})`],
+      p,
+      0,
+    );
+  }
   return report(
     h,
     "wrong-size",

@@ -43,6 +43,7 @@
  * @module
  */
 
+import { report } from "./debug.ts";
 import { hex, OutOfMemoryError, UmemError } from "./errors.ts";
 import {
   HDR_CACHE_LIST,
@@ -479,16 +480,22 @@ export function slabAllocRaw(h: HeapView, cp: number, state = BUF_ALLOC): number
     const bad = next === -1 ? buf : next;
     rebuildFreeList(h, cp, sb);
     unlock(h, cp + CA_LOCK);
-    throw slabReport(
+    // (debug.ts imports this file: `report` is a function declaration, there from the start,
+    // and called only here, never while the modules load.)
+    throw report(
       h,
-      cp,
-      next === -1 ? 0 : buf,
-      `umem_cache_alloc(${cacheName(h, cp)}): slab ${hex(sb)}'s free list leads to ${
-        hex(bad)
-      }, not a free buffer of the slab${
-        next === -1 ? "" : ` (the link in free buffer ${hex(buf)})`
-      }: a write after free or past the end of a buffer; the list was made again from the ` +
+      "bufctl-corrupted",
+      "bufctl corrupted",
+      [
+        `umem_cache_alloc(${cacheName(h, cp)}): slab ${hex(sb)}'s free list leads to ${
+          hex(bad)
+        }, not a free buffer of the slab${
+          next === -1 ? "" : ` (the link in free buffer ${hex(buf)})`
+        }: a write after free or past the end of a buffer; the list was made again from the ` +
         `slab's state bytes`,
+      ],
+      next === -1 ? 0 : buf,
+      cp,
     );
   }
   setw(h, sb + SB_FREE, next);
@@ -525,26 +532,6 @@ function rebuildFreeList(h: HeapView, cp: number, sb: number): void {
   setw(h, sb + SB_FREE, head);
   setw(h, sb + SB_REFCNT, n - free);
   listMove(h, cp, sb, free === 0 ? CA_FULL : free === n ? CA_EMPTY : CA_PARTIAL);
-}
-
-/**
- * How the slab layer reports a broken free list (`buf` the free buffer whose link is bad, 0 when
- * the head itself is): debug.ts's `report` (libumem's "bufctl corrupted", with the abort or the
- * print the heap's switches ask for), which debug.ts sets when it loads (it imports this file,
- * so this file cannot import it).
- */
-let slabReport: (h: HeapView, cp: number, buf: number, detail: string) => Error = (
-  _h,
-  _cp,
-  buf,
-  detail,
-) => new UmemError("bufctl-corrupted", detail, buf);
-
-/** Sets the slab layer's reporter of a broken free list (debug.ts, once). */
-export function setSlabReport(
-  f: (h: HeapView, cp: number, buf: number, detail: string) => Error,
-): void {
-  slabReport = f;
 }
 
 /** Puts buffer `buf` (already destroyed, if it was constructed) back on its slab. */

@@ -893,6 +893,7 @@ export class Collector implements Disposable {
     const h = this.heap;
     h.sync();
     this.checkAttached("GC_gcollect");
+    this.checkSlot("GC_gcollect");
     const deadline = Date.now() + h.i32[(this.record + GC_PARK_TIMEOUT) >> 2];
     while (!tryBeginCollection(h, this.record, this.slot)) {
       if (!park(h, this.record, this.slot)) {
@@ -1124,6 +1125,7 @@ export class Collector implements Disposable {
    */
   enter(): void {
     this.checkAttached("GC_enter");
+    this.checkSlot("GC_enter");
     enterWorld(this.heap, this.record, this.slot);
   }
 
@@ -1335,6 +1337,20 @@ export class Collector implements Disposable {
   }
 
   // ---- internals ----
+
+  /**
+   * Refuses a call from a worker whose slot the collector no longer counts (`Heap.reclaimSlot`,
+   * or the heap handle detached): a collection from it would not be waited for, nor wait.
+   * @throws {UmemError} `invalid-argument` naming `fn`
+   */
+  private checkSlot(fn: string): void {
+    if (Atomics.load(this.heap.i32, this.stateWord) === WS_NONE) {
+      throw new UmemError(
+        "invalid-argument",
+        `${fn}: worker ${this.slot} detached its collector handle (its slot was given back)`,
+      );
+    }
+  }
 
   /**
    * Refuses a call on a detached handle (its slot may have another handle now).

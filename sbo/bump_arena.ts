@@ -155,6 +155,9 @@ if (
 }
 const TWO31 = 0x80000000;
 
+/** The keys {@linkcode BumpArenaOptions} has. */
+const ARENA_OPTION_KEYS = ["chunkSize", "maxChunkSize", "limit", "pool"];
+
 /** Options of a {@linkcode BumpArena}. */
 export interface BumpArenaOptions {
   /**
@@ -333,6 +336,13 @@ function opening(parent: unknown, options: BumpArenaOptions | undefined): Openin
   if (options !== undefined) {
     if (typeof options !== "object" || options === null) {
       throw new UmemError("invalid-argument", `${fn}: options must be an object`);
+    }
+    // A typo would otherwise be ignored without a word (`limt: 5`, no limit), as Heap.create
+    // and MemoryContext.create refuse it.
+    for (const k of Object.keys(options)) {
+      if (!ARENA_OPTION_KEYS.includes(k)) {
+        throw new UmemError("invalid-argument", `${fn}: unknown option '${k}'`);
+      }
     }
     if (options.chunkSize !== undefined) {
       chunkSize = chunkBytes(checkSize(fn, "chunkSize", options.chunkSize, CHUNK_MIN, 1 << 30));

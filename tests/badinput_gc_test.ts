@@ -20,7 +20,7 @@
 import assert from "node:assert/strict";
 import { badInputTable, NUMBERS, type TableRow } from "./badinput_table.ts";
 import { mk } from "./helpers.ts";
-import type { Heap } from "../mod.ts";
+import { Heap } from "../mod.ts";
 import { Collector } from "../gc/mod.ts";
 
 /** What a row runs against. */
@@ -253,6 +253,13 @@ table("collect, isLive, stats, leave/enter, detach", [
   // (a detached handle once came back to life: enter() made its slot running again, and a
   // handle attached after it in its slot made its fast paths pass)
   ["enter on a detached handle", "invalid-argument", (f) => f.gc.enter(), (f) => f.gc.detach()],
+  // (the slot given back under a handle still attached: collect once ran from a free slot)
+  ["collect and enter once the worker's slot was given back", "invalid-argument", (f) => {
+    const other = Heap.attach(f.heap.buffer), gc = Collector.attach(other);
+    f.heap.reclaimSlot(other.slot);
+    assert.throws(() => gc.enter(), /GC_enter: .*its slot was given back/);
+    gc.collect();
+  }],
   ["malloc on a detached handle once another attached in its slot", "invalid-argument", (f) => {
     f.gc.malloc(8);
   }, (f) => {

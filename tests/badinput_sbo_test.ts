@@ -119,6 +119,8 @@ table("new BumpArena(parent, options) and scope(parent, options)", [
     (f) => scope(f.heap, { chunkSize: n as number }),
   ]),
   ["chunkSize 100 (under 256)", "invalid-argument", (f) => scope(f.heap, { chunkSize: 100 })],
+  // (a typo was ignored: no limit at all)
+  ["an unknown option: limt", "invalid-argument", (f) => scope(f.heap, { limt: 5 } as never)],
   ["chunkSize 300 (rounded up)", "ok", (f) => scope(f.heap, { chunkSize: 300 }).dispose()],
   [
     "maxChunkSize below chunkSize",

@@ -194,6 +194,12 @@ describe("UMEM_DEBUG", () => {
       assert.equal(e.address, p);
       heap.free(p, size);
     }
+    // A firewalled buffer freed twice, the second time with another size: a duplicate free.
+    const fw = heap.alloc(5000);
+    heap.free(fw, 5000);
+    for (const again of [100, 9000, 5000]) {
+      assert.equal(corruption(() => heap.free(fw, again)).kind, "duplicate-free", `${again}`);
+    }
     // A cache's buffer freed with a size past the firewall is a free to the wrong cache.
     const c = heap.createCache("big_things", 3584), q = c.alloc();
     assert.equal(corruption(() => heap.free(q, 5000)).kind, "wrong-cache");
