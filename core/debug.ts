@@ -988,6 +988,20 @@ function spanAt(h: HeapView, p: number): SpanAt | undefined {
 }
 
 /**
+ * Whether a block past the size classes starting at `p` is live: a span of umem_oversize
+ * allocated there, and, when firewalled, not in quarantine (`libc`'s realloc and usableSize ask,
+ * for the header of a freed block may outlive its free).
+ *
+ * @param h the heap
+ * @param p the block's first byte
+ * @returns whether it is a live allocation
+ */
+export function bigBlockLive(h: HeapView, p: number): boolean {
+  const span = spanAt(h, p);
+  return span !== undefined && !span.freed;
+}
+
+/**
  * The report of a free of `size` bytes at `p`, where `span` says what was allocated there: a
  * duplicate free when it is a firewalled buffer already freed, else a wrong size.
  */

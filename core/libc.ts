@@ -24,7 +24,7 @@
  */
 
 import { FREE_PATTERN } from "./buftag.ts";
-import { report } from "./debug.ts";
+import { bigBlockLive, report } from "./debug.ts";
 import {
   HOOK_LIBC,
   hooksLive,
@@ -459,11 +459,12 @@ export class Libc {
     // A freed block's header may outlive its free: its buffer's state says (a block of the size
     // classes; an oversize one's pages went back, and its header with them, or not: unknown).
     // (free finds it through the heap's own checks.)
-    if (fn === "realloc") {
+    if (fn === "realloc" || fn === "usableSize") {
       const st = bufferState(h, at);
-      if (st !== -1 && st !== BUF_ALLOC) {
-        throw fail("bad-free", `realloc: ${hex(ptr)} is a freed block`);
-      }
+      // Past the size classes the block is a span of umem_oversize, or a firewalled one: live
+      // only while the span is allocated (and, firewalled, not in quarantine).
+      const live = st === -1 ? bigBlockLive(h, at) : st === BUF_ALLOC;
+      if (!live) throw fail("bad-free", `${fn}: ${hex(ptr)} is a freed block`);
     }
     return at;
   }

@@ -41,6 +41,7 @@ import {
   HDR_ALLOCATOR,
   HDR_ARENA_LIST,
   HDR_ARENA_LOCK,
+  HDR_CACHE_LIST,
   HDR_MAXSIZE,
   HDR_META_ARENA,
   HDR_META_BYTES,
@@ -53,13 +54,14 @@ import {
   HDR_SIZE,
   type HeapView,
   MAX_IMAGE,
+  PAGE_SHIFT,
   PAGE_SIZE,
   roundUp,
 } from "./image.ts";
 import { createCacheRecord, destroyCacheRecord } from "./cache.ts";
 import { lock, unlock } from "./lock.ts";
 import { cacheAlloc, cacheFree } from "./magazine.ts";
-import { CF_QCACHE } from "./slab.ts";
+import { CA_NAME_LEN, CA_NEXT, cacheName, CF_QCACHE, SB_CACHE } from "./slab.ts";
 
 // ---- Segment record (32 bytes) ----
 /** First address of the segment. */
@@ -826,15 +828,53 @@ export function vmemFreeAddr(h: HeapView, a: number, addr: number, size: number)
 }
 
 /**
+ * True when arena `a`'s memory is the heap's: it is the heap's own arena, or its sources lead
+ * there (an arena over an address space of its own, ids say, has none: no slab may be laid in
+ * it, and the page map says nothing of its addresses).
+ */
+function heapBacked(h: HeapView, a: number): boolean {
+  const root = w(h, HDR_ROOT_ARENA);
+  for (let k = 0; a > 0 && a < h.mapped && k < 64; k++, a = w(h, a + VM_SOURCE)) {
+    if (a === root) return true;
+  }
+  return false;
+}
+
+/** The slab record of the heap page holding `addr`, or 0 (none, or not the heap's memory). */
+function slabPageAt(h: HeapView, addr: number): number {
+  return addr > 0 && addr < h.mapped ? h.i32[(h.pagemap >> 2) + (addr >>> PAGE_SHIFT)] : 0;
+}
+
+/** The names of arena `name`'s quantum caches: `<name>_<n * q>` up to `qcacheMax`, at most 16. */
+function qcacheNames(name: string, q: number, qcacheMax: number): string[] {
+  const n = Math.min(Math.floor(qcacheMax / q), VM_QCACHE_N);
+  return Array.from({ length: n }, (_, i) => `${name}_${(i + 1) * q}`);
+}
+
+/** True when the heap has a cache named `name`. */
+function cacheNamed(h: HeapView, name: string): boolean {
+  const seen = new Set<number>();
+  for (
+    let cp = w(h, HDR_CACHE_LIST);
+    cp > 0 && cp < h.mapped && !seen.has(cp);
+    cp = w(h, cp + CA_NEXT)
+  ) {
+    seen.add(cp);
+    if (cacheName(h, cp) === name) return true;
+  }
+  return false;
+}
+
+/**
  * Creates the quantum caches of arena `a`: `min(qcacheMax / quantum, 16)` object caches named
  * `<arena>_<n * quantum>`, whose slabs come from the arena itself.
  */
 function layQcaches(h: HeapView, a: number, name: string, q: number, qcacheMax: number): void {
-  const n = Math.min(Math.floor(qcacheMax / q), VM_QCACHE_N);
+  const names = qcacheNames(name, q, qcacheMax), n = names.length;
   for (let i = 0; i < n; i++) {
     const cp = createCacheRecord(
       h,
-      `${name}_${(i + 1) * q}`,
+      names[i],
       (i + 1) * q,
       { align: q },
       CF_QCACHE,
@@ -961,6 +1001,12 @@ export class Vmem {
     } = {},
   ): Vmem {
     heap.sync();
+    if (typeof options !== "object" || options === null) {
+      throw new UmemError("invalid-argument", `vmem_create(${name}): options must be an object`);
+    }
+    if (options.source !== undefined && !(options.source instanceof Vmem)) {
+      throw new UmemError("invalid-argument", `vmem_create(${name}): source must be a Vmem`);
+    }
     const quantum = checkSize("vmem_create", "quantum", options.quantum ?? 8, 1, 1 << 30);
     if ((quantum & (quantum - 1)) !== 0) {
       throw new UmemError(
@@ -992,15 +1038,37 @@ export class Vmem {
     }
     if (options.source !== undefined) options.source.check("vmem_create");
     const qcacheMax = checkSize("vmem_create", "qcacheMax", options.qcacheMax ?? 0, 0, 1 << 30);
-    if (qcacheMax > 0 && (options.source === undefined || quantum < 8 || quantum > PAGE_SIZE)) {
+    if (
+      qcacheMax > 0 &&
+      (options.source === undefined || !heapBacked(heap, options.source.addr) || quantum < 8 ||
+        quantum > PAGE_SIZE)
+    ) {
       throw new UmemError(
         "invalid-argument",
         `vmem_create(${name}): quantum caches need heap memory: a source arena and a quantum of 8 to ${PAGE_SIZE}`,
       );
     }
-    // Validate the name before taking memory for the record.
+    // Validate the name before taking memory for the record, and the quantum caches' names too:
+    // a failure once they were being made left a half-made arena listed.
     if (typeof name !== "string" || name.length === 0) {
       throw new UmemError("invalid-argument", "vmem_create: name must be a non-empty string");
+    }
+    for (const qname of qcacheNames(name, quantum, qcacheMax)) {
+      const bytes = new TextEncoder().encode(qname).length;
+      if (bytes >= CA_NAME_LEN) {
+        throw new UmemError(
+          "invalid-argument",
+          `vmem_create(${name}): its quantum cache's name '${qname}' is ${bytes} bytes (at most ${
+            CA_NAME_LEN - 1
+          }): a shorter name, or a smaller qcacheMax`,
+        );
+      }
+      if (cacheNamed(heap, qname)) {
+        throw new UmemError(
+          "invalid-argument",
+          `vmem_create(${name}): a cache named '${qname}' exists (its quantum cache's name)`,
+        );
+      }
     }
     const root = w(heap, HDR_ROOT_ARENA);
     const a = vmemAllocAddr(heap, root, VM_RECORD_SIZE);
@@ -1077,15 +1145,18 @@ export class Vmem {
     this.check("vmem_alloc");
     const s = this.checkAllocSize("vmem_alloc", size);
     const h = this.heap, a = this.addr;
-    if (s <= w(h, a + VM_QCACHE_MAX) && (policy === undefined || policy === "instantfit")) {
-      return cacheAlloc(h, w(h, a + VM_QCACHE + (s / w(h, a + VM_QUANTUM) - 1) * 4));
-    }
     const p = policy === undefined ? POLICY_DEFAULT : POLICY_NAMES.indexOf(policy);
     if (policy !== undefined && p < 0) {
       throw new UmemError(
         "invalid-argument",
         `vmem_alloc(${this.name}): unknown policy '${policy}'`,
       );
+    }
+    // A size the quantum caches serve comes from them whatever the policy, as libumem's
+    // vmem_alloc: free sends it back there (it had been taken from the arena itself, and free
+    // then refused it).
+    if (s <= w(h, a + VM_QCACHE_MAX)) {
+      return cacheAlloc(h, w(h, a + VM_QCACHE + (s / w(h, a + VM_QUANTUM) - 1) * 4));
     }
     segReserve(h);
     lock(h, this.addr + VM_LOCK);
@@ -1128,6 +1199,9 @@ export class Vmem {
   xalloc(size: number, c: XallocConstraints = {}): number {
     this.check("vmem_xalloc");
     const fn = `vmem_xalloc(${this.name})`;
+    if (typeof c !== "object" || c === null) {
+      throw new UmemError("invalid-argument", `${fn}: constraints must be an object`);
+    }
     const q = this.quantum;
     const s = checkSize(fn, "size", size, 1, MAX_IMAGE);
     const align = checkSize(fn, "align", c.align ?? q, 1, 1 << 30);
@@ -1206,6 +1280,18 @@ export class Vmem {
     const fn = `vmem_free(${this.name})`;
     checkSize(fn, "address", addr, 0, MAX_IMAGE);
     const h = this.heap, a = this.addr;
+    // A cache's slab (a quantum cache's, a size class's) is this arena's segment too, but only
+    // its cache gives it back: freed here, its memory would be handed out again under the cache.
+    const sb = heapBacked(h, a) ? slabPageAt(h, addr) : 0;
+    if (sb !== 0) {
+      throw new UmemError(
+        "bad-free",
+        `${fn}: bad free: ${hex(addr)} is the memory of a slab of cache ${
+          cacheName(h, w(h, sb + SB_CACHE))
+        }; its buffers are freed to the cache`,
+        addr,
+      );
+    }
     segReserve(h);
     lock(h, a + VM_LOCK);
     let r: number;
@@ -1403,6 +1489,21 @@ export class Vmem {
         "invalid-argument",
         "vmem_destroy(heap): the heap's arena cannot be destroyed",
       );
+    }
+    // An arena that imports from this one would go on with spans of a dead record.
+    const seen = new Set<number>();
+    for (
+      let b = w(h, HDR_ARENA_LIST);
+      b > 0 && b < h.mapped && !seen.has(b);
+      b = w(h, b + VM_NEXT)
+    ) {
+      seen.add(b);
+      if (b !== a && w(h, b + VM_MAGIC) === VM_MAGIC_VALUE && w(h, b + VM_SOURCE) === a) {
+        throw new UmemError(
+          "invalid-argument",
+          `vmem_destroy(${name}): arena ${arenaName(h, b)} imports from it; destroy that first`,
+        );
+      }
     }
     // The quantum caches go first; what they still had allocated counts as leaked.
     let qleaked = 0, qsegs = 0;

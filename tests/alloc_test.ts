@@ -629,6 +629,12 @@ describe("bad input: a clear error, and the heap unharmed", () => {
       // (its header outlives the free: before the fix realloc resized the freed block, which
       // the next malloc handed out again)
       ["libc.realloc of a freed block", "bad-free", () => libc.realloc(mfreed(), 5)],
+      ["libc.usableSize of a freed block", "bad-free", () => libc.usableSize(mfreed())],
+      ["libc.realloc of a freed block past 128 KiB", "bad-free", () => {
+        const q = libc.malloc(200_000);
+        libc.free(q);
+        libc.realloc(q, 200_001); // before the fix: returned as live, its pages another's
+      }],
       ["oversize free with a smaller size", "bad-free|wrong-size", () => heap.free(big, 150000)],
       ["oversize free with a larger size", "wrong-size", () => heap.free(big, 300000)],
       ["oversize free of an interior page", "bad-free", () => heap.free(big + 4096, 200000)],

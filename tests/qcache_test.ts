@@ -2,6 +2,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Heap, UmemError, Vmem } from "../mod.ts";
+import { mk, throwsKind } from "./helpers.ts";
 
 const kind = (k: string) => (e: unknown) => e instanceof UmemError && e.kind === k;
 
@@ -65,5 +66,72 @@ describe("quantum caches", () => {
       () => Vmem.create(heap, "ids", { base: 1, size: 100, quantum: 1, qcacheMax: 8 }),
       kind("invalid-argument"),
     );
+  });
+});
+
+describe("quantum caches and arenas: misuse found by an audit", () => {
+  it("an alloc that names a policy is served by the quantum caches, and frees", () => {
+    const heap = mk({ size: 4 << 20 });
+    const qa = Vmem.create(heap, "qa", { source: heap.vmem, quantum: 8, qcacheMax: 64 });
+    for (const policy of ["bestfit", "firstfit", "nextfit", "instantfit"] as const) {
+      const p = qa.alloc(16, policy);
+      qa.free(p, 16); // before the fix: "not in any slab", the segment taken from the arena itself
+    }
+    assert.equal(qa.destroy().leakedBytes, 0);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("a cache's slab is not freed through its arena", () => {
+    const heap = mk({ size: 4 << 20 });
+    const qa = Vmem.create(heap, "qa", { source: heap.vmem, quantum: 8, qcacheMax: 64 });
+    const b = qa.alloc(8);
+    // Before the fix the slab went back, and heap.vmem handed its memory out again.
+    throwsKind(() => qa.free(b, 4096), "bad-free", /is the memory of a slab of cache qa_8/);
+    const p = heap.alloc(64);
+    const slab = p - (p % 4096);
+    throwsKind(() => heap.vmem.free(slab, 4096), "bad-free", /slab of cache umem_alloc_64/);
+    qa.free(b, 8);
+    heap.free(p, 64);
+    qa.destroy();
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("an arena another imports from is not destroyed", () => {
+    const heap = mk({ size: 4 << 20 });
+    const p = Vmem.create(heap, "P", { source: heap.vmem, quantum: 4096 });
+    const k = Vmem.create(heap, "K", { source: p, quantum: 8, importSize: 4096 });
+    const x = k.alloc(64);
+    throwsKind(() => p.destroy(), "invalid-argument", /arena K imports from it/);
+    k.free(x, 64);
+    k.destroy();
+    assert.equal(p.destroy().leakedBytes, 0);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("a create whose quantum caches cannot be made leaves nothing; caches need heap memory", () => {
+    const heap = mk({ size: 4 << 20 });
+    const before = heap.arenas().length;
+    throwsKind(
+      () => Vmem.create(heap, "n".repeat(31), { source: heap.vmem, qcacheMax: 64 }),
+      "invalid-argument",
+      /quantum cache's name 'n+_8' is 33 bytes/,
+    );
+    heap.createCache("R_16", 16);
+    throwsKind(
+      () => Vmem.create(heap, "R", { source: heap.vmem, qcacheMax: 64 }),
+      "invalid-argument",
+      /a cache named 'R_16' exists/,
+    );
+    assert.equal(heap.arenas().length, before, "no arena left behind");
+    const ids = Vmem.create(heap, "ids", { base: 4096, size: 1 << 20 });
+    throwsKind(
+      () => Vmem.create(heap, "q", { source: ids, qcacheMax: 64 }),
+      "invalid-argument",
+      /quantum caches need heap memory/,
+    );
+    throwsKind(() => Vmem.create(heap, "n", null as never), "invalid-argument");
+    throwsKind(() => Vmem.create(heap, "n", { source: {} as never }), "invalid-argument");
+    throwsKind(() => heap.vmem.xalloc(4096, null as never), "invalid-argument");
+    assert.deepEqual(heap.verify(), []);
   });
 });
