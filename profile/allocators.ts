@@ -142,6 +142,13 @@ function libcAllocator(heap: Heap): ReplayAllocator {
   };
 }
 
+/**
+ * `n` rounded up to a multiple of 8, at least 8, in float arithmetic: a 32-bit `(n + 7) & ~7`
+ * made any size from 2^31 - 7 on negative, and so 8, and a replay of it wrote past an 8-byte
+ * block.
+ */
+const roundSize = (n: number): number => Math.max(8, Math.ceil(n / 8) * 8);
+
 /** The largest size that gets an object cache of its own; larger ones go to the heap. */
 const MAX_CACHE_BUF = 4096;
 
@@ -152,7 +159,7 @@ const MAX_CACHE_BUF = 4096;
 function cacheAllocator(heap: Heap): ReplayAllocator {
   const caches = new Map<number, Cache>();
   const cacheFor = (n: number): Cache | undefined => {
-    const size = Math.max(8, (n + 7) & ~7);
+    const size = roundSize(n);
     if (size > MAX_CACHE_BUF) return undefined;
     let c = caches.get(size);
     if (c === undefined) {
@@ -260,7 +267,7 @@ function poolAllocator(heap: Heap): ReplayAllocator {
   const pools = new Map<number, Region>();
   let big: Region | undefined;
   const regionFor = (n: number): Region => {
-    const size = Math.max(8, (n + 7) & ~7);
+    const size = roundSize(n);
     if (size > MAX_POOL_SIZE) return big ??= Region.open(heapDiscipline(heap), "best");
     let r = pools.get(size);
     if (r === undefined) {
@@ -269,7 +276,7 @@ function poolAllocator(heap: Heap): ReplayAllocator {
     }
     return r;
   };
-  const alloc = (n: number) => regionFor(n).alloc(Math.max(8, (n + 7) & ~7));
+  const alloc = (n: number) => regionFor(n).alloc(roundSize(n));
   return {
     name: "pool",
     alloc,

@@ -47,3 +47,23 @@ export function checkFunction(fn: string, name: string, value: unknown): void {
     throw new UmemError("invalid-argument", `${fn}: ${name} must be a function`);
   }
 }
+
+/** Refuses a value that is not an array (what a formatter of rows or results is given). */
+export function checkArray(fn: string, name: string, value: unknown): void {
+  if (!Array.isArray(value)) {
+    throw new UmemError(
+      "invalid-argument",
+      `${fn}: ${name} must be an array, got ${value === null ? "null" : typeof value}`,
+    );
+  }
+}
+
+/** Refuses a value that is not an object (a summary, a record). */
+export function checkObject(fn: string, name: string, value: unknown): void {
+  if (typeof value !== "object" || value === null) {
+    throw new UmemError(
+      "invalid-argument",
+      `${fn}: ${name} must be an object, got ${value === null ? "null" : typeof value}`,
+    );
+  }
+}

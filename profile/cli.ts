@@ -19,6 +19,7 @@
 import { readFileSync } from "node:fs";
 import { UmemError } from "../core/mod.ts";
 import { allocatorNames } from "./allocators.ts";
+import { checkPath } from "./arguments.ts";
 import { phases } from "./phases.ts";
 import { replay } from "./replay.ts";
 import { formatSummary, summary } from "./summary.ts";
@@ -69,7 +70,8 @@ class ProfileUsageError extends Error {}
  *
  * @param path the file
  * @returns the trace
- * @throws {UmemError} `corrupt-trace` for a damaged `.umt` file or text with no trace line
+ * @throws {UmemError} `corrupt-trace` for a damaged `.umt` file or text with no trace line,
+ *   `invalid-argument` for a path that is not a non-empty string or a file that cannot be read
  *
  * @example
  * ```ts
@@ -83,12 +85,14 @@ class ProfileUsageError extends Error {}
  * ```
  */
 export function openTrace(path: string): Trace {
+  // (A number would be taken for a file descriptor: 0 read standard input, and waited.)
+  checkPath("openTrace", path);
   let bytes: Uint8Array;
   try {
     const b = readFileSync(path);
     bytes = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   } catch (e) {
-    throw new ProfileUsageError(`cannot read ${path}: ${readFailure(e)}`);
+    throw new UmemError("invalid-argument", `openTrace: cannot read ${path}: ${readFailure(e)}`);
   }
   const magic = bytes.length >= 4
     ? new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true)

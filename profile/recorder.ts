@@ -21,7 +21,7 @@
  * @module
  */
 import { Cache, type Heap, UmemError } from "../core/mod.ts";
-import { attachHeapHook, checkSize, HOOK_LIBC } from "../core/internal.ts";
+import { attachHeapHook, CA_ID, checkSize, HOOK_LIBC } from "../core/internal.ts";
 import { API_CACHE, API_HEAP, API_LIBC, OP_ALLOC, OP_FREE, OP_RESIZE } from "./layout.ts";
 import { type Trace, TraceBuilder } from "./trace.ts";
 import { saveTrace } from "./trace_format.ts";
@@ -103,17 +103,20 @@ export class Recorder {
     this.builder = b;
     const sites = options.sites === true;
     // The trace's cache number of each cache record seen, so that an event of a known cache
-    // makes no Cache handle and reads no name.
-    const known = new Map<number, number>();
+    // makes no Cache handle and reads no name. Keyed by the record's address and checked
+    // against its cache id: a cache made where a destroyed one's record was is another cache
+    // (its events were once the destroyed one's).
+    const known = new Map<number, { cacheId: number; index: number }>();
     const cacheOf = (addr: number): number => {
       if (addr <= 0) return 0; // the sized interface, or HOOK_LIBC
-      let id = known.get(addr);
-      if (id === undefined) {
+      const cacheId = heap.i32[(addr + CA_ID) >> 2];
+      let k = known.get(addr);
+      if (k === undefined || k.cacheId !== cacheId) {
         const c = new Cache(heap, addr);
-        id = b.cache(addr, c.name, c.bufsize);
-        known.set(addr, id);
+        k = { cacheId, index: b.cache(`${addr}#${cacheId}`, c.name, c.bufsize) };
+        known.set(addr, k);
       }
-      return id;
+      return k.index;
     };
     this.detach = attachHeapHook(heap, {
       alloc(ptr, size, cache) {

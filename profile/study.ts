@@ -20,6 +20,7 @@
  */
 import process from "node:process";
 import { allocatorNames } from "./allocators.ts";
+import { checkArray, checkFunction, checkOptions } from "./arguments.ts";
 import { dbTrace, fragmentTrace, gawkTrace, parserTrace } from "./generators.ts";
 import { replay, type ReplayResult } from "./replay.ts";
 import { formatReplayTable } from "./table.ts";
@@ -77,6 +78,8 @@ const TRACES: Record<string, (scale: number) => Trace> = {
  * ```
  */
 export function study(options: StudyOptions = {}): StudyRow[] {
+  checkOptions("study", options);
+  if (options.onResult !== undefined) checkFunction("study", "onResult", options.onResult);
   const scale = options.scale ?? 1;
   const names = options.allocators ?? allocatorNames();
   const traces = options.traces ?? Object.keys(TRACES);
@@ -119,6 +122,7 @@ export function study(options: StudyOptions = {}): StudyRow[] {
  * ```
  */
 export function formatStudy(rows: readonly StudyRow[]): string {
+  checkArray("formatStudy", "rows", rows);
   return rows.map((r) => `${r.trace}: ${r.records} records\n${formatReplayTable(r.results)}`)
     .join("\n\n");
 }

@@ -33,7 +33,7 @@ import {
   TR_WORDS,
 } from "./layout.ts";
 import { checkTrace, type Trace } from "./trace.ts";
-import { checkOptions } from "./arguments.ts";
+import { checkObject, checkOptions } from "./arguments.ts";
 
 /** The figures of one call site (or of the whole trace). */
 export interface SiteFigures {
@@ -309,6 +309,7 @@ function siteFields(site: string): string {
  * ```
  */
 export function formatSummary(s: TraceSummary): string {
+  checkObject("formatSummary", "the summary", s);
   const line = (f: SiteFigures) =>
     `n_alloc=${f.allocs}:n_free=${f.frees}:s_alloc=${f.bytesAllocated}:s_free=${f.bytesFreed}:`;
   const out = [

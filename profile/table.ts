@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { checkArray } from "./arguments.ts";
 import type { ReplayResult } from "./replay.ts";
 import { UmemError } from "../core/mod.ts";
 
@@ -45,6 +46,7 @@ const ratio = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "-");
  * ```
  */
 export function formatReplayTable(results: readonly ReplayResult[], baseline?: string): string {
+  checkArray("formatReplayTable", "results", results);
   const named = results.find((r) => r.allocator === (baseline ?? "heap"));
   if (baseline !== undefined && named === undefined) {
     throw new UmemError(

@@ -293,8 +293,15 @@ export class TraceBuilder {
    *
    * @param start the start time (ms since the epoch; default now)
    * @param capacity records to make room for at first
+   * @throws {UmemError} `invalid-argument` for a start time that is not a finite number
    */
   constructor(start: number = Date.now(), capacity = 1024) {
+    if (typeof start !== "number" || !Number.isFinite(start)) {
+      throw new UmemError(
+        "invalid-argument",
+        `TraceBuilder: start ${String(start)} is not a finite time (ms since the epoch)`,
+      );
+    }
     const cap = Math.max(16, capacity | 0);
     this.words = new Uint32Array(cap * TR_WORDS);
     this.times = new Float64Array(cap);
@@ -494,6 +501,7 @@ export class TraceBuilder {
    * Sets the site of the last record.
    *
    * @param site its index in the site table
+   * @throws {UmemError} `invalid-argument` for a number that is not an index of the site table
    *
    * @example
    * ```ts
@@ -505,6 +513,14 @@ export class TraceBuilder {
    * ```
    */
   setSite(site: number): void {
+    if (!Number.isInteger(site) || site < 0 || site >= this.siteList.length) {
+      throw new UmemError(
+        "invalid-argument",
+        `TraceBuilder.setSite: ${site} is not an index of the site table (0..${
+          this.siteList.length - 1
+        }; site() gives one)`,
+      );
+    }
     if (this.n > 0) this.words[(this.n - 1) * TR_WORDS + TR_SITE] = site;
   }
 

@@ -243,6 +243,8 @@ export function decodeTrace(bytes: Uint8Array, source = "trace"): Trace {
   new Uint8Array(words.buffer).set(bytes.subarray(end, end + n * TR_WORDS * 4));
   const times = new Float64Array(n);
   new Uint8Array(times.buffer).set(bytes.subarray(end + n * TR_WORDS * 4, want));
+  // Records whose block a later free or resize took already: a second taker is no trace's.
+  const taken = new Uint8Array(n);
   for (let i = 0; i < n; i++) {
     const b = i * TR_WORDS, op = words[b + TR_OP] & OPF_MASK, ref = words[b + TR_REF];
     if (op < OP_ALLOC || op > OP_RESIZE) {
@@ -267,10 +269,20 @@ export function decodeTrace(bytes: Uint8Array, source = "trace"): Trace {
       if (rop !== OP_ALLOC && rop !== OP_RESIZE) {
         throw corrupt(fn, source, `record ${i}: its block's record ${ref} is not an earlier alloc`);
       }
+      if (taken[ref] !== 0) {
+        throw corrupt(
+          fn,
+          source,
+          `record ${i}: its block's record ${ref} was freed or resized by an earlier record`,
+        );
+      }
+      taken[ref] = 1;
     }
     if (!Number.isFinite(times[i])) throw corrupt(fn, source, `record ${i}: time is not finite`);
   }
-  return new Trace(words, times, sites, caches, dv.getFloat64(UH_START, true));
+  const start = dv.getFloat64(UH_START, true);
+  if (!Number.isFinite(start)) throw corrupt(fn, source, `start time ${start} is not finite`);
+  return new Trace(words, times, sites, caches, start);
 }
 
 /**

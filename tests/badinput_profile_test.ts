@@ -28,11 +28,14 @@ import {
   decodeTrace,
   encodeTrace,
   formatReplayTable,
+  formatStudy,
+  formatSummary,
   fragmentTrace,
   gawkTrace,
   loadTrace,
   makeAllocator,
   mergeTraces,
+  openTrace,
   parserTrace,
   parseVmtrace,
   parseVmtraceLine,
@@ -46,9 +49,20 @@ import {
   saveTrace,
   study,
   summary,
-  type Trace,
+  Trace,
   TraceBuilder,
 } from "../profile/mod.ts";
+import {
+  NO_REF,
+  OP_ALLOC,
+  OP_FREE,
+  TR_ADDR,
+  TR_OLDSIZE,
+  TR_OP,
+  TR_REF,
+  TR_SIZE,
+  TR_WORDS,
+} from "../profile/layout.ts";
 
 /** What a row runs against. */
 interface Fixture {
@@ -578,6 +592,54 @@ table("study(options) and formatReplayTable(results, baseline)", [
     const table = formatReplayTable([replay(t, "heap"), replay(t, "libc")], "libc");
     assert.match(table, /\nlibc +\S+ +\S+ +1\.00 /);
   }],
+  // (each was a bare TypeError; study's onResult only after every replay had run)
+  ["study(null)", "invalid-argument", () => study(any(null))],
+  ["study onResult 5", "invalid-argument", () => study(any({ traces: [], onResult: 5 }))],
+  ["formatStudy(null)", "invalid-argument", () => formatStudy(any(null))],
+  ["formatReplayTable(null)", "invalid-argument", () => formatReplayTable(any(null))],
+  ["formatSummary(null)", "invalid-argument", () => formatSummary(any(null))],
+]);
+
+table("the trace's own figures: a builder's start and sites, a file's start and references", [
+  ["new TraceBuilder(NaN)", "invalid-argument", () => new TraceBuilder(NaN)],
+  ["setSite(99) with one site", "invalid-argument", () => {
+    const b = new TraceBuilder();
+    b.alloc(0x100, 8);
+    b.setSite(99);
+  }],
+  ["a file whose start time is NaN (mergeTraces then threw a TypeError)", "corrupt-trace", () => {
+    decodeTrace(encodeTrace(new Trace(new Uint32Array(0), new Float64Array(0), [""], [], NaN)));
+  }],
+  ["a file whose two frees both name the alloc", "corrupt-trace", () => {
+    // Records of TR_WORDS words: an alloc of 64 bytes, then two frees whose block is record 0.
+    const w = new Uint32Array(3 * TR_WORDS);
+    const rec = (i: number, op: number, size: number, ref: number) => {
+      w[i * TR_WORDS + TR_OP] = op;
+      w[i * TR_WORDS + TR_SIZE] = size;
+      w[i * TR_WORDS + TR_ADDR] = 0x100;
+      w[i * TR_WORDS + TR_OLDSIZE] = op === OP_FREE ? 64 : 0;
+      w[i * TR_WORDS + TR_REF] = ref;
+    };
+    rec(0, OP_ALLOC, 64, NO_REF);
+    rec(1, OP_FREE, 0, 0);
+    rec(2, OP_FREE, 0, 0); // before the fix: loaded, busy at the end -64
+    decodeTrace(encodeTrace(new Trace(w, new Float64Array([0, 1, 2]), [""], [], 0)));
+  }],
+  ["openTrace(0) (standard input's descriptor)", "invalid-argument", () => openTrace(any(-1))],
+]);
+
+table("replay of sizes past 2^31 on the cache and pool adapters", [
+  ...(["cache", "pool"] as const).map((a): Row => [
+    `${a}: a resize to 2^32 - 1 fails the replay, the heap sound`,
+    "ok",
+    () => {
+      const b = new TraceBuilder();
+      b.alloc(0x100, 64);
+      b.resize(0x200, 0x100, 64, 4294967295);
+      const r = replay(b.finish(), a);
+      assert.match(r.failed ?? "", /invalid-argument/); // before: an 8-byte block, 64 copied in
+    },
+  ]),
 ]);
 
 describe("cleanup", () => {

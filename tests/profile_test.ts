@@ -121,6 +121,24 @@ function assertSameTrace(a: Trace, b: Trace): void {
 }
 
 describe("recording", () => {
+  it("a cache made where a destroyed one's record was is recorded as itself", () => {
+    const heap = mk({ size: 1 << 20 });
+    const rec = record(heap);
+    const a = heap.createCache("alpha", 64);
+    a.free(a.alloc());
+    a.destroy();
+    const b = heap.createCache("beta", 256);
+    assert.equal(b.addr, a.addr, "the same record");
+    b.free(b.alloc());
+    const t = rec.stop();
+    // Before the fix beta's events were alpha's: the recorder knew the address.
+    assert.deepEqual([2, 3].map((i) => [t.at(i).cache, t.at(i).size]), [["beta", 256], [
+      "beta",
+      0,
+    ]]);
+    assert.deepEqual(summary(t).pools.map((p) => p.cache).sort(), ["alpha", "beta"]);
+  });
+
   it("captures every alloc, free and resize with size, address, cache and worker", () => {
     const heap = mk({ size: 1 << 20 });
     const c = heap.createCache("conn", 96);
