@@ -197,23 +197,27 @@ export function prewarm(heap: Heap, from: Trace | TraceSummary): PrewarmReport {
   }
   const byName = new Map(heap.caches().map((c) => [c.name, c]));
   const report: PrewarmReport = { caches: [], buffers: 0, bytes: 0, missing: [] };
-  for (const [name, count] of peaks) {
-    const c = byName.get(name);
-    if (c === undefined) {
-      report.missing.push(name);
-      continue;
+  // Every cache's buffers are held until all are built, then freed together: built and freed
+  // one cache at a time, a later cache's want of memory reaped the earlier ones' magazines, and
+  // the heap that could not hold the peak said nothing.
+  const held: [Cache, number[]][] = [];
+  try {
+    for (const [name, count] of peaks) {
+      const c = byName.get(name);
+      if (c === undefined) {
+        report.missing.push(name);
+        continue;
+      }
+      if (count <= 0) continue;
+      const bufs: number[] = [];
+      held.push([c, bufs]);
+      for (let i = 0; i < count; i++) bufs.push(c.alloc());
+      report.caches.push({ cache: name, bufsize: c.bufsize, buffers: count });
+      report.buffers += count;
+      report.bytes += count * c.bufsize;
     }
-    if (count <= 0) continue;
-    const held = new Array<number>(count);
-    let got = 0;
-    try {
-      for (; got < count; got++) held[got] = c.alloc();
-    } finally {
-      for (let i = 0; i < got; i++) c.free(held[i]);
-    }
-    report.caches.push({ cache: name, bufsize: c.bufsize, buffers: count });
-    report.buffers += count;
-    report.bytes += count * c.bufsize;
+  } finally {
+    for (const [c, bufs] of held) for (const p of bufs) c.free(p);
   }
   return report;
 }

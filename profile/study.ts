@@ -127,23 +127,44 @@ export function formatStudy(rows: readonly StudyRow[]): string {
     .join("\n\n");
 }
 
+/** The study's command line: `--scale N`, `--rounds N`, `--alloc a,b`, `-f json|text`. */
+const STUDY_OPTIONS = ["--scale", "--rounds", "--alloc", "-f"];
+
 if (import.meta.main) {
   const args = process.argv.slice(2);
-  const opt = (name: string) => {
-    const i = args.indexOf(name);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
-  const scale = Number(opt("--scale") ?? "1");
-  const allocators = opt("--alloc")?.split(",");
-  const json = opt("-f") === "json";
-  const rounds = Number(opt("--rounds") ?? "3");
+  const given = new Map<string, string>();
+  let rows: StudyRow[] = [];
+  let json = false, scale = 1;
   const t0 = performance.now();
-  const rows = study({
-    scale,
-    rounds,
-    ...(allocators !== undefined ? { allocators } : {}),
-    onResult: json ? undefined : (t, r) => process.stderr.write(`${t}/${r.allocator} `),
-  });
+  try {
+    // Every word an option with a value: an unknown one, or one without its value, is an error
+    // (they were ignored, and a bad number ended in a stack trace).
+    for (let i = 0; i < args.length; i += 2) {
+      if (!STUDY_OPTIONS.includes(args[i]) || args[i + 1] === undefined) {
+        throw new UmemError(
+          "invalid-argument",
+          `study: '${args[i]}' is not one of ${STUDY_OPTIONS.join(", ")} with a value`,
+        );
+      }
+      given.set(args[i], args[i + 1]);
+    }
+    const format = given.get("-f") ?? "text";
+    if (format !== "json" && format !== "text") {
+      throw new UmemError("invalid-argument", `study: -f ${format} (expected json or text)`);
+    }
+    json = format === "json";
+    scale = Number(given.get("--scale") ?? "1");
+    rows = study({
+      scale,
+      rounds: Number(given.get("--rounds") ?? "3"),
+      ...(given.has("--alloc") ? { allocators: given.get("--alloc")!.split(",") } : {}),
+      onResult: json ? undefined : (t, r) => process.stderr.write(`${t}/${r.allocator} `),
+    });
+  } catch (e) {
+    if (!(e instanceof UmemError)) throw e;
+    console.error(`umem study: ${e.message}`);
+    process.exit(2);
+  }
   if (json) console.log(JSON.stringify(rows, null, 2));
   else {
     process.stderr.write("\n");

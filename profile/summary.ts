@@ -158,6 +158,9 @@ export function summary(trace: Trace, options: SummaryOptions = {}): TraceSummar
   const poolOf = new Array<PoolSummary & { live: number }>(n);
   const hist: SizeBucket[] = [];
   let busy = 0, unmatched = 0, tempCount = 0, tempBytes = 0;
+  // The site each record's block is charged to (an alloc's own; a resize's, or the one it took
+  // over when it names none).
+  const siteOf = new Uint32Array(n);
   const bucket = (size: number) => {
     const k = size <= 1 ? 0 : 32 - Math.clz32(size - 1);
     while (hist.length <= k) {
@@ -196,6 +199,7 @@ export function summary(trace: Trace, options: SummaryOptions = {}): TraceSummar
     const size = w[b + TR_SIZE];
     if (op === OP_ALLOC) {
       const site = w[b + TR_SITE];
+      siteOf[i] = site;
       total.allocs++;
       total.bytesAllocated += size;
       sites[site].allocs++;
@@ -205,13 +209,16 @@ export function summary(trace: Trace, options: SummaryOptions = {}): TraceSummar
       bucket(size);
       pool(i, b);
     } else if (ref === NO_REF) {
-      // The block was made before the trace: a free is only counted; a resize makes a block.
+      // The block was made before the trace: a free is only counted (to its own record's site,
+      // so that the sites add up to the totals); a resize makes a block.
       unmatched++;
       if (op === OP_FREE) {
         total.frees++;
+        sites[w[b + TR_SITE]].frees++;
         continue;
       }
       const site = w[b + TR_SITE];
+      siteOf[i] = site;
       total.resizes++;
       sites[site].resizes++;
       total.bytesAllocated += size;
@@ -221,7 +228,9 @@ export function summary(trace: Trace, options: SummaryOptions = {}): TraceSummar
       bucket(size);
       pool(i, b);
     } else {
-      const rb = ref * TR_WORDS, old = w[rb + TR_SIZE], site = w[rb + TR_SITE];
+      // The site the block's bytes were charged to: its maker's, or, for a resize that named
+      // none, the site it took over.
+      const rb = ref * TR_WORDS, old = w[rb + TR_SIZE], site = siteOf[ref];
       busy -= old;
       charge(site, -old);
       total.bytesFreed += old;
@@ -237,6 +246,7 @@ export function summary(trace: Trace, options: SummaryOptions = {}): TraceSummar
         }
       } else {
         const nsite = w[b + TR_SITE] !== 0 ? w[b + TR_SITE] : site;
+        siteOf[i] = nsite;
         total.resizes++;
         sites[nsite].resizes++;
         total.bytesAllocated += size;
@@ -244,10 +254,9 @@ export function summary(trace: Trace, options: SummaryOptions = {}): TraceSummar
         busy += size;
         charge(nsite, size);
         bucket(size);
-        if (p !== undefined) {
-          p.live++;
-          poolOf[i] = p;
-        }
+        // The block now counts in the pool of its new size (a realloc may move it to another
+        // class: prewarm's bound must hold there).
+        if (p !== undefined) pool(i, b);
       }
     }
     if (busy > total.maxBusy) total.maxBusy = busy;

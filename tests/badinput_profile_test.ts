@@ -635,7 +635,7 @@ table("replay of sizes past 2^31 on the cache and pool adapters", [
     () => {
       const b = new TraceBuilder();
       b.alloc(0x100, 64);
-      b.resize(0x200, 0x100, 64, 4294967295);
+      b.resize(0x100, 64, 0x200, 4294967295);
       const r = replay(b.finish(), a);
       assert.match(r.failed ?? "", /invalid-argument/); // before: an 8-byte block, 64 copied in
     },

@@ -535,6 +535,35 @@ describe("phases", () => {
   });
 });
 
+describe("summary: sites and pools", () => {
+  it("the sites add up to the totals; a resize that names no site keeps its block's", () => {
+    const b = new TraceBuilder();
+    b.free(0x900, 40); // a block made before the trace
+    b.setSite(b.site("early.ts,1"));
+    b.alloc(0x100, 100);
+    b.setSite(b.site("a.c,1"));
+    b.resize(0x100, 100, 0x200, 300); // names no site: a.c,1's
+    b.free(0x200, 300);
+    const s = summary(b.finish());
+    const sum = (k: "allocs" | "frees" | "bytesAllocated" | "bytesFreed") =>
+      s.sites.reduce((t, f) => t + f[k], 0);
+    assert.equal(sum("frees"), s.frees); // before: the unmatched free counted in no site
+    assert.equal(sum("bytesFreed"), s.bytesFreed);
+    const a = s.sites.find((f) => f.site === "a.c,1")!;
+    // Before: the free was charged to the unknown site "", and a.c,1 kept 200 bytes busy.
+    assert.deepEqual([a.frees, a.bytesAllocated, a.bytesFreed], [1, 400, 400]);
+    assert.equal(s.sites.some((f) => f.site === "" && f.bytesFreed > 0), false);
+  });
+
+  it("a block resized to another size counts in that size's pool (prewarm's bound)", () => {
+    const b = new TraceBuilder();
+    for (let i = 0; i < 5; i++) b.alloc(0x1000 * (i + 1), 64);
+    for (let i = 0; i < 5; i++) b.resize(0x1000 * (i + 1), 64, 0x100000 * (i + 1), 3000);
+    const pools = summary(b.finish()).pools;
+    assert.equal(pools.find((p) => p.size === 3000)?.peakLive, 5);
+  });
+});
+
 describe("prewarm", () => {
   /** The workload: connections and their buffers, 500 held at the peak. */
   function workload(heap: Heap, count: number, keep: number[]): void {
@@ -544,6 +573,15 @@ describe("prewarm", () => {
       keep.push(heap.alloc(200));
     }
   }
+
+  it("a heap that cannot hold the peak is out of memory, with nothing kept", () => {
+    const heap = mk({ size: 1 << 20, maxSize: 4 << 20 });
+    // Before the fix each cache was built and freed in turn, the next one's want of memory
+    // reaped them, and prewarm reported 200,000 buffers while the caches held 3,741.
+    throwsKind(() => prewarm(heap, parserTrace()), "out-of-memory");
+    assert.deepEqual(heap.verify(), []);
+    for (const c of heap.caches()) assert.equal(c.stats().inUse, 0, c.name);
+  });
 
   for (const fromSummary of [false, true]) {
     it(`makes the first allocations come from magazines (from a ${fromSummary ? "summary" : "trace"})`, () => {
