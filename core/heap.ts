@@ -29,6 +29,7 @@ import {
   HDR_AUDIT_FRAMES,
   HDR_AUDIT_SAMPLE,
   HDR_CACHE_LIST,
+  HDR_CACHE_LOCK,
   HDR_CONTENTS_BYTES,
   HDR_CTLOG,
   HDR_DEBUG,
@@ -733,8 +734,12 @@ export class Heap extends HeapView {
    * Gives back the slot of a worker that was terminated without detaching: its magazines in
    * every cache go back to the slabs (their destructors run in this worker), the modules this
    * worker loaded recover what the dead one held (sbo's pooled chunks, say), and the slot is
-   * free for the next `attach`. The creator calls it from the worker's exit (`worker.onerror`,
-   * or after `worker.terminate()`), when the worker can no longer run.
+   * free for the next `attach`. The creator calls it once the worker can no longer run: from
+   * its exit (`worker.onerror`, or Node's `exit` event). `worker.terminate()` alone is not that:
+   * Deno stops a worker only at its next turn of the event loop, so one busy in a synchronous
+   * loop goes on allocating for as long as the loop lasts, and with its slot reclaimed it would
+   * share buffers with the next `attach`. A worker that may be busy should be asked to stop and
+   * say so (a message), or be waited for to exit, before its slot is reclaimed.
    *
    * @param slot the dead worker's slot
    * @throws {UmemError} `invalid-argument` for a slot out of range or not live
@@ -1131,7 +1136,15 @@ export class Heap extends HeapView {
     this.sync();
     let bad: unknown;
     if (this.debugging) {
-      for (const c of this.caches()) bad ??= checkEmptySlabs(this, c.addr);
+      // (Under the list's lock, as reapAll walks it: a cache destroyed meanwhile is not read.)
+      lock(this, HDR_CACHE_LOCK);
+      try {
+        for (let cp = this.i32[HDR_CACHE_LIST >> 2]; cp !== 0; cp = this.i32[(cp + CA_NEXT) >> 2]) {
+          bad ??= checkEmptySlabs(this, cp);
+        }
+      } finally {
+        unlock(this, HDR_CACHE_LOCK);
+      }
       try {
         flushQuarantine(this);
       } catch (e) {

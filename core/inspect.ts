@@ -18,7 +18,7 @@
  */
 
 import { BT_A_STACK, BT_SIZE, decodeSize } from "./buftag.ts";
-import { auditOf, type AuditTransaction, formatTransaction } from "./debug.ts";
+import { auditOf, type AuditTransaction, formatTransaction, quarantined } from "./debug.ts";
 import { CorruptImageError, hex, isoTime, UmemError } from "./errors.ts";
 import {
   HDR_ALLOCATOR,
@@ -740,7 +740,11 @@ export class Inspector {
       }
     }
     const over = this.w(HDR_OVERSIZE);
-    const big = over > 0 && over < h.mapped ? this.segments(over) : [];
+    // Firewalled buffers in quarantine are freed, though their spans stay allocated.
+    const waiting = new Set(quarantined(h).map(([p]) => p));
+    const big = over > 0 && over < h.mapped
+      ? this.segments(over).filter(([s]) => !waiting.has(s))
+      : [];
     for (const [s, e] of big) starts.set(s, [e - s, 0, 0, e - s]);
     big.sort((x, y) => x[0] - y[0]);
     // The buffer an address points into, or 0.

@@ -82,6 +82,7 @@
 import { OutOfMemoryError, UmemError } from "./errors.ts";
 import {
   HDR_CACHE_LIST,
+  HDR_CACHE_LOCK,
   HDR_FLAGS,
   HDR_MAG_CACHES,
   HDR_MAX_CONTENTION,
@@ -93,7 +94,7 @@ import {
   HF_NOFAIL,
   PAGE_SHIFT,
 } from "./image.ts";
-import { lock, unlock } from "./lock.ts";
+import { lock, lockHolder, unlock } from "./lock.ts";
 import { withPreStack } from "./stack.ts";
 import { checkNull, logFailure } from "./debug.ts";
 import { BT_BXSTAT, freeCheck } from "./buftag.ts";
@@ -806,23 +807,44 @@ export function cacheReap(h: HeapView, cp: number): number {
   return slabReap(h, cp);
 }
 
+/**
+ * Runs `f` over the cache list with the list's lock held, as libumem's `umem_cache_applyall`
+ * holds `umem_cache_lock`: a cache another worker destroys meanwhile is unlinked before its
+ * record goes, or after the walk (a walk without the lock went on into the freed record, by then
+ * a slab record, and wrote there). Returns 0 without walking when this worker holds the lock
+ * already (a destructor, run by a walk's reap, whose allocation reaps).
+ */
+function withCacheList(h: HeapView, f: (caches: number[]) => number): number {
+  if (lockHolder(h, HDR_CACHE_LOCK) === h.slot) return 0;
+  lock(h, HDR_CACHE_LOCK);
+  try {
+    const caches: number[] = [];
+    for (let cp = w(h, HDR_CACHE_LIST); cp !== 0; cp = w(h, cp + CA_NEXT)) caches.push(cp);
+    return f(caches);
+  } finally {
+    unlock(h, HDR_CACHE_LOCK);
+  }
+}
+
 /** Reaps every cache, magazine caches last (they receive the magazines the others free). */
 export function reapAll(h: HeapView): number {
-  let bytes = 0;
-  const internal: number[] = [];
-  for (let cp = w(h, HDR_CACHE_LIST); cp !== 0; cp = w(h, cp + CA_NEXT)) {
-    if ((w(h, cp + CA_FLAGS) & CF_NOMAGAZINE) !== 0) internal.push(cp);
-    else bytes += cacheReap(h, cp);
-  }
-  for (const cp of internal) bytes += slabReap(h, cp);
-  return bytes;
+  return withCacheList(h, (caches) => {
+    let bytes = 0;
+    const magazineless = (cp: number) => (w(h, cp + CA_FLAGS) & CF_NOMAGAZINE) !== 0;
+    for (const cp of caches) if (!magazineless(cp)) bytes += cacheReap(h, cp);
+    for (const cp of caches) if (magazineless(cp)) bytes += slabReap(h, cp);
+    return bytes;
+  });
 }
 
 /** Empties the magazines of slot `slot` in every cache (the worker left or died). */
 export function flushSlot(h: HeapView, slot: number): void {
-  for (let cp = w(h, HDR_CACHE_LIST); cp !== 0; cp = w(h, cp + CA_NEXT)) {
-    if ((w(h, cp + CA_FLAGS) & CF_NOMAGAZINE) === 0) cpuFlush(h, cp, slot);
-  }
+  withCacheList(h, (caches) => {
+    for (const cp of caches) {
+      if ((w(h, cp + CA_FLAGS) & CF_NOMAGAZINE) === 0) cpuFlush(h, cp, slot);
+    }
+    return 0;
+  });
 }
 
 /** Buffers in use in cache `cp`: allocations minus frees over every slot. */

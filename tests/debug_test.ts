@@ -236,6 +236,16 @@ describe("UMEM_DEBUG", () => {
     heap.free(q, 10000);
   });
 
+  it("firewall: freed buffers waiting in quarantine are no leaks", () => {
+    const heap = Heap.create({ size: 1 << 20, debug: "guards,firewall=4096,noabort" });
+    const a = heap.alloc(5000), b = heap.alloc(9000);
+    assert.equal(inspect(heap).findleaks().total_buffers, 2);
+    heap.free(a, 5000);
+    heap.free(b, 9000);
+    // Before the fix their spans, still allocated in umem_oversize, were counted.
+    assert.equal(inspect(heap).findleaks().total_buffers, 0);
+  });
+
   it("firewall with contents: a write after free to a buffer's last bytes is found", () => {
     for (const size of [100, 101, 103]) {
       const heap = Heap.create({ size: 1 << 20, debug: "contents,firewall=64,noabort" });

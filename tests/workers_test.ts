@@ -69,6 +69,40 @@ async function stress(nworkers: number, ops: number, options: HeapOptions = {}) 
 }
 
 describe("many workers, one heap", () => {
+  for (const debug of ["", "contents,noabort"]) {
+    it(`a reap while others destroy their own caches${debug && `, ${debug}`}`, async () => {
+      // Before the fix the reap walked the cache list without its lock, into a destroyed
+      // cache's record (by then a slab record): "bufctl corrupted", a bad free in umem_meta, a
+      // lock word of garbage, in two runs of three.
+      const heap = Heap.create({ size: 4 << 20, maxSize: 64 << 20, debug, slots: 8 });
+      const url = new URL("./fixtures/reap_destroy_worker.ts", import.meta.url).href;
+      const results = await withWorkersOf(
+        url,
+        3,
+        60_000,
+        (ws) =>
+          Promise.all(
+            ws.map((w, i) =>
+              new Promise<{ role: string; n: number; errors: string[] }>((resolve) => {
+                w.onmessage = (e) => resolve(e.data);
+                w.postMessage({
+                  buffer: heap.buffer,
+                  role: i === 2 ? "reaper" : "destroyer",
+                  ms: 2000,
+                  id: i,
+                });
+              })
+            ),
+          ),
+      );
+      for (const r of results) {
+        assert.deepEqual(r.errors, [], `${r.role}: ${r.errors.join("; ")}`);
+        assert.ok(r.n > 0);
+      }
+      assert.deepEqual(heap.verify(), []);
+    });
+  }
+
   it("two workers, 200,000 operations each, buffers freed across workers", async () => {
     await stress(2, 200_000);
   });
