@@ -242,6 +242,37 @@ export interface CacheCallbacks {
 }
 
 /**
+ * The records of the list whose head is the header word at `head`, each linked through its word
+ * at offset `next`: up to a link out of the image or not word-aligned, or back to a record listed
+ * already (a damaged image's list ends, and none is listed twice). `broken`, when given, hears the
+ * link the walk stopped at and whether it looped. The cache and arena lists' one walk, for the
+ * readers that must not trust them: verify, the inspector, a snapshot's locks.
+ *
+ * @param h the heap or image
+ * @param head the header word holding the list's first record
+ * @param next the offset of each record's link
+ * @param broken told of a link out of bounds, or of one that loops
+ * @returns the records, in list order
+ */
+export function listRecords(
+  h: HeapView,
+  head: number,
+  next: number,
+  broken?: (at: number, looped: boolean) => void,
+): number[] {
+  const seen = new Set<number>();
+  for (let a = h.i32[head >> 2]; a !== 0; a = h.i32[(a + next) >> 2]) {
+    const looped = seen.has(a);
+    if (looped || !(a > 0 && (a & 3) === 0 && a + next + 4 <= h.mapped)) {
+      broken?.(a, looped);
+      break;
+    }
+    seen.add(a);
+  }
+  return [...seen];
+}
+
+/**
  * Typed-array views over one heap image, and the worker slot this handle acts as.
  * The allocator's layers are functions over a `HeapView`; `Heap` is the public handle, and
  * every `Heap` is one: its `u8`, `i32`, `u32` and `f64` views read and write the heap's bytes.

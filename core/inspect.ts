@@ -45,6 +45,7 @@ import {
   HDR_TXLOG,
   HDR_UMEM_OPTIONS,
   type HeapView,
+  listRecords,
   PAGE_SHIFT,
   SLOT_LIVE,
   UO_NOMAGAZINES,
@@ -309,30 +310,16 @@ export class Inspector {
 
   /** Live caches' record addresses, in creation order (bounded). */
   private cacheAddrs(): number[] {
-    return this.listed(HDR_CACHE_LIST, CA_NEXT).filter((cp) =>
+    return listRecords(this.heap, HDR_CACHE_LIST, CA_NEXT).filter((cp) =>
       this.w(cp + CA_MAGIC) === CA_MAGIC_VALUE
     );
   }
 
   /** The arenas, newest first: a sub-arena before its source, the heap's own last. */
   private arenaAddrs(): number[] {
-    return this.listed(HDR_ARENA_LIST, VM_NEXT).filter((a) =>
+    return listRecords(this.heap, HDR_ARENA_LIST, VM_NEXT).filter((a) =>
       this.w(a + VM_MAGIC) === VM_MAGIC_VALUE
     );
-  }
-
-  /**
-   * The records of the list whose head is the header word `head`, linked through each one's
-   * word `next`, up to a link out of bounds or back to one seen (a damaged image's list ends).
-   */
-  private listed(head: number, next: number): number[] {
-    const seen = new Set<number>(), mapped = this.heap.mapped;
-    for (let a = this.w(head); a > 0 && (a & 3) === 0 && a + next + 4 <= mapped;) {
-      if (seen.has(a)) break;
-      seen.add(a);
-      a = this.w(a + next);
-    }
-    return [...seen];
   }
 
   /**

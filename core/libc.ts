@@ -415,23 +415,8 @@ export class Libc {
   private block(ptr: number, fn: string): number {
     const h = this.heap;
     h.sync();
-    // On a debugged heap a bad free or realloc is reported as the heap's other mistakes are
-    // (libumem's report; the process aborts but with noabort); elsewhere, thrown.
-    const fail = (kind: "bad-free" | "duplicate-free", detail: string, buf = 0, cp = 0) =>
-      h.debugging && fn !== "usableSize"
-        ? report(
-          h,
-          kind,
-          kind === "duplicate-free"
-            ? "duplicate free: buffer freed twice"
-            : "invalid free: buffer not in cache",
-          [detail],
-          buf === 0 ? ptr : buf,
-          cp,
-        )
-        : new UmemError(kind, detail, ptr);
     if ((ptr | 0) !== ptr || ptr < 2 * MALLOC_HEADER || ptr >= h.mapped || (ptr & 7) !== 0) {
-      throw fail("bad-free", `${fn}: ${hex(ptr)} is not a block from malloc`);
+      throw this.blockError(fn, ptr, "bad-free", `${fn}: ${hex(ptr)} is not a block from malloc`);
     }
     const i32 = h.i32;
     let at = ptr - MALLOC_HEADER;
@@ -443,13 +428,17 @@ export class Libc {
     }
     if (w0 === FREE_PATTERN && tag === FREE_PATTERN) {
       // On a heap with UMEM_DEBUG=contents a freed block's header holds the freed pattern.
-      throw fail(
+      throw this.blockError(
+        fn,
+        ptr,
         "duplicate-free",
         `${fn}: duplicate free: buffer freed twice: ${hex(ptr)} (its header holds 0xdeadbeef)`,
       );
     }
     if (tag !== (w0 ^ MALLOC_MAGIC) || w0 < MALLOC_HEADER || at + w0 > h.mapped) {
-      throw fail(
+      throw this.blockError(
+        fn,
+        ptr,
         "bad-free",
         `${fn}: bad free: ${hex(ptr)} is not a live block from malloc (header ${hex(w0)} ${
           hex(tag)
@@ -464,9 +453,28 @@ export class Libc {
       // Past the size classes the block is a span of umem_oversize, or a firewalled one: live
       // only while the span is allocated (and, firewalled, not in quarantine).
       const live = st === -1 ? bigBlockLive(h, at) : st === BUF_ALLOC;
-      if (!live) throw fail("bad-free", `${fn}: ${hex(ptr)} is a freed block`);
+      if (!live) throw this.blockError(fn, ptr, "bad-free", `${fn}: ${hex(ptr)} is a freed block`);
     }
     return at;
+  }
+
+  /**
+   * The error for `fn`'s pointer `ptr` that is no live block: on a debugged heap reported as the
+   * heap's other mistakes are (libumem's report; the process aborts but with `noabort`), but for
+   * `usableSize`, which frees nothing; elsewhere thrown as it is.
+   */
+  private blockError(
+    fn: string,
+    ptr: number,
+    kind: "bad-free" | "duplicate-free",
+    detail: string,
+  ): UmemError {
+    const h = this.heap;
+    if (!h.debugging || fn === "usableSize") return new UmemError(kind, detail, ptr);
+    const category = kind === "duplicate-free"
+      ? "duplicate free: buffer freed twice"
+      : "invalid free: buffer not in cache";
+    return report(h, kind, category, [detail], ptr, 0);
   }
 
   /** Bytes of the checked block at `base`, header included (its `MH_SIZE` word). */

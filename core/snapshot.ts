@@ -30,6 +30,7 @@ import {
   HDR_SIZE,
   HDR_SLOT_LOCK,
   HeapView,
+  listRecords,
 } from "./image.ts";
 import { lock, unlock } from "./lock.ts";
 import { CA_DEPOT_LOCK, CA_LOCK, CA_MAGIC, CA_MAGIC_VALUE, CA_NEXT } from "./slab.ts";
@@ -77,23 +78,14 @@ export function crc32(bytes: Uint8Array): number {
 function snapshotLocks(h: HeapView): number[] {
   const w = (a: number) => h.i32[a >> 2];
   const locks = [HDR_SLOT_LOCK, HDR_ARENA_LOCK, HDR_CACHE_LOCK, HDR_ROOT_LOCK];
-  // The records of a list, up to a link out of bounds or back to one seen (a damaged heap's
-  // snapshot is what a post-mortem needs: its walk ends, and takes no lock twice).
-  const list = (head: number, next: number): number[] => {
-    const seen = new Set<number>();
-    for (let a = w(head); a > 0 && (a & 3) === 0 && a + next + 4 <= h.mapped; a = w(a + next)) {
-      if (seen.has(a)) break;
-      seen.add(a);
-    }
-    return [...seen];
-  };
-  const caches = list(HDR_CACHE_LIST, CA_NEXT).filter((cp) =>
+  // (A damaged heap's snapshot is what a post-mortem needs: its lists end, no lock taken twice.)
+  const caches = listRecords(h, HDR_CACHE_LIST, CA_NEXT).filter((cp) =>
     cp + CA_DEPOT_LOCK + 4 <= h.mapped && w(cp + CA_MAGIC) === CA_MAGIC_VALUE
   );
   for (const cp of caches) locks.push(cp + CA_DEPOT_LOCK);
   for (const cp of caches) locks.push(cp + CA_LOCK);
   // The arena list is newest first: sub-arenas before their sources, the heap's arena last.
-  for (const a of list(HDR_ARENA_LIST, VM_NEXT)) {
+  for (const a of listRecords(h, HDR_ARENA_LIST, VM_NEXT)) {
     if (a + VM_LOCK + 4 <= h.mapped) locks.push(a + VM_LOCK);
   }
   locks.push(HDR_SEG_LOCK);

@@ -26,6 +26,7 @@ import {
   HDR_SEG_LOCK,
   HDR_SLOTS,
   type HeapView,
+  listRecords,
   PAGE_SHIFT,
   PAGE_SIZE,
   SLOT_LIVE,
@@ -146,25 +147,13 @@ function verifyAll(h: HeapView): string[] {
   return out;
 }
 
-/**
- * The records of the list whose head is the header word `head`, linked through the word `next`
- * of each: up to the first that is out of bounds or seen before, each reported in `out`.
- */
+/** The records of a list (`listRecords`), a link out of bounds or a loop reported in `out`. */
 function listOf(h: HeapView, head: number, next: number, what: string, out: string[]): number[] {
-  const seen = new Set<number>(), list: number[] = [];
-  for (let a = w(h, head); a !== 0; a = w(h, a + next)) {
-    if (!inBounds(h, a) || a + next + 4 > h.mapped) {
-      out.push(`${what} points out of bounds (${hex(a)})`);
-      break;
-    }
-    if (seen.has(a)) {
-      out.push(`${what} loops back to ${hex(a)}`);
-      break;
-    }
-    seen.add(a);
-    list.push(a);
-  }
-  return list;
+  return listRecords(h, head, next, (a, looped) => {
+    out.push(
+      looped ? `${what} loops back to ${hex(a)}` : `${what} points out of bounds (${hex(a)})`,
+    );
+  });
 }
 
 const w = (h: HeapView, a: number) => h.i32[a >> 2];

@@ -53,6 +53,7 @@ import {
   HDR_SEG_TOTAL,
   HDR_SIZE,
   type HeapView,
+  listRecords,
   MAX_IMAGE,
   PAGE_SHIFT,
   PAGE_SIZE,
@@ -853,16 +854,7 @@ function qcacheNames(name: string, q: number, qcacheMax: number): string[] {
 
 /** True when the heap has a cache named `name`. */
 function cacheNamed(h: HeapView, name: string): boolean {
-  const seen = new Set<number>();
-  for (
-    let cp = w(h, HDR_CACHE_LIST);
-    cp > 0 && cp < h.mapped && !seen.has(cp);
-    cp = w(h, cp + CA_NEXT)
-  ) {
-    seen.add(cp);
-    if (cacheName(h, cp) === name) return true;
-  }
-  return false;
+  return listRecords(h, HDR_CACHE_LIST, CA_NEXT).some((cp) => cacheName(h, cp) === name);
 }
 
 /**
@@ -1491,19 +1483,16 @@ export class Vmem {
       );
     }
     // An arena that imports from this one would go on with spans of a dead record.
-    const seen = new Set<number>();
-    for (
-      let b = w(h, HDR_ARENA_LIST);
-      b > 0 && b < h.mapped && !seen.has(b);
-      b = w(h, b + VM_NEXT)
-    ) {
-      seen.add(b);
-      if (b !== a && w(h, b + VM_MAGIC) === VM_MAGIC_VALUE && w(h, b + VM_SOURCE) === a) {
-        throw new UmemError(
-          "invalid-argument",
-          `vmem_destroy(${name}): arena ${arenaName(h, b)} imports from it; destroy that first`,
-        );
-      }
+    const importer = listRecords(h, HDR_ARENA_LIST, VM_NEXT).find((b) =>
+      b !== a && w(h, b + VM_MAGIC) === VM_MAGIC_VALUE && w(h, b + VM_SOURCE) === a
+    );
+    if (importer !== undefined) {
+      throw new UmemError(
+        "invalid-argument",
+        `vmem_destroy(${name}): arena ${
+          arenaName(h, importer)
+        } imports from it; destroy that first`,
+      );
     }
     // The quantum caches go first; what they still had allocated counts as leaked.
     let qleaked = 0, qsegs = 0;

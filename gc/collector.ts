@@ -489,10 +489,14 @@ export class Collector implements Disposable {
     const cls = CLASS_OF[(size + 7) >> 3];
     const c = this.caches[1][cls] ?? this.cacheFor(KIND_NORMAL, cls);
     const csize = CLASS_SIZE[cls];
-    const pending = h.i32[this.pendingWord] + csize;
-    if (pending >= this.foldAt) this.fold(csize, "GC_malloc");
-    else h.i32[this.pendingWord] = pending;
-    const p = this.allocCounted(c, csize);
+    // Pending bytes are counted once the buffer is had (a failed alloc counts nothing); a fold,
+    // which may collect first, counts them before, and takes them back if the alloc fails.
+    let p: number;
+    if (h.i32[this.pendingWord] + csize >= this.foldAt) p = this.allocFolded(c, csize, "GC_malloc");
+    else {
+      p = c.alloc();
+      h.i32[this.pendingWord] += csize;
+    }
     const i32 = h.i32;
     for (let i = p >> 2, e = (p + csize) >> 2; i < e; i++) i32[i] = 0;
     return p;
@@ -561,31 +565,30 @@ export class Collector implements Disposable {
     const cls = CLASS_OF[(size + 7) >> 3];
     const c = this.caches[kind][cls] ?? this.cacheFor(kind, cls);
     const csize = CLASS_SIZE[cls];
-    const pending = h.i32[this.pendingWord] + csize;
-    if (pending >= this.foldAt) this.fold(csize, fn);
-    else h.i32[this.pendingWord] = pending;
-    const p = this.allocCounted(c, csize);
+    // Pending bytes are counted once the buffer is had (a failed alloc counts nothing); a fold,
+    // which may collect first, counts them before, and takes them back if the alloc fails.
+    let p: number;
+    if (h.i32[this.pendingWord] + csize >= this.foldAt) p = this.allocFolded(c, csize, fn);
+    else {
+      p = c.alloc();
+      h.i32[this.pendingWord] += csize;
+    }
     if (kind !== KIND_ATOMIC) h.i32.fill(0, p >> 2, (p + csize) >> 2);
     return p;
   }
 
   /**
-   * `c.alloc()` for an object of `bytes` already counted (pending, or folded into the shared
-   * counters): when it fails, the bytes are taken back out, or the collector would count them
-   * in use for ever.
+   * `c.alloc()` when this worker's pending bytes plus `bytes` reach the fold: the fold first
+   * (it counts them in the shared counters, and may collect), then the alloc; when that fails
+   * the bytes are taken back out, or the collector would count them in use for ever.
    */
-  private allocCounted(c: Cache, bytes: number): number {
+  private allocFolded(c: Cache, bytes: number, fn: string): number {
+    this.fold(bytes, fn);
     try {
       return c.alloc();
     } catch (e) {
-      const h = this.heap, pend = h.i32[this.pendingWord];
-      // Pending still holds them, unless a fold (or a collection in the failing alloc) took
-      // them into the shared counters.
-      if (pend >= bytes) h.i32[this.pendingWord] = pend - bytes;
-      else {
-        Atomics.sub(h.i32, (this.record + GC_INUSE) >> 2, bytes);
-        Atomics.sub(h.i32, (this.record + GC_SINCE) >> 2, bytes);
-      }
+      Atomics.sub(this.heap.i32, (this.record + GC_INUSE) >> 2, bytes);
+      Atomics.sub(this.heap.i32, (this.record + GC_SINCE) >> 2, bytes);
       throw e;
     }
   }
