@@ -1139,22 +1139,68 @@ export function firewallFree(h: HeapView, p: number, size: number): void {
 }
 
 function releaseQuarantined(h: HeapView, p: number, bytes: number): void {
-  const size = decodeSize(w(h, p + bytes - 8));
-  const off = findPatternBreak(h, p, roundUp(p + size, 4), FREE_PATTERN);
+  const fault = quarantineFault(h, p, bytes);
   vmemFreeAddr(h, w(h, HDR_OVERSIZE), p, bytes);
-  if (off >= 0) {
+  if (fault !== undefined) {
+    const [kind, headline, detail] = fault;
     throw report(
       h,
-      "modified-after-free",
-      "buffer modified after being freed",
+      kind,
+      headline,
       [
-        modified(off, FREE_PATTERN, w(h, p + off)),
-        `(firewalled buffer of ${size} bytes, found as it left quarantine)`,
+        detail,
+        `(firewalled buffer of ${
+          decodeSize(w(h, p + bytes - 8))
+        } bytes, found as it left quarantine)`,
       ],
       p,
       0,
     );
   }
+}
+
+/**
+ * What is wrong with quarantined firewalled buffer `p`, its span `bytes` long, or undefined
+ * when it is as its free left it: the encoded size and the check word at the span's end
+ * (boundary tag corrupted), 0xdeadbeef over the buffer (modified after being freed), and the
+ * 0xbb bytes from there to the size word (a write past the end while it waited). The kind,
+ * the report's headline and its detail.
+ */
+function quarantineFault(
+  h: HeapView,
+  p: number,
+  bytes: number,
+): [UmemErrorKind, string, string] | undefined {
+  const size = decodeSize(w(h, p + bytes - 8)), check = w(h, p + bytes - 4);
+  if (size < 0 || size > bytes - 8 || check !== (p ^ FW_MAGIC ^ -1)) {
+    return [
+      "boundary-tag-corrupted",
+      "boundary tag corrupted",
+      `size word ${hex(w(h, p + bytes - 8))}, check word ${hex(check)} of firewalled buffer ${
+        hex(p)
+      } in quarantine (expected ${hex(p ^ FW_MAGIC ^ -1)})`,
+    ];
+  }
+  const end = roundUp(p + size, 4), off = findPatternBreak(h, p, end, FREE_PATTERN);
+  if (off >= 0) {
+    return [
+      "modified-after-free",
+      "buffer modified after being freed",
+      modified(off, FREE_PATTERN, w(h, p + off)),
+    ];
+  }
+  for (let i = end; i < p + bytes - 8; i++) {
+    if (h.u8[i] !== REDZONE_BYTE) {
+      return [
+        "redzone-violation",
+        "redzone violation: write past end of buffer",
+        `byte at offset ${hex(i - p)} is ${hex(h.u8[i])}, expected ${
+          hex(REDZONE_BYTE)
+        } (firewalled buffer in quarantine)`,
+      ];
+    }
+  }
+  return undefined;
 }
 
 /** Gives every quarantined buffer back (under memory pressure, and at reap). */
@@ -1241,11 +1287,13 @@ export function quarantined(h: HeapView): [number, number][] {
   return out;
 }
 
-/** Checks a quarantined buffer's pattern (for verify); the problem's report, or undefined. */
+/**
+ * Checks a quarantined buffer (for verify): its pattern, its 0xbb bytes and the words at its
+ * span's end; the problem's report, or undefined.
+ */
 export function checkQuarantined(h: HeapView, p: number, bytes: number): string | undefined {
-  const size = decodeSize(w(h, p + bytes - 8));
-  const off = findPatternBreak(h, p, roundUp(p + size, 4), FREE_PATTERN);
-  if (off < 0) return undefined;
-  return `umem allocator: buffer modified after being freed: firewalled buffer ${hex(p)}: ` +
-    modified(off, FREE_PATTERN, w(h, p + off));
+  const fault = quarantineFault(h, p, bytes);
+  return fault === undefined
+    ? undefined
+    : `umem allocator: ${fault[1]}: firewalled buffer ${hex(p)}: ${fault[2]}`;
 }

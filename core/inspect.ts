@@ -462,7 +462,7 @@ export class Inspector {
       return {
         address: a,
         kind: "none",
-        text: `${hex(a)}: not in any umem cache (outside the heap)`,
+        text: `${wideHex(a)}: not in any umem cache (outside the heap)`,
       };
     }
     const sb = h.i32[(h.pagemap >> 2) + (a >>> PAGE_SHIFT)];
@@ -1219,4 +1219,14 @@ export function inspect(target: HeapView): Inspector {
   }
   target.sync();
   return new Inspector(target);
+}
+
+/**
+ * An address outside the heap as `whatis` prints it: lower-case hex as {@linkcode hex}, but of
+ * the whole number asked about (a negative one with its sign, one past 2^32 in full, NaN as
+ * itself), where `hex` keeps the low 32 bits of a heap word.
+ */
+function wideHex(a: number): string {
+  if (!Number.isFinite(a)) return String(a);
+  return (a < 0 ? "-0x" : "0x") + Math.abs(a).toString(16);
 }

@@ -228,10 +228,16 @@ export function growableDiscipline(options: GrowableOptions = {}): Discipline {
       `growableDiscipline: maxSize ${maxSize} is not a whole number in [${round}, 2^31]`,
     );
   }
-  const size = Math.min(options.size ?? round, maxSize);
-  if (!Number.isInteger(size) || size < HOME + 256) {
-    throw new UmemError("invalid-argument", `growableDiscipline: size ${size} is too small`);
+  const first = options.size ?? round;
+  if ((first !== Infinity && !Number.isInteger(first)) || first < HOME + 256) {
+    throw new UmemError(
+      "invalid-argument",
+      `growableDiscipline: size ${
+        typeof first === "string" ? `"${first}"` : String(first)
+      } is not a whole number of at least ${HOME + 256}`,
+    );
   }
+  const size = Math.min(first, maxSize);
   // deno-lint-ignore no-explicit-any
   const sab = new (SharedArrayBuffer as any)(size, { maxByteLength: maxSize }) as SharedArrayBuffer;
   return fixedHome(sab, round, true);

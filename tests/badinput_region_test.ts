@@ -462,6 +462,9 @@ table("heapDiscipline, growableDiscipline, bufferDiscipline", [
       assert.equal(d.buffer.byteLength, 1 << 20);
     },
   ]),
+  ['growableDiscipline size "4096" (a string, not coerced)', "invalid-argument", () => {
+    growableDiscipline({ size: "4096" as never, maxSize: 1 << 20 });
+  }],
   ["growableDiscipline round 100", "invalid-argument", () => growableDiscipline({ round: 100 })],
   ["growableDiscipline options null (the defaults)", "ok", () => {
     assert.equal(growableDiscipline(null as never).round, 1 << 16);

@@ -13,7 +13,8 @@ import { sizeCache } from "../core/size_class.ts";
 import { ringRecords, TX_BUF, TX_OP, TXOP_ALLOC, TXOP_FREE } from "../core/log.ts";
 import { HDR_CTLOG, HDR_FAILLOG, HDR_TXLOG } from "../core/image.ts";
 import { parseDebug, parseLogging, parseOptions } from "../core/options.ts";
-import { sampleInterval } from "../core/debug.ts";
+import { firewallBytes, sampleInterval } from "../core/debug.ts";
+import { hex } from "../core/errors.ts";
 import { attachHeapHook } from "../core/hooks.ts";
 import { spawnSync } from "node:child_process";
 import process from "node:process";
@@ -255,6 +256,30 @@ describe("UMEM_DEBUG", () => {
       const found = heap.verify();
       assert.equal(found.length, 1, `size ${size}`);
       assert.match(found[0], /buffer modified after being freed/);
+    }
+  });
+
+  it("firewall: a quarantined buffer's redzone and end words are checked as it waits", () => {
+    const size = 5000, bytes = firewallBytes(size);
+    // What is damaged: the byte at this offset from the buffer is given this value.
+    const cases = [
+      ["a write past the end", size + 7, 1, "redzone-violation", /redzone violation/],
+      ["the size word", bytes - 8, 0, "boundary-tag-corrupted", /boundary tag corrupted/],
+      ["the check word", bytes - 2, 0x55, "boundary-tag-corrupted", /boundary tag corrupted/],
+    ] as const;
+    for (const [what, offset, value, kind, text] of cases) {
+      const heap = Heap.create({ size: 1 << 20, debug: "guards,firewall=4096,noabort" });
+      const p = heap.alloc(size);
+      heap.free(p, size);
+      assert.deepEqual(heap.verify(), [], what);
+      heap.u8[p + offset] = value;
+      const found = heap.verify();
+      assert.equal(found.length, 1, what);
+      assert.match(found[0], text, what);
+      assert.match(found[0], new RegExp(`firewalled buffer ${hex(p)}`), what);
+      // And as it leaves quarantine (a reap flushes it): reported, its span given back.
+      assert.equal(corruption(() => heap.reap()).kind, kind, what);
+      assert.deepEqual(heap.verify(), [], what);
     }
   });
 

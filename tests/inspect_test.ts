@@ -89,6 +89,13 @@ describe("whatis, walk, bufctl, log, status", () => {
     assert.match(inspect(heap).whatis(f).text, /\((112 bytes), (FREE|CACHED)\)/);
     assert.equal(inspect(heap).whatis(16).kind, "metadata");
     assert.match(inspect(heap).whatis(1 << 30).text, /not in any umem cache/);
+    // An address outside the heap is printed as asked, not as its low 32 bits.
+    for (const [a, text] of [[-16, "-0x10"], [2 ** 40, "0x10000000000"], [NaN, "NaN"]] as const) {
+      assert.equal(
+        inspect(heap).whatis(a).text,
+        `${text}: not in any umem cache (outside the heap)`,
+      );
+    }
     assert.equal(inspect(heap).bufctl(f).map((t) => t.op).join(","), "free,alloc");
   });
 
