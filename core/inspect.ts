@@ -483,10 +483,17 @@ export class Inspector {
         const debug = this.w(cp + CA_DEBUG);
         const bufctl = debug !== 0 ? buf + this.w(cp + CA_TAGOFF) : 0;
         const audit = (debug & DBG_AUDIT) !== 0 ? auditOf(h, bufctl) : [];
+        // An address past the buffer's bytes lies in its tag (debugged caches) or the chunk's
+        // slack: still the buffer's, as libumem's chunk is, but said so.
+        const where = a - buf < size
+          ? ""
+          : bufctl !== 0 && a >= bufctl
+          ? ", in its tag"
+          : ", past its end";
         const lines = [
           `${hex(a)}: ${name} (${size} bytes, ${
             state === "allocated" ? "ALLOCATED" : state === "cached" ? "CACHED" : "FREE"
-          })`,
+          })${where}`,
           `cache=${name} slab=${hex(sb)} buffer=${hex(buf)} offset=${hex(a - buf)} bufctl=${
             hex(bufctl)
           }`,

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { CorruptImageError, Heap, inspect, Snapshot } from "../mod.ts";
 import { verifyHeap } from "../core/verify.ts";
 import { encodeSnapshot, UMS_HEADER } from "../core/snapshot.ts";
+import { hex } from "../core/errors.ts";
 
 function leakyHeap() {
   const heap = Heap.create({ size: 4 << 20, debug: "audit", logging: "transaction" });
@@ -97,6 +98,17 @@ describe("whatis, walk, bufctl, log, status", () => {
       );
     }
     assert.equal(inspect(heap).bufctl(f).map((t) => t.op).join(","), "free,alloc");
+  });
+
+  it("whatis: an address in a buffer's tag is the buffer's, and said to be in its tag", () => {
+    const heap = Heap.create({ size: 1 << 20, debug: "guards" });
+    const p = heap.alloc(64);
+    const first = (a: number) => inspect(heap).whatis(a).text.split("\n")[0];
+    assert.equal(first(p + 63), `${hex(p + 63)}: umem_alloc_64 (64 bytes, ALLOCATED)`);
+    const w = inspect(heap).whatis(p + 64);
+    assert.equal(w.buffer, p);
+    assert.equal(w.bufctl, p + 64);
+    assert.equal(first(p + 64), `${hex(p + 64)}: umem_alloc_64 (64 bytes, ALLOCATED), in its tag`);
   });
 
   it("walk lists every buffer of a cache with its state", () => {
