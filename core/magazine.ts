@@ -473,13 +473,18 @@ function depotLock(h: HeapView, cp: number): void {
  * than `MAX_CONTENTION` (`UMEM_OPTIONS=max_contention`) in one `CONTENTION_INTERVAL`
  * (`reap_interval`, as libumem's update interval) moves the cache to the next larger
  * magazine type, up to the largest its buffer size allows: the depot is purged, and each slot
- * drops its old magazines on its next visit to the depot.
+ * drops its old magazines on its next visit to the depot. At most one move an interval, however
+ * much contention: libumem's `umem_cache_update` looks once an interval.
  */
 export function noteContention(h: HeapView, cp: number): void {
   const c = w(h, cp + CA_CONTENTION) + 1;
   setw(h, cp + CA_CONTENTION, c);
   const now = Date.now(), interval = w(h, HDR_REAP_INTERVAL) * 1000 || CONTENTION_INTERVAL;
-  if (now - h.f64[(cp + CA_CONT_TIME) >> 3] > interval) {
+  const start = h.f64[(cp + CA_CONT_TIME) >> 3];
+  if (now < start) {
+    // The interval after a resize has not begun: its count starts when it does.
+    setw(h, cp + CA_CONT_BASE, c);
+  } else if (now - start > interval) {
     h.f64[(cp + CA_CONT_TIME) >> 3] = now;
     setw(h, cp + CA_CONT_BASE, c);
   } else if (c - w(h, cp + CA_CONT_BASE) > maxContention(w(h, HDR_MAX_CONTENTION))) {
@@ -490,7 +495,9 @@ export function noteContention(h: HeapView, cp: number): void {
       setw(h, cp + CA_MAGROUNDS, MAG_ROUNDS[t + 1]);
       h.f64[(cp + CA_RESIZES) >> 3]++;
     }
-    h.f64[(cp + CA_CONT_TIME) >> 3] = now;
+    // One resize an interval, as libumem's update makes at most one: the next interval begins
+    // when this one would have ended.
+    h.f64[(cp + CA_CONT_TIME) >> 3] = now + interval;
     setw(h, cp + CA_CONT_BASE, c);
   }
 }

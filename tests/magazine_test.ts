@@ -51,6 +51,7 @@ describe("magazines and the depot", () => {
     assert.deepEqual(heap.verify(), []);
     // Never past the largest magazine for the buffer size.
     for (let k = 0; k < 20; k++) {
+      heap.f64[(c.addr + CA_CONT_TIME) >> 3] = Date.now() - 5000; // one resize an interval
       lock(heap, c.addr + CA_DEPOT_LOCK);
       for (let i = 0; i < 5; i++) noteContention(heap, c.addr);
       unlock(heap, c.addr + CA_DEPOT_LOCK);
@@ -76,6 +77,19 @@ describe("magazines and the depot", () => {
     assert.equal(resizes("max_contention=10", 5, 0), 0);
     assert.equal(resizes("max_contention=10", 12, 0), 1);
     assert.equal(resizes("max_contention=0", 1, 0), 1, "0: any contention grows them");
+    // One resize an interval, however much contention (libumem's update looks once an interval).
+    for (const options of ["max_contention=0", ""]) {
+      const heap = Heap.create({ size: 4 << 20, options });
+      const c = heap.createCache("hot", 64);
+      lock(heap, c.addr + CA_DEPOT_LOCK);
+      for (let i = 0; i < 50; i++) noteContention(heap, c.addr);
+      assert.equal(c.stats().magazineResizes, 1, options);
+      // The next interval begins when this one would have ended: then it may grow again.
+      heap.f64[(c.addr + CA_CONT_TIME) >> 3] -= 1000;
+      for (let i = 0; i < 50; i++) noteContention(heap, c.addr);
+      unlock(heap, c.addr + CA_DEPOT_LOCK);
+      assert.equal(c.stats().magazineResizes, 2, options);
+    }
     assert.equal(resizes("", 1, 0), 0);
     // An interval begun 5 s ago is over at the default second: the count starts again.
     assert.equal(resizes("", 5, 5000), 0);
