@@ -278,7 +278,8 @@ export function report(
   const tag = dbg !== 0 && buf !== 0 ? buf + w(h, cp + CA_TAGOFF) : 0;
   const audit = tag !== 0 && tag < h.mapped && (dbg & DBG_AUDIT) !== 0 ? auditOf(h, tag) : [];
   const lines = [`umem allocator: ${category}`, ...detail];
-  lines.push(`buffer=${hex(buf)}  bufctl=${hex(tag)}  cache: ${name}`);
+  // No cache (a firewalled span, an address in none): said, not left blank.
+  lines.push(`buffer=${hex(buf)}  bufctl=${hex(tag)}  cache: ${cp !== 0 ? name : "(none)"}`);
   if (audit.length > 0) {
     lines.push(`previous transaction on buffer ${hex(buf)}:`);
     for (const t of audit) lines.push(formatTransaction(buf, t));

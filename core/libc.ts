@@ -38,7 +38,7 @@ import { checkSize, hex, UmemError } from "./errors.ts";
 import { type HeapView, MAX_IMAGE, PAGE_SIZE } from "./image.ts";
 import { cacheAlloc, cacheFreeChecked } from "./magazine.ts";
 import { sizeCache, UMEM_MAXBUF } from "./size_class.ts";
-import { bufferState } from "./pagemap.ts";
+import { bufferState, cacheOf } from "./pagemap.ts";
 import { BUF_ALLOC, CA_BUFSIZE } from "./slab.ts";
 
 // The magazine layer's fast paths, called through module constants as heap.ts calls them (V8
@@ -474,7 +474,11 @@ export class Libc {
     const category = kind === "duplicate-free"
       ? "duplicate free: buffer freed twice"
       : "invalid free: buffer not in cache";
-    return report(h, kind, category, [detail], ptr, 0);
+    // A block whose header starts a buffer of a size class is reported as that buffer of that
+    // cache, as libumem's malloc reports it (its tag and audit record with it).
+    const at = ptr - MALLOC_HEADER;
+    const cp = at > 0 && at < h.mapped && bufferState(h, at) !== -1 ? cacheOf(h, at) : 0;
+    return report(h, kind, category, [detail], cp !== 0 ? at : ptr, cp);
   }
 
   /** Bytes of the checked block at `base`, header included (its `MH_SIZE` word). */

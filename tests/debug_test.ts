@@ -6,7 +6,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { corruption } from "./helpers.ts";
-import { Cache, Heap, inspect, OutOfMemoryError, UmemError } from "../mod.ts";
+import { Cache, Heap, HeapCorruptionError, inspect, OutOfMemoryError, UmemError } from "../mod.ts";
 import { BT_BXSTAT } from "../core/buftag.ts";
 import { CA_TAGOFF } from "../core/slab.ts";
 import { sizeCache } from "../core/size_class.ts";
@@ -349,7 +349,18 @@ describe("UMEM_DEBUG", () => {
       }
       return undefined;
     })();
-    assert.ok(twice instanceof UmemError && ["duplicate-free", "bad-free"].includes(twice.kind));
+    assert.ok(twice instanceof HeapCorruptionError && twice.kind === "duplicate-free");
+    // Reported as the buffer of its size class that the block is, with its audit trail.
+    assert.equal(twice.address, s - 8);
+    assert.equal(twice.cache, "umem_alloc_16");
+    assert.match(
+      twice.message,
+      /buffer=0x[0-9a-f]+ {2}bufctl=0x[0-9a-f]+ {2}cache: umem_alloc_16\n/,
+    );
+    assert.match(
+      twice.message,
+      /previous transaction on buffer [^]*\nfree of buffer [^]*\nalloc of/,
+    );
     assert.deepEqual(heap.verify(), []);
   });
 
