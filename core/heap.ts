@@ -953,7 +953,8 @@ export class Heap extends HeapView {
    *
    * @param ptr the address
    * @param size the size given to `alloc`
-   * @throws {UmemError} `bad-free`, `duplicate-free`, `wrong-size`, `invalid-argument`
+   * @throws {UmemError} `bad-free`, `duplicate-free`, `wrong-size`, `wrong-cache` (a buffer of
+   * an object cache), `invalid-argument`
    *
    * @example
    * ```ts

@@ -3,7 +3,7 @@
  *
  * ```sh
  * umem profile TRACE [--window N] [-f json]
- * umem replay TRACE [--alloc heap,libc,cache,bump,context] [--sample N] [-f json]
+ * umem replay TRACE [--alloc heap,libc,cache,bump,context,best,pool,last] [--sample N] [-f json]
  * ```
  *
  * Theory. `profile` prints the Vmprofile summary of a trace and its phases; `replay` runs the
@@ -58,7 +58,7 @@ export const PROFILE_COMMANDS: readonly string[] = ["profile", "replay"];
 export const PROFILE_USAGE: readonly string[] = [
   "  profile TRACE [--window N] [-f json]",
   "      the Vmprofile summary of a trace (.umt or VMTRACE) per call site, cache and size, and its phases",
-  "  replay TRACE [--alloc heap,libc,cache,bump,context] [--sample N] [-f json]",
+  "  replay TRACE [--alloc heap,libc,cache,bump,context,best,pool,last] [--sample N] [-f json]",
   "      replay a trace against allocators: time, peak extent and busy, moves, bytes copied",
 ];
 
