@@ -1,8 +1,8 @@
 /**
  * The fuzzers' command line: `--target heap|debugheap|sbo|budget|region|own|gc|vmem|all`
  * (default all), `--runs N` (per target, default 200), `--seed S` (default from the clock).
- * Prints, per target, the runs and operations made, or the seed, path, error and shrunk command list of a failure; exits 1 when
- * any target failed.
+ * Prints, per target, the runs and operations made, or the seed, path, error and shrunk command
+ * list of a failure; exits 1 when any target failed.
  *
  * Run: `npx deno run --allow-read --allow-env tests/fuzz/main.ts --runs 1000 --seed 7`, or
  * `npx bun tests/fuzz/main.ts --target sbo --runs 500`.
