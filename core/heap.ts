@@ -702,7 +702,7 @@ export class Heap extends HeapView {
         `Heap.detach: this handle's slot ${this.slot} was given back already`,
       );
     }
-    this.reclaimSlot(this.slot);
+    this.giveBackSlot(this.slot);
   }
 
   /**
@@ -742,7 +742,8 @@ export class Heap extends HeapView {
    * say so (a message), or be waited for to exit, before its slot is reclaimed.
    *
    * @param slot the dead worker's slot
-   * @throws {UmemError} `invalid-argument` for a slot out of range or not live
+   * @throws {UmemError} `invalid-argument` for a slot out of range, not live, or this handle's
+   * own
    *
    * @example
    * ```ts
@@ -754,8 +755,20 @@ export class Heap extends HeapView {
    */
   reclaimSlot(slot: number): void {
     this.sync();
-    const n = this.u32[HDR_NSLOTS >> 2], table = this.u32[HDR_SLOTS >> 2];
-    checkSize("Heap.reclaimSlot", "slot", slot, 0, n - 1);
+    checkSize("Heap.reclaimSlot", "slot", slot, 0, this.u32[HDR_NSLOTS >> 2] - 1);
+    if (slot === this.slot) {
+      // A live handle's own slot: the next attach would share its magazines with this one.
+      throw new UmemError(
+        "invalid-argument",
+        `Heap.reclaimSlot: slot ${slot} is this handle's own (detach() gives it back)`,
+      );
+    }
+    this.giveBackSlot(slot);
+  }
+
+  /** Gives worker slot `slot` back (reclaimSlot's, and detach's of its own), its range checked. */
+  private giveBackSlot(slot: number): void {
+    const table = this.u32[HDR_SLOTS >> 2];
     const at = table + slot * WS_SIZE;
     // The slot is marked dead first: if the worker died holding a lock, the flush below times
     // out on it with a HeapLockedError, the slot stays dead (never handed out again), and

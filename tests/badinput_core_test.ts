@@ -259,7 +259,9 @@ table("heap.reclaimSlot(slot)", [
   ...numbers("slot", (f, n) => f.heap.reclaimSlot(n), "invalid-argument", ["0"]).map((
     [l, e, r],
   ): Row =>
-    l === "slot 0" ? ["slot 0 (the creator's own, as its detach does)", "ok", r] : [l, e, r]
+    l === "slot 0"
+      ? ["slot 0 (this handle's own: detach gives it back, not reclaimSlot)", "invalid-argument", r]
+      : [l, e, r]
   ),
   ["slot 16 (past the table)", "invalid-argument", (f) => f.heap.reclaimSlot(16)],
   ["a free slot", "invalid-argument", (f) => f.heap.reclaimSlot(5)],
