@@ -678,6 +678,26 @@ export class Heap extends HeapView {
   }
 
   /**
+   * Whether this handle still holds its worker slot: false once {@linkcode Heap.detach} gave it
+   * back, or another handle's {@linkcode Heap.reclaimSlot} did (a slot attached again since is
+   * another handle's: its generation tells them apart).
+   *
+   * @example
+   * ```ts
+   * import { Heap } from "@umem/umem";
+   * const heap = Heap.create({ size: 1 << 20 });
+   * const w = Heap.attach(heap.buffer);
+   * w.detach();
+   * console.log(heap.attached, w.attached); // true false
+   * ```
+   */
+  get attached(): boolean {
+    const at = this.u32[HDR_SLOTS >> 2] + this.slot * WS_SIZE;
+    return this.u32[(at + WS_GEN) >> 2] === this.gen &&
+      this.u32[(at + WS_STATE) >> 2] === SLOT_LIVE;
+  }
+
+  /**
    * Leaves the heap: gives this worker's slot back. The handle must not be used after.
    *
    * @throws {UmemError} `invalid-argument` when this handle's slot was given back already
@@ -692,10 +712,7 @@ export class Heap extends HeapView {
   detach(): void {
     this.sync();
     internPending(this); // after this, other workers read the stacks this worker captured
-    const at = this.u32[HDR_SLOTS >> 2] + this.slot * WS_SIZE;
-    if (
-      this.u32[(at + WS_GEN) >> 2] !== this.gen || this.u32[(at + WS_STATE) >> 2] !== SLOT_LIVE
-    ) {
+    if (!this.attached) {
       // Given back already; the slot may be another worker's now, which must keep it.
       throw new UmemError(
         "invalid-argument",

@@ -175,8 +175,8 @@ export class Ref {
       const b = this.bias;
       if (b.solo === true) this.i32[this.word] -= 1;
       else {
-        b.ledger?.enter(b.rec, LE_SHARED, -1); // out of the ledger first (ledger.ts)
-        Atomics.sub(this.i32, this.word, 1);
+        // Out of the ledger first (ledger.ts); nothing to give back once this worker detached.
+        if (b.ledger?.enter(b.rec, LE_SHARED, -1) !== false) Atomics.sub(this.i32, this.word, 1);
       }
     }
     this.state = ENDED;
@@ -281,8 +281,7 @@ export class RefMut {
       const b = this.bias;
       if (b.solo === true) this.i32[this.word] &= ~OS_MUT;
       else {
-        b.ledger?.enter(b.rec, LE_MUT, -1);
-        Atomics.and(this.i32, this.word, ~OS_MUT);
+        if (b.ledger?.enter(b.rec, LE_MUT, -1) !== false) Atomics.and(this.i32, this.word, ~OS_MUT);
       }
     }
     this.state = ENDED;

@@ -98,16 +98,21 @@ export class Ledger {
    * @param rec the record
    * @param field `LE_LENT`, `LE_SHARED` or `LE_MUT`
    * @param delta 1 or -1
+   * @returns for a give-back, whether the caller still holds the count to give back: false once
+   * this worker's slot was given back (`detach`, `reclaimSlot`), whose `reclaimLedger` gave back
+   * everything the ledger listed, so that a reference or guard released after it must not
+   * subtract from the record's state word a second time
    */
-  enter(rec: number, field: number, delta: number): void {
+  enter(rec: number, field: number, delta: number): boolean {
+    if (delta < 0 && !this.heap.attached) return false;
     const i32 = this.heap.i32, a = this.addr;
-    if (a === 0) return; // nothing was reserved: only a give-back can get here, of nothing entered
+    if (a === 0) return true; // nothing was reserved: only a give-back can get here
     const count = i32[(a + LG_COUNT) >> 2];
     let e = a + LG_HDR;
     const end = e + count * LE_SIZE;
     while (e < end && i32[(e + LE_REC) >> 2] !== rec) e += LE_SIZE;
     if (e === end) {
-      if (delta < 0) return; // stopped short earlier: never entered
+      if (delta < 0) return true; // stopped short earlier: never entered
       i32[(e + LE_REC) >> 2] = rec;
       i32[(e + LE_LENT) >> 2] = 0;
       i32[(e + LE_SHARED) >> 2] = 0;
@@ -124,6 +129,7 @@ export class Ledger {
       if (last !== e) i32.copyWithin(e >> 2, last >> 2, (last + LE_SIZE) >> 2);
       i32[(a + LG_COUNT) >> 2]--;
     }
+    return true;
   }
 
   /**

@@ -1100,8 +1100,10 @@ export class Shared {
   release(): void {
     if (!this.open) return;
     this.open = false;
-    this.ctx.worker.ledger.enter(this.rec, LE_LENT, -1); // out of the ledger first (ledger.ts)
-    Atomics.sub(this.ctx.heap.i32, this.rec >> 2, OS_LENT_ONE);
+    // Out of the ledger first (ledger.ts); nothing to give back once this worker detached.
+    if (this.ctx.worker.ledger.enter(this.rec, LE_LENT, -1)) {
+      Atomics.sub(this.ctx.heap.i32, this.rec >> 2, OS_LENT_ONE);
+    }
   }
 
   /** Gives the reference back at the end of a `using` block. */

@@ -356,6 +356,13 @@ describe("own: references and reclaimSlot", () => {
           for (const b of [0, 1]) {
             assert.deepEqual(pick(own.stateOf(bufs[b].deref())!), expect(b, false));
           }
+          // What the slot held, released after the reclaim (a `using` block ending late), gives
+          // nothing back a second time.
+          for (const { g } of guards) g.release();
+          for (const { s } of refs) s.release();
+          for (const b of [0, 1]) {
+            assert.deepEqual(pick(own.stateOf(bufs[b].deref())!), expect(b, false));
+          }
           for (const g of mine) g.release();
           for (const o of bufs) o.move().drop();
           assert.deepEqual(tableProblems(heap), []);
@@ -364,6 +371,32 @@ describe("own: references and reclaimSlot", () => {
       ),
       { numRuns: 150 },
     );
+  });
+});
+
+describe("own: references released after their worker detached", () => {
+  it("give nothing back twice: the owner's counts and its mutable borrow stay its own", () => {
+    const { heap, own } = setup();
+    const x = own.alloc(64), y = own.alloc(64);
+    const other = Heap.attach(heap.buffer), own2 = Ownership.create(other);
+    const rx = own2.access(x.share()), gx = rx.borrow();
+    const ry = own2.access(y.share()), gy = ry.borrowMut();
+    other.detach(); // gives back the reference, the borrow and the mutable borrow
+    assert.equal(other.attached, false);
+    assert.deepEqual(pick(own.stateOf(x.deref())!), [0, false, 0]);
+    const mine = y.borrowMut(); // the owner's, now that the other's is given back
+    gx.release();
+    rx.release();
+    gy.release(); // before the fix: cleared the owner's mutable bit, or underflowed the count
+    ry.release();
+    assert.deepEqual(pick(own.stateOf(x.deref())!), [0, false, 0]);
+    assert.deepEqual(pick(own.stateOf(y.deref())!), [0, true, 0]);
+    assert.equal(y.tryBorrow(), undefined, "the owner's mutable borrow still excludes");
+    mine.release();
+    x.drop();
+    y.drop();
+    assert.deepEqual(tableProblems(heap), []);
+    assert.deepEqual(heap.verify(), []);
   });
 });
 
