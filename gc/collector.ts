@@ -68,6 +68,7 @@ import {
   dropFinalizer,
   dropSlotFinalizers,
   findReady,
+  finishBatch,
   setFinalizer,
   takeReady,
 } from "./finalize.ts";
@@ -127,7 +128,7 @@ import {
   WS_NONE,
   WS_RUNNING,
 } from "./layout.ts";
-import { largeAlloc, largeBytes, largeFree, largeInfo } from "./large.ts";
+import { largeAlloc, largeBytes, largeFree, largeInfo, LO_W_MARK } from "./large.ts";
 import { Marker } from "./mark.ts";
 import { PinHandle } from "./pin.ts";
 import { CLASS_OF, GC_MAXSIZE, GC_SIZE_CLASSES, NCLASSES } from "./size_classes.ts";
@@ -689,17 +690,22 @@ export class Collector implements Disposable {
     if (old <= GC_MAXSIZE && size <= GC_MAXSIZE) {
       if (CLASS_OF[(size + 7) >> 3] === CLASS_OF[(old + 7) >> 3]) return ptr;
     } else if (size <= old && size * 2 > old) return ptr; // a large object shrinks in place
-    // The old object is held in a root register while the new one is allocated (which may
-    // collect).
-    const reg = (this.record + GC_SLOTS + this.slot * GS_SIZE + GS_REGS) >> 2;
-    h.i32[reg] = ptr;
+    // The old object is held in a free root register while the new one is allocated (which may
+    // collect, and run finalizers that realloc too: each takes a register of its own); past the
+    // registers, in a pin.
+    const regs = (this.record + GC_SLOTS + this.slot * GS_SIZE + GS_REGS) >> 2;
+    let reg = regs;
+    while (reg < regs + GS_NREGS && h.i32[reg] !== 0) reg++;
+    const pin = reg < regs + GS_NREGS ? undefined : new PinHandle(h, ptr);
+    if (pin === undefined) h.i32[reg] = ptr;
     try {
       const p = kind === KIND_NORMAL ? this.malloc(size) : this.allocKind(kind, size, "GC_realloc");
       h.u8.copyWithin(p, ptr, ptr + Math.min(old, size));
       this.free(ptr);
       return p;
     } finally {
-      this.heap.i32[reg] = 0;
+      if (pin === undefined) this.heap.i32[reg] = 0;
+      else pin.dispose();
     }
   }
 
@@ -842,13 +848,17 @@ export class Collector implements Disposable {
     this.checkAttached("GC_invoke_finalizers");
     const h = this.heap;
     h.sync();
+    // The batch's objects stay roots until every function of it has run: a finalizer that
+    // allocates or collects (or another worker's collection) frees none of them meanwhile.
+    const depth = this.finalizing;
     this.holding++;
     let ready: [number, number][];
     try {
-      ready = takeReady(h, this.record, this.slot);
+      ready = takeReady(h, this.record, this.slot, depth);
     } finally {
       this.holding--;
     }
+    if (ready.length === 0) return 0;
     let first: unknown, failed = false;
     this.finalizing++;
     try {
@@ -864,6 +874,12 @@ export class Collector implements Disposable {
       }
     } finally {
       this.finalizing--;
+      this.holding++;
+      try {
+        finishBatch(h, this.record, this.slot, depth);
+      } finally {
+        this.holding--;
+      }
     }
     if (failed) throw first;
     return ready.length;
@@ -1308,8 +1324,9 @@ export class Collector implements Disposable {
   }
 
   /**
-   * Gives this worker's slot back to the collector: collections stop waiting for it. Call it
-   * before `heap.detach()`. A second call does nothing.
+   * Gives this worker's slot back to the collector: collections stop waiting for it, and the
+   * finalizers it registered are forgotten (their functions go with the handle; their objects
+   * are collected like any other). Call it before `heap.detach()`. A second call does nothing.
    *
    * @example
    * ```ts
@@ -1327,6 +1344,10 @@ export class Collector implements Disposable {
     this.attached = false;
     this.foldPending();
     if (this.heap.safepoint !== undefined) this.heap.safepoint = undefined;
+    // Its finalizers die with the handle (a handle attached later in this slot numbers its own
+    // from 1 again): their objects are collected like any other, as a dead worker's are.
+    dropSlotFinalizers(this.heap, this.record, this.slot);
+    this.fns.clear();
     setSlotState(this.heap, this.record, this.slot, WS_NONE);
     // The fast paths test the state word alone: from now on they read the image's magic word,
     // never WS_RUNNING, so every call takes entry(), which refuses it, even after another
@@ -1544,6 +1565,11 @@ function reclaimCollectorSlot(h: HeapView, slot: number): void {
       m.eachObject(sb, cp, BUF_ALLOC | BUF_MARK, (_p, _s, at) => {
         h.u8[at] = BUF_ALLOC;
       });
+    });
+    // ...and those of large objects, in their table entries: one left set is never scanned
+    // again, and what it alone points to would be freed.
+    m.eachLarge((_p, _size, _kind, e) => {
+      h.i32[e + LO_W_MARK] = 0;
     });
     Atomics.store(h.i32, (rec + GC_PHASE) >> 2, PH_IDLE);
     resumeWorld(h);

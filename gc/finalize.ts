@@ -35,6 +35,7 @@ import {
   FE_STATE,
   FS_ARMED,
   FS_READY,
+  FS_RUNNING,
   GC_FINCAP,
   GC_FINCOUNT,
   GC_FINTAB,
@@ -145,7 +146,7 @@ export function findReady(
     // function must find them, and what they point to, intact.
     for (let i = 0; i < n; i++) {
       const e = t + i * FE_SIZE;
-      if (w(h, e + FE_STATE) === FS_READY) m.candidate(w(h, e + FE_OBJ));
+      if (w(h, e + FE_STATE) >= FS_READY) m.candidate(w(h, e + FE_OBJ));
     }
     m.finish();
     for (let i = 0; i < n; i++) {
@@ -171,32 +172,66 @@ export function findReady(
 }
 
 /**
- * Takes the ready entries of worker `slot` out of the table.
+ * Takes the ready entries of worker `slot` as a batch to run at nesting depth `depth`: they
+ * turn `FS_RUNNING + depth` and stay in the table, their objects roots of every collection
+ * (one that a finalizer makes, or another worker's) until {@linkcode finishBatch} removes them
+ * once every function of the batch has run.
  *
  * @param h the heap
  * @param rec the collector record
  * @param slot the worker's slot
+ * @param depth how many batches of this worker are running already
  * @returns pairs of object and function id, in table order
  */
-export function takeReady(h: HeapView, rec: number, slot: number): [number, number][] {
+export function takeReady(
+  h: HeapView,
+  rec: number,
+  slot: number,
+  depth: number,
+): [number, number][] {
   const out: [number, number][] = [];
   const nr = (rec + GC_SLOTS + slot * GS_SIZE + GS_NREADY) >> 2;
   if (Atomics.load(h.i32, nr) === 0) return out;
   lock(h, rec + GC_LOCK);
   try {
     const t = w(h, rec + GC_FINTAB);
-    for (let i = 0; i < w(h, rec + GC_FINCOUNT);) {
+    for (let i = 0; i < w(h, rec + GC_FINCOUNT); i++) {
       const e = t + i * FE_SIZE;
       if (w(h, e + FE_STATE) === FS_READY && w(h, e + FE_SLOT) === slot) {
         out.push([w(h, e + FE_OBJ), w(h, e + FE_FN)]);
-        removeEntry(h, rec, i);
-      } else i++;
+        setw(h, e + FE_STATE, FS_RUNNING + depth);
+      }
     }
     Atomics.sub(h.i32, nr, out.length);
   } finally {
     unlock(h, rec + GC_LOCK);
   }
   return out;
+}
+
+/**
+ * Removes the entries of the batch worker `slot` ran at nesting depth `depth` (see
+ * {@linkcode takeReady}): their objects are freed by the next collection that finds them
+ * unreachable.
+ *
+ * @param h the heap
+ * @param rec the collector record
+ * @param slot the worker's slot
+ * @param depth the batch's nesting depth
+ */
+export function finishBatch(h: HeapView, rec: number, slot: number, depth: number): void {
+  lock(h, rec + GC_LOCK);
+  try {
+    const t = w(h, rec + GC_FINTAB);
+    for (let i = 0; i < w(h, rec + GC_FINCOUNT);) {
+      const e = t + i * FE_SIZE;
+      if (w(h, e + FE_STATE) === FS_RUNNING + depth && w(h, e + FE_SLOT) === slot) {
+        removeEntry(h, rec, i);
+      } else i++;
+    }
+  } finally {
+    unlock(h, rec + GC_LOCK);
+  }
 }
 
 /**

@@ -166,6 +166,12 @@ export const FS_FREE = 0;
 export const FS_ARMED = 1;
 /** Entry state: the object was found unreachable; its worker runs the function next. */
 export const FS_READY = 2;
+/**
+ * Entry states from here on: the worker is running the functions of a batch it took, at
+ * nesting depth `state - FS_RUNNING` (a finalizer may call `runFinalizers`); the objects of the
+ * batch stay roots, as ready ones are, until the batch is done.
+ */
+export const FS_RUNNING = 3;
 
 // ---- Large-object table entry (LO_*): objects past the largest size class ----
 /** First byte of the object: a span of the heap's `umem_oversize` arena. */

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Heap, inspect, UmemError } from "../mod.ts";
 import { Collector, type CollectorOptions } from "../gc/mod.ts";
-import { BUF_MARK, GC_BUSY } from "../gc/layout.ts";
+import { BUF_MARK, GC_BUSY, GC_LARGE, GC_LARGE_COUNT, LO_MARK, LO_SIZE } from "../gc/layout.ts";
 import { Marker } from "../gc/mark.ts";
 import { HDR_SAFEPOINT } from "../core/internal.ts";
 import { mk, throwsKind, withWorkers as withWorkersOf } from "./helpers.ts";
@@ -479,6 +479,97 @@ describe("gc: finalizers", () => {
     assert.equal(heap.i32[HDR_SAFEPOINT >> 2], 0);
     assert.equal(gc.collect().objects, 0, "kept and child are scanned, not taken as marked");
     assert.equal(gc.isLive(child), true);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("a worker that died collecting: reclaimSlot clears the marks of large objects too", () => {
+    const { heap, gc } = setup();
+    const other = Heap.attach(heap.buffer);
+    Collector.attach(other);
+    const big = gc.malloc(300000), child = gc.malloc(16); // big is a large object, scanned
+    heap.i32[big >> 2] = child;
+    using _pin = gc.pin(big);
+    heap.i32[(gc.record + GC_BUSY) >> 2] = other.slot + 1;
+    Atomics.store(heap.i32, HDR_SAFEPOINT >> 2, 1);
+    const t = heap.i32[(gc.record + GC_LARGE) >> 2];
+    const n = heap.i32[(gc.record + GC_LARGE_COUNT) >> 2];
+    const marks = () => {
+      let set = 0;
+      for (let i = 0; i < n; i++) set += heap.i32[(t + i * LO_SIZE + LO_MARK) >> 2];
+      return set;
+    };
+    for (let i = 0; i < n; i++) heap.i32[(t + i * LO_SIZE + LO_MARK) >> 2] = 1;
+    heap.reclaimSlot(other.slot);
+    assert.equal(marks(), 0);
+    assert.equal(gc.collect().objects, 0, "big is scanned, so its child lives");
+    assert.equal(gc.isLive(child), true);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("a finalizer that collects or allocates frees none of the objects still waiting for theirs", () => {
+    const { heap, gc } = setup();
+    const a = gc.malloc(32), b = gc.malloc(32), child = gc.malloc(64);
+    heap.i32[b >> 2] = child;
+    heap.i32[(b >> 2) + 1] = 0x0badf00d;
+    heap.i32[(child >> 2) + 1] = 0x12345678;
+    let seen: number[] = [];
+    gc.registerFinalizer(a, (p) => {
+      assert.equal(gc.collect().objects, 0, "a itself, b and b's child wait");
+      assert.equal(gc.isLive(p), true);
+      for (let i = 0; i < 8; i++) heap.i32.fill(0x77777777, gc.malloc(32) >> 2, 8);
+    });
+    gc.registerFinalizer(b, (p) => {
+      seen = [gc.isLive(p) ? 1 : 0, heap.i32[(p >> 2) + 1], heap.i32[(child >> 2) + 1]];
+    });
+    assert.equal(gc.collect().finalizable, 2);
+    assert.deepEqual(seen, [1, 0x0badf00d, 0x12345678], "b and its child intact");
+    // Both functions have run: the objects go at the next collection.
+    gc.collect();
+    assert.equal(gc.isLive(a) || gc.isLive(b) || gc.isLive(child), false);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("realloc inside a finalizer run by realloc's own allocation keeps both old objects", () => {
+    const heap = Heap.create({ size: 64 << 20 });
+    const gc = Collector.create(heap, { minTrigger: 0, freeSpaceDivisor: 1 << 20 });
+    const keep = gc.mallocUncollectable(16);
+    heap.i32[keep >> 2] = gc.malloc(64);
+    gc.registerFinalizer(gc.malloc(16), () => {
+      heap.i32[keep >> 2] = gc.realloc(heap.i32[keep >> 2], 300000); // collects in here
+    });
+    const x = gc.malloc(64); // held only as realloc's argument
+    heap.u8.fill(0xab, x, x + 64);
+    const q = gc.realloc(x, 200000);
+    assert.deepEqual([...heap.u8.subarray(q, q + 64)], new Array(64).fill(0xab));
+    assert.equal(gc.isLive(heap.i32[keep >> 2]), true);
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("detach forgets the handle's finalizers: its objects are collected, no other's function runs", () => {
+    const { heap, gc } = setup();
+    const w = Heap.attach(heap.buffer), gcw = Collector.attach(w);
+    const keep = gc.mallocUncollectable(16);
+    const x = gcw.malloc(32);
+    heap.i32[keep >> 2] = x;
+    heap.i32[x >> 2] = gcw.malloc(100000);
+    gcw.registerFinalizer(x, () => assert.fail("a detached handle's finalizer ran"));
+    gcw.detach();
+    w.detach();
+    heap.i32[keep >> 2] = 0;
+    assert.equal(gc.collect().objects, 2, "x and its child, no longer waiting for a finalizer");
+    assert.equal(gc.stats().finalizers, 0);
+    // A handle attached later in the same slot numbers its functions from 1 again: only its own run.
+    const w2 = Heap.attach(heap.buffer), gc2 = Collector.attach(w2);
+    const ran: number[] = [];
+    const z = gc2.malloc(16);
+    gc2.registerFinalizer(z, (p) => ran.push(p));
+    gc2.leave(); // one thread plays both workers: this worker's collection must not wait for it
+    assert.equal(gc.collect().finalizable, 1);
+    gc2.enter();
+    assert.equal(gc2.runFinalizers(), 1);
+    assert.deepEqual(ran, [z]);
+    gc2.detach();
+    w2.detach();
     assert.deepEqual(heap.verify(), []);
   });
 
