@@ -588,8 +588,7 @@ export class Collector implements Disposable {
     try {
       return c.alloc();
     } catch (e) {
-      Atomics.sub(this.heap.i32, (this.record + GC_INUSE) >> 2, bytes);
-      Atomics.sub(this.heap.i32, (this.record + GC_SINCE) >> 2, bytes);
+      this.takeBack(bytes);
       throw e;
     }
   }
@@ -603,7 +602,7 @@ export class Collector implements Disposable {
     try {
       p = largeAlloc(h, this.record, this.oversize(), bytes, kind);
     } catch (e) {
-      Atomics.sub(h.i32, (this.record + GC_INUSE) >> 2, bytes);
+      this.takeBack(bytes);
       throw e;
     }
     if (kind !== KIND_ATOMIC) h.i32.fill(0, p >> 2, (p + bytes) >> 2);
@@ -1394,8 +1393,17 @@ export class Collector implements Disposable {
     const h = this.heap, pend = h.i32[this.pendingWord];
     if (pend === 0) return;
     h.i32[this.pendingWord] = 0;
-    Atomics.add(h.i32, (this.record + GC_SINCE) >> 2, pend);
+    addSince(h, this.record, pend);
     Atomics.add(h.i32, (this.record + GC_INUSE) >> 2, pend);
+  }
+
+  /**
+   * Takes the `bytes` of an allocation that will not happen back out of the shared counters
+   * (the fold counted them before the allocation was tried).
+   */
+  private takeBack(bytes: number): void {
+    Atomics.sub(this.heap.i32, (this.record + GC_INUSE) >> 2, bytes);
+    addSince(this.heap, this.record, -bytes);
   }
 
   /**
@@ -1413,7 +1421,7 @@ export class Collector implements Disposable {
       this.collectOrUndo(fn, extra);
       const inUse = Atomics.load(h.i32, (rec + GC_INUSE) >> 2);
       if (inUse > max) {
-        Atomics.sub(h.i32, (rec + GC_INUSE) >> 2, extra);
+        this.takeBack(extra);
         throw new OutOfMemoryError(
           `${fn}: ${extra} more bytes would pass the maximum heap size of ${max} bytes (${
             inUse - extra
@@ -1423,7 +1431,14 @@ export class Collector implements Disposable {
       return;
     }
     const ready = rec + GC_SLOTS + this.slot * GS_SIZE + GS_NREADY;
-    if (this.finalizing === 0 && Atomics.load(h.i32, ready >> 2) !== 0) this.runFinalizers();
+    if (this.finalizing === 0 && Atomics.load(h.i32, ready >> 2) !== 0) {
+      try {
+        this.runFinalizers();
+      } catch (e) {
+        this.takeBack(extra); // a finalizer threw: the allocation does not happen
+        throw e;
+      }
+    }
     if ((h.i32[(rec + GC_FLAGS) >> 2] & GCF_MANUAL) !== 0) return;
     const since = Atomics.load(h.i32, (rec + GC_SINCE) >> 2);
     const trigger = Math.max(
@@ -1441,8 +1456,7 @@ export class Collector implements Disposable {
     try {
       this.collectOrWait(fn);
     } catch (e) {
-      Atomics.sub(this.heap.i32, (this.record + GC_INUSE) >> 2, extra);
-      Atomics.sub(this.heap.i32, (this.record + GC_SINCE) >> 2, extra);
+      this.takeBack(extra);
       throw e;
     }
   }
@@ -1577,13 +1591,28 @@ function reclaimCollectorSlot(h: HeapView, slot: number): void {
   }
   if (Atomics.load(h.i32, (gs + GS_STATE) >> 2) === WS_NONE) return;
   const pend = h.i32[(gs + GS_PENDING) >> 2];
-  Atomics.add(h.i32, (rec + GC_SINCE) >> 2, pend);
+  addSince(h, rec, pend);
   Atomics.add(h.i32, (rec + GC_INUSE) >> 2, pend);
   h.i32.fill(0, (gs + GS_PENDING) >> 2, (gs + GS_SIZE) >> 2);
   dropSlotFinalizers(h, rec, slot);
   setSlotState(h, rec, slot, WS_NONE);
 }
 addSlotReclaimer(reclaimCollectorSlot);
+
+/**
+ * Adds `delta` to collector `rec`'s bytes allocated since the last collection (`GC_SINCE`),
+ * kept in [0, 2^31 - 1]: past 2 GiB of allocation with no collection (`auto: false`, objects
+ * freed explicitly) it stays at its most rather than wrapping negative, which stopped automatic
+ * collection; a bytes' take-back after a collection reset it stops at 0.
+ */
+function addSince(h: HeapView, rec: number, delta: number): void {
+  const at = (rec + GC_SINCE) >> 2;
+  for (;;) {
+    const v = Atomics.load(h.i32, at);
+    const n = Math.min(0x7fffffff, Math.max(0, v + delta));
+    if (Atomics.compareExchange(h.i32, at, v, n) === v) return;
+  }
+}
 
 /** The error for an address that is no collector object at all. */
 function notObject(fn: string, ptr: unknown): UmemError {

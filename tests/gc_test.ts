@@ -9,7 +9,15 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Heap, inspect, UmemError } from "../mod.ts";
 import { Collector, type CollectorOptions } from "../gc/mod.ts";
-import { BUF_MARK, GC_BUSY, GC_LARGE, GC_LARGE_COUNT, LO_MARK, LO_SIZE } from "../gc/layout.ts";
+import {
+  BUF_MARK,
+  GC_BUSY,
+  GC_LARGE,
+  GC_LARGE_COUNT,
+  GC_SINCE,
+  LO_MARK,
+  LO_SIZE,
+} from "../gc/layout.ts";
 import { Marker } from "../gc/mark.ts";
 import { HDR_SAFEPOINT } from "../core/internal.ts";
 import { mk, throwsKind, withWorkers as withWorkersOf } from "./helpers.ts";
@@ -587,6 +595,39 @@ describe("gc: finalizers", () => {
 });
 
 describe("gc: allocation, free, realloc, limits", () => {
+  it("an allocation that fails counts nothing: a large one, and one whose fold runs a finalizer that throws", () => {
+    const heap = Heap.create({ size: 8 << 20, maxSize: 8 << 20 });
+    const gc = Collector.create(heap, { auto: false });
+    for (let i = 0; i < 3; i++) throwsKind(() => gc.malloc(32 << 20), "out-of-memory");
+    assert.equal(gc.stats().bytesSinceGC, 0, "large: before the fix 96 MiB counted");
+    // A finalizer made ready by another slot's collection runs at this slot's next fold.
+    const p = gc.malloc(16);
+    gc.registerFinalizer(p, () => {
+      throw new Error("boom");
+    });
+    const other = Heap.attach(heap.buffer), gc2 = Collector.attach(other);
+    gc.leave();
+    gc2.collect();
+    gc.enter();
+    let n = 0;
+    assert.throws(() => {
+      for (; n < 100000; n++) gc.malloc(1024);
+    }, /boom/);
+    const s = gc.stats();
+    assert.equal(s.heapSize - s.freeBytes, n * 1024 + 16, "only what was allocated is in use");
+    gc2.detach();
+    other.detach();
+  });
+
+  it("bytes since the last collection stop at 2^31 - 1, never wrapping negative", () => {
+    const { heap, gc } = setup({}, 16 << 20);
+    const since = (gc.record + GC_SINCE) >> 2;
+    heap.i32[since] = 0x7fffff00;
+    for (let i = 0; i < 100; i++) gc.free(gc.malloc(60000)); // folds
+    assert.equal(gc.stats().bytesSinceGC >= 0x7fffff00, true);
+    assert.equal(heap.i32[since], 0x7fffffff);
+  });
+
   it("malloc clears, objects are distinct, kinds keep their caches", () => {
     const { heap, gc } = setup();
     const p = gc.malloc(64);
