@@ -759,8 +759,9 @@ export class Collector implements Disposable {
   }
 
   /**
-   * Pins an address a JavaScript variable holds: the object it points at or into survives
-   * until the handle is disposed (with `using`, at the end of the block).
+   * Pins an address a JavaScript variable holds: the object it points at (or into, with
+   * interior pointers on) survives until the handle is disposed (with `using`, at the end of
+   * the block).
    *
    * @param ptr the address
    * @returns the pin, `Disposable`

@@ -17,8 +17,9 @@
 import type { Heap } from "../core/mod.ts";
 
 /**
- * A pinned address: the object it points at (or into) survives every collection until the
- * handle is disposed.
+ * A pinned address: the object it points at (or into, when the collector takes interior
+ * pointers, its default) survives every collection until the handle is disposed. A pin is a
+ * root word like any other: with `interior: false` only a pin of an object's first byte keeps it.
  *
  * @example
  * ```ts
