@@ -8,7 +8,13 @@
  * @module
  */
 
-import { hooksLive, runAllocHooks, runFreedHooks, runFreeHooks } from "./hooks.ts";
+import {
+  hooksLive,
+  runAllocHooks,
+  runDestroyingHooks,
+  runFreedHooks,
+  runFreeHooks,
+} from "./hooks.ts";
 import { DBG_AUDIT, DBG_CONTENTS, DBG_CTLOG, DBG_GUARDS, DBG_TXLOG } from "./buftag.ts";
 import { checkSize, OutOfMemoryError, UmemError } from "./errors.ts";
 import {
@@ -505,7 +511,8 @@ export class Cache {
    * their number is returned. Other workers must have stopped using the cache.
    *
    * @returns the number of buffers that were still allocated
-   * @throws {UmemError} `invalid-argument` for one of the heap's own caches
+   * @throws {UmemError} `invalid-argument` for one of the heap's own caches, or when a buffer
+   *   of the cache is held by an `Owned` handle (`own`: drop it first)
    *
    * @example
    * ```ts
@@ -526,6 +533,7 @@ export class Cache {
         `umem_cache_destroy(${this.name}): the heap's own caches and quantum caches cannot be destroyed`,
       );
     }
+    if (hooksLive(h)) runDestroyingHooks(h, cp);
     return destroyCacheRecord(h, cp);
   }
 }

@@ -157,7 +157,36 @@ export class OwnWorker {
       // A realloc frees the block when it moves it, and changes it behind its handle when it
       // does not: vetted as a free.
       resizing: (ptr) => this.onFree(ptr, HOOK_LIBC, "realloc"),
+      destroying: (cache) => this.onDestroying(cache),
     });
+  }
+
+  /**
+   * Refuses to destroy a cache whose buffers some worker tracks: the destroy would give their
+   * memory back under their handles, which a later drop would free from another cache.
+   *
+   * @throws {UmemError} `invalid-argument` naming the cache and how many buffers are held
+   */
+  private onDestroying(cache: number): void {
+    const h = this.heap, root = this.root;
+    let held = 0, first = 0;
+    lockTable(h, root);
+    try {
+      for (const rec of tableRecords(h, root)) {
+        if ((h.i32[(rec + OR_SOURCE) >> 2] & ~SRC_UNGUARDED) !== cache) continue;
+        if (held++ === 0) first = h.i32[(rec + OR_PTR) >> 2];
+      }
+    } finally {
+      unlockTable(h, root);
+    }
+    if (held === 0) return;
+    throw new UmemError(
+      "invalid-argument",
+      `umem_cache_destroy: ${held} of the cache's buffers (the first at ${
+        hex(first)
+      }) are held by Owned handles: drop them first`,
+      first,
+    );
   }
 
   /** Detaches the free hook and forgets this state (the last `Ownership` closed). */

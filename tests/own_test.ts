@@ -443,6 +443,25 @@ describe("own: the free hook", () => {
     assert.equal(own.stats().tracked, 0);
   });
 
+  it("Cache.destroy is refused while a buffer of the cache is tracked; allowed once dropped", () => {
+    const { heap, own } = setup();
+    const cache = heap.createCache("conn", 64);
+    const a = own.adopt(cache.alloc(), 64, cache);
+    const unrelated = cache.alloc(); // an untracked buffer: destroy may lose it, as libumem's
+    throwsKind(
+      () => cache.destroy(),
+      "invalid-argument",
+      /1 of the cache's buffers .* held by Owned/,
+    );
+    // Before the fix the destroy went on; a new cache took the record's address, and a.drop()
+    // freed that cache's live buffer, which it then handed out twice.
+    assert.equal(a.alive, true);
+    a.drop();
+    assert.equal(cache.destroy(), 1);
+    assert.ok(unrelated > 0);
+    assert.deepEqual(heap.verify(), []);
+  });
+
   it("libc.realloc of an adopted block is refused, in place or moving, with nothing changed", () => {
     const { heap, own } = setup();
     const p = heap.libc.malloc(40);
