@@ -413,6 +413,7 @@ export class Owned {
         return this.inert(mut);
       }
       if (!mut && (s & OS_COUNT) === OS_COUNT) {
+        if (tryOnly) return undefined; // as Rust's try_borrow, an Err, not a panic
         ctx.worker.fail(countFullError(ctx.heap, this.rec, s, fn, this.addr));
         return this.inert(mut);
       }
@@ -1058,6 +1059,7 @@ export class Shared {
         if (tryOnly) return undefined;
         e = conflictError(ctx, this.rec, s, fn, this.addr, mut);
       } else if (!mut && (s & OS_COUNT) === OS_COUNT) {
+        if (tryOnly) return undefined;
         e = countFullError(h, this.rec, s, fn, this.addr);
       }
       if (e !== undefined) {

@@ -200,6 +200,22 @@ describe("own: moves and drops", () => {
     assert.deepEqual(heap.verify(), []);
   });
 
+  it("at the most shared borrows a word counts, borrow throws and tryBorrow returns undefined", () => {
+    const { heap, own } = setup();
+    const a = own.alloc(16);
+    const other = Heap.attach(heap.buffer), ref = Ownership.create(other).access(a.share());
+    const held = [];
+    while (held.length < 16383) held.push(a.borrow());
+    throwsKind(() => a.borrow(), "borrow-conflict", /the most it can count/);
+    assert.equal(a.tryBorrow(), undefined, "as Rust's try_borrow: an error value, no panic");
+    assert.equal(ref.tryBorrow(), undefined);
+    for (const r of held) r.release();
+    ref.release();
+    a.drop();
+    other.detach();
+    assert.deepEqual(heap.verify(), []);
+  });
+
   it("clone copies the bytes into a new owner, under a shared borrow", () => {
     const { heap, own } = setup();
     const a = own.alloc(100);
