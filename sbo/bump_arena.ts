@@ -1008,7 +1008,9 @@ export class BumpArena {
    */
   rewind(mark: number): void {
     // Fast path: a mark in the current chunk, no chunk taken since.
-    const r = this.r, at = mark - r[W_NCHUNKS] * TWO31;
+    // (Only a number: a string or an object would be coerced here, a bigint would throw a
+    // TypeError; checkSize below refuses them.)
+    const r = this.r, at = typeof mark === "number" ? mark - r[W_NCHUNKS] * TWO31 : -1;
     if ((at | 0) === at && at >= 0 && at <= r[W_CURSOR] && r[W_GEN] === this.gen) {
       const data = this.i32[(r[W_CHUNK] + FP_CH_DATA) >> 2];
       if (at >= data) {

@@ -258,6 +258,11 @@ table("BumpArena.mark() and rewind(mark)", [
     (f) => f.arena.rewind(n as number),
   ]),
   ["mark -8", "invalid-argument", (f) => f.arena.rewind(-8)],
+  // A valid mark in another type: the fast path coerced a string or an object, and a bigint
+  // threw a TypeError there.
+  ["a valid mark as a string", "invalid-argument", (f) => f.arena.rewind(String(f.mark) as never)],
+  ["a valid mark as [mark]", "invalid-argument", (f) => f.arena.rewind([f.mark] as never)],
+  ["a valid mark as a bigint", "invalid-argument", (f) => f.arena.rewind(BigInt(f.mark) as never)],
   ["a mark naming chunk 5 of 1", "invalid-argument", (f) => f.arena.rewind(5 * 2 ** 31 + 200)],
   ["a mark of another arena", "invalid-argument", (f) => {
     const s = scope(f.heap);
