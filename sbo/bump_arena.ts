@@ -51,7 +51,7 @@
  * @module
  */
 
-import { Cache, Heap, type HeapView, UmemError, Vmem } from "../core/mod.ts";
+import { Cache, Heap, type HeapView, OutOfMemoryError, UmemError, Vmem } from "../core/mod.ts";
 import {
   CH_ARENA,
   CH_BASE,
@@ -735,6 +735,13 @@ export class BumpArena {
       if (limit !== BA_NO_LIMIT) {
         csize = Math.max(chunkBytes(need), Math.min(csize, chunkBytes(CH_HEADER + limit - used)));
       }
+    }
+    if (csize > MAX_BYTES) {
+      // A request near the largest the arena takes, with its header and padding rounded up to
+      // a chunk: more than any heap can hold.
+      throw new OutOfMemoryError(
+        `${fn}: ${size} bytes aligned to ${align} need a chunk of ${csize} bytes, more than a heap holds`,
+      );
     }
     const ch = this.pool !== null ? this.pool.take(csize) : sourceTake(this.source, csize);
     i32 = this.i32 = this.heap.i32;

@@ -168,6 +168,9 @@ table("BumpArena.alloc(size, align) and zalloc(size, align)", [
   ...sized((f, n) => f.arena.alloc(n, 16)).map(([l, e, r]): Row => [`align 16, ${l}`, e, r]),
   ["size 2**31 (past the image limit)", "invalid-argument", (f) => f.arena.alloc(2 ** 31)],
   ["size 2**30 (no room)", "out-of-memory", (f) => f.arena.alloc(2 ** 30)],
+  // The largest size taken: its chunk, header and padding rounded up, is past any heap's size
+  // (before the fix: invalid-argument from ChunkPool.take, naming a size never asked for).
+  ["size 2**31 - 4096 (the most)", "out-of-memory", (f) => f.arena.alloc(2 ** 31 - 4096)],
   ...NUMBERS.map(([l, n]): Row => [
     `align ${l}`,
     "invalid-argument",
