@@ -128,6 +128,15 @@ export function reserve(
         softAt = a;
       }
     }
+    // The soft budget first: its handler may free enough that the hard budget passes too.
+    if (required > softRoom) {
+      refusal.kind = R_SOFT;
+      refusal.at = softAt;
+      refusal.allocated = w(i32, softAt + MC_TREE);
+      refusal.budget = w(i32, softAt + MC_SOFT);
+      refusal.needed = required;
+      return 0;
+    }
     if (required > hardRoom) {
       const budget = w(i32, hardAt + MC_BUDGET);
       refusal.at = hardAt;
@@ -141,14 +150,6 @@ export function reserve(
         refusal.seq = Atomics.load(i32, (hardAt + MC_SEQ) >> 2);
         refusal.kind = R_WAIT;
       }
-      return 0;
-    }
-    if (required > softRoom) {
-      refusal.kind = R_SOFT;
-      refusal.at = softAt;
-      refusal.allocated = w(i32, softAt + MC_TREE);
-      refusal.budget = w(i32, softAt + MC_SOFT);
-      refusal.needed = required;
       return 0;
     }
     let g = Math.min(wanted, hardRoom, softRoom);

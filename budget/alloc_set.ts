@@ -113,6 +113,7 @@ import {
   MC_WAITMS,
   MCF_SHARED,
   MCF_TOP,
+  MCF_USED,
   MIN_CHUNK,
   NUM_FREELISTS,
   readName,
@@ -376,6 +377,7 @@ function allocLocked(st: TreeState, rec: number, size: number, skip: number[]): 
   const blk = takeBlock(st, rec, got, size);
   i32 = h.i32;
   layBlock(i32, blk, rec, got, ABK_LARGE);
+  Atomics.or(i32, (rec + MC_FLAGS) >> 2, MCF_USED);
   i32[(blk + AB_FREEPTR) >> 2] = blk + got;
   linkBlock(i32, rec, blk, w(i32, rec + MC_BLOCKS));
   return writeChunk(i32, blk + AB_HEADER, rec, got - AB_HEADER - CH_HEADER, gen, size);
@@ -601,6 +603,14 @@ export function reallocChunk(
     if (shared) unlock(h, rec + MC_LOCK);
   }
   const np = allocChunk(st, rec, w(h.i32, rec + MC_ID), size, fn);
+  // The allocation may have run a soft-budget handler that reset the context (or freed the
+  // chunk): then the old chunk is gone, and the new one is given back before the error goes on.
+  try {
+    chunkOwner(h, ptr, fn);
+  } catch (e) {
+    freeChunk(st, np, rec, fn);
+    throw e;
+  }
   h.u8.copyWithin(np, ptr, ptr + Math.min(keep, size));
   freeChunk(st, ptr, rec, fn);
   return np;
@@ -737,6 +747,7 @@ export function resetBlocks(h: HeapView, rec: number, gen: number): number[] {
     if (b !== keeper) out.push(b, w(i32, b + AB_SIZE));
   }
   const data = w(i32, rec + MC_DATA0);
+  Atomics.and(i32, (rec + MC_FLAGS) >> 2, ~MCF_USED);
   i32[(keeper + AB_PREV) >> 2] = 0;
   i32[(keeper + AB_NEXT) >> 2] = 0;
   i32[(keeper + AB_FREEPTR) >> 2] = data;
@@ -770,6 +781,7 @@ export function killRecord(h: HeapView, rec: number): number[] {
 
 /** Whether context `rec` holds nothing allocated since it was made or last reset. */
 export function isEmptySet(i32: Int32Array, rec: number): boolean {
+  if ((w(i32, rec + MC_FLAGS) & MCF_USED) !== 0) return false;
   if (w(i32, rec + MC_BLOCKS) !== w(i32, rec + MC_KEEPER) || w(i32, rec + MC_NBLOCKS) !== 1) {
     return false;
   }

@@ -685,8 +685,9 @@ export class MemoryContext {
    * ```
    */
   reset(): void {
-    const doomed = resetContext(this.st, this.address, this.id, true, "MemoryContext.reset");
-    this.leaveDoomed(doomed, this.address);
+    const r = resetContext(this.st, this.address, this.id, true, "MemoryContext.reset");
+    this.leaveDoomed(r.doomed, this.address);
+    if (r.error !== undefined) throw r.error;
   }
 
   /**
@@ -707,7 +708,8 @@ export class MemoryContext {
    * ```
    */
   resetOnly(): void {
-    resetContext(this.st, this.address, this.id, false, "MemoryContext.resetOnly");
+    const r = resetContext(this.st, this.address, this.id, false, "MemoryContext.resetOnly");
+    if (r.error !== undefined) throw r.error;
   }
 
   /**
@@ -734,8 +736,9 @@ export class MemoryContext {
   delete(): void {
     this.h.sync();
     const parent = this.h.i32[(this.address + MC_PARENT) >> 2];
-    const doomed = deleteContext(this.st, this.address, this.id, "MemoryContext.delete");
-    this.leaveDoomed(doomed, parent);
+    const r = deleteContext(this.st, this.address, this.id, "MemoryContext.delete");
+    this.leaveDoomed(r.doomed, parent);
+    if (r.error !== undefined) throw r.error;
   }
 
   /** If this worker's current context was deleted, makes `fallback` current. */

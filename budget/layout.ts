@@ -127,6 +127,12 @@ export const MC_NO_BUDGET = 0x7fffffff;
 export const MCF_SHARED = 1;
 /** Flag: the tree's top (TopMemoryContext). */
 export const MCF_TOP = 2;
+/**
+ * Flag: a large chunk (a block of its own) was allocated since the context was made or last
+ * reset; freeing it leaves no other trace, and `isEmpty` must still say no (PostgreSQL's
+ * `isReset` is cleared by any palloc).
+ */
+export const MCF_USED = 4;
 
 /** Policy: a request past the budget throws `BudgetExceededError`. */
 export const POLICY_ERROR = 0;

@@ -74,6 +74,18 @@ export function childrenOf(i32: Int32Array, rec: number): number[] {
 }
 
 /**
+ * What a reset or delete did: the records of the contexts it deleted, and the first error a
+ * callback threw (undefined when none did), which the caller rethrows after it has moved this
+ * worker's current context off the deleted ones.
+ */
+export interface TreeChange {
+  /** The contexts deleted. */
+  doomed: readonly number[];
+  /** The first error a callback threw. */
+  error: unknown;
+}
+
+/**
  * Runs this worker's reset callbacks of each context in `recs`, in that order, each context's
  * last registered first; forgets them. Returns the first error a callback threw (the others
  * still run).
@@ -81,16 +93,20 @@ export function childrenOf(i32: Int32Array, rec: number): number[] {
 function runCallbacks(st: TreeState, recs: readonly number[]): unknown {
   let first: unknown = undefined;
   for (const rec of recs) {
-    const entry = st.callbacks.get(rec);
-    if (entry === undefined) continue;
-    st.callbacks.delete(rec);
-    st.heap.sync();
-    if (entry.gen !== w(st.heap.i32, rec + MC_GEN)) continue; // reset elsewhere, or deleted
-    for (let i = entry.fns.length - 1; i >= 0; i--) {
-      try {
-        entry.fns[i]();
-      } catch (e) {
-        first ??= e;
+    // A callback may register another on the same context: it runs in this reset too, as
+    // PostgreSQL's MemoryContextCallResetCallbacks pops the list until it is empty.
+    for (;;) {
+      const entry = st.callbacks.get(rec);
+      if (entry === undefined) break;
+      st.callbacks.delete(rec);
+      st.heap.sync();
+      if (entry.gen !== w(st.heap.i32, rec + MC_GEN)) break; // reset elsewhere, or deleted
+      for (let i = entry.fns.length - 1; i >= 0; i--) {
+        try {
+          entry.fns[i]();
+        } catch (e) {
+          first ??= e;
+        }
       }
     }
   }
@@ -129,9 +145,9 @@ function dropChildren(st: TreeState, rec: number, doomed: number[]): number[] {
 /**
  * `MemoryContextReset` (with `deleteChildren`) or `MemoryContextResetOnly`: runs the
  * callbacks, deletes the children if asked, and empties the context. Returns the records of
- * the contexts deleted.
- * @throws {UmemError} `destroyed` for a deleted context; whatever a callback threw (after the
- *   reset is complete)
+ * the contexts deleted and the first error a callback threw, for the caller to rethrow once
+ * it has moved this worker's current context off the deleted ones.
+ * @throws {UmemError} `destroyed` for a deleted context
  */
 export function resetContext(
   st: TreeState,
@@ -139,7 +155,7 @@ export function resetContext(
   id: number,
   deleteChildren: boolean,
   fn: string,
-): readonly number[] {
+): TreeChange {
   const h = st.heap;
   h.sync();
   checkLive(h, rec, id, fn);
@@ -191,18 +207,16 @@ export function resetContext(
     st.callbacks.delete(d);
     st.soft.delete(d);
   }
-  if (err !== undefined) throw err;
-  return doomed;
+  return { doomed, error: err };
 }
 
 /**
  * `MemoryContextDelete`: runs the callbacks of the subtree, unlinks it, marks every record
  * deleted, releases its bytes up the tree and gives every block back. Returns the records of
- * the contexts deleted (`rec` last).
- * @throws {UmemError} `destroyed` for a deleted context; `invalid-argument` for the top;
- *   whatever a callback threw (after the delete is complete)
+ * the contexts deleted (`rec` last) and the first error a callback threw (see resetContext).
+ * @throws {UmemError} `destroyed` for a deleted context; `invalid-argument` for the top
  */
-export function deleteContext(st: TreeState, rec: number, id: number, fn: string): number[] {
+export function deleteContext(st: TreeState, rec: number, id: number, fn: string): TreeChange {
   const h = st.heap;
   h.sync();
   checkLive(h, rec, id, fn);
@@ -248,6 +262,5 @@ export function deleteContext(st: TreeState, rec: number, id: number, fn: string
     st.callbacks.delete(d);
     st.soft.delete(d);
   }
-  if (err !== undefined) throw err;
-  return doomed;
+  return { doomed, error: err };
 }

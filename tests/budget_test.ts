@@ -308,6 +308,58 @@ describe("chunks, free lists and blocks (aset.c)", () => {
   });
 });
 
+describe("callbacks and the current context, from an audit", () => {
+  it("a callback that throws: the error comes after current has left the deleted contexts", () => {
+    const heap = mk();
+    const top = topContext(heap);
+    const stage = top.create("stage");
+    stage.registerResetCallback(() => {
+      throw new Error("callback failed");
+    });
+    switchTo(stage);
+    assert.throws(() => stage.delete(), /callback failed/);
+    assert.equal(currentContext()?.address, top.address, "the parent is current");
+    const job = top.create("job"), child = job.create("child");
+    child.registerResetCallback(() => {
+      throw new Error("child callback failed");
+    });
+    switchTo(child);
+    assert.throws(() => job.reset(), /child callback failed/);
+    assert.equal(currentContext()?.address, job.address);
+    assert.ok(palloc(10) > 0);
+    switchTo(top);
+    sound(heap);
+  });
+
+  it("a callback registered while a reset runs the callbacks runs in that reset, once", () => {
+    const heap = mk();
+    const ctx = topContext(heap).create("ctx");
+    const ran: string[] = [];
+    ctx.registerResetCallback(() => {
+      ran.push("outer");
+      ctx.registerResetCallback(() => ran.push("inner"));
+    });
+    ctx.reset();
+    assert.deepEqual(ran, ["outer", "inner"], "as PostgreSQL pops the list until it is empty");
+    ctx.reset();
+    assert.deepEqual(ran, ["outer", "inner"]);
+    ctx.delete();
+    sound(heap);
+  });
+
+  it("isEmpty: a large chunk allocated and freed since the reset still counts", () => {
+    const heap = mk();
+    const ctx = topContext(heap).create("ctx");
+    assert.equal(ctx.isEmpty(), true);
+    ctx.free(ctx.alloc(100000)); // a block of its own, gone with its free
+    assert.equal(ctx.isEmpty(), false);
+    ctx.reset();
+    assert.equal(ctx.isEmpty(), true);
+    ctx.delete();
+    sound(heap);
+  });
+});
+
 describe("reset and delete free exactly their subtree", () => {
   it("reset: every chunk and every child go; siblings and ancestors keep theirs", () => {
     const heap = mk();
@@ -488,6 +540,38 @@ describe("pfree and repalloc find the owner from the chunk header", () => {
 });
 
 describe("budgets", () => {
+  it("the soft budget's handler runs first, even when the request would pass the hard one too", () => {
+    const heap = mk({ size: 16 << 20 });
+    const top = topContext(heap);
+    const sort = top.create("sort", { softBudget: 64 << 10, budget: 128 << 10 });
+    const run = sort.create("run");
+    let calls = 0;
+    sort.onSoftBudget(() => {
+      calls++;
+      run.reset(); // spills: makes room under both budgets
+    });
+    for (let i = 0; i < 45; i++) run.alloc(1000);
+    assert.ok(sort.alloc(90000) > 0, "before the fix: BudgetExceededError, the handler unasked");
+    assert.equal(calls, 1);
+    sort.delete();
+    sound(heap);
+  });
+
+  it("repalloc whose new chunk's handler reset the context: the error, and the new chunk given back", () => {
+    const heap = mk();
+    const top = topContext(heap);
+    const sort = top.create("sort", { softBudget: 32 << 10 });
+    const run = sort.create("run");
+    sort.onSoftBudget(() => run.reset());
+    const p = run.alloc(100);
+    for (let i = 0; i < 3; i++) run.alloc(1000);
+    const fresh = top.create("fresh").memAllocated(); // a context's first block alone
+    throwsKind(() => run.realloc(p, 60000), "bad-free", /before the context's last reset/);
+    assert.equal(run.memAllocated(), fresh, "before the fix: the 60000-byte chunk stayed, lost");
+    sort.delete();
+    sound(heap);
+  });
+
   it("a request past the budget throws PostgreSQL's error and allocates nothing", () => {
     const heap = mk();
     const top = topContext(heap);
