@@ -25,6 +25,7 @@
  *
  * @module
  */
+import { UmemError } from "../core/mod.ts";
 import type { Discipline } from "./discipline.ts";
 import {
   BK_CHECK,
@@ -256,6 +257,7 @@ export class Blocks {
     if (nsize > 0x7fff0000) return false;
     if (this.disc.memory(this.owner, seg, csize, nsize) !== seg) return false;
     this.refresh();
+    this.checkSegment(seg, nsize, seg);
     const old = seg + csize - SENTINEL, w = this.get(RG_WILD);
     u32[(seg + SG_SIZE) >> 2] = nsize;
     this.writeSentinel(seg, nsize);
@@ -280,6 +282,7 @@ export class Blocks {
     const seg = this.disc.memory(this.owner, 0, 0, size);
     if (seg === 0) return false;
     this.refresh();
+    this.checkSegment(seg, size, 0);
     const w = this.get(RG_WILD);
     if (w !== 0) {
       this.set(RG_WILD, 0);
@@ -290,6 +293,27 @@ export class Blocks {
     this.set(RG_WILD, first);
     this.set(RG_EXTENT, this.get(RG_EXTENT) + size);
     return true;
+  }
+
+  /**
+   * Refuses a segment the discipline's `memory` answered with that the region cannot use: not
+   * 8-aligned, not inside the buffer, or over a segment the region has (`self`, the one being
+   * grown, aside). Walking such memory wrote nowhere and looped for ever.
+   * @throws {UmemError} `invalid-argument` naming the address and the size
+   */
+  private checkSegment(seg: number, size: number, self: number): void {
+    let bad = !Number.isInteger(seg) || seg <= 0 || (seg & 7) !== 0 ||
+      seg + size > this.u8.length;
+    for (let s = this.get(RG_SEGS); !bad && s !== 0; s = this.u32[(s + SG_NEXT) >> 2]) {
+      if (s !== self && seg < s + this.u32[(s + SG_SIZE) >> 2] && s < seg + size) bad = true;
+    }
+    if (bad) {
+      throw new UmemError(
+        "invalid-argument",
+        `vmalloc: the discipline's memory() gave ${seg} for ${size} bytes: not 8-aligned ` +
+          `memory inside the region's buffer (${this.u8.length} bytes), apart from its segments`,
+      );
+    }
   }
 
   /**

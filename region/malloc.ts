@@ -162,6 +162,14 @@ export class Malloc {
         }`,
       );
     }
+    if (config.watch !== undefined && !Array.isArray(config.watch)) {
+      throw new UmemError(
+        "invalid-argument",
+        `Malloc: config.watch must be an array of addresses, got ${
+          config.watch === null ? "null" : typeof config.watch
+        }`,
+      );
+    }
     this.config = config;
     const trace = config.traceFile === undefined ? undefined : (line: string) => {
       this.lines.push(line);
@@ -171,7 +179,7 @@ export class Malloc {
       ...options,
       trace,
     });
-    for (const a of config.watch) this.region.watch(a);
+    for (const a of config.watch ?? []) this.region.watch(a);
     if (config.traceFile !== undefined) writeFileSync(config.traceFile, "");
   }
 

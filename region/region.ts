@@ -471,7 +471,11 @@ export class Region implements RegionAllocator {
     }
     for (let tries = 0;; tries++) {
       let p = 0;
-      this.lock();
+      try {
+        this.lock("vmalloc");
+      } catch (e) {
+        return this.fail(e, 0);
+      }
       try {
         p = this.m.alloc(c, size);
         if (p !== 0) this.bk.set(RG_NALLOC, this.bk.get(RG_NALLOC) + 1);
@@ -533,7 +537,12 @@ export class Region implements RegionAllocator {
       }
     }
     let size = 0;
-    this.lock();
+    try {
+      this.lock("vmfree");
+    } catch (e) {
+      this.fail(e, 0);
+      return;
+    }
     try {
       const before = c.pending.length;
       if (this.tracer && this.bk.classify(ptr) === Found.Busy) size = this.sizeOf(ptr);
@@ -575,7 +584,13 @@ export class Region implements RegionAllocator {
    * ```
    */
   resize(ptr: number, size: number, options: ResizeOptions = {}): number {
-    if (ptr === 0) return this.alloc(size);
+    if (ptr === 0) {
+      // A new block: with `clear`, all of it is past the old size (Vmalloc's resize of NULL
+      // with VM_RSCLEAR zeroes it).
+      const p = this.alloc(size);
+      if (p > 0 && options?.clear === true) this.bk.u8.fill(0, p, p + size);
+      return p;
+    }
     if (size === 0) {
       this.free(ptr);
       return 0;
@@ -595,7 +610,11 @@ export class Region implements RegionAllocator {
     }
     for (let tries = 0;; tries++) {
       let p = 0, refused = false;
-      this.lock();
+      try {
+        this.lock("vmresize");
+      } catch (e) {
+        return this.fail(e, 0);
+      }
       try {
         const before = c.pending.length;
         const old = this.m.size(c, ptr);
@@ -603,7 +622,12 @@ export class Region implements RegionAllocator {
         if (!refused) {
           p = this.m.resize(c, ptr, size, move, copy);
           refused = c.pending.length !== before;
-          if (p !== 0 && options.clear && size > old) this.bk.u8.fill(0, p + old, p + size);
+          // Zeroed up to the block's usable size, as Vmalloc clears to the block's end: a block
+          // moved to grow has room past `size`, which a later resize in place hands out.
+          if (p !== 0 && options.clear) {
+            const end = p + Math.max(size, this.m.size(c, p));
+            if (end > p + old) this.bk.u8.fill(0, p + old, end);
+          }
         }
       } catch (e) {
         this.unlock();
@@ -718,7 +742,8 @@ export class Region implements RegionAllocator {
   }
 
   /**
-   * The busy block that contains address `a` (`vmaddr`), or 0 when `a` is in no busy block.
+   * The busy block that contains address `a` (`vmaddr`), or 0 when `a` is in no busy block
+   * (under `debug`, in none of the bytes asked for: the redzone after them is no block's).
    *
    * @param a any address
    * @returns the block's address, or 0
@@ -733,7 +758,14 @@ export class Region implements RegionAllocator {
    * ```
    */
   addr(a: number): number {
-    return this.guard("vmaddr", () => (Number.isInteger(a) ? this.bk.find(a) : 0));
+    return this.guard("vmaddr", () => {
+      const b = Number.isInteger(a) ? this.bk.find(a) : 0;
+      // Under debug, only the bytes asked for: not the redzone after them (Vmdebug's dbaddr).
+      if (b !== 0 && a !== b && this.m.code === M_DEBUG && a >= b + this.m.size(this.c, b)) {
+        return 0;
+      }
+      return b;
+    });
   }
 
   /**
@@ -895,7 +927,7 @@ export class Region implements RegionAllocator {
   close(): boolean {
     this.live("vmclose");
     if (this.event("close", {}) === false) return false;
-    this.lock();
+    this.lock("vmclose"); // two closes racing: the second finds the region gone, frees nothing
     const bk = this.bk, u32 = bk.u32, segs: number[] = [];
     for (let s = bk.get(RG_SEGS); s !== 0; s = u32[(s + SG_NEXT) >> 2]) segs.push(s);
     Atomics.store(bk.i32, (this.address + RG_MAGIC) >> 2, RG_MAGIC_DEAD);
@@ -912,8 +944,8 @@ export class Region implements RegionAllocator {
 
   /** Runs `f` under the lock after the liveness check. */
   private guard<T>(fn: string, f: () => T): T {
-    this.live(fn);
-    this.lock();
+    if (this.trusted) this.live(fn); // (lock checks it in a region that is not trusted)
+    this.lock(fn);
     try {
       return f();
     } finally {
@@ -939,10 +971,27 @@ export class Region implements RegionAllocator {
     }
   }
 
-  /** Takes the region lock (not in a trusted region), then catches up with the buffer's growth. */
-  private lock(): void {
-    if (!this.trusted) regionLock(this.bk.i32, this.address + RG_LOCK, this.me);
+  /**
+   * Takes the region lock (not in a trusted region), then catches up with the buffer's growth.
+   * The region is checked live before (a retry after a handler closed it: its lock word may be
+   * another owner's memory by now) and again once the lock is held (another handle's close may
+   * have run in between: nothing may be done in a region that is gone).
+   * @throws {UmemError} `destroyed` naming `fn` when the region was closed
+   */
+  private lock(fn: string): void {
+    if (this.trusted) {
+      this.bk.refresh();
+      return;
+    }
+    this.live(fn);
+    regionLock(this.bk.i32, this.address + RG_LOCK, this.me);
     this.bk.refresh();
+    try {
+      this.live(fn);
+    } catch (e) {
+      regionUnlock(this.bk.i32, this.address + RG_LOCK);
+      throw e;
+    }
   }
 
   /** Releases the region lock. */

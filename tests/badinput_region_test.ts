@@ -508,6 +508,12 @@ table("the malloc interface: Malloc, mallocConfig, mallocFromEnv, malloc/free/re
   ["new Malloc of an unknown method", "invalid-argument", () => {
     new Malloc({ method: "quick" as never, watch: [] });
   }],
+  ["new Malloc with watch null (was a TypeError)", "invalid-argument", () => {
+    new Malloc({ method: "best", watch: null as never });
+  }],
+  ["new Malloc with no watch: none watched", "ok", () => {
+    new Malloc({ method: "best" } as never).malloc(8);
+  }],
   ["new Malloc with maxSize 100", "invalid-argument", () => {
     new Malloc({ method: "best", watch: [] }, {}, 100);
   }],

@@ -566,6 +566,90 @@ describe("region: bad input gives a typed error and leaves the region usable", (
   });
 });
 
+describe("region: from an audit", () => {
+  it("a nomem handler that closes the region and answers retry: refused, nothing written", () => {
+    const heap = mk({ size: 1 << 20, maxSize: 1 << 20 });
+    const hd = heapDiscipline(heap, 4096);
+    let other: Region | undefined, reused = 0;
+    const disc: Discipline = {
+      buffer: hd.buffer,
+      round: hd.round,
+      memory: hd.memory,
+      except(_r, ev) {
+        if (ev !== "nomem" || reused !== 0) return undefined;
+        other!.close();
+        reused = heap.alloc(8192); // the heap hands the home segment out again
+        heap.u8.fill(0x5a, reused, reused + 8192);
+        return "retry";
+      },
+    };
+    const r = Region.open(disc, "best");
+    other = Region.attach(disc, r.address);
+    for (let s = 65536; s >= 8192; s >>= 1) {
+      try {
+        for (;;) heap.alloc(s);
+      } catch { /* the heap is full at this size */ }
+    }
+    r.alloc(7000);
+    throwsKind(() => r.alloc(7000), "destroyed", /vmalloc: region .* was closed/);
+    assert.ok(reused > 0);
+    assert.ok(heap.u8.subarray(reused, reused + 8192).every((b) => b === 0x5a));
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  for (const m of ["best", "last", "pool", "debug", "profile"] as const) {
+    it(`${m}: resize(0, n, { clear: true }) zeroes the new block`, () => {
+      const r = Region.open(growableDiscipline(), m);
+      const p = r.alloc(64);
+      bytes(r).fill(0xaa, p, p + 64);
+      r.free(p);
+      const q = r.resize(0, 64, { clear: true });
+      assert.ok(bytes(r).subarray(q, q + 64).every((b) => b === 0));
+      r.close();
+    });
+  }
+
+  it("best: a block moved to grow is cleared to its end, so a later resize in place shows no old bytes", () => {
+    const r = Region.open(growableDiscipline(), "best");
+    const old = r.alloc(60000);
+    bytes(r).fill(0xcc, old, old + 60000);
+    r.free(old);
+    r.compact();
+    const p = r.alloc(100);
+    r.alloc(16); // p must move to grow
+    const had = r.size(p); // its usable size: the bytes a resize keeps (Vmbest's old size)
+    const q = r.resize(p, 2000, { clear: true });
+    assert.notEqual(q, p);
+    const q2 = r.resize(q, 4000, { clear: true });
+    assert.equal(q2, q, "in place, into the room the move gave");
+    assert.ok(bytes(r).subarray(q2 + had, q2 + 4000).every((b) => b === 0));
+    r.close();
+  });
+
+  for (const bad of [1 << 20, 65528, NaN, -8, 100]) {
+    it(`a discipline whose memory() gives ${bad} for a segment: invalid-argument, no hang`, () => {
+      const sab = new SharedArrayBuffer(1 << 16);
+      let n = 0;
+      const d: Discipline = {
+        buffer: sab,
+        round: 8,
+        memory: (_r, _a, c) => (c === 0 ? (n++ === 0 ? 64 : bad) : 0),
+      };
+      const r = Region.open(d, "best");
+      throwsKind(() => r.alloc(20000), "invalid-argument", /memory\(\) gave/);
+      assert.deepEqual(r.verify(), []);
+      assert.ok(r.alloc(100) > 0, "the region goes on in its own segment");
+    });
+  }
+
+  it("debug: addr() of the redzone after the bytes asked for is 0, as Vmdebug's dbaddr", () => {
+    const r = Region.open(growableDiscipline(), "debug");
+    const p = r.alloc(5);
+    assert.deepEqual([r.addr(p), r.addr(p + 4), r.addr(p + 5), r.addr(p + 16)], [p, p, 0, 0]);
+    r.close();
+  });
+});
+
 describe("region: disciplines", () => {
   it("heap: segments come from the heap and go back on compact and close", () => {
     const heap = mk({ size: 4 << 20 });
