@@ -989,6 +989,22 @@ function spanAt(h: HeapView, p: number): SpanAt | undefined {
 }
 
 /**
+ * The size asked for of the allocated firewalled buffer whose span is `[p, p + bytes)`, or -1
+ * when the span is not one (an oversize allocation, or a firewalled buffer in quarantine):
+ * `findleaks` scans and counts those bytes, not the span's redzone, size and check words.
+ *
+ * @param h the heap
+ * @param p the span's first byte
+ * @param bytes the span's length
+ * @returns the size, or -1
+ */
+export function firewalledSize(h: HeapView, p: number, bytes: number): number {
+  if (bytes < 8 || p + bytes > h.mapped || w(h, p + bytes - 4) !== (p ^ FW_MAGIC)) return -1;
+  const size = decodeSize(w(h, p + bytes - 8));
+  return size >= 0 && size <= bytes - 8 ? size : -1;
+}
+
+/**
  * Whether a block past the size classes starting at `p` is live: a span of umem_oversize
  * allocated there, and, when firewalled, not in quarantine (`libc`'s realloc and usableSize ask,
  * for the header of a freed block may outlive its free).

@@ -18,7 +18,13 @@
  */
 
 import { BT_A_STACK, BT_SIZE, decodeSize } from "./buftag.ts";
-import { auditOf, type AuditTransaction, formatTransaction, quarantined } from "./debug.ts";
+import {
+  auditOf,
+  type AuditTransaction,
+  firewalledSize,
+  formatTransaction,
+  quarantined,
+} from "./debug.ts";
 import { CorruptImageError, hex, isoTime, UmemError } from "./errors.ts";
 import {
   HDR_ALLOCATOR,
@@ -739,7 +745,12 @@ export class Inspector {
     const big = over > 0 && over < h.mapped
       ? this.segments(over).filter(([s]) => !waiting.has(s))
       : [];
-    for (const [s, e] of big) starts.set(s, [e - s, 0, 0, e - s]);
+    // A firewalled buffer is the bytes asked for: its span's redzone, encoded size and check
+    // word hold no pointers (a size word could read as one) and are no leaked bytes.
+    for (const [s, e] of big) {
+      const asked = firewalledSize(h, s, e - s), n = asked >= 0 ? asked : e - s;
+      starts.set(s, [n, 0, 0, n]);
+    }
     big.sort((x, y) => x[0] - y[0]);
     // The buffer an address points into, or 0.
     const target = (v: number): number => {

@@ -247,6 +247,18 @@ describe("UMEM_DEBUG", () => {
     assert.equal(inspect(heap).findleaks().total_buffers, 0);
   });
 
+  it("firewall: findleaks scans and counts the bytes asked for, not the span's end words", () => {
+    const heap = Heap.create({ size: 8 << 20, debug: "firewall=1024,noabort" });
+    const x = heap.zalloc(100000); // leaked
+    // A kept buffer whose encoded size (251 * s + 1, at its span's end) reads as a pointer into x.
+    const s = Math.ceil(x / 251) + 16;
+    heap.pin(heap.zalloc(s));
+    const r = inspect(heap).findleaks();
+    assert.equal(r.total_buffers, 1, "before the fix: 0, x kept by a size word");
+    assert.equal(r.total_bytes, 100000, "the size asked for, not the span's 102400");
+    assert.equal(r.classes[0].sample, x);
+  });
+
   it("firewall with contents: a write after free to a buffer's last bytes is found", () => {
     for (const size of [100, 101, 103]) {
       const heap = Heap.create({ size: 1 << 20, debug: "contents,firewall=64,noabort" });
