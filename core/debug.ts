@@ -373,6 +373,8 @@ function record(
     ? 0
     : pre !== 0
     ? pre
+    : h.entryStack !== 0
+    ? h.entryStack
     : captureStackDeferred(h, above);
   const t = take || logging ? now() : 0;
   if ((flags & DBG_AUDIT) !== 0) {

@@ -473,9 +473,19 @@ export class Heap extends HeapView {
     this.auditLeft = (this.u32[HDR_SLOTS >> 2] + slot * WS_SIZE + WS_AUDIT_LEFT) >> 2;
     this.vmem = new Vmem(this, this.u32[HDR_ROOT_ARENA >> 2]);
     this.sizeTab = this.i32[HDR_SIZE_TABLE >> 2] >> 2;
-    this.libc = new Libc(this);
+    this.libc = this.makeLibc();
     setDispatch(this);
     this.gen = this.u32[(this.u32[HDR_SLOTS >> 2] + slot * WS_SIZE + WS_GEN) >> 2];
+  }
+
+  /**
+   * The malloc-compatible interface this handle offers (an audited handle's captures its
+   * entry points' stacks itself).
+   *
+   * @returns the interface
+   */
+  protected makeLibc(): Libc {
+    return new Libc(this);
   }
 
   /**
@@ -1569,9 +1579,20 @@ class AuditingHeap extends Heap {
     super(sab, slot);
   }
 
+  /** See {@linkcode AuditingLibc}. */
+  protected override makeLibc(): Libc {
+    return new AuditingLibc(this);
+  }
+
+  /** `umem_zalloc`, its stack captured here when it is audited. */
+  override zalloc(size: number): number {
+    return withEntryStack(this, AuditingHeap.prototype.zalloc, () => super.zalloc(size));
+  }
+
   /** `umem_alloc`, its stack captured here when it is audited. */
   override alloc(size: number): number {
-    if (!auditsNext(this)) return super.alloc(size) | 0;
+    // (An outer entry point that captured its own, zalloc or libc's, stands for this one.)
+    if (!auditsNext(this) || this.entryStack !== 0) return super.alloc(size) | 0;
     const limit = ErrorApi.stackTraceLimit;
     ErrorApi.stackTraceLimit = entryCaptureLimit(this);
     const holder = RAW_BY_ERROR ? new Error() : {};
@@ -1589,7 +1610,7 @@ class AuditingHeap extends Heap {
 
   /** `umem_free`, its stack captured here when it is audited. */
   override free(ptr: number, size: number): void {
-    if (!auditsNext(this)) return super.free(ptr, size);
+    if (!auditsNext(this) || this.entryStack !== 0) return super.free(ptr, size);
     const limit = ErrorApi.stackTraceLimit;
     ErrorApi.stackTraceLimit = entryCaptureLimit(this);
     const holder = RAW_BY_ERROR ? new Error() : {};
@@ -1602,5 +1623,79 @@ class AuditingHeap extends Heap {
     } finally {
       this.preStack = pre;
     }
+  }
+}
+
+/**
+ * Runs `f`, the body of public entry point `above` of audited handle `h` (one that calls
+ * others: `zalloc`, libc's), with the stack captured here standing for every transaction it
+ * makes (`HeapView.entryStack`): the frames of the entry points inside take none of the audit
+ * depth. A capture made by an outer entry point stands for an inner one's.
+ */
+function withEntryStack<T>(h: Heap, above: unknown, f: () => T): T {
+  if (!auditsNext(h) || h.entryStack !== 0) return f();
+  const limit = ErrorApi.stackTraceLimit;
+  ErrorApi.stackTraceLimit = entryCaptureLimit(h);
+  const holder = RAW_BY_ERROR ? new Error() : {};
+  if (!RAW_BY_ERROR) ErrorApi.captureStackTrace(holder, above);
+  ErrorApi.stackTraceLimit = limit;
+  h.entryStack = keepPending(h, holder);
+  try {
+    return f();
+  } finally {
+    h.entryStack = 0;
+  }
+}
+
+/**
+ * The malloc-compatible interface of an audited handle ({@linkcode AuditingHeap}): each entry
+ * point captures its caller's stack itself, as the handle's `alloc` and `free` do, so that a
+ * block's audit record names the user's frames to the audit depth, not `malloc`'s own.
+ */
+class AuditingLibc extends Libc {
+  /**
+   * See {@linkcode AuditingHeap}, which makes it.
+   *
+   * @param heap the audited handle
+   */
+  constructor(private readonly audited: Heap) {
+    super(audited);
+  }
+
+  /** `malloc`, its stack captured here when it is audited. */
+  override malloc(n: number): number {
+    return withEntryStack(this.audited, AuditingLibc.prototype.malloc, () => super.malloc(n));
+  }
+
+  /** `calloc`, its stack captured here when it is audited. */
+  override calloc(n: number, size: number): number {
+    return withEntryStack(
+      this.audited,
+      AuditingLibc.prototype.calloc,
+      () => super.calloc(n, size),
+    );
+  }
+
+  /** `free`, its stack captured here when it is audited. */
+  override free(ptr: number): void {
+    withEntryStack(this.audited, AuditingLibc.prototype.free, () => super.free(ptr));
+  }
+
+  /** `realloc`, its stack captured here when it is audited. */
+  override realloc(ptr: number, n: number): number {
+    return withEntryStack(
+      this.audited,
+      AuditingLibc.prototype.realloc,
+      () => super.realloc(ptr, n),
+    );
+  }
+
+  /** `memalign`, its stack captured here when it is audited. */
+  override memalign(align: number, n: number): number {
+    return withEntryStack(
+      this.audited,
+      AuditingLibc.prototype.memalign,
+      () => super.memalign(align, n),
+    );
   }
 }

@@ -364,6 +364,13 @@ export class HeapView {
   auditSampled = false;
   /** The pending stack captured for the transaction under way (`auditEntry`), or 0. */
   preStack = 0;
+  /**
+   * The pending stack an outer public entry point captured (`zalloc`, libc's `malloc`,
+   * `calloc`, `realloc`, `free`, `memalign` on an audited handle), or 0: every transaction it
+   * makes is recorded with it (a realloc's alloc and free both), so that the frames of the
+   * entry points inside it take none of the audit depth.
+   */
+  entryStack = 0;
   /** This worker's heap hooks (`core/hooks.ts`). */
   hooks: HeapHook[] = [];
   /** Nesting of calls whose own hooks stand for the sized calls inside them (libc). */

@@ -362,12 +362,14 @@ export function entryCaptureLimit(h: HeapView): number {
  * @returns what `f` returns
  */
 export function withPreStack<T>(h: HeapView, id: number, f: () => T): T {
-  const pre = h.preStack;
+  const pre = h.preStack, entry = h.entryStack;
   h.preStack = id;
+  if (id === 0) h.entryStack = 0; // a callback of the user's: its transactions are its own
   try {
     return f();
   } finally {
     h.preStack = pre;
+    h.entryStack = entry;
   }
 }
 

@@ -209,4 +209,45 @@ describe("audit stacks, formatted when read", () => {
     for (const x of [r, t]) c.free(x);
     assert.deepEqual(heap.verify(), []);
   });
+
+  it("audit=N keeps N of the caller's frames for zalloc and libc's entry points too", () => {
+    // Before the fix the capture counted from alloc, below them: their own frames took the
+    // depth and were then dropped as umem's (audit=1: no frame at all for malloc).
+    for (const depth of [1, 2]) {
+      const heap = Heap.create({ size: 4 << 20, debug: `audit=${depth},noabort` });
+      const { libc } = heap;
+      const made: [string, number][] = [
+        ["viaAlloc", ((): number => heap.alloc(40))()],
+        [
+          "viaZalloc",
+          (function viaZalloc() {
+            return heap.zalloc(40);
+          })(),
+        ],
+        [
+          "viaMalloc",
+          (function viaMalloc() {
+            return libc.malloc(32) - 8;
+          })(),
+        ],
+        [
+          "viaCalloc",
+          (function viaCalloc() {
+            return libc.calloc(4, 8) - 8;
+          })(),
+        ],
+        [
+          "viaRealloc",
+          (function viaRealloc() {
+            return libc.realloc(libc.malloc(8), 32) - 8;
+          })(),
+        ],
+      ];
+      for (const [name, buf] of made.slice(1)) {
+        const frames = stackOf(heap, buf).split("\n");
+        assert.equal(frames.length, depth, `${name}, audit=${depth}`);
+        assert.match(frames[0], new RegExp(name), `${name}, audit=${depth}`);
+      }
+    }
+  });
 });
