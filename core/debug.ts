@@ -94,8 +94,10 @@ import {
   LG_RECSIZE,
   now,
   ringNext,
+  SLOT_ID_SHIFT,
   TX_BUF,
   TX_CACHE,
+  TX_CACHE_ID,
   TX_OP,
   TX_SIZE,
   TX_STACK,
@@ -390,6 +392,7 @@ function record(
     setw(h, r + TX_OP, op | (h.slot << 8));
     setw(h, r + TX_BUF, buf);
     setw(h, r + TX_CACHE, cp);
+    setw(h, r + TX_CACHE_ID, w(h, cp + CA_ID));
     setw(h, r + TX_SIZE, size);
     h.f64[(r + TX_TIME) >> 3] = t;
     setw(h, r + TX_STACK, stack);
@@ -428,7 +431,7 @@ export function logFailure(h: HeapView, cp: number, size: number): void {
   setw(h, r + FL_CACHE, cp);
   setw(h, r + FL_SIZE, size);
   h.f64[(r + FL_TIME) >> 3] = now();
-  setw(h, r + FL_SLOT, h.slot);
+  setw(h, r + FL_SLOT, h.slot | (cp !== 0 ? w(h, cp + CA_ID) << SLOT_ID_SHIFT : 0));
   const st = w(h, HDR_STACKS);
   setw(h, r + FL_STACK, st !== 0 ? captureStack(h, st, w(h, HDR_AUDIT_FRAMES)) : 0);
 }
@@ -898,7 +901,7 @@ function logContents(h: HeapView, cp: number, buf: number, size: number): void {
   setw(h, r + CT_BUF, buf);
   setw(h, r + CT_CACHE, cp);
   h.f64[(r + CT_TIME) >> 3] = now();
-  setw(h, r + CT_SLOT, h.slot);
+  setw(h, r + CT_SLOT, h.slot | (w(h, cp + CA_ID) << SLOT_ID_SHIFT));
   setw(h, r + CT_LEN, n);
   h.u8.copyWithin(r + CT_DATA, buf, buf + n);
 }

@@ -63,6 +63,7 @@ import {
   LG_NREC,
   TX_BUF,
   TX_CACHE,
+  TX_CACHE_ID,
   TX_OP,
   TX_SIZE,
   TX_STACK,
@@ -113,6 +114,7 @@ import { readStack, resolveStack } from "./stack.ts";
 import { verifyHeap } from "./verify.ts";
 import { SIZE_TABLE_BYTES, sizeClasses, UMEM_SIZE_CLASSES } from "./size_class.ts";
 import {
+  cacheNameAt,
   type ContentsEntry,
   type FailEntry,
   formatContentsLog,
@@ -627,7 +629,7 @@ export class Inspector {
         slot: op >> 8,
         buffer: this.w(r + TX_BUF),
         size: this.w(r + TX_SIZE),
-        cache: cp > 0 && cp < h.mapped ? cacheName(h, cp) : "",
+        cache: cp > 0 && cp < h.mapped ? cacheNameAt(h, cp, this.w(r + TX_CACHE_ID), 32) : "",
         stack: readStack(h, this.w(r + TX_STACK), r + TX_STACK),
       };
       if (matches(filter, e.cache, e.buffer, e.slot)) out.push(e);

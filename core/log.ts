@@ -38,6 +38,12 @@ export const TX_SIZE = 12;
 export const TX_TIME = 16;
 /** Transaction record: the stack id. */
 export const TX_STACK = 24;
+/**
+ * Transaction record: the cache's id (`CA_ID`) when the record was written, so that a record
+ * of a cache since destroyed is not read as one of a cache made later at the same address
+ * (0 in an image written before it was kept: the address is trusted).
+ */
+export const TX_CACHE_ID = 28;
 /** Bytes of a transaction record. */
 export const TX_RECSIZE = 32;
 /** An allocation. */
@@ -51,7 +57,7 @@ export const CT_BUF = 0;
 export const CT_CACHE = 4;
 /** Contents record: time (float64). */
 export const CT_TIME = 8;
-/** Contents record: the worker slot. */
+/** Contents record: the worker slot | the cache's id (`CA_ID`, low 24 bits) << `SLOT_ID_SHIFT`. */
 export const CT_SLOT = 16;
 /** Contents record: bytes saved. */
 export const CT_LEN = 20;
@@ -64,12 +70,18 @@ export const FL_CACHE = 0;
 export const FL_SIZE = 4;
 /** Fail record: time (float64). */
 export const FL_TIME = 8;
-/** Fail record: the worker slot. */
+/** Fail record: the worker slot | the cache's id (low 24 bits) << `SLOT_ID_SHIFT`. */
 export const FL_SLOT = 16;
 /** Fail record: the stack id. */
 export const FL_STACK = 20;
 /** Bytes of a fail record. */
 export const FL_RECSIZE = 24;
+
+/**
+ * Where the cache's id begins in a contents or fail record's slot word (see `TX_CACHE_ID`);
+ * the slot is the word's low byte.
+ */
+export const SLOT_ID_SHIFT = 8;
 
 /** Bytes of a ring of `bytes` of records of `recsize` bytes, header included. */
 export function ringBytes(bytes: number, recsize: number): number {

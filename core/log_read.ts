@@ -30,8 +30,9 @@ import {
   LG_RECORDS,
   LG_RECSIZE,
   ringRecords,
+  SLOT_ID_SHIFT,
 } from "./log.ts";
-import { CA_MAGIC, CA_MAGIC_VALUE, cacheName } from "./slab.ts";
+import { CA_ID, CA_MAGIC, CA_MAGIC_VALUE, cacheName } from "./slab.ts";
 import { readStack } from "./stack.ts";
 
 /**
@@ -93,17 +94,37 @@ export interface FailEntry {
   stack: string;
 }
 
+/** The slot in a contents or fail record's slot word. */
+const SLOT_MASK = (1 << SLOT_ID_SHIFT) - 1;
+
 /** The word at `a`, or 0 outside the image. */
 function word(h: HeapView, a: number): number {
   return a >= 0 && a + 4 <= h.mapped ? h.i32[a >> 2] : 0;
 }
 
-/** The name of the cache whose record is at `cp`; "" for 0 (the firewall). */
-function nameAt(h: HeapView, cp: number): string {
+/**
+ * The name of the cache whose record is at `cp`, if it is still the cache whose id's low
+ * `bits` bits are `id` (0: not recorded, the address is trusted); "" for 0 (the firewall).
+ * Exported for inspect.ts's transaction log.
+ *
+ * @param h the heap or the snapshot's image
+ * @param cp the cache record's address the log record names
+ * @param id the cache's id the log record keeps, or 0
+ * @param bits how many low bits of the id it keeps
+ * @returns the name, or what became of the cache
+ */
+export function cacheNameAt(h: HeapView, cp: number, id: number, bits: number): string {
   if (cp === 0) return "";
-  return word(h, cp + CA_MAGIC) === CA_MAGIC_VALUE
+  const mask = bits >= 32 ? -1 : (1 << bits) - 1;
+  return word(h, cp + CA_MAGIC) === CA_MAGIC_VALUE &&
+      (id === 0 || (word(h, cp + CA_ID) & mask) === (id & mask))
     ? cacheName(h, cp)
     : `(a cache since destroyed, at ${hex(cp)})`;
+}
+
+/** The cache a contents or fail record names by its address and its slot word. */
+function recordCache(h: HeapView, cp: number, slotWord: number): string {
+  return cacheNameAt(h, cp, slotWord >>> SLOT_ID_SHIFT, 32 - SLOT_ID_SHIFT);
 }
 
 /**
@@ -136,9 +157,9 @@ export function readContentsLog(h: HeapView): ContentsEntry[] {
     const n = Math.max(0, Math.min(word(h, r + CT_LEN), size - CT_DATA));
     return {
       buffer: word(h, r + CT_BUF),
-      cache: nameAt(h, word(h, r + CT_CACHE)),
+      cache: recordCache(h, word(h, r + CT_CACHE), word(h, r + CT_SLOT)),
       time: h.f64[(r + CT_TIME) >> 3],
-      slot: word(h, r + CT_SLOT),
+      slot: word(h, r + CT_SLOT) & SLOT_MASK,
       bytes: Array.from(h.u8.subarray(r + CT_DATA, r + CT_DATA + n)),
     };
   });
@@ -152,10 +173,10 @@ export function readContentsLog(h: HeapView): ContentsEntry[] {
  */
 export function readFailLog(h: HeapView): FailEntry[] {
   return ringRecordsIn(h, HDR_FAILLOG).map((r) => ({
-    cache: nameAt(h, word(h, r + FL_CACHE)),
+    cache: recordCache(h, word(h, r + FL_CACHE), word(h, r + FL_SLOT)),
     size: word(h, r + FL_SIZE),
     time: h.f64[(r + FL_TIME) >> 3],
-    slot: word(h, r + FL_SLOT),
+    slot: word(h, r + FL_SLOT) & SLOT_MASK,
     stack: readStack(h, word(h, r + FL_STACK), r + FL_STACK),
   }));
 }

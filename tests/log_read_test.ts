@@ -21,6 +21,43 @@ function umem(...args: string[]): { code: number; out: string; err: string } {
   return { code, out: out.join("\n"), err: err.join("\n") };
 }
 
+describe("the logs of a destroyed cache", () => {
+  it("are not credited to a cache made later at the same address", () => {
+    const heap = Heap.create({
+      size: 4 << 20,
+      debug: "audit,contents,mtbf=2,noabort",
+      logging: "transaction,contents,fail",
+    });
+    const a = heap.createCache("alpha", 64);
+    const ps: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      try {
+        ps.push(a.alloc());
+      } catch { /* mtbf: logged in the fail log */ }
+    }
+    for (const p of ps) a.free(p);
+    const ins = inspect(heap);
+    assert.ok(ins.log().length > 0 && ins.contentsLog().length > 0 && ins.failLog().length > 0);
+    assert.ok(
+      [...ins.log(), ...ins.contentsLog(), ...ins.failLog()].every((e) => e.cache === "alpha"),
+    );
+    a.destroy();
+    const b = heap.createCache("beta", 64); // takes alpha's record, never used
+    assert.equal(b.addr, a.addr);
+    for (const e of [...ins.log(), ...ins.contentsLog(), ...ins.failLog()]) {
+      assert.equal(e.cache, `(a cache since destroyed, at 0x${a.addr.toString(16)})`);
+    }
+    assert.deepEqual(
+      [
+        ins.log({ cache: "beta" }),
+        ins.contentsLog({ cache: "beta" }),
+        ins.failLog({ cache: "beta" }),
+      ],
+      [[], [], []],
+    );
+  });
+});
+
 describe("the contents log", () => {
   it("keeps each freed buffer's first bytes as they were, newest first, filtered", () => {
     const heap = Heap.create({
