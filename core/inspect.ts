@@ -59,8 +59,8 @@ import {
   WS_STATE,
 } from "./image.ts";
 import {
-  LG_NEXT,
   LG_NREC,
+  ringWritten,
   TX_BUF,
   TX_CACHE,
   TX_CACHE_ID,
@@ -869,7 +869,7 @@ export class Inspector {
       const ring = this.w(field);
       if ((d & flag) === 0 || ring <= 0 || ring >= h.mapped) continue;
       logging.push(name);
-      logs.push({ name, written: this.w(ring + LG_NEXT) >>> 0, capacity: this.w(ring + LG_NREC) });
+      logs.push({ name, written: ringWritten(h, ring), capacity: this.w(ring + LG_NREC) });
     }
     const options = [`concurrency=${this.w(HDR_NSLOTS)}`];
     if ((this.w(HDR_UMEM_OPTIONS) & UO_NOMAGAZINES) !== 0) options.push("nomagazines");

@@ -21,8 +21,16 @@ import type { HeapView } from "./image.ts";
 export const LG_NREC = 0;
 /** Bytes per record. */
 export const LG_RECSIZE = 4;
-/** Records ever written (the next sequence number). */
+/**
+ * The next claim's sequence number: records written, less what {@linkcode ringNext} took back
+ * before 2^32 (see `LG_WRAPS`).
+ */
 export const LG_NEXT = 8;
+/**
+ * How many times {@linkcode ringNext} brought the claim count back (by
+ * {@linkcode ringSeqBack} each time): with `LG_NEXT`, how many records were ever written.
+ */
+export const LG_WRAPS = 12;
 /** First record. */
 export const LG_RECORDS = 16;
 
@@ -93,13 +101,42 @@ export function layRing(h: HeapView, at: number, bytes: number, recsize: number)
   h.i32[(at + LG_NREC) >> 2] = Math.max(1, Math.floor(bytes / recsize));
   h.i32[(at + LG_RECSIZE) >> 2] = recsize;
   h.i32[(at + LG_NEXT) >> 2] = 0;
+  h.i32[(at + LG_WRAPS) >> 2] = 0;
 }
 
 /** Claims the next record of the ring at `ring`; returns its address. */
 export function ringNext(h: HeapView, ring: number): number {
-  const seq = Atomics.add(h.i32, (ring + LG_NEXT) >> 2, 1) >>> 0;
+  const at = (ring + LG_NEXT) >> 2;
+  const seq = Atomics.add(h.i32, at, 1) >>> 0;
   const n = h.i32[(ring + LG_NREC) >> 2];
+  if (seq >= RING_SEQ_WRAP) {
+    // The count is brought back by a multiple of the ring's size before it wraps at 2^32
+    // (past it a full ring read as nearly empty): each record keeps its place, and the ring
+    // reads full. A compare-and-swap another worker's claim beat is left for the next claim.
+    const cur = Atomics.load(h.i32, at) >>> 0, back = ringSeqBack(n);
+    if (
+      cur >= RING_SEQ_WRAP &&
+      Atomics.compareExchange(h.i32, at, cur | 0, (cur - back) | 0) === (cur | 0)
+    ) {
+      Atomics.add(h.i32, (ring + LG_WRAPS) >> 2, 1);
+    }
+  }
   return ring + LG_RECORDS + (seq % n) * h.i32[(ring + LG_RECSIZE) >> 2];
+}
+
+/** The claim count at which {@linkcode ringNext} brings a ring's count back (2^30). */
+export const RING_SEQ_WRAP = 2 ** 30;
+
+/** How far {@linkcode ringNext} brings back the count of a ring of `n` records: a multiple of n. */
+export function ringSeqBack(n: number): number {
+  return Math.floor((RING_SEQ_WRAP - n) / n) * n;
+}
+
+/** How many records were ever written to the ring at `ring`. */
+export function ringWritten(h: HeapView, ring: number): number {
+  const n = h.i32[(ring + LG_NREC) >> 2];
+  if (n <= 0) return h.i32[(ring + LG_NEXT) >> 2] >>> 0; // (a damaged image's ring)
+  return h.i32[(ring + LG_WRAPS) >> 2] * ringSeqBack(n) + (h.i32[(ring + LG_NEXT) >> 2] >>> 0);
 }
 
 /** The addresses of the ring's records, newest first. */

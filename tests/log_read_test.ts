@@ -10,6 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Heap, inspect, OutOfMemoryError, UmemError, writeSnapshot } from "../mod.ts";
 import { main } from "../cli/umem.ts";
+import { HDR_TXLOG } from "../core/image.ts";
+import { LG_NEXT, LG_NREC, RING_SEQ_WRAP } from "../core/log.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "umem-logread-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -20,6 +22,25 @@ function umem(...args: string[]): { code: number; out: string; err: string } {
   const code = main(args, { log: (t) => out.push(t), error: (t) => err.push(t) });
   return { code, out: out.join("\n"), err: err.join("\n") };
 }
+
+describe("a ring's count", () => {
+  it("is brought back before it wraps at 2^32: the ring still reads full and newest first", () => {
+    const heap = Heap.create({ size: 1 << 20, logging: "transaction", debug: "guards" });
+    for (let i = 0; i < 3000; i++) heap.free(heap.alloc(24), 24); // the ring is full
+    const ring = heap.i32[HDR_TXLOG >> 2], n = heap.i32[(ring + LG_NREC) >> 2];
+    // Where 2^30 claims would have left it, at the same place in the ring.
+    heap.i32[(ring + LG_NEXT) >> 2] = RING_SEQ_WRAP - 2 - ((RING_SEQ_WRAP - 2 - 3000 * 2) % n);
+    const written = () => inspect(heap).status().logs[0].written;
+    const before = written();
+    const sizes = [8, 16, 24, 32, 40];
+    for (const s of sizes) heap.free(heap.alloc(s), s);
+    assert.equal(written(), before + 10, "the status still counts every record written");
+    const log = inspect(heap).log();
+    assert.equal(log.length, n);
+    assert.deepEqual(log.slice(0, 10).map((e) => e.size), sizes.flatMap((s) => [s, s]).reverse());
+    assert.ok((heap.i32[(ring + LG_NEXT) >> 2] >>> 0) < RING_SEQ_WRAP, "brought back");
+  });
+});
 
 describe("the logs of a destroyed cache", () => {
   it("are not credited to a cache made later at the same address", () => {
