@@ -98,7 +98,17 @@ function parseSize(variable: string, key: string, v: string | undefined, dflt: n
   }
   const mult =
     { "": 1, k: 1024, m: 1 << 20, g: 1 << 30 }[m[2].toLowerCase() as "" | "k" | "m" | "g"];
-  return Number(m[1]) * mult;
+  const n = Number(m[1]) * mult;
+  // Every size is kept in a 32-bit word of the image (and none can pass the image's size): a
+  // larger one wrapped (firewall=2g firewalled every buffer; a 4 GiB log ring was laid in a few
+  // KiB and wrote over the heap's metadata).
+  if (n > 0x7fffffff) {
+    throw new UmemError(
+      "invalid-argument",
+      `${variable}: ${key}=${v}: overflowed (at most 2^31 - 1)`,
+    );
+  }
+  return n;
 }
 
 function words(s: string): [string, string | undefined][] {

@@ -781,6 +781,8 @@ function growHeap(h: HeapView, a: number, need: number): boolean {
  * on failure. For internal callers; `reserve` false when an arena lock is already held.
  */
 export function vmemAllocAddr(h: HeapView, a: number, size: number, reserve = true): number {
+  // No image holds more (and a size past 2^31 would wrap in the arithmetic on 32-bit words).
+  if (size > MAX_IMAGE) return 0;
   // Nested calls (an import, a hash growing) run with an arena lock held: the reserve taken
   // before the outer call covers them, and refilling here could take that lock again.
   if (reserve) segReserve(h);
@@ -800,6 +802,7 @@ export function vmemXallocAddr(
   align: number,
   reserve = true,
 ): number {
+  if (size > MAX_IMAGE) return 0; // (as vmemAllocAddr)
   if (reserve) segReserve(h);
   lock(h, a + VM_LOCK);
   try {

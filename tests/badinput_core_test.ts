@@ -157,6 +157,21 @@ table("Heap.create(options)", [
   ["options 'nomagazine' (a typo)", "invalid-argument", () => mk({ options: "nomagazine" })],
   ["options 'allocator=worst'", "invalid-argument", () => mk({ options: "allocator=worst" })],
   ["options 'allocator=toString'", "invalid-argument", () => mk({ options: "allocator=toString" })],
+  // Sizes past 2^31 - 1 wrapped in the image's 32-bit words (a 4 GiB log ring was laid in a
+  // few KiB and wrote over the heap's metadata; firewall=2g firewalled every buffer).
+  ...["transaction=4g", "fail=4294967296", "contents=8g"].map((l): Row => [
+    `logging '${l}'`,
+    "invalid-argument",
+    () => mk({ logging: l }),
+  ]),
+  ...["firewall=2g", "contents=4g", "maxverify=2g", "audit=16/4294967296"].map((d): Row => [
+    `debug '${d}'`,
+    "invalid-argument",
+    () => mk({ debug: d }),
+  ]),
+  ["logging 'transaction=1g' on a 4 MiB heap", "out-of-memory", () => {
+    mk({ size: 4 << 20, maxSize: 4 << 20, logging: "transaction=1g" });
+  }],
   ["options 'max_contention=3g'", "invalid-argument", () => mk({ options: "max_contention=3g" })],
   ["options 'max_contention=2147483648'", "invalid-argument", () => {
     mk({ options: "max_contention=2147483648" });
