@@ -80,6 +80,7 @@ import {
   CF_TAGSTATE,
   layCache,
   slabDestroyAll,
+  throwDtorError,
   unlinkCache,
 } from "./slab.ts";
 import { vmemAllocAddr, vmemFreeAddr } from "./vmem.ts";
@@ -502,6 +503,7 @@ export class Cache {
     const bad = checkEmptySlabs(h, this.addr);
     const bytes = cacheReap(h, this.addr);
     if (bad !== undefined) throw bad;
+    throwDtorError(h);
     return bytes;
   }
 
@@ -534,7 +536,9 @@ export class Cache {
       );
     }
     if (hooksLive(h)) runDestroyingHooks(h, cp);
-    return destroyCacheRecord(h, cp);
+    const leaked = destroyCacheRecord(h, cp);
+    throwDtorError(h); // after the destroy is complete: a destructor's error stops none of it
+    return leaked;
   }
 }
 

@@ -704,7 +704,14 @@ export function debugHandOut(
   // (The magazine layer set the state byte to allocated; a size class's says tagged.)
   if (!h.trust && isTagState(h, cp)) h.u8[stateAddress(h, cp, buf)] = BUF_ALLOC_TAGGED;
   // (The constructor's own transactions capture their own stacks: withPreStack's 0.)
-  if (ctor !== undefined && withPreStack(h, 0, () => ctor(h, buf)) === false) {
+  let ok: boolean | void = true;
+  try {
+    if (ctor !== undefined) ok = withPreStack(h, 0, () => ctor(h, buf));
+  } catch (e) {
+    giveBack(h, cp, buf); // a constructor that throws allocates nothing, as one that refuses
+    throw e;
+  }
+  if (ok === false) {
     giveBack(h, cp, buf);
     throw new UmemError(
       "out-of-memory",

@@ -160,6 +160,7 @@ import {
   CA_NEXT,
   CF_INTERNAL,
   CF_NOMAGAZINE,
+  throwDtorError,
 } from "./slab.ts";
 import {
   classAlign,
@@ -815,6 +816,7 @@ export class Heap extends HeapView {
     // if one fails the slot stays dead, as after a lock timeout.
     runSlotReclaimers(this, slot);
     Atomics.store(this.u32, (at + WS_STATE) >> 2, SLOT_FREE);
+    throwDtorError(this); // (the slot's magazines were emptied with this worker's destructors)
   }
 
   /**
@@ -1194,6 +1196,7 @@ export class Heap extends HeapView {
     }
     const bytes = reapAll(this);
     if (bad !== undefined) throw bad;
+    throwDtorError(this);
     return bytes;
   }
 

@@ -233,9 +233,16 @@ export interface ImageOptions {
 
 /** The callbacks a worker registers for a cache: functions cannot live in the buffer. */
 export interface CacheCallbacks {
-  /** Constructs a buffer; returning `false` refuses it and the allocation fails. */
+  /**
+   * Constructs a buffer; returning `false` refuses it and the allocation fails; throwing fails
+   * it too, the error going on (either way the buffer goes back to its slab).
+   */
   ctor?: (heap: HeapView, ptr: number) => boolean | void;
-  /** Destroys a constructed buffer. */
+  /**
+   * Destroys a constructed buffer. One that throws stops nothing: the buffer goes back to its
+   * slab and the purge, reap or destroy that ran it completes; the first error is thrown when
+   * that call returns (by the next free, reap, destroy or detach when an allocation ran it).
+   */
   dtor?: (heap: HeapView, ptr: number) => void;
   /** Asked to give memory back before an allocation fails. */
   reclaim?: () => void;
@@ -375,6 +382,14 @@ export class HeapView {
   hooks: HeapHook[] = [];
   /** Nesting of calls whose own hooks stand for the sized calls inside them (libc). */
   hookDepth = 0;
+  /**
+   * A destructor threw while the allocator ran it in the middle of its own work (a purge, a
+   * flush, a destroy): the buffer went back to its slab regardless, the work went on, and the
+   * first such error waits here for the public call to complete (slab.ts's `throwDtorError`).
+   */
+  dtorFailed = false;
+  /** The first error a destructor threw (see `dtorFailed`). */
+  dtorError: unknown = undefined;
   /** This worker's nofail callback. */
   nofail: (() => "retry" | number) | undefined = undefined;
   /**

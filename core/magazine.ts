@@ -133,6 +133,7 @@ import {
   slabAllocRaw,
   slabFreeRaw,
   slabReap,
+  throwDtorError,
 } from "./slab.ts";
 
 // ---- Magazine ----
@@ -639,6 +640,12 @@ function cacheAllocSlow(h: HeapView, cp: number): number {
  * @throws {UmemError} `bad-free`, `duplicate-free`, `wrong-cache` or `wrong-size`
  */
 function cacheFreeSlow(h: HeapView, cp: number, buf: number, fn: string): void {
+  cacheFreeSlower(h, cp, buf, fn);
+  throwDtorError(h); // (a destructor run by the free, or by a purge on its way)
+}
+
+/** cacheFreeSlow's work. */
+function cacheFreeSlower(h: HeapView, cp: number, buf: number, fn: string): void {
   const cc = cp + h.ccOff;
   if (fn !== "") {
     if (buf === 0 && fn === "umem_free") return; // umem_free(NULL) does nothing

@@ -656,13 +656,44 @@ export function construct(h: HeapView, cp: number, buf: number): boolean {
   return true;
 }
 
-/** Destroys a constructed buffer with this worker's destructor, then frees it to its slab. */
+/**
+ * Destroys a constructed buffer with this worker's destructor, then frees it to its slab. A
+ * destructor that throws does not stop the work it runs in (a magazine's purge, under the depot
+ * lock, with lists half walked): the buffer is freed all the same and the first error is kept
+ * for {@linkcode throwDtorError}.
+ */
 export function destructAndFree(h: HeapView, cp: number, buf: number): void {
   if ((w(h, cp + CA_FLAGS) & CF_HASDTOR) !== 0 && w(h, cp + CA_DEBUG) === 0) {
     const dtor = h.callbacks[w(h, cp + CA_ID)]?.dtor;
-    if (dtor !== undefined) dtor(h, buf);
+    if (dtor !== undefined) {
+      try {
+        dtor(h, buf);
+      } catch (e) {
+        if (!h.dtorFailed) {
+          h.dtorFailed = true;
+          h.dtorError = e;
+        }
+      }
+    }
   }
   slabFreeRaw(h, cp, buf);
+}
+
+/**
+ * Throws the first error a destructor threw since the last call, if any: called by the public
+ * calls that run destructors (a free without magazines or that found the magazines full, a
+ * reap, a destroy, a detach, a reclaim) once their work is complete and their locks let go. One
+ * an allocation ran (a magazine resize, a reap under memory pressure) waits for the next such
+ * call: the allocation itself succeeds.
+ *
+ * @param h the worker's handle
+ */
+export function throwDtorError(h: HeapView): void {
+  if (!h.dtorFailed) return;
+  const e = h.dtorError;
+  h.dtorFailed = false;
+  h.dtorError = undefined;
+  throw e;
 }
 
 /** Builds the error for a free of `buf` to cache `cp` that is not a live buffer of it. */

@@ -9,8 +9,11 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mk, throwsKind } from "./helpers.ts";
-import { type Cache, Heap, type HeapView, OutOfMemoryError, UmemError } from "../mod.ts";
+import { type Cache, Heap, type HeapView, inspect, OutOfMemoryError, UmemError } from "../mod.ts";
 import { CA_MAXCOLOR, SB_BASE, SB_START, slabOf } from "../core/slab.ts";
+
+/** Leaked buffers findleaks finds. */
+const inspectLeaks = (heap: Heap): number => inspect(heap).findleaks().total_buffers;
 
 /** A constructor/destructor pair that counts its calls and the buffers it saw. */
 function counters() {
@@ -217,6 +220,70 @@ describe("cache: constructors and destructors", () => {
     c.destroy();
     assert.equal(k.destroyed.length, 8);
     assertClean(heap);
+  });
+});
+
+describe("cache: a constructor or destructor that throws (from an audit)", () => {
+  /** A cache whose destructor throws each time `boom` is set (and counts its runs). */
+  const throwing = (options: { debug?: string; nomagazines?: boolean } = {}) => {
+    const heap = Heap.create({ size: 8 << 20, debug: options.debug ?? "" });
+    const st = { boom: false, dtors: 0, ctorThrows: false };
+    const c = heap.createCache("c", 64, {
+      nomagazines: options.nomagazines,
+      ctor: () => {
+        if (st.ctorThrows) throw new Error("ctor boom");
+      },
+      dtor: () => {
+        st.dtors++;
+        if (st.boom) throw new Error("dtor boom");
+      },
+    });
+    return { heap, c, st };
+  };
+
+  it("a reap whose destructors throw purges every round all the same, then throws the first", () => {
+    const { heap, c, st } = throwing();
+    const ps = Array.from({ length: 300 }, () => c.alloc());
+    for (const p of ps) c.free(p);
+    st.boom = true;
+    assert.throws(() => heap.reap(), /dtor boom/);
+    assert.equal(st.dtors, 300, "each buffer destroyed once");
+    st.boom = false;
+    heap.reap(); // before the fix: the half-purged magazine's rounds were destroyed again
+    assert.equal(st.dtors, 300);
+    assert.deepEqual(heap.verify(), []);
+    const again = new Set(Array.from({ length: 300 }, () => c.alloc()));
+    assert.equal(again.size, 300);
+  });
+
+  it("a destroy whose destructors throw destroys the cache, then throws", () => {
+    const { heap, c, st } = throwing();
+    for (const p of Array.from({ length: 50 }, () => c.alloc())) c.free(p);
+    st.boom = true;
+    assert.throws(() => c.destroy(), /dtor boom/);
+    throwsKind(() => c.alloc(), "destroyed");
+    assert.ok(heap.createCache("c", 64)); // the name is free again: the record went
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("without magazines a free whose destructor throws frees the buffer, then throws", () => {
+    const { heap, c, st } = throwing({ nomagazines: true });
+    const p = c.alloc();
+    st.boom = true;
+    assert.throws(() => c.free(p), /dtor boom/);
+    st.boom = false;
+    assert.equal(c.stats().inUse, 0);
+    throwsKind(() => c.free(p), "duplicate-free");
+    assert.deepEqual(heap.verify(), []);
+  });
+
+  it("on a debugged heap a constructor that throws allocates nothing", () => {
+    const { heap, c, st } = throwing({ debug: "guards,noabort" });
+    st.ctorThrows = true;
+    assert.throws(() => c.alloc(), /ctor boom/);
+    assert.equal(c.stats().inUse, 0, "before the fix: the buffer stayed allocated, lost");
+    assert.deepEqual(heap.verify(), []);
+    assert.equal(inspectLeaks(heap), 0);
   });
 });
 
