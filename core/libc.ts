@@ -78,6 +78,12 @@ export const MALLOC_MAGIC = 0x3a10c000 | 0;
 const MAGIC = MALLOC_MAGIC;
 /** Tag of a memalign back-pointer header. */
 export const MEMALIGN_MAGIC = 0x3a10c0de | 0;
+/**
+ * Tag of a memalign block's base header (its total ^ this): not a plain block's, so that a
+ * pointer into the block's padding (`free(p - 8)`) is not read as a plain block there, and a
+ * stale back-pointer left in a buffer now another block's does not lead to that block.
+ */
+export const MEMALIGN_BASE_MAGIC = 0x3a10c0ba | 0;
 /** The largest `malloc`: the largest image less a header. */
 const MAX_MALLOC = MAX_IMAGE - MALLOC_HEADER;
 
@@ -245,7 +251,25 @@ export class Libc {
     const h = this.heap;
     if (h.intercepting === true && hooksLive(h)) return this.freeHooked(ptr);
     const base = this.block(ptr, "free");
-    h.free(base, this.total(base));
+    this.freeBlock(ptr, base, this.total(base));
+  }
+
+  /**
+   * Frees the block at `base` that `ptr` names; a memalign block's back-pointer header is
+   * cleared first (put back if the free is refused), so that a stale `ptr` finds no header.
+   */
+  private freeBlock(ptr: number, base: number, total: number): void {
+    const h = this.heap;
+    if (ptr === base + MALLOC_HEADER) return h.free(base, total);
+    const at = (ptr - MALLOC_HEADER) >> 2, i32 = h.i32, w0 = i32[at], w1 = i32[at + 1];
+    i32[at] = i32[at + 1] = 0;
+    try {
+      h.free(base, total);
+    } catch (e) {
+      h.i32[at] = w0;
+      h.i32[at + 1] = w1;
+      throw e;
+    }
   }
 
   /** `free` with hooks: they see the program's pointer and size, not the sized free beneath. */
@@ -255,7 +279,7 @@ export class Libc {
     runFreeHooks(h, ptr, size, HOOK_LIBC);
     h.hookDepth++;
     try {
-      h.free(base, total);
+      this.freeBlock(ptr, base, total);
     } finally {
       h.hookDepth--;
     }
@@ -369,7 +393,7 @@ export class Libc {
     const base = this.heap.alloc(total);
     const i32 = this.heap.i32;
     i32[(base + MH_SIZE) >> 2] = total;
-    i32[(base + MH_TAG) >> 2] = total ^ MALLOC_MAGIC;
+    i32[(base + MH_TAG) >> 2] = total ^ MEMALIGN_BASE_MAGIC;
     const p = Math.ceil((base + 2 * MALLOC_HEADER) / align) * align;
     const off = p - base;
     i32[(p - MALLOC_HEADER + MH_SIZE) >> 2] = off;
@@ -419,12 +443,13 @@ export class Libc {
       throw this.blockError(fn, ptr, "bad-free", `${fn}: ${hex(ptr)} is not a block from malloc`);
     }
     const i32 = h.i32;
-    let at = ptr - MALLOC_HEADER;
+    let at = ptr - MALLOC_HEADER, magic = MALLOC_MAGIC;
     let w0 = i32[(at + MH_SIZE) >> 2], tag = i32[(at + MH_TAG) >> 2];
     if (tag === (w0 ^ MEMALIGN_MAGIC) && w0 >= 2 * MALLOC_HEADER && w0 <= ptr && (w0 & 7) === 0) {
       at = ptr - w0;
       w0 = i32[(at + MH_SIZE) >> 2];
       tag = i32[(at + MH_TAG) >> 2];
+      magic = MEMALIGN_BASE_MAGIC;
     }
     if (w0 === FREE_PATTERN && tag === FREE_PATTERN) {
       // On a heap with UMEM_DEBUG=contents a freed block's header holds the freed pattern.
@@ -435,7 +460,7 @@ export class Libc {
         `${fn}: duplicate free: buffer freed twice: ${hex(ptr)} (its header holds 0xdeadbeef)`,
       );
     }
-    if (tag !== (w0 ^ MALLOC_MAGIC) || w0 < MALLOC_HEADER || at + w0 > h.mapped) {
+    if (tag !== (w0 ^ magic) || w0 < MALLOC_HEADER || at + w0 > h.mapped) {
       throw this.blockError(
         fn,
         ptr,

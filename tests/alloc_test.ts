@@ -532,6 +532,37 @@ describe("libc: malloc, calloc, realloc, memalign, free, usableSize", () => {
   });
 });
 
+describe("libc: memalign blocks and the pointers that are not theirs (from an audit)", () => {
+  for (const debug of ["", "guards,noabort", "contents,noabort"]) {
+    it(`a stale memalign pointer does not free the block now in its buffer (${debug || "none"})`, () => {
+      const heap = Heap.create({ size: 4 << 20, debug });
+      const { libc } = heap;
+      const m = libc.memalign(4096, 100);
+      libc.free(m);
+      const q = libc.malloc(5000); // the same size class: the buffer again
+      heap.u8.fill(1, q, q + 100);
+      throwsKind(() => libc.free(m), ["bad-free", "duplicate-free"]);
+      libc.free(q); // still the new owner's, and live
+      assert.deepEqual(heap.verify(), []);
+    });
+
+    it(`free(p - 8) of a memalign(16) block is no free of it (${debug || "none"})`, () => {
+      const heap = Heap.create({ size: 4 << 20, debug });
+      const { libc } = heap;
+      let tried = 0;
+      for (let i = 0; i < 8; i++) {
+        const p = libc.memalign(16, 40);
+        if (heap.i32[(p - 8) >> 2] !== 16) continue; // aligned past one header only
+        tried++;
+        throwsKind(() => libc.free(p - 8), "bad-free");
+        libc.free(p);
+      }
+      assert.ok(tried > 0);
+      assert.deepEqual(heap.verify(), []);
+    });
+  }
+});
+
 describe("bad input: a clear error, and the heap unharmed", () => {
   it("every row throws its kind; verify() stays clean and allocation still works", () => {
     const heap = mk({ size: 2 << 20 });
