@@ -346,7 +346,12 @@ export class Libc {
     const q = this.malloc(n);
     const old = base + total - ptr;
     this.heap.u8.copyWithin(q, ptr, ptr + Math.min(old, n));
-    this.free(ptr);
+    try {
+      this.free(ptr);
+    } catch (e) {
+      this.free(q); // the old block was refused (a report, with noabort): the new one goes back
+      throw e;
+    }
     return q;
   }
 

@@ -340,6 +340,18 @@ describe("UMEM_DEBUG", () => {
     other.detach();
   });
 
+  it("a realloc whose old block is reported gives its new block back (noabort)", () => {
+    const heap = Heap.create({ size: 8 << 20, debug: "guards,noabort" });
+    const p = heap.libc.malloc(10);
+    heap.u8[p + 10] = 1; // one byte past the end
+    assert.equal(corruption(() => heap.libc.realloc(p, 1000)).kind, "redzone-violation");
+    assert.equal(inspect(heap).findleaks().total_buffers, 1, "the old block only: before, two");
+    heap.u8[p + 10] = 0xbb;
+    heap.libc.free(p);
+    assert.equal(inspect(heap).findleaks().total_buffers, 0);
+    assert.deepEqual(heap.verify(), []);
+  });
+
   it("the Vmalloc paper's Figure 8 program is caught in full", () => {
     // char *s = malloc(strlen("hello")); strcpy(s, "hello"); free(s); free("literal"); free(s);
     const heap = debugHeap();
