@@ -416,8 +416,9 @@ export interface HeapOptions {
    */
   nofail?: boolean;
   /**
-   * Initial size in bytes (default 4 MiB). Rounded up to pages, and raised to at least the
-   * metadata (the header, the page map: 8 KiB and 1 KiB per MiB of `maxSize`) plus 256 KiB.
+   * Initial size in bytes (default 4 MiB, or `maxSize` when less). Rounded up to pages, and
+   * raised to at least the metadata (the header, the page map: 8 KiB and 1 KiB per MiB of
+   * `maxSize`) plus 256 KiB.
    */
   size?: number;
   /**
@@ -537,7 +538,8 @@ export class Heap extends HeapView {
     const wanted = checkSize(
       "Heap.create",
       "size",
-      options.size ?? umemOptions.size ?? 4 << 20,
+      // (The default is no more than maxSize: a small maxSize alone is no error.)
+      options.size ?? umemOptions.size ?? Math.min(4 << 20, maxSize),
       1,
       maxSize,
     );

@@ -169,6 +169,9 @@ table("Heap.create(options)", [
     "invalid-argument",
     () => mk({ debug: d }),
   ]),
+  ["maxSize 2 MiB and no size: the default size is capped at it", "ok", () => {
+    assert.equal(mk({ maxSize: 2 << 20 }).size, 2 << 20);
+  }],
   ["logging 'transaction=1g' on a 4 MiB heap", "out-of-memory", () => {
     mk({ size: 4 << 20, maxSize: 4 << 20, logging: "transaction=1g" });
   }],
