@@ -64,6 +64,7 @@ import {
   CA_MAGIC,
   CA_MAGIC_VALUE,
   CA_MAGROUNDS,
+  CA_NAME_LEN,
   CA_NCHUNKS,
   CA_NEXT,
   CA_RESIZES,
@@ -83,7 +84,7 @@ import {
   throwDtorError,
   unlinkCache,
 } from "./slab.ts";
-import { vmemAllocAddr, vmemFreeAddr } from "./vmem.ts";
+import { checkName, vmemAllocAddr, vmemFreeAddr } from "./vmem.ts";
 
 /** Options of `heap.createCache`, as `umem_cache_create`'s arguments. */
 export interface CacheOptions extends CacheCallbacks {
@@ -159,9 +160,7 @@ export function createCacheRecord(
   source: number,
 ): number {
   const fn = "umem_cache_create";
-  if (typeof name !== "string" || name.length === 0) {
-    throw new UmemError("invalid-argument", `${fn}: name must be a non-empty string`);
-  }
+  checkName(name, CA_NAME_LEN, fn); // before the record is taken: refused, nothing is
   if (typeof options !== "object" || options === null) {
     throw new UmemError("invalid-argument", `${fn}(${name}): options must be an object`);
   }

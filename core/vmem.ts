@@ -265,10 +265,24 @@ export function readName(h: HeapView, at: number, len: number): string {
   return new TextDecoder().decode(h.u8.slice(at, end));
 }
 
-/** Writes `name` NUL-padded into `len` bytes; throws if empty or too long. */
-export function writeName(h: HeapView, at: number, len: number, name: unknown, fn: string): void {
+/** A UTF-16 surrogate without its pair. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * Checks that `name` can be stored in `len` bytes and read back as itself: a non-empty string
+ * of fewer than `len` UTF-8 bytes, with no NUL (names end at one) and no lone surrogate (which
+ * UTF-8 cannot hold). Returns its bytes.
+ * @throws {UmemError} `invalid-argument` naming `fn` and what is wrong
+ */
+export function checkName(name: unknown, len: number, fn: string): Uint8Array {
   if (typeof name !== "string" || name.length === 0) {
     throw new UmemError("invalid-argument", `${fn}: name must be a non-empty string`);
+  }
+  if (name.includes("\0") || LONE_SURROGATE.test(name)) {
+    throw new UmemError(
+      "invalid-argument",
+      `${fn}: name ${JSON.stringify(name)} holds a NUL or a lone surrogate`,
+    );
   }
   const bytes = new TextEncoder().encode(name);
   if (bytes.length >= len) {
@@ -277,6 +291,12 @@ export function writeName(h: HeapView, at: number, len: number, name: unknown, f
       `${fn}: name '${name}' is ${bytes.length} bytes (at most ${len - 1})`,
     );
   }
+  return bytes;
+}
+
+/** Writes `name` NUL-padded into `len` bytes; throws as {@linkcode checkName}. */
+export function writeName(h: HeapView, at: number, len: number, name: unknown, fn: string): void {
+  const bytes = checkName(name, len, fn);
   h.u8.fill(0, at, at + len);
   h.u8.set(bytes, at);
 }

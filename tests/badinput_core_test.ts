@@ -368,6 +368,12 @@ table("heap.pin(addr)", [
 
 table("heap.createCache(name, size, options)", [
   ["name empty", "invalid-argument", (f) => f.heap.createCache("", 64)],
+  // Stored as UTF-8 up to a NUL: "a\0b" and "a\0c" both read back as "a", no longer unique.
+  ["name with a NUL", "invalid-argument", (f) => f.heap.createCache("a\0b", 64)],
+  ["name with a lone surrogate", "invalid-argument", (f) => f.heap.createCache("x\uD800", 64)],
+  ["name with a surrogate pair (an emoji)", "ok", (f) => {
+    assert.equal(f.heap.createCache("cache \u{1F600}", 64).name, "cache \u{1F600}");
+  }],
   ["name a number", "invalid-argument", (f) => f.heap.createCache(any(42), 64)],
   ["name null", "invalid-argument", (f) => f.heap.createCache(any(null), 64)],
   ["name of 32 bytes", "invalid-argument", (f) => f.heap.createCache("n".repeat(32), 64)],
