@@ -351,6 +351,11 @@ export class Collector implements Disposable {
     if (typeof options !== "object" || options === null) {
       throw new UmemError("invalid-argument", `${fn}: options must be an object`);
     }
+    for (const k of Object.keys(options)) {
+      if (!COLLECTOR_OPTION_KEYS.includes(k)) {
+        throw new UmemError("invalid-argument", `${fn}: unknown option '${k}'`);
+      }
+    }
     for (const k of ["interior", "findLeaks", "auto"] as const) {
       if (options[k] !== undefined && typeof options[k] !== "boolean") {
         throw new UmemError("invalid-argument", `${fn}: ${k} must be true or false`);
@@ -1614,6 +1619,19 @@ function addSince(h: HeapView, rec: number, delta: number): void {
     if (Atomics.compareExchange(h.i32, at, v, n) === v) return;
   }
 }
+
+/** The keys of {@linkcode CollectorOptions}. */
+const COLLECTOR_OPTION_KEYS = [
+  "interior",
+  "findLeaks",
+  "freeSpaceDivisor",
+  "minTrigger",
+  "auto",
+  "maxHeapSize",
+  "stopTimeout",
+  "parkTimeout",
+  "markStack",
+];
 
 /** The error for an address that is no collector object at all. */
 function notObject(fn: string, ptr: unknown): UmemError {

@@ -191,6 +191,11 @@ export class Ownership {
         `Ownership.create: options ${String(options)} (expected an object or nothing)`,
       );
     }
+    for (const k of Object.keys(options)) {
+      if (k !== "mode" && k !== "frames" && k !== "guardFrees") {
+        throw new UmemError("invalid-argument", `Ownership.create: unknown option '${k}'`);
+      }
+    }
     const ctx = new OwnContext(heap, options);
     if (options.guardFrees !== false) ctx.worker.guardFrees();
     ctx.worker.users++;

@@ -101,6 +101,9 @@ table("Collector.create(heap, options) and Collector.attach(heap)", [
     Collector.create(null as never);
   }],
   ["a heap made with trust", "invalid-argument", () => Collector.create(mk({ trust: true }))],
+  ["a misspelt option ('interiour': interior pointers stayed on)", "invalid-argument", () => {
+    Collector.create(mk({}), { interiour: false } as never);
+  }],
   ["a second collector on the heap", "invalid-argument", (f) => Collector.create(f.heap)],
   ...(["freeSpaceDivisor", "minTrigger", "maxHeapSize", "stopTimeout", "parkTimeout", "markStack"]
     .flatMap((o) =>

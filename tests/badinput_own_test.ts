@@ -112,6 +112,9 @@ table("Ownership.create(heap, options)", [
   ["heap null", "invalid-argument", () => {
     Ownership.create(null as never);
   }],
+  ["a misspelt option ('moed': the mode stayed light)", "invalid-argument", () => {
+    Ownership.create(Heap.create({ size: 1 << 20 }), { moed: "full" } as never);
+  }],
   ["heap {}", "invalid-argument", () => {
     Ownership.create({} as never);
   }],
