@@ -111,10 +111,12 @@ function parseSize(variable: string, key: string, v: string | undefined, dflt: n
   return n;
 }
 
+/** The comma-separated words of a switch string: each its key and value, both trimmed. */
 function words(s: string): [string, string | undefined][] {
   return s.split(",").map((w) => w.trim()).filter((w) => w.length > 0).map((w) => {
     const i = w.indexOf("=");
-    return i < 0 ? [w, undefined] : [w.slice(0, i), w.slice(i + 1)];
+    // (`size_add =24`: libumem trims the whole word, its key as well as its value.)
+    return i < 0 ? [w, undefined] : [w.slice(0, i).trimEnd(), w.slice(i + 1).trimStart()];
   });
 }
 
@@ -246,6 +248,10 @@ export function parseOptions(s: string): UmemOptionSettings {
   for (const [k, v] of words(s)) {
     switch (k) {
       case "nomagazines":
+        if (v !== undefined) {
+          // A flag given a value, as UMEM_DEBUG's, is an error (libumem: "does not take a value").
+          throw new UmemError("invalid-argument", `${V}: ${k}=${v}: ${k} does not take a value`);
+        }
         o.nomagazines = true;
         break;
       case "max_contention":

@@ -155,6 +155,12 @@ table("Heap.create(options)", [
   ],
   ["options {} (an object)", "invalid-argument", () => mk({ options: any({}) })],
   ["options 'nomagazine' (a typo)", "invalid-argument", () => mk({ options: "nomagazine" })],
+  ["options 'nomagazines=1' (a flag takes no value)", "invalid-argument", () => {
+    mk({ options: "nomagazines=1" });
+  }],
+  ["options 'size_add =24' (a key trimmed, as libumem trims the word)", "ok", () => {
+    assert.ok(inspect(mk({ options: "size_add =24" })).status().options.includes("size_add=24"));
+  }],
   ["options 'allocator=worst'", "invalid-argument", () => mk({ options: "allocator=worst" })],
   ["options 'allocator=toString'", "invalid-argument", () => mk({ options: "allocator=toString" })],
   // Sizes past 2^31 - 1 wrapped in the image's 32-bit words (a 4 GiB log ring was laid in a
