@@ -60,6 +60,7 @@ import {
 } from "./image.ts";
 import {
   LG_NREC,
+  LG_RECSIZE,
   ringWritten,
   TX_BUF,
   TX_CACHE,
@@ -112,6 +113,7 @@ import { bufferStateAt, MAG_ROUNDS, maxContention } from "./magazine.ts";
 import { cacheStats } from "./cache.ts";
 import { readStack, resolveStack } from "./stack.ts";
 import { verifyHeap } from "./verify.ts";
+import { LOG_DEFAULT_BYTES } from "./options.ts";
 import { SIZE_TABLE_BYTES, sizeClasses, UMEM_SIZE_CLASSES } from "./size_class.ts";
 import {
   cacheNameAt,
@@ -868,8 +870,16 @@ export class Inspector {
     ) {
       const ring = this.w(field);
       if ((d & flag) === 0 || ring <= 0 || ring >= h.mapped) continue;
-      logging.push(name);
-      logs.push({ name, written: ringWritten(h, ring), capacity: this.w(ring + LG_NREC) });
+      // The ring's size when it is not the default, so that the words read back as they came
+      // (`transaction=8k` made a ring of 8 KiB of records, which reads back as 8k).
+      const cap = this.w(ring + LG_NREC), recsize = this.w(ring + LG_RECSIZE);
+      const bytes = cap * recsize;
+      logging.push(
+        cap === Math.max(1, Math.floor(LOG_DEFAULT_BYTES / recsize))
+          ? name
+          : `${name}=${bytes % 1024 === 0 ? `${bytes / 1024}k` : bytes}`,
+      );
+      logs.push({ name, written: ringWritten(h, ring), capacity: cap });
     }
     const options = [`concurrency=${this.w(HDR_NSLOTS)}`];
     if ((this.w(HDR_UMEM_OPTIONS) & UO_NOMAGAZINES) !== 0) options.push("nomagazines");

@@ -137,6 +137,13 @@ describe("whatis, walk, bufctl, log, status", () => {
     const s = ins.status();
     assert.deepEqual(s.debug, ["audit=16", "guards"]);
     assert.deepEqual(s.logging, ["transaction"]);
+    // A ring of another size says so, in words that make the same rings again.
+    for (const [logging, words] of [["transaction=8k,fail=1000", "transaction=8k,fail=984"]]) {
+      const sized = (l: string) =>
+        inspect(Heap.create({ size: 1 << 20, debug: "audit", logging: l })).status().logging;
+      assert.equal(sized(logging).join(","), words);
+      assert.equal(sized(words).join(","), words);
+    }
     assert.deepEqual(s.options, ["concurrency=16"]);
     assert.deepEqual(s.workers, [0]);
     const tuned = Heap.create({
