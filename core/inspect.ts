@@ -111,7 +111,7 @@ import {
 } from "./slab.ts";
 import { bufferStateAt, MAG_ROUNDS, maxContention } from "./magazine.ts";
 import { cacheStats } from "./cache.ts";
-import { readStack, resolveStack } from "./stack.ts";
+import { pendingSlot, readStack, resolveStack } from "./stack.ts";
 import { verifyHeap } from "./verify.ts";
 import { LOG_DEFAULT_BYTES } from "./options.ts";
 import { SIZE_TABLE_BYTES, sizeClasses, UMEM_SIZE_CLASSES } from "./size_class.ts";
@@ -804,7 +804,8 @@ export class Inspector {
     for (const [addr, [, cp, st, size]] of starts) {
       if (marked.has(addr)) continue;
       const cache = cp !== 0 ? cacheName(h, cp) : "umem_oversize";
-      const key = `${cache}\u0000${st}`;
+      // Stacks another worker has not interned yet cannot be told apart: one class per worker.
+      const key = `${cache}\u0000${st >= 0 ? st : `pending ${pendingSlot(st)}`}`;
       const c = classes.get(key);
       if (c !== undefined) {
         c.count++;

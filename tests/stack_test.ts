@@ -143,6 +143,20 @@ describe("audit stacks, formatted when read", () => {
     assert.deepEqual(heap.verify(), []);
   });
 
+  it("findleaks groups leaks whose stacks another worker has not interned into one class", () => {
+    const heap = auditHeap(), other = Heap.attach(heap.buffer);
+    function leak(): number {
+      return other.alloc(40);
+    }
+    for (let i = 0; i < 5; i++) leak();
+    const leaks = inspect(heap).findleaks();
+    assert.equal(leaks.classes.length, 1, "before the fix: five, one per pending id");
+    assert.equal(leaks.classes[0].count, 5);
+    assert.equal(leaks.classes[0].stack, notInterned(other.slot));
+    other.detach(); // interns them: the class names the call site
+    assert.match(inspect(heap).findleaks().classes[0].stack, /leak|stack_test\.ts/);
+  });
+
   it("a worker that takes over a dead worker's slot does not claim its stacks", () => {
     const heap = auditHeap(), dead = Heap.attach(heap.buffer);
     function allocatedByTheDead(): number {
