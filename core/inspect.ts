@@ -544,6 +544,12 @@ export class Inspector {
       if (seg === undefined) continue;
       const [start, end] = seg;
       const name = arenaName(h, ar);
+      // A firewalled buffer (UMEM_DEBUG=firewall) is a span of umem_oversize: live, or freed
+      // and waiting in quarantine (its span still allocated).
+      const asked = ar === this.w(HDR_OVERSIZE) ? firewalledSize(h, start, end - start) : -1;
+      const waiting = asked < 0 && ar === this.w(HDR_OVERSIZE) &&
+        quarantined(h).some(([p]) => p === start);
+      const state = asked >= 0 ? "allocated" : waiting ? "free" : "segment";
       return {
         address: a,
         kind: "arena",
@@ -551,10 +557,16 @@ export class Inspector {
         buffer: start,
         offset: a - start,
         size: end - start,
-        state: "segment",
+        state,
         text: `${hex(a)}: not in any umem cache (in segment ${hex(start)}+${
           end - start
-        } of arena ${name})`,
+        } of arena ${name}${
+          asked >= 0
+            ? `: a firewalled buffer of ${asked} bytes, ALLOCATED`
+            : waiting
+            ? ": a firewalled buffer, FREE, in quarantine"
+            : ""
+        })`,
       };
     }
     return { address: a, kind: "none", text: `${hex(a)}: not in any umem cache` };

@@ -247,6 +247,17 @@ describe("UMEM_DEBUG", () => {
     assert.equal(inspect(heap).findleaks().total_buffers, 0);
   });
 
+  it("firewall: whatis tells a live firewalled buffer from one freed and in quarantine", () => {
+    const heap = Heap.create({ size: 4 << 20, debug: "guards,firewall=4096,noabort" });
+    const p = heap.alloc(5000), q = heap.alloc(6000);
+    heap.free(q, 6000);
+    const live = inspect(heap).whatis(p + 10), freed = inspect(heap).whatis(q + 10);
+    assert.equal(live.state, "allocated");
+    assert.match(live.text, /a firewalled buffer of 5000 bytes, ALLOCATED\)$/);
+    assert.equal(freed.state, "free", "before the fix both read as a plain segment");
+    assert.match(freed.text, /a firewalled buffer, FREE, in quarantine\)$/);
+  });
+
   it("firewall: findleaks scans and counts the bytes asked for, not the span's end words", () => {
     const heap = Heap.create({ size: 8 << 20, debug: "firewall=1024,noabort" });
     const x = heap.zalloc(100000); // leaked
