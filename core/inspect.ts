@@ -25,7 +25,7 @@ import {
   formatTransaction,
   quarantined,
 } from "./debug.ts";
-import { CorruptImageError, hex, isoTime, UmemError } from "./errors.ts";
+import { checkSize, CorruptImageError, hex, isoTime, UmemError } from "./errors.ts";
 import {
   HDR_ALLOCATOR,
   HDR_ARENA_LIST,
@@ -956,6 +956,9 @@ export class Inspector {
    * ```
    */
   formatFindleaks(report: LeakReport = this.findleaks()): string {
+    if (typeof report !== "object" || report === null || !Array.isArray(report.classes)) {
+      throw new UmemError("invalid-argument", "formatFindleaks: expected a findleaks() report");
+    }
     const lines = [
       `findleaks: ${report.total_buffers} allocated buffers (${report.total_bytes} bytes) in ${report.classes.length} distinct leak classes`,
       `findleaks: ${report.cached_skipped} buffers skipped: they sit in magazines (cached, not allocated)`,
@@ -1056,6 +1059,7 @@ export class Inspector {
    * ```
    */
   formatVerify(problems: string[] = this.verify()): string {
+    checkEntries("formatVerify", problems, 0);
     const lines = [`${"CACHE".padEnd(24)} ${"ADDR".padStart(10)}  INTEGRITY`];
     for (const cp of this.cacheAddrs()) {
       if (this.heap.f64[(cp + CA_SLABS) >> 3] === 0) continue; // a cache that holds no memory
@@ -1161,6 +1165,7 @@ export class Inspector {
    * ```
    */
   formatLog(entries: LogEntry[] = this.log(), limit = 100): string {
+    checkEntries("formatLog", entries, limit);
     const lines = [
       `transaction log: ${entries.length} records (showing ${Math.min(limit, entries.length)})`,
     ];
@@ -1192,6 +1197,7 @@ export class Inspector {
    * ```
    */
   formatContentsLog(entries: ContentsEntry[] = this.contentsLog(), limit = 100): string {
+    checkEntries("formatContentsLog", entries, limit);
     return formatContentsLog(entries, limit);
   }
 
@@ -1210,8 +1216,21 @@ export class Inspector {
    * ```
    */
   formatFailLog(entries: FailEntry[] = this.failLog(), limit = 100): string {
+    checkEntries("formatFailLog", entries, limit);
     return formatFailLog(entries, limit, NO_STACK);
   }
+}
+
+/**
+ * Checks a formatter's arguments: `entries` an array (what the matching reader returned), and
+ * `limit` a whole number of them to show.
+ * @throws {UmemError} `invalid-argument` naming `fn`
+ */
+function checkEntries(fn: string, entries: unknown, limit: number): void {
+  if (!Array.isArray(entries)) {
+    throw new UmemError("invalid-argument", `${fn}: expected an array of records`);
+  }
+  checkSize(fn, "limit", limit, 0, 0x7fffffff);
 }
 
 /** True when a log record of `cache`, `buffer` and `slot` passes `filter` (checkLogFilter's). */
@@ -1257,7 +1276,10 @@ function checkLogFilter(filter: unknown): void {
  * ```
  */
 export function inspect(target: HeapView): Inspector {
-  if (!(target instanceof Object) || !("i32" in target)) {
+  if (
+    !(target instanceof Object) || !(target.i32 instanceof Int32Array) ||
+    typeof target.sync !== "function"
+  ) {
     throw new CorruptImageError("inspect: not a heap or a snapshot");
   }
   target.sync();

@@ -564,6 +564,7 @@ table("inspect(target)", [
   ["a string", "corrupt-image", () => inspect(any("heap"))],
   ["an object", "corrupt-image", () => inspect(any({}))],
   ["a SharedArrayBuffer", "corrupt-image", (f) => inspect(any(f.heap.buffer))],
+  ["{ i32: 1 } (was a TypeError)", "corrupt-image", () => inspect(any({ i32: 1 }))],
   ["a heap", "ok", (f) => assert.ok(inspect(f.heap).caches().length > 0)],
 ]);
 
@@ -649,6 +650,27 @@ table("inspect(heap).log(filter)", [
     assert.deepEqual(ins.log({ cache: "nope" }), []);
     assert.deepEqual(ins.log({ buffer: -8 }), []);
     assert.deepEqual(ins.log({ worker: 63 }), []);
+  }],
+]);
+
+table("inspect(heap).format*(records, limit)", [
+  ["formatLog limit -1 (it showed all but one)", "invalid-argument", (f) => {
+    inspect(f.heap).formatLog(undefined, -1);
+  }],
+  ["formatLog limit NaN", "invalid-argument", (f) => inspect(f.heap).formatLog(undefined, NaN)],
+  ["formatLog of null", "invalid-argument", (f) => inspect(f.heap).formatLog(any(null))],
+  ["formatContentsLog limit 1.5", "invalid-argument", (f) => {
+    inspect(f.heap).formatContentsLog(undefined, 1.5);
+  }],
+  ["formatFailLog of a string", "invalid-argument", (f) => {
+    inspect(f.heap).formatFailLog(any("x"));
+  }],
+  ["formatFindleaks of null", "invalid-argument", (f) => {
+    inspect(f.heap).formatFindleaks(any(null));
+  }],
+  ["formatVerify of a string", "invalid-argument", (f) => inspect(f.heap).formatVerify(any("x"))],
+  ["formatLog limit 0", "ok", (f) => {
+    assert.match(inspect(f.heap).formatLog([], 0), /^transaction log: 0 records \(showing 0\)$/);
   }],
 ]);
 
