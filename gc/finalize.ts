@@ -235,7 +235,8 @@ export function finishBatch(h: HeapView, rec: number, slot: number, depth: numbe
 }
 
 /**
- * Forgets the armed entry of `obj`, if any (the object was freed explicitly).
+ * Forgets the entries of `obj`, armed or ready, if any (the object was freed explicitly): a
+ * ready one's function must not run later on memory that is no longer the object's.
  *
  * @param h the heap
  * @param rec the collector record
@@ -243,7 +244,24 @@ export function finishBatch(h: HeapView, rec: number, slot: number, depth: numbe
  */
 export function dropFinalizer(h: Heap, rec: number, obj: number): void {
   if (Atomics.load(h.i32, (rec + GC_FINCOUNT) >> 2) === 0) return;
-  setFinalizer(h, rec, obj, 0, 0);
+  lock(h, rec + GC_LOCK);
+  try {
+    const t = w(h, rec + GC_FINTAB);
+    for (let i = 0; i < w(h, rec + GC_FINCOUNT);) {
+      const e = t + i * FE_SIZE, state = w(h, e + FE_STATE);
+      if (w(h, e + FE_OBJ) !== obj || (state !== FS_ARMED && state !== FS_READY)) {
+        i++;
+        continue;
+      }
+      if (state === FS_READY) {
+        const nr = rec + GC_SLOTS + w(h, e + FE_SLOT) * GS_SIZE + GS_NREADY;
+        Atomics.sub(h.i32, nr >> 2, 1);
+      }
+      removeEntry(h, rec, i);
+    }
+  } finally {
+    unlock(h, rec + GC_LOCK);
+  }
 }
 
 /**

@@ -581,6 +581,22 @@ describe("gc: finalizers", () => {
     assert.deepEqual(heap.verify(), []);
   });
 
+  it("free of an object whose finalizer is ready forgets it: the function never runs on freed memory", () => {
+    const { heap, gc } = setup();
+    const other = Heap.attach(heap.buffer), gc2 = Collector.attach(other);
+    const p = gc.malloc(32), ran: number[] = [];
+    gc.registerFinalizer(p, (q) => ran.push(q));
+    gc.leave(); // this worker's finalizers wait for it; the other collects
+    assert.equal(gc2.collect().finalizable, 1);
+    gc.enter(); // (no safe point yet: the ready function has not run)
+    gc.free(p); // the program frees it explicitly first
+    assert.equal(gc.runFinalizers(), 0, "before the fix: it ran on freed memory");
+    assert.deepEqual(ran, []);
+    gc2.detach();
+    other.detach();
+    assert.deepEqual(heap.verify(), []);
+  });
+
   it("phase() is idle between collections and finalize inside a finalizer", () => {
     const { gc } = setup();
     let seen = "";
