@@ -28,7 +28,7 @@
  */
 import { checkSize, hex } from "../core/internal.ts";
 import { OutOfMemoryError, UmemError } from "../core/mod.ts";
-import { best } from "./best.ts";
+import { best, screen } from "./best.ts";
 import { Blocks, Found } from "./blocks.ts";
 import { checkRegion, debug, watchAddress } from "./debug.ts";
 import type { Discipline, EventDetail, RegionEvent } from "./discipline.ts";
@@ -617,6 +617,9 @@ export class Region implements RegionAllocator {
       }
       try {
         const before = c.pending.length;
+        // A bad address is vmresize's to report (m.size's own check would name vmsize);
+        // Vmdebug reports it its own way.
+        if (this.m.code !== M_DEBUG) screen(c, "vmresize", ptr);
         const old = this.m.size(c, ptr);
         refused = c.pending.length !== before;
         if (!refused) {

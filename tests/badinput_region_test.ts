@@ -14,7 +14,7 @@
  */
 import assert from "node:assert/strict";
 import { badInputTable, NUMBERS, type TableRow } from "./badinput_table.ts";
-import { mk } from "./helpers.ts";
+import { mk, throwsKind } from "./helpers.ts";
 import type { Heap } from "../mod.ts";
 import {
   bufferDiscipline,
@@ -348,6 +348,12 @@ table("region.resize(ptr, size, options)", [
     ])
   ),
   ["best: inside a free block", "bad-free", (f) => f.r.resize(f.inFree, 8)],
+  ["best: a freed block, reported as vmresize's (it said vmsize)", "duplicate-free", (f) => {
+    const p = f.r.alloc(16);
+    f.r.free(p);
+    throwsKind(() => f.r.resize(p, 64), "duplicate-free", /^vmresize: /);
+    f.r.resize(p, 64);
+  }],
   ["last: a block that is not the last", "invalid-argument", (f) => {
     f.regions.last.resize(f.a.last, 64);
   }],
