@@ -94,9 +94,6 @@ export interface CacheOptions extends CacheCallbacks {
   nomagazines?: boolean;
 }
 
-/** The keys of {@linkcode CacheOptions}. */
-const CACHE_OPTION_KEYS = ["align", "nomagazines", "ctor", "dtor", "reclaim"];
-
 /** A cache's statistics, as `::umastat` shows them. */
 export interface CacheStats {
   /** The cache's name. */
@@ -166,12 +163,6 @@ export function createCacheRecord(
   checkName(name, CA_NAME_LEN, fn); // before the record is taken: refused, nothing is
   if (typeof options !== "object" || options === null) {
     throw new UmemError("invalid-argument", `${fn}(${name}): options must be an object`);
-  }
-  for (const k of Object.keys(options)) {
-    // (A misspelt option, `aling`, would otherwise be the default without a word.)
-    if (!CACHE_OPTION_KEYS.includes(k)) {
-      throw new UmemError("invalid-argument", `${fn}(${name}): unknown option '${k}'`);
-    }
   }
   if (options.nomagazines !== undefined && typeof options.nomagazines !== "boolean") {
     throw new UmemError("invalid-argument", `${fn}(${name}): nomagazines must be a boolean`);
