@@ -602,14 +602,29 @@ export function reallocChunk(
   } finally {
     if (shared) unlock(h, rec + MC_LOCK);
   }
+  const gen = w(h.i32, rec + MC_GEN);
   const np = allocChunk(st, rec, w(h.i32, rec + MC_ID), size, fn);
-  // The allocation may have run a soft-budget handler that reset the context (or freed the
-  // chunk): then the old chunk is gone, and the new one is given back before the error goes on.
-  try {
-    chunkOwner(h, ptr, fn);
-  } catch (e) {
+  // The allocation may have run a soft-budget handler that reset the context or freed the
+  // chunk: then the old chunk is gone (the new one may even lie where it was), and the new one
+  // is given back before the error goes on.
+  let gone: unknown = undefined;
+  if (np === ptr || w(h.i32, rec + MC_GEN) !== gen) {
+    gone = new UmemError(
+      "bad-free",
+      `${fn}: chunk ${hex(ptr)} was freed while its new chunk was allocated ` +
+        `(a soft-budget handler reset its context, or freed it)`,
+      ptr,
+    );
+  } else {
+    try {
+      chunkOwner(h, ptr, fn);
+    } catch (e) {
+      gone = e;
+    }
+  }
+  if (gone !== undefined) {
     freeChunk(st, np, rec, fn);
-    throw e;
+    throw gone;
   }
   h.u8.copyWithin(np, ptr, ptr + Math.min(keep, size));
   freeChunk(st, ptr, rec, fn);

@@ -8,13 +8,7 @@
  * @module
  */
 
-import {
-  hooksLive,
-  runAllocHooks,
-  runDestroyingHooks,
-  runFreedHooks,
-  runFreeHooks,
-} from "./hooks.ts";
+import { hooksLive, runAllocHooks, runFreedHooks, runFreeHooks } from "./hooks.ts";
 import { DBG_AUDIT, DBG_CONTENTS, DBG_CTLOG, DBG_GUARDS, DBG_TXLOG } from "./buftag.ts";
 import { checkSize, OutOfMemoryError, UmemError } from "./errors.ts";
 import {
@@ -534,7 +528,7 @@ export class Cache {
         `umem_cache_destroy(${this.name}): the heap's own caches and quantum caches cannot be destroyed`,
       );
     }
-    if (hooksLive(h)) runDestroyingHooks(h, cp);
+    for (const veto of h.destroyVetoes) veto(cp);
     const leaked = destroyCacheRecord(h, cp);
     throwDtorError(h); // after the destroy is complete: a destructor's error stops none of it
     return leaked;

@@ -146,6 +146,7 @@ import {
   SB_NEXT,
   SB_STATE,
   slabOf,
+  throwDtorError,
 } from "./slab.ts";
 import {
   captureStack,
@@ -852,13 +853,25 @@ export function debugFree(
   const dtor = (w(h, cp + CA_FLAGS) & CF_HASDTOR) !== 0
     ? h.callbacks[w(h, cp + CA_ID)]?.dtor
     : undefined;
-  if (dtor !== undefined) withPreStack(h, 0, () => dtor(h, buf));
+  if (dtor !== undefined) {
+    // A destructor that throws stops nothing (slab.ts's destructAndFree): the free goes on and
+    // the error comes once it is done.
+    try {
+      withPreStack(h, 0, () => dtor(h, buf));
+    } catch (e) {
+      if (!h.dtorFailed) {
+        h.dtorFailed = true;
+        h.dtorError = e;
+      }
+    }
+  }
   if ((flags & DBG_CTLOG) !== 0) logContents(h, cp, buf, asked);
   if ((flags & (DBG_AUDIT | DBG_TXLOG)) !== 0) record(h, cp, buf, asked, TXOP_FREE, above);
   if ((flags & DBG_CONTENTS) !== 0) fillWords(h, buf, tag, FREE_PATTERN);
   setw(h, tag + BT_BXSTAT, freeCheck(cp, buf));
   if (!h.trust) h.u8[sb + SB_STATE + idx] = cachedState(h, cp);
   magazinePush(h, cp, buf);
+  throwDtorError(h);
 }
 
 /** The report for a free to `cp` of a buffer that cache `owner` holds. */

@@ -73,13 +73,6 @@ export interface HeapHook {
    * @param newSize the size asked for
    */
   resize?(oldPtr: number, oldSize: number, newPtr: number, newSize: number): void;
-  /**
-   * Before `Cache.destroy` gives the cache's memory back; throwing refuses it, with nothing
-   * changed (a module that tracks buffers of the cache keeps them from being lost under it).
-   *
-   * @param cache the cache record's address
-   */
-  destroying?(cache: number): void;
 }
 
 /**
@@ -156,12 +149,6 @@ export function runResizeHooks(
 ): void {
   const hooks = h.hooks;
   for (let i = 0; i < hooks.length; i++) hooks[i].resize?.(oldPtr, oldSize, newPtr, newSize);
-}
-
-/** Runs the `destroying` hooks, before a cache is destroyed; one that throws refuses it. */
-export function runDestroyingHooks(h: HeapView, cache: number): void {
-  const hooks = h.hooks;
-  for (let i = 0; i < hooks.length; i++) hooks[i].destroying?.(cache);
 }
 
 /** True when hooks should see a call now: some are attached and no outer call hides it. */

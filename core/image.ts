@@ -380,6 +380,12 @@ export class HeapView {
   entryStack = 0;
   /** This worker's heap hooks (`core/hooks.ts`). */
   hooks: HeapHook[] = [];
+  /**
+   * Checks run before `Cache.destroy` gives a cache's memory back (the cache record's address);
+   * one that throws refuses the destroy, with nothing changed: `own` keeps a tracked buffer from
+   * being lost under its handle. Not hooks: they slow no fast path.
+   */
+  destroyVetoes: ((cache: number) => void)[] = [];
   /** Nesting of calls whose own hooks stand for the sized calls inside them (libc). */
   hookDepth = 0;
   /**
@@ -392,6 +398,12 @@ export class HeapView {
   dtorError: unknown = undefined;
   /** This worker's nofail callback. */
   nofail: (() => "retry" | number) | undefined = undefined;
+  /**
+   * A module's own reclaim under memory pressure (the collector collects, as Boehm's collects
+   * before it gives up): called first by magazine.ts's `reclaimAll`, with no lock held, when an
+   * allocation finds no memory.
+   */
+  pressure: (() => void) | undefined = undefined;
   /**
    * This worker's safe-point handler (set by the collector, `gc/`): the allocation slow path
    * calls it when `HDR_SAFEPOINT` is nonzero, and it parks until the collection ends.

@@ -792,11 +792,13 @@ function noMemory(h: HeapView, cp: number): OutOfMemoryError {
 }
 
 /**
- * Calls this worker's reclaim callbacks, then reaps every cache (destructors run), the audit
- * stack of the transaction under way set aside meanwhile.
+ * Calls this worker's module reclaim (`HeapView.pressure`) and reclaim callbacks, then reaps
+ * every cache (destructors run), the audit stack of the transaction under way set aside
+ * meanwhile.
  */
 export function reclaimAll(h: HeapView): void {
   withPreStack(h, 0, () => {
+    h.pressure?.();
     for (const cb of h.callbacks) {
       if (cb?.reclaim !== undefined) cb.reclaim();
     }

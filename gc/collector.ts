@@ -325,8 +325,37 @@ export class Collector implements Disposable {
     heap.safepoint = () => {
       if (this.holding === 0) park(this.heap, this.record, this.slot);
     };
+    heap.pressure = () => void this.collectUnderPressure();
     this.updateFold();
   }
+
+  /**
+   * An allocation of this worker found no memory (the heap at its largest): collect, as Boehm's
+   * allocator collects before it gives up, unless collections are manual, this worker holds the
+   * collector's lock or is collecting already, or nothing was allocated since the last one. A
+   * collection that cannot be made (a worker missed its safe point) lets the allocation fail as
+   * it would have.
+   */
+  private collectUnderPressure(): boolean {
+    const h = this.heap, rec = this.record;
+    if (this.pressing || this.holding !== 0 || !this.attached) return false;
+    if ((h.i32[(rec + GC_FLAGS) >> 2] & GCF_MANUAL) !== 0) return false;
+    if (Atomics.load(h.i32, (rec + GC_BUSY) >> 2) === this.slot + 1) return false;
+    if (Atomics.load(h.i32, (rec + GC_SINCE) >> 2) + h.i32[this.pendingWord] === 0) return false;
+    this.pressing = true;
+    try {
+      this.foldPending();
+      this.collectOrWait("GC_malloc");
+      return true;
+    } catch {
+      return false; // no collection: the allocation fails as it would have
+    } finally {
+      this.pressing = false;
+    }
+  }
+
+  /** Whether {@linkcode Collector.collectUnderPressure} is running (it is not re-entered). */
+  private pressing = false;
 
   /**
    * Creates the heap's collector (one per heap) and this worker's handle on it.
@@ -607,8 +636,18 @@ export class Collector implements Disposable {
     try {
       p = largeAlloc(h, this.record, this.oversize(), bytes, kind);
     } catch (e) {
-      this.takeBack(bytes);
-      throw e;
+      // Its pages come from umem_oversize, whose failure asks no reclaim: collect here, once.
+      let again = 0;
+      if (e instanceof OutOfMemoryError && this.collectUnderPressure()) {
+        try {
+          again = largeAlloc(h, this.record, this.oversize(), bytes, kind);
+        } catch { /* the first error goes on */ }
+      }
+      if (again === 0) {
+        this.takeBack(bytes);
+        throw e;
+      }
+      p = again;
     }
     if (kind !== KIND_ATOMIC) h.i32.fill(0, p >> 2, (p + bytes) >> 2);
     return p;
@@ -1349,6 +1388,7 @@ export class Collector implements Disposable {
     this.attached = false;
     this.foldPending();
     if (this.heap.safepoint !== undefined) this.heap.safepoint = undefined;
+    this.heap.pressure = undefined;
     // Its finalizers die with the handle (a handle attached later in this slot numbers its own
     // from 1 again): their objects are collected like any other, as a dead worker's are.
     dropSlotFinalizers(this.heap, this.record, this.slot);

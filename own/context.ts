@@ -122,6 +122,9 @@ export class OwnWorker {
    */
   private constructor(heap: Heap) {
     this.heap = heap;
+    // A cache's destroy is vetted whether frees are guarded or not (guardFrees: false drops the
+    // free hook only): a drop after it would free another cache's buffer.
+    heap.destroyVetoes.push(this.vetoDestroy);
     this.root = ownRoot(heap);
     this.pages = pageCounts(heap, this.root);
     this.ledger = new Ledger(heap, this.root, (p, n) => {
@@ -157,17 +160,17 @@ export class OwnWorker {
       // A realloc frees the block when it moves it, and changes it behind its handle when it
       // does not: vetted as a free.
       resizing: (ptr) => this.onFree(ptr, HOOK_LIBC, "realloc"),
-      destroying: (cache) => this.onDestroying(cache),
     });
   }
 
   /**
    * Refuses to destroy a cache whose buffers some worker tracks: the destroy would give their
-   * memory back under their handles, which a later drop would free from another cache.
+   * memory back under their handles, which a later drop would free from another cache (this
+   * handle's entry in `Heap.destroyVetoes`).
    *
    * @throws {UmemError} `invalid-argument` naming the cache and how many buffers are held
    */
-  private onDestroying(cache: number): void {
+  private readonly vetoDestroy = (cache: number): void => {
     const h = this.heap, root = this.root;
     let held = 0, first = 0;
     lockTable(h, root);
@@ -187,12 +190,14 @@ export class OwnWorker {
       }) are held by Owned handles: drop them first`,
       first,
     );
-  }
+  };
 
   /** Detaches the free hook and forgets this state (the last `Ownership` closed). */
   close(): void {
     this.detach?.();
     this.detach = undefined;
+    const at = this.heap.destroyVetoes.indexOf(this.vetoDestroy);
+    if (at >= 0) this.heap.destroyVetoes.splice(at, 1);
     workers.delete(this.heap);
   }
 

@@ -38,6 +38,8 @@ import {
   CH_REQ,
   CH_SIZE,
   MC_BLOCKS,
+  MC_ENDPTR,
+  MC_FREEPTR,
   MC_LIMIT,
 } from "../budget/layout.ts";
 
@@ -557,6 +559,34 @@ describe("budgets", () => {
     sound(heap);
   });
 
+  it("repalloc whose new chunk, after the handler's reset, lies where the old one was: refused", () => {
+    const heap = mk();
+    const top = topContext(heap);
+    const SOFT = 256 << 10;
+    const sort = top.create("sort", { softBudget: SOFT });
+    const run = sort.create("run", { initBlockSize: 64 << 10, maxBlockSize: 64 << 10 });
+    let armed = false;
+    sort.onSoftBudget(() => {
+      if (armed) run.reset();
+    });
+    const p = run.alloc(100);
+    const room = () =>
+      heap.i32[(run.address + MC_ENDPTR) >> 2] - heap.i32[(run.address + MC_FREEPTR) >> 2];
+    while (sort.memAllocated(true) < SOFT - 8000) run.alloc(1000);
+    while (room() >= 1040) run.alloc(1000);
+    while (room() >= 4096 + 16) run.alloc(200);
+    armed = true;
+    // Before the fix: the new chunk, laid at p after the reset, passed for the old one; it was
+    // freed and returned, and the next alloc handed it out again.
+    throwsKind(() => run.realloc(p, 4000), "bad-free", /was freed while its new chunk/);
+    armed = false;
+    const q = run.alloc(4000), r = run.alloc(4000);
+    assert.notEqual(q, r);
+    assert.deepEqual(top.check(), []);
+    sort.delete();
+    sound(heap);
+  });
+
   it("repalloc whose new chunk's handler reset the context: the error, and the new chunk given back", () => {
     const heap = mk();
     const top = topContext(heap);
@@ -566,7 +596,7 @@ describe("budgets", () => {
     const p = run.alloc(100);
     for (let i = 0; i < 3; i++) run.alloc(1000);
     const fresh = top.create("fresh").memAllocated(); // a context's first block alone
-    throwsKind(() => run.realloc(p, 60000), "bad-free", /before the context's last reset/);
+    throwsKind(() => run.realloc(p, 60000), "bad-free", /was freed while its new chunk/);
     assert.equal(run.memAllocated(), fresh, "before the fix: the 60000-byte chunk stayed, lost");
     sort.delete();
     sound(heap);

@@ -266,16 +266,20 @@ describe("cache: a constructor or destructor that throws (from an audit)", () =>
     assert.deepEqual(heap.verify(), []);
   });
 
-  it("without magazines a free whose destructor throws frees the buffer, then throws", () => {
-    const { heap, c, st } = throwing({ nomagazines: true });
-    const p = c.alloc();
-    st.boom = true;
-    assert.throws(() => c.free(p), /dtor boom/);
-    st.boom = false;
-    assert.equal(c.stats().inUse, 0);
-    throwsKind(() => c.free(p), "duplicate-free");
-    assert.deepEqual(heap.verify(), []);
-  });
+  for (const debug of ["", "guards,noabort", "audit,noabort"]) {
+    it(`a free whose destructor throws frees the buffer, then throws (${debug || "no debugging"})`, () => {
+      const { heap, c, st } = throwing({ nomagazines: true, debug });
+      const p = c.alloc();
+      st.boom = true;
+      assert.throws(() => c.free(p), /dtor boom/);
+      st.boom = false;
+      assert.equal(st.dtors, 1);
+      assert.equal(c.stats().inUse, 0);
+      throwsKind(() => c.free(p), "duplicate-free");
+      assert.equal(st.dtors, 1, "destroyed once");
+      assert.deepEqual(heap.verify(), []);
+    });
+  }
 
   it("on a debugged heap a constructor that throws allocates nothing", () => {
     const { heap, c, st } = throwing({ debug: "guards,noabort" });

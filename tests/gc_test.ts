@@ -635,6 +635,31 @@ describe("gc: allocation, free, realloc, limits", () => {
     other.detach();
   });
 
+  it("an allocation that finds the heap full collects first, as Boehm's, small and large", () => {
+    for (const [size, live] of [[1024, 1650], [256 << 10, 0]]) {
+      const heap = Heap.create({ size: 8 << 20, maxSize: 8 << 20 });
+      // A trigger past the heap: only the want of memory can start a collection.
+      const gc = Collector.create(heap, { minTrigger: 16 << 20 });
+      const root = gc.mallocUncollectable(8192);
+      for (let i = 0; i < live; i++) heap.i32[(root >> 2) + i] = gc.malloc(4096);
+      for (let n = 0; n < 2000; n++) gc.malloc(size); // garbage, many heaps' worth
+      assert.ok(gc.stats().collections > 0, `size ${size}: before the fix out-of-memory`);
+      for (let i = 0; i < live; i++) assert.ok(gc.isLive(heap.i32[(root >> 2) + i]));
+      assert.deepEqual(heap.verify(), []);
+    }
+  });
+
+  it("with collections manual (auto: false), the full heap is reported, not collected", () => {
+    const heap = Heap.create({ size: 4 << 20, maxSize: 4 << 20 });
+    const gc = Collector.create(heap, { auto: false });
+    throwsKind(() => {
+      for (let n = 0; n < 2000; n++) gc.malloc(4096);
+    }, "out-of-memory");
+    assert.equal(gc.stats().collections, 0);
+    gc.collect();
+    assert.ok(gc.malloc(4096) > 0);
+  });
+
   it("bytes since the last collection stop at 2^31 - 1, never wrapping negative", () => {
     const { heap, gc } = setup({}, 16 << 20);
     const since = (gc.record + GC_SINCE) >> 2;

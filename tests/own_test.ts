@@ -459,6 +459,19 @@ describe("own: the free hook", () => {
     assert.equal(own.stats().tracked, 0);
   });
 
+  it("Cache.destroy is refused while a buffer of the cache is tracked, frees guarded or not", () => {
+    for (const guardFrees of [true, false]) {
+      const heap = Heap.create({ size: 4 << 20 }), own = Ownership.create(heap, { guardFrees });
+      const cache = heap.createCache("conn", 64);
+      const a = own.adopt(cache.alloc(), 64, cache);
+      throwsKind(() => cache.destroy(), "invalid-argument", /held by Owned/);
+      a.drop();
+      assert.equal(cache.destroy(), 0);
+      own.close();
+      assert.deepEqual(heap.verify(), []);
+    }
+  });
+
   it("Cache.destroy is refused while a buffer of the cache is tracked; allowed once dropped", () => {
     const { heap, own } = setup();
     const cache = heap.createCache("conn", 64);

@@ -570,21 +570,22 @@ describe("region: from an audit", () => {
   it("a nomem handler that closes the region and answers retry: refused, nothing written", () => {
     const heap = mk({ size: 1 << 20, maxSize: 1 << 20 });
     const hd = heapDiscipline(heap, 4096);
-    let other: Region | undefined, reused = 0;
+    let reused = 0;
+    const handles: { other?: Region } = {};
     const disc: Discipline = {
       buffer: hd.buffer,
       round: hd.round,
       memory: hd.memory,
       except(_r, ev) {
         if (ev !== "nomem" || reused !== 0) return undefined;
-        other!.close();
+        handles.other!.close();
         reused = heap.alloc(8192); // the heap hands the home segment out again
         heap.u8.fill(0x5a, reused, reused + 8192);
         return "retry";
       },
     };
     const r = Region.open(disc, "best");
-    other = Region.attach(disc, r.address);
+    handles.other = Region.attach(disc, r.address);
     for (let s = 65536; s >= 8192; s >>= 1) {
       try {
         for (;;) heap.alloc(s);
