@@ -260,7 +260,8 @@ describe("audit stacks, formatted when read", () => {
       for (const [name, buf] of made.slice(1)) {
         const frames = stackOf(heap, buf).split("\n");
         assert.equal(frames.length, depth, `${name}, audit=${depth}`);
-        assert.match(frames[0], new RegExp(name), `${name}, audit=${depth}`);
+        // (JavaScriptCore may name the frame <anonymous>: its place in this file then.)
+        assert.match(frames[0], new RegExp(`${name}|stack_test\\.ts`), `${name}, audit=${depth}`);
       }
     }
   });
